@@ -1,0 +1,6 @@
+"""``python -m imgpipe`` = ``imgpipe``."""
+
+from imgpipe.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Command line: ``imgpipe CONFIG.toml MS_OR_OBS_IDS... [--combine] [--combine_obs_ids]``.
+
+Only click and the pure core are imported at start; Prefect (and its embedded
+server, several seconds) is loaded only when jobs really run, so ``--help``,
+``--version``, dry runs and config errors answer at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from imgpipe._version import __version__
+
+EXIT_OK, EXIT_JOBS_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
+    click.echo(f"imgpipe: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _run_flow(config_file: str, inputs: list[str], combine: bool, combine_obs_ids: bool, plan_json: str | None, n_jobs: int):
+    """Run the Prefect flow for real; returns (summary or None, exit code)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from imgpipe.errors import ImgpipeError
+    from imgpipe.execution import local
+    from imgpipe.orchestration.flow import JobsFailed, imgpipe_flow
+    from imgpipe.progress import progress_display
+
+    with progress_display(n_jobs):
+        try:
+            state = imgpipe_flow(
+                config=config_file,
+                inputs=inputs,
+                combine=combine,
+                combine_obs_ids=combine_obs_ids,
+                dry_run=False,
+                plan_json=plan_json,
+                cwd=os.getcwd(),
+                return_state=True,
+            )
+        except KeyboardInterrupt:
+            n = local.cancel_all()
+            click.echo(f"imgpipe: interrupted: {n} running job(s) stopped", err=True)
+            return None, EXIT_INTERRUPTED
+    outcome = state.result(raise_on_failure=False)
+    if isinstance(outcome, JobsFailed):
+        return outcome.summary, EXIT_JOBS_FAILED
+    if isinstance(outcome, ImgpipeError):
+        _fail(str(outcome))
+    if isinstance(outcome, KeyboardInterrupt):
+        local.cancel_all()
+        return None, EXIT_INTERRUPTED
+    if isinstance(outcome, BaseException):
+        _fail(f"run failed: {type(outcome).__name__}: {outcome}", EXIT_JOBS_FAILED)
+    return outcome, EXIT_OK
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="imgpipe")
+@click.argument("config_file", type=click.Path(dir_okay=False))
+@click.argument("ms_ins_or_obs_ids", nargs=-1, required=True)
+@click.option("-c", "--combine", is_flag=True, help="Image several MSs together: all given MSs, or one job per spectral window and obs_id.")
+@click.option("-o", "--combine_obs_ids", is_flag=True, help="With --combine and a data handler: one job per spectral window over all obs_ids.")
+@click.option("-n", "--nodes_mpi", metavar="N1,N2", help="Run each job as one distributed (MPI) WSClean over these nodes (not yet supported).")
+@click.option("--dry-run/--no-dry-run", "dry_run", default=None, help="Print 'HOST: command' per job and run nothing (overrides [worker] dry_run).")
+@click.option("--plan-json", type=click.Path(dir_okay=False), help="Write the job plan as JSON to this file.")
+def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dry_run, plan_json):
+    """Image Measurement Sets with WSClean, as described by CONFIG_FILE.
+
+    MS_INS_OR_OBS_IDS are Measurement Set paths, or, when the config has a
+    [data_handler] section, obs_id patterns GLOB[,GLOB...][:SWGLOB].
+    """
+    import time
+
+    from imgpipe.config import load_config
+    from imgpipe.errors import ImgpipeError
+    from imgpipe.nodes import is_local
+    from imgpipe.plan import build_plan, write_plan_json
+
+    if nodes_mpi:
+        _fail("--nodes_mpi is not yet supported in this version (distributed WSClean comes in a later release)")
+    started = time.time()
+    inputs = list(ms_ins_or_obs_ids)
+    try:
+        config = load_config(config_file)
+        plan = build_plan(config, inputs, combine, combine_obs_ids, os.getcwd())
+    except ImgpipeError as err:
+        _fail(str(err))
+    for warning in plan.warnings:
+        click.echo(f"imgpipe: warning: {warning}", err=True)
+    dry = config.worker.dry_run if dry_run is None else dry_run
+    if dry:
+        try:
+            if plan_json:
+                write_plan_json(plan, plan_json)
+        except ImgpipeError as err:
+            _fail(str(err))
+        for line in plan.dry_run_lines():
+            click.echo(line)
+        return
+    remote = sorted({job.host for job in plan.jobs if not is_local(job.host)})
+    if remote:
+        _fail(f"node(s) {', '.join(remote)}: running jobs over SSH is not yet supported in this version (use nodes = 'localhost', or --dry-run)")
+    if not plan.jobs:
+        click.echo("imgpipe: nothing to do (no job)")
+        return
+    summary, code = _run_flow(str(config.path), inputs, combine, combine_obs_ids, plan_json, len(plan.jobs))
+    if summary is not None:
+        summary.wall_s = time.time() - started
+        for line in summary.lines():
+            click.echo(line)
+    sys.exit(code)

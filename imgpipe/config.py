@@ -1,0 +1,217 @@
+"""The imgpipe config file (TOML) as immutable, validated records.
+
+Everything is checked here, once, before any job starts: a typo in a key found at
+03:00 by a nightly run is a lost night. Sections: ``[worker]``, ``[data_handler]``
+(optional) and ``[wsclean]`` (every key a WSClean option, in file order).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imgpipe.errors import ConfigError
+from imgpipe.nodes import expand_nodes
+from imgpipe.tokens import NAME_TOKENS, check_tokens
+from imgpipe.toml_file import read_toml
+from imgpipe.wsclean_argv import CHANNELS_OUT, check_channels_out
+
+DEFAULT_OUT_DIR = "$ms_in$/images"
+DEFAULT_FILE_HOST_PATTERN = r"\/net/(node\d{3})"
+
+OptionValue = Any  # str | int | float | bool | list, as read from TOML
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Where and how WSClean jobs run (``[worker]``)."""
+
+    nodes: tuple[str, ...] = ("localhost",)
+    """Hosts that run jobs; ``localhost`` runs local processes, others go over SSH."""
+    max_concurrent: int = 4
+    """Maximum number of WSClean jobs running at once on one node."""
+    env_file: str | None = None
+    """Shell file sourced (bash) before each job, e.g. to load a module or a venv."""
+    dry_run: bool = False
+    """Print the commands instead of running them."""
+    run_on_file_host: bool = False
+    """Run each job on the node that holds its (last) MS, read from the MS path."""
+    run_on_file_host_pattern: str = DEFAULT_FILE_HOST_PATTERN
+    """Regex whose first group, searched in the MS path, is the host name."""
+    wsclean: tuple[str, ...] = ("wsclean",)
+    """WSClean executable, or a prefix such as ``singularity exec img.sif wsclean``."""
+
+
+@dataclass(frozen=True)
+class DataHandlerRef:
+    """Which data handler file to use and at which data level (``[data_handler]``)."""
+
+    config_file: Path
+    """Data handler TOML file (absolute; relative paths are read against the config's folder)."""
+    data_level: str = "L2"
+    """Data level (a key of ``[data_level_path]``) whose MSs are imaged."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole, validated imgpipe config file."""
+
+    path: Path
+    """The config file itself (absolute)."""
+    worker: WorkerConfig
+    data_handler: DataHandlerRef | None
+    name: str
+    """WSClean image name (``-name`` is ``<out_dir>/<name>``)."""
+    out_dir: str
+    """Output directory template, with ``$token$`` placeholders."""
+    options: tuple[tuple[str, OptionValue], ...] = field(default=())
+    """The other ``[wsclean]`` keys, without leading dash, in file order."""
+
+
+_WORKER_KEYS = {
+    "nodes": str,
+    "max_concurrent": int,
+    "env_file": str,
+    "dry_run": bool,
+    "run_on_file_host": bool,
+    "run_on_file_host_pattern": str,
+    "wsclean": str,
+}
+_DATA_HANDLER_KEYS = {"config_file": str, "data_level": str}
+_SECTIONS = ("worker", "data_handler", "wsclean")
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false"}
+
+
+def _typed(section: str, table: dict, key: str, kind: type, path: Path) -> Any:
+    value = table[key]
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if not ok:
+        raise ConfigError(f"{path}: [{section}] {key} = {value!r}: must be {_TYPE_NAMES[kind]}")
+    return value
+
+
+def _check_keys(section: str, table: Any, allowed: dict, path: Path) -> None:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: {section} must be a section ([{section}])")
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(
+                f"{path}: unknown key {key!r} in [{section}] (known: {', '.join(allowed)})"
+            )
+
+
+def compile_file_host_pattern(pattern: str, path: Path | str = "config") -> re.Pattern:
+    """Compile ``run_on_file_host_pattern``; it must have a group that captures the host."""
+    try:
+        regex = re.compile(pattern)
+    except re.error as err:
+        raise ConfigError(f"{path}: [worker] run_on_file_host_pattern {pattern!r} is not a valid regex: {err}") from None
+    if regex.groups < 1:
+        raise ConfigError(
+            f"{path}: [worker] run_on_file_host_pattern {pattern!r} has no group: "
+            "put the host part in parentheses, e.g. '/net/(node\\d{3})'"
+        )
+    return regex
+
+
+def _parse_worker(table: dict, path: Path) -> WorkerConfig:
+    _check_keys("worker", table, _WORKER_KEYS, path)
+    values = {key: _typed("worker", table, key, kind, path) for key, kind in _WORKER_KEYS.items() if key in table}
+    if "nodes" in values:
+        values["nodes"] = tuple(expand_nodes(values["nodes"]))
+    if values.get("max_concurrent", 1) < 1:
+        raise ConfigError(f"{path}: [worker] max_concurrent = {values['max_concurrent']}: must be at least 1")
+    if "wsclean" in values:
+        try:
+            prefix = tuple(shlex.split(values["wsclean"]))
+        except ValueError as err:
+            raise ConfigError(f"{path}: [worker] wsclean = {values['wsclean']!r}: {err}") from None
+        if not prefix:
+            raise ConfigError(f"{path}: [worker] wsclean is empty")
+        values["wsclean"] = prefix
+    if values.get("env_file") == "":
+        values["env_file"] = None
+    compile_file_host_pattern(values.get("run_on_file_host_pattern", DEFAULT_FILE_HOST_PATTERN), path)
+    return WorkerConfig(**values)
+
+
+def _parse_data_handler(table: dict, path: Path) -> DataHandlerRef:
+    _check_keys("data_handler", table, _DATA_HANDLER_KEYS, path)
+    if "config_file" not in table:
+        raise ConfigError(f"{path}: [data_handler] needs config_file (the data handler TOML file)")
+    file_name = _typed("data_handler", table, "config_file", str, path)
+    level = _typed("data_handler", table, "data_level", str, path) if "data_level" in table else "L2"
+    dh_path = Path(file_name).expanduser()
+    if not dh_path.is_absolute():
+        dh_path = path.parent / dh_path
+    return DataHandlerRef(config_file=dh_path, data_level=level)
+
+
+def _check_option_value(key: str, value: Any, path: Path) -> None:
+    if isinstance(value, dict):
+        raise ConfigError(f"{path}: [wsclean] {key} is a table; WSClean options take a string, number, boolean or array")
+    if isinstance(value, list):
+        for item in value:
+            if isinstance(item, (dict, list)) or not isinstance(item, (str, int, float)):
+                raise ConfigError(f"{path}: [wsclean] {key}: array items must be strings or numbers, not {item!r}")
+    elif not isinstance(value, (str, int, float, bool)):
+        raise ConfigError(f"{path}: [wsclean] {key} = {value!r}: must be a string, number, boolean or array")
+    if isinstance(value, str):
+        try:
+            shlex.split(value)
+        except ValueError as err:
+            raise ConfigError(f"{path}: [wsclean] {key} = {value!r}: {err}") from None
+
+
+def _parse_wsclean(table: Any, path: Path) -> tuple[str, str, tuple]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: wsclean must be a section ([wsclean])")
+    name = out_dir = None
+    options: list[tuple[str, Any]] = []
+    seen: set[str] = set()
+    for raw_key, value in table.items():
+        key = raw_key.lstrip("-")
+        if not key:
+            raise ConfigError(f"{path}: [wsclean] has an empty key")
+        if key in seen:
+            raise ConfigError(f"{path}: [wsclean] {key} is given twice")
+        seen.add(key)
+        _check_option_value(key, value, path)
+        if key == "name":
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"{path}: [wsclean] name must be a non-empty string")
+            if "/" in value:
+                raise ConfigError(f"{path}: [wsclean] name = {value!r}: put directories in out-dir, not in name")
+            name = value
+        elif key == "out-dir":
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"{path}: [wsclean] out-dir must be a non-empty string")
+            out_dir = value
+        else:
+            options.append((key, value))
+    if name is None:
+        raise ConfigError(f"{path}: [wsclean] needs name = '...' (the image name prefix)")
+    return name, out_dir or DEFAULT_OUT_DIR, tuple(options)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate an imgpipe config file; raises :class:`ConfigError` with one clear line."""
+    path = Path(path).expanduser().absolute()
+    data = read_toml(path, "config file", ConfigError)
+    for section in data:
+        if section not in _SECTIONS:
+            raise ConfigError(f"{path}: unknown section [{section}] (known: {', '.join('[' + s + ']' for s in _SECTIONS)})")
+    if "wsclean" not in data:
+        raise ConfigError(f"{path}: missing [wsclean] section (it needs at least name = '...')")
+    worker = _parse_worker(data.get("worker", {}), path)
+    data_handler = _parse_data_handler(data["data_handler"], path) if "data_handler" in data else None
+    name, out_dir, options = _parse_wsclean(data["wsclean"], path)
+    check_tokens(out_dir, "out-dir", data_handler is not None, str(path))
+    check_tokens(name, "name", data_handler is not None, str(path), allowed=NAME_TOKENS)
+    for key, value in options:
+        if key == CHANNELS_OUT:
+            check_channels_out(value, str(path))
+    return Config(path=path, worker=worker, data_handler=data_handler, name=name, out_dir=out_dir, options=options)

@@ -1,0 +1,21 @@
+"""User-facing errors.
+
+Anything a user can fix (config, inputs, data handler) raises :class:`ImgpipeError`.
+The CLI prints its message as one line and exits with status 2, never a traceback.
+"""
+
+
+class ImgpipeError(Exception):
+    """A mistake in the user's input, reported as one clear line (exit status 2)."""
+
+
+class ConfigError(ImgpipeError):
+    """Invalid imgpipe config file."""
+
+
+class DataHandlerError(ImgpipeError):
+    """Invalid data handler file or a pattern that resolves to nothing."""
+
+
+class InputError(ImgpipeError):
+    """A Measurement Set or command-line input that cannot be used."""

@@ -1,0 +1,54 @@
+"""Node lists: ``'node[101-104,110],gpu1'`` → ``['node101', ..., 'node104', 'node110', 'gpu1']``.
+
+Cluster nodes are numbered; SLURM-style ranges keep configs short and readable.
+"""
+
+from __future__ import annotations
+
+import re
+
+from imgpipe.errors import ConfigError
+
+_ITEM = re.compile(r"([^,\[\]]*)(?:\[([^\]]*)\])?([^,\[\]]*)")
+_PART = re.compile(r"^(\d+)(?:-(\d+))?$")
+
+LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _expand_range(prefix: str, body: str, suffix: str, spec: str) -> list[str]:
+    names = []
+    for part in body.split(","):
+        m = _PART.match(part.strip())
+        if m is None or int(m.group(2) or m.group(1)) < int(m.group(1)):
+            raise ConfigError(f"[worker] nodes: bad range [{body}] in {spec!r} (expected e.g. node[101-104])")
+        first, last = m.group(1), m.group(2) or m.group(1)
+        names += [f"{prefix}{n:0{len(first)}d}{suffix}" for n in range(int(first), int(last) + 1)]
+    return names
+
+
+def expand_nodes(spec: str) -> list[str]:
+    """Expand a comma list with ``prefix[a-b,c]`` ranges, keeping order and dropping repeats."""
+    nodes: list[str] = []
+    pos = 0
+    while pos <= len(spec):
+        m = _ITEM.match(spec, pos)
+        prefix, body, suffix = m.group(1).strip(), m.group(2), m.group(3).strip()
+        end = m.end()
+        if end < len(spec) and spec[end] != ",":
+            raise ConfigError(f"[worker] nodes: cannot read {spec!r} near {spec[end:]!r}")
+        names = [prefix + suffix] if body is None else _expand_range(prefix, body, suffix, spec)
+        for name in names:
+            if name and name not in nodes:
+                nodes.append(name)
+        pos = end + 1
+    if not nodes:
+        raise ConfigError("[worker] nodes is empty")
+    for name in nodes:
+        if any(c.isspace() for c in name) or name.startswith("-"):
+            raise ConfigError(f"[worker] nodes: {name!r} is not a valid host name")
+    return nodes
+
+
+def is_local(host: str) -> bool:
+    """True for hosts that run jobs as local processes (no SSH)."""
+    return host in LOCAL_NAMES

@@ -1,0 +1,1 @@
+"""Prefect layer: tasks and the ``imgpipe`` flow over the pure core."""

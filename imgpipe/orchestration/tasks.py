@@ -1,0 +1,77 @@
+"""Prefect tasks: each step of an imaging run, visible and timed in the Prefect UI."""
+
+from __future__ import annotations
+
+import logging
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.logging.handlers import APILogHandler
+from prefect.logging.loggers import PrefectLogAdapter
+
+from imgpipe import events
+from imgpipe.config import Config, load_config
+from imgpipe.execution.local import run_local
+from imgpipe.nodes import is_local
+from imgpipe.plan import Job, Plan, plan_jobs, resolve_groups
+from imgpipe.results import JobResult
+
+
+class JobFailed(Exception):
+    """Raised by the WSClean task so Prefect marks it Failed; carries the result."""
+
+    def __init__(self, result: JobResult):
+        super().__init__(f"{result.job.label}: {result.reason}")
+        self.result = result
+
+
+def _output_logger() -> logging.Logger:
+    """WSClean's own output goes to the Prefect UI and the job log, not the console."""
+    logger = logging.getLogger("imgpipe.wsclean_output")
+    if not logger.handlers:
+        logger.addHandler(APILogHandler())
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return logger
+
+
+@task(name="load-config", cache_policy=NO_CACHE)
+def load_config_task(config_path: str) -> Config:
+    return load_config(config_path)
+
+
+@task(name="resolve-inputs", cache_policy=NO_CACHE)
+def resolve_inputs_task(config: Config, inputs: list[str], combine: bool, combine_obs_ids: bool, cwd: str):
+    groups, warnings = resolve_groups(config, inputs, combine, combine_obs_ids, cwd)
+    logger = get_run_logger()
+    for warning in warnings:
+        logger.warning(warning)
+    logger.info("%d input(s) resolved into %d group(s)", len(inputs), len(groups))
+    return groups, warnings
+
+
+@task(name="plan-jobs", cache_policy=NO_CACHE)
+def plan_jobs_task(config: Config, groups, warnings, cwd: str) -> Plan:
+    plan = plan_jobs(config, groups, warnings, cwd)
+    logger = get_run_logger()
+    for job in plan.jobs:
+        logger.info("%s: %s", job.host, job.command_line())
+    return plan
+
+
+@task(name="wsclean", cache_policy=NO_CACHE)
+def run_job_task(job: Job, env_file: str | None) -> JobResult:
+    """Run one WSClean job on its node; Failed in Prefect if WSClean fails."""
+    logger = get_run_logger()
+    output = PrefectLogAdapter(_output_logger(), extra=dict(getattr(logger, "extra", {}) or {}))
+    if not is_local(job.host):
+        raise RuntimeError(f"{job.host}: remote execution is not available in this version")
+    logger.info("start on %s: %s", job.host, job.command_line())
+    events.emit("started", job)
+    result = run_local(job, env_file, output.info)
+    events.emit("finished", result)
+    if not result.ok:
+        logger.error("%s: %s (log: %s)", result.status, result.reason, job.log_path)
+        raise JobFailed(result)
+    logger.info("done in %.1f s, log: %s", result.wall_s, job.log_path)
+    return result

@@ -1,0 +1,212 @@
+"""The job plan: which WSClean command runs where, decided before anything runs.
+
+Planning is pure (no Prefect, no SSH) and checks everything it can, so that a bad
+config fails in milliseconds with one clear line. The plan's JSON form
+(``--plan-json``) is a stable contract for other tools.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from imgpipe.config import Config, compile_file_host_pattern
+from imgpipe.data_handler import ResolvedMS, load_data_handler
+from imgpipe.errors import InputError
+from imgpipe.grouping import Group, group_paths, group_selections
+from imgpipe.nodes import is_local
+from imgpipe.tokens import expand_tokens, token_values
+from imgpipe.wsclean_argv import CHANNELS_OUT, build_argv, resolve_channels_out
+
+
+@dataclass(frozen=True)
+class Job:
+    """One WSClean run."""
+
+    host: str
+    argv: tuple[str, ...]
+    ms: tuple[str, ...]
+    obs_id: str | None
+    sw: str | None
+    out_dir: str
+    name: str
+
+    @property
+    def image_prefix(self) -> str:
+        return f"{self.out_dir}/{self.name}"
+
+    @property
+    def log_path(self) -> str:
+        return f"{self.out_dir}/{self.name}.log"
+
+    @property
+    def label(self) -> str:
+        """Short human name: ``SW01 20231201_NT04`` or the MS base name(s)."""
+        if self.sw or self.obs_id:
+            what = " ".join(x for x in (self.sw, self.obs_id) if x)
+        else:
+            what = os.path.basename(self.ms[-1]) + (f" (+{len(self.ms) - 1} MS)" if len(self.ms) > 1 else "")
+        return f"{what} @ {self.host}"
+
+    def command_line(self) -> str:
+        """The argv as one shell-quoted line (for display; execution uses the list)."""
+        return shlex.join(self.argv)
+
+    def to_json(self) -> dict:
+        return {
+            "host": self.host,
+            "argv": list(self.argv),
+            "ms": list(self.ms),
+            "obs_id": self.obs_id,
+            "sw": self.sw,
+            "out_dir": self.out_dir,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    jobs: tuple[Job, ...]
+    warnings: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        return {"jobs": [job.to_json() for job in self.jobs]}
+
+    def dry_run_lines(self) -> list[str]:
+        return [f"{job.host}: {job.command_line()}" for job in self.jobs]
+
+
+def write_plan_json(plan: Plan, path: str | Path) -> None:
+    """Write the plan atomically: a reader never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(plan.to_json(), indent=2) + "\n")
+        tmp.replace(path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"cannot write plan JSON {path}: {err.strerror}") from None
+
+
+def resolve_groups(
+    config: Config, inputs: list[str], combine: bool = False, combine_obs_ids: bool = False, cwd: str | None = None
+) -> tuple[list[Group], list[str]]:
+    """Command-line inputs (MS paths, or obs_id patterns with a data handler) → groups, warnings."""
+    cwd = cwd or os.getcwd()
+    if not inputs:
+        raise InputError("no Measurement Set or obs_id pattern given")
+    warnings = []
+    if config.data_handler is None:
+        if combine_obs_ids:
+            warnings.append("--combine_obs_ids has no effect without a [data_handler] section")
+        paths = []
+        for arg in inputs:
+            if not arg.strip():
+                raise InputError("empty Measurement Set path on the command line")
+            paths.append(ResolvedMS(os.path.normpath(os.path.join(cwd, os.path.expanduser(arg)))))
+        return group_paths(paths, combine), warnings
+    dh = load_data_handler(config.data_handler.config_file)
+    selections = dh.select(inputs, config.data_handler.data_level)
+    for sel in selections:
+        if not sel.ms:
+            warnings.append(f"{sel.obs_id} {sel.sw}: no Measurement Set, skipped")
+    selections = [s for s in selections if s.ms]
+    if combine_obs_ids and not combine:
+        warnings.append("--combine_obs_ids has no effect without --combine")
+    return group_selections(selections, combine, combine_obs_ids and combine, dh.sw_order), warnings
+
+
+def _hosts(config: Config, groups: list[Group]) -> list[str]:
+    """Pinned host (run_on_file_host) or the next node of the pool, round robin."""
+    worker = config.worker
+    regex = compile_file_host_pattern(worker.run_on_file_host_pattern, config.path)
+    hosts, turn = [], 0
+    for group in groups:
+        match = regex.search(group.ms[-1].path) if worker.run_on_file_host else None
+        if match is not None and match.group(1):
+            hosts.append(match.group(1))
+        else:
+            hosts.append(worker.nodes[turn % len(worker.nodes)])
+            turn += 1
+    return hosts
+
+
+def build_plan(
+    config: Config,
+    inputs: list[str],
+    combine: bool = False,
+    combine_obs_ids: bool = False,
+    cwd: str | None = None,
+    known_options: Callable[[tuple[str, ...]], frozenset[str]] | None = None,
+    count_channels: Callable[[list[str]], int] | None = None,
+) -> Plan:
+    """Resolve the inputs and decide every job, in submission order."""
+    groups, warnings = resolve_groups(config, inputs, combine, combine_obs_ids, cwd)
+    return plan_jobs(config, groups, warnings, cwd, known_options, count_channels)
+
+
+def plan_jobs(
+    config: Config,
+    groups: list[Group],
+    warnings: list[str] | tuple[str, ...] = (),
+    cwd: str | None = None,
+    known_options: Callable[[tuple[str, ...]], frozenset[str]] | None = None,
+    count_channels: Callable[[list[str]], int] | None = None,
+) -> Plan:
+    """Groups → jobs: host, WSClean argv, output directory; checks option names and MSs."""
+    from imgpipe.wsclean_options import WSCleanNotFound, check_option_names
+    from imgpipe.wsclean_options import known_options as installed_options
+
+    cwd = cwd or os.getcwd()
+    where = str(config.path)
+    has_dh = config.data_handler is not None
+    options = dict(config.options)
+    warnings = list(warnings)
+    hosts = _hosts(config, groups)
+
+    any_local = any(is_local(h) for h in hosts) or not groups
+    try:
+        known = (known_options or installed_options)(config.worker.wsclean)
+    except WSCleanNotFound:
+        if any_local:
+            raise
+        known = None
+        warnings.append(f"{config.worker.wsclean[0]} is not installed here: WSClean option names not checked")
+    if known is not None:
+        check_option_names([k for k, _ in config.options], known, where)
+
+    if count_channels is None:
+        from imgpipe.ms_metadata import count_distinct_channels as count_channels
+
+    jobs = []
+    for group, host in zip(groups, hosts):
+        ms_paths = [m.path for m in group.ms]
+        if is_local(host):
+            for path in ms_paths:
+                if not os.path.isdir(path):
+                    hint = "" if has_dh else " (no [data_handler] section: arguments are MS paths)"
+                    raise InputError(f"Measurement Set not found: {path}{hint}")
+        last = group.ms[-1]
+        values = token_values(last.path, None, last.obs_id, last.sw)
+        name = expand_tokens(config.name, values)
+        values["name"] = name
+        out_dir = os.path.normpath(os.path.join(cwd, os.path.expanduser(expand_tokens(config.out_dir, values))))
+        n_chan = None
+        if CHANNELS_OUT in options:
+            n_chan = resolve_channels_out(options[CHANNELS_OUT], ms_paths, count_channels)
+        argv = build_argv(config.worker.wsclean, f"{out_dir}/{name}", config.options, ms_paths, n_chan)
+        jobs.append(Job(host, tuple(argv), tuple(ms_paths), group.obs_id, group.sw, out_dir, name))
+
+    seen: dict[str, Job] = {}
+    for job in jobs:
+        key = job.image_prefix  # a shared filesystem makes hosts irrelevant here
+        if key in seen:
+            raise InputError(
+                f"two jobs would write the same images {job.image_prefix} ({seen[key].label} and {job.label}): "
+                "use $ms_basename$, $obs_id$ or $sw$ in out-dir or name"
+            )
+        seen[key] = job
+    return Plan(tuple(jobs), tuple(warnings))

@@ -1,0 +1,75 @@
+"""``[wsclean]`` config keys → WSClean argv items (a list, never a shell string).
+
+Rules: a string is shlex-split (``size = '1024 1024'`` → ``-size 1024 1024``), a number
+becomes its text, an array gives one item per element, ``true`` gives the bare flag and
+``false`` omits it. ``channels-out`` also takes ``'all'`` and ``'everyN'``.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Any, Callable, Iterable
+
+from imgpipe.errors import ConfigError, InputError
+
+CHANNELS_OUT = "channels-out"
+_EVERY = re.compile(r"^every(\d+)$")
+
+
+def option_items(key: str, value: Any) -> list[str]:
+    """The argv items of one option."""
+    if value is True:
+        return [f"-{key}"]
+    if value is False:
+        return []
+    if isinstance(value, str):
+        return [f"-{key}", *shlex.split(value)]
+    if isinstance(value, (int, float)):
+        return [f"-{key}", str(value)]
+    if isinstance(value, list):
+        return [f"-{key}", *(str(v) for v in value)]
+    raise ConfigError(f"[wsclean] {key} = {value!r}: unsupported value")
+
+
+def check_channels_out(value: Any, where: str = "config") -> None:
+    """Validate the form of ``channels-out`` before any MS is read."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ConfigError(f"{where}: [wsclean] channels-out = {value}: must be at least 1")
+        return
+    if isinstance(value, str) and (value == "all" or (_EVERY.match(value) and int(_EVERY.match(value).group(1)) >= 1)):
+        return
+    raise ConfigError(
+        f"{where}: [wsclean] channels-out = {value!r}: expected a positive integer, 'all' or 'everyN' (e.g. 'every4')"
+    )
+
+
+def resolve_channels_out(value: Any, ms_paths: Iterable[str], count: Callable[[list[str]], int]) -> int:
+    """Number of output channels of a job; ``count`` gives the distinct channels of its MSs."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    paths = list(ms_paths)
+    n = count(paths)
+    every = 1 if value == "all" else int(_EVERY.match(value).group(1))
+    if n // every < 1:
+        raise InputError(
+            f"channels-out = {value!r} gives 0 output channels: {n} distinct channel(s) in {', '.join(paths)}"
+        )
+    return n // every
+
+
+def build_argv(
+    prefix: Iterable[str],
+    image_prefix: str,
+    options: Iterable[tuple[str, Any]],
+    ms_paths: Iterable[str],
+    channels_out: int | None = None,
+) -> list[str]:
+    """``prefix + -name <image_prefix> + options (file order) + MS paths``."""
+    argv = [*prefix, "-name", image_prefix]
+    for key, value in options:
+        if key == CHANNELS_OUT and channels_out is not None:
+            value = channels_out
+        argv += option_items(key, value)
+    return argv + list(ms_paths)
