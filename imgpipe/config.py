@@ -121,7 +121,10 @@ def _parse_worker(table: dict, path: Path) -> WorkerConfig:
     _check_keys("worker", table, _WORKER_KEYS, path)
     values = {key: _typed("worker", table, key, kind, path) for key, kind in _WORKER_KEYS.items() if key in table}
     if "nodes" in values:
-        values["nodes"] = tuple(expand_nodes(values["nodes"]))
+        try:
+            values["nodes"] = tuple(expand_nodes(values["nodes"]))
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
     if values.get("max_concurrent", 1) < 1:
         raise ConfigError(f"{path}: [worker] max_concurrent = {values['max_concurrent']}: must be at least 1")
     if "wsclean" in values:

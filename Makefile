@@ -1,0 +1,38 @@
+# imgpipe: two commands for a new user on Debian.
+#   make demo   set everything up (apt wsclean, .venv, imgpipe) and image the demo data
+#   make test   the same set-up, then the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := wsclean
+
+.PHONY: setup system-deps demo test clean
+
+system-deps:
+	@missing=""; \
+	command -v wsclean >/dev/null 2>&1 || missing="$$missing wsclean"; \
+	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+$(BIN)/imgpipe: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+setup: system-deps $(BIN)/imgpipe
+
+demo: setup
+	$(BIN)/python -m imgpipe.demo make demo
+	$(BIN)/imgpipe examples/demo.toml demo/SW01.MS demo/SW02.MS
+	$(BIN)/python -m imgpipe.demo check demo/images
+
+test: setup
+	$(BIN)/python -m pytest -ra
+
+clean:
+	rm -rf demo .pytest_cache

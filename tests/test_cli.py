@@ -1,0 +1,110 @@
+"""The command line without running jobs: help, version, dry run, plan JSON, bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import requires_wsclean
+
+CONFIG = """
+[wsclean]
+name = 'img'
+out-dir = '$ms_basename$/images'
+size = '64 64'
+scale = '1amin'
+"""
+
+
+def test_help_and_version_do_not_import_heavy_modules():
+    code = (
+        "import sys\nfrom imgpipe.cli import main\n"
+        "for args in (['--help'], ['--version']):\n"
+        "    try:\n        main(args, prog_name='imgpipe')\n    except SystemExit as e:\n        assert e.code == 0, e.code\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'prefect', 'casacore', 'astropy', 'paramiko', 'numpy'})\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "Usage: imgpipe [OPTIONS] CONFIG_FILE MS_INS_OR_OBS_IDS..." in out
+    assert "--combine_obs_ids" in out and "--nodes_mpi" in out and "--plan-json" in out
+    assert "imgpipe, version" in out
+    assert out.strip().endswith("HEAVY []")
+
+
+@requires_wsclean
+def test_dry_run_prints_quoted_commands_and_creates_nothing(run_imgpipe, write_config, ms_copy, tmp_path):
+    a, b = ms_copy("SW01.MS", "SW02.MS")
+    weird = tmp_path / "my obs; touch pwned.MS"
+    a.rename(weird)
+    cfg = write_config(CONFIG)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    res = run_imgpipe(cfg, weird, b, "--dry-run")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.strip().splitlines()
+    assert lines == [
+        f"localhost: wsclean -name '{weird}/images/img' -size 64 64 -scale 1amin '{weird}'",
+        f"localhost: wsclean -name {b}/images/img -size 64 64 -scale 1amin {b}",
+    ]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    assert not (tmp_path / "pwned").exists()
+
+
+@requires_wsclean
+def test_dry_run_from_config_and_plan_json(run_imgpipe, write_config, ms_copy, tmp_path):
+    a, b = ms_copy("SW01.MS", "SW02.MS")
+    cfg = write_config("[worker]\ndry_run = true\n" + CONFIG + "channels-out = 'all'\n")
+    res = run_imgpipe(cfg, a, b, "--combine", "--plan-json", tmp_path / "plan.json")
+    assert res.returncode == 0, res.stderr
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    (job,) = plan["jobs"]
+    assert job["argv"][-4:] == ["-channels-out", "8", str(a), str(b)]
+    assert job == {"host": "localhost", "argv": job["argv"], "ms": [str(a), str(b)], "obs_id": None, "sw": None, "out_dir": f"{b}/images"}
+    assert res.stdout.startswith("localhost: wsclean -name")
+    assert not (b / "images").exists()
+
+
+@requires_wsclean
+def test_combine_obs_ids_alone_warns(run_imgpipe, write_config, ms_copy):
+    (a,) = ms_copy("SW01.MS")
+    res = run_imgpipe(write_config(CONFIG), a, "-o", "--dry-run")
+    assert res.returncode == 0
+    assert "warning: --combine_obs_ids has no effect without a [data_handler] section" in res.stderr
+
+
+BAD_INPUT = [
+    ("[wsclean\nname = 'x'\n", ["x.MS"], r"invalid TOML: .* \(at line 1, column 9\)"),
+    ("[worker]\nmax_concurrent = 'four'\n" + CONFIG, ["x.MS"], r"max_concurrent = 'four': must be an integer"),
+    (CONFIG + "auto-treshold = 3\n", ["{ms}"], r"did you mean -auto-threshold\?"),
+    (CONFIG, ["{tmp}/missing.MS"], r"Measurement Set not found: .*missing.MS"),
+    (CONFIG.replace("$ms_basename$", "$obs_id$"), ["{ms}"], r"\$obs_id\$ needs a \[data_handler\] section"),
+    ("[data_handler]\nconfig_file = 'nope.toml'\n" + CONFIG, ["2023*"], r"data handler file not found: .*nope.toml"),
+    (CONFIG, ["{ms}", "--nodes_mpi", "node1,node2"], r"--nodes_mpi is not yet supported"),
+    ("[worker]\nnodes = 'node101'\n" + CONFIG, ["{ms}"], r"node\(s\) node101: running jobs over SSH is not yet supported"),
+]
+
+
+@requires_wsclean
+@pytest.mark.parametrize("text, args, message", BAD_INPUT)
+def test_bad_input_is_one_clear_line(run_imgpipe, write_config, ms_copy, tmp_path, text, args, message):
+    import re
+
+    (ms,) = ms_copy("SW01.MS")
+    cfg = write_config(text)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    res = run_imgpipe(cfg, *[a.format(ms=ms, tmp=tmp_path) for a in args], "--plan-json", tmp_path / "plan.json")
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert re.search(r"^imgpipe: error: " + message, res.stderr.strip()) or re.search(message, res.stderr), res.stderr
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing half-written, no plan.json
+
+
+def test_missing_config_file(run_imgpipe, tmp_path):
+    res = run_imgpipe(tmp_path / "none.toml", "x.MS")
+    assert res.returncode == 2 and res.stderr.strip() == f"imgpipe: error: config file not found: {tmp_path}/none.toml"
+
+
+def test_unknown_cli_option(run_imgpipe, tmp_path):
+    res = run_imgpipe("--combien", "c.toml", "x.MS")
+    assert res.returncode == 2 and "No such option '--combien'" in res.stderr and "Traceback" not in res.stderr

@@ -1,0 +1,106 @@
+"""Config file parsing and every config error message."""
+
+import pytest
+
+from imgpipe.config import DEFAULT_OUT_DIR, load_config
+from imgpipe.errors import ConfigError
+
+MINIMAL = "[wsclean]\nname = 'img'\n"
+
+
+def test_defaults(write_config):
+    cfg = load_config(write_config(MINIMAL))
+    assert cfg.worker.nodes == ("localhost",)
+    assert cfg.worker.max_concurrent == 4
+    assert cfg.worker.env_file is None and cfg.worker.dry_run is False
+    assert cfg.worker.wsclean == ("wsclean",)
+    assert cfg.data_handler is None
+    assert cfg.name == "img" and cfg.out_dir == DEFAULT_OUT_DIR and cfg.options == ()
+
+
+def test_full_config_keeps_option_order(write_config, tmp_path):
+    cfg = load_config(
+        write_config(
+            """
+[worker]
+nodes = 'node[101-102]'
+max_concurrent = 2
+env_file = '~/env.sh'
+dry_run = true
+run_on_file_host = true
+run_on_file_host_pattern = '/data/(n\\d+)/'
+wsclean = 'singularity exec "/img dir/ws.sif" wsclean'
+[data_handler]
+config_file = 'dh.toml'
+data_level = 'L1'
+[wsclean]
+size = '1024 1024'
+name = 'img'
+-scale = '1amin'
+niter = 100
+out-dir = '$obs_id$/$sw$'
+multiscale = true
+"""
+        )
+    )
+    assert cfg.worker.nodes == ("node101", "node102")
+    assert cfg.worker.wsclean == ("singularity", "exec", "/img dir/ws.sif", "wsclean")
+    assert cfg.data_handler.config_file == tmp_path / "dh.toml"
+    assert cfg.data_handler.data_level == "L1"
+    assert [k for k, _ in cfg.options] == ["size", "scale", "niter", "multiscale"]
+    assert cfg.out_dir == "$obs_id$/$sw$"
+
+
+BAD = [
+    ("[worker\nnodes = 'x'\n", r"invalid TOML: .*line 1, column"),
+    ("[wsclean]\nname = 'img'\nsize = \n", r"invalid TOML: .*line 3"),
+    ("[nodes]\n" + MINIMAL, r"unknown section \[nodes\]"),
+    ("[worker]\nmax_concurent = 2\n" + MINIMAL, r"unknown key 'max_concurent' in \[worker\]"),
+    ("[worker]\nmax_concurrent = 'four'\n" + MINIMAL, r"max_concurrent = 'four': must be an integer"),
+    ("[worker]\nmax_concurrent = 0\n" + MINIMAL, r"max_concurrent = 0: must be at least 1"),
+    ("[worker]\nmax_concurrent = true\n" + MINIMAL, r"must be an integer"),
+    ("[worker]\ndry_run = 'yes'\n" + MINIMAL, r"dry_run = 'yes': must be true or false"),
+    ("[worker]\nnodes = 'node[5-1]'\n" + MINIMAL, r"bad range"),
+    ("[worker]\nwsclean = ''\n" + MINIMAL, r"wsclean is empty"),
+    ("[worker]\nwsclean = 'a \"b'\n" + MINIMAL, r"No closing quotation"),
+    ("[worker]\nrun_on_file_host_pattern = '/net/(node'\n" + MINIMAL, r"not a valid regex"),
+    ("[worker]\nrun_on_file_host_pattern = '/net/node\\d+'\n" + MINIMAL, r"has no group"),
+    ("[wsclean]\nsize = '10 10'\n", r"needs name"),
+    ("[worker]\n", r"missing \[wsclean\] section"),
+    ("[wsclean]\nname = 'a/b'\n", r"put directories in out-dir"),
+    ("[wsclean]\nname = ''\n", r"name must be a non-empty string"),
+    (MINIMAL + "[wsclean.sub]\nx = 1\n", r"sub is a table"),
+    (MINIMAL + "weight = {mode = 'briggs'}\n", r"weight is a table"),
+    (MINIMAL + "size = [[1, 2]]\n", r"array items must be strings or numbers"),
+    (MINIMAL + "channels-out = 'some'\n", r"channels-out = 'some': expected a positive integer, 'all' or 'everyN'"),
+    (MINIMAL + "channels-out = 0\n", r"channels-out = 0: must be at least 1"),
+    (MINIMAL + "channels-out = 'every0'\n", r"expected a positive integer"),
+    (MINIMAL + "channels-out = true\n", r"expected a positive integer"),
+    (MINIMAL + "out-dir = '$ms_dir$/x'\n", r"unknown token \$ms_dir\$"),
+    (MINIMAL + "out-dir = '$obs_id$'\n", r"\$obs_id\$ needs a \[data_handler\] section"),
+    ("[wsclean]\nname = '$sw$'\n", r"\$sw\$ needs a \[data_handler\]"),
+    ("[wsclean]\nname = '$name$'\n", r"unknown token \$name\$"),
+    ("[data_handler]\ndata_level = 'L2'\n" + MINIMAL, r"needs config_file"),
+    ("[data_handler]\nconfig_file = 'x'\nlevel = 'L2'\n" + MINIMAL, r"unknown key 'level' in \[data_handler\]"),
+    (MINIMAL + "niter = 1\n-niter = 2\n", r"niter is given twice"),
+]
+
+
+@pytest.mark.parametrize("text, message", BAD)
+def test_config_errors(write_config, text, message):
+    path = write_config(text)
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(path)
+    assert str(path) in str(err.value)  # every message names the file
+    assert "\n" not in str(err.value)
+
+
+def test_missing_unreadable_and_directory(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_config(tmp_path)
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="not a text"):
+        load_config(binary)

@@ -1,0 +1,164 @@
+"""Planning against real MSs and the installed WSClean's option list."""
+
+import json
+
+import pytest
+
+from conftest import requires_wsclean
+from imgpipe.config import load_config
+from imgpipe.errors import ConfigError, InputError
+from imgpipe.ms_metadata import channel_frequencies, count_distinct_channels
+from imgpipe.plan import build_plan, write_plan_json
+
+pytestmark = requires_wsclean
+
+BASE = """
+[worker]
+max_concurrent = 2
+[wsclean]
+name = 'img'
+out-dir = '$ms_basename$/images'
+size = '64 64'
+scale = '1amin'
+"""
+
+
+def test_one_job_per_ms_with_out_dir_tokens(write_config, ms_copy, tmp_path):
+    a, b = ms_copy("SW01.MS", "SW02.MS")
+    plan = build_plan(load_config(write_config(BASE)), [str(a), "SW02.MS/"], cwd=str(tmp_path))
+    assert [job.ms for job in plan.jobs] == [(str(a),), (str(b),)]
+    assert [job.out_dir for job in plan.jobs] == [f"{tmp_path}/SW01.MS/images", f"{tmp_path}/SW02.MS/images"]
+    assert plan.jobs[0].argv == ("wsclean", "-name", f"{tmp_path}/SW01.MS/images/img", "-size", "64", "64", "-scale", "1amin", str(a))
+    assert all(job.host == "localhost" for job in plan.jobs)
+
+
+def test_combine_uses_the_last_ms_for_tokens(write_config, ms_copy, tmp_path):
+    a, b = ms_copy("SW01.MS", "SW02.MS")
+    plan = build_plan(load_config(write_config(BASE)), [str(a), str(b)], combine=True, cwd=str(tmp_path))
+    (job,) = plan.jobs
+    assert job.ms == (str(a), str(b)) and job.argv[-2:] == (str(a), str(b))
+    assert job.out_dir == f"{tmp_path}/SW02.MS/images"
+
+
+def test_channels_out_all_and_every(write_config, ms_copy, tmp_path):
+    a, b, c = ms_copy("SW01.MS", "SW02.MS", "SW03.MS")
+    assert len(channel_frequencies(str(c))) == 3
+    assert count_distinct_channels([str(a), str(b)]) == 8
+    assert count_distinct_channels([str(a), str(a)]) == 4
+    cfg = load_config(write_config(BASE + "channels-out = 'all'\n"))
+    plan = build_plan(cfg, [str(a), str(c)], cwd=str(tmp_path))
+    assert [job.argv[job.argv.index("-channels-out") + 1] for job in plan.jobs] == ["4", "3"]
+    combined = build_plan(cfg, [str(a), str(b), str(c)], combine=True, cwd=str(tmp_path))
+    assert "11" in combined.jobs[0].argv
+    cfg2 = load_config(write_config(BASE + "channels-out = 'every2'\n"))
+    assert "5" in build_plan(cfg2, [str(a), str(b), str(c)], combine=True, cwd=str(tmp_path)).jobs[0].argv
+    cfg3 = load_config(write_config(BASE + "channels-out = 'every4'\n"))
+    with pytest.raises(InputError, match="gives 0 output channels"):
+        build_plan(cfg3, [str(c)], cwd=str(tmp_path))
+
+
+def test_real_telescope_ms_channel_counts(shared_ms):
+    assert count_distinct_channels([str(shared_ms("lwasv_4ant_4ch.ms"))]) == 4
+    # this real VLA MS has 64 channels of DATA but an empty SPECTRAL_WINDOW table
+    vla = shared_ms("vla_J1008+0730_64ch.ms")
+    with pytest.raises(InputError, match="Measurement Set has no spectral window"):
+        count_distinct_channels([str(vla)])
+
+
+def test_not_a_measurement_set(write_config, tmp_path):
+    fake = tmp_path / "fake.MS"
+    fake.mkdir()
+    (fake / "table.dat").write_text("no")
+    cfg = load_config(write_config(BASE + "channels-out = 'all'\n"))
+    with pytest.raises(InputError, match=r"not a readable Measurement Set .*fake.MS"):
+        build_plan(cfg, [str(fake)], cwd=str(tmp_path))
+    empty = tmp_path / "empty.MS"
+    empty.mkdir()
+    with pytest.raises(InputError, match=r"not a Measurement Set \(no table.dat\)"):
+        build_plan(cfg, [str(empty)], cwd=str(tmp_path))
+
+
+def test_missing_ms(write_config, tmp_path):
+    with pytest.raises(InputError, match=r"Measurement Set not found: .*/missing.MS \(no \[data_handler\] section: arguments are MS paths\)"):
+        build_plan(load_config(write_config(BASE)), ["missing.MS"], cwd=str(tmp_path))
+
+
+def test_unknown_option_is_caught_before_anything(write_config, ms_copy, tmp_path):
+    (a,) = ms_copy("SW01.MS")
+    with pytest.raises(ConfigError, match=r"did you mean -auto-threshold\?"):
+        build_plan(load_config(write_config(BASE + "auto-treshold = 3\n")), [str(a)], cwd=str(tmp_path))
+
+
+def test_two_jobs_writing_the_same_images_are_refused(write_config, ms_copy, tmp_path):
+    a, b = ms_copy("SW01.MS", "SW02.MS")
+    cfg = load_config(write_config(BASE.replace("$ms_basename$/images", "images")))
+    with pytest.raises(InputError, match=r"two jobs would write the same images .*/images/img"):
+        build_plan(cfg, [str(a), str(b)], cwd=str(tmp_path))
+
+
+DH = """
+[data_level_path]
+L2 = '{root}/%NODE%/%OBS_ID%'
+[spectral_windows]
+SW01 = [1, 4]
+SW02 = [5, 8]
+SW_ALL = ['SW01', 'SW02']
+SW_NONE = []
+[obs_ids]
+'20231201_A' = ['node101', 'node102']
+'20231202_A' = ['node102', 'node101']
+"""
+
+
+@pytest.fixture
+def dh_config(write_config, tmp_path, sim_dir):
+    import shutil
+
+    root = tmp_path / "net"
+    for obs, nodes in (("20231201_A", ("node101", "node102")), ("20231202_A", ("node102", "node101"))):
+        for sw, node in zip(("SW01", "SW02"), nodes):
+            shutil.copytree(sim_dir / f"{sw}.MS", root / node / obs / f"{sw}.MS")
+    (tmp_path / "dh.toml").write_text(DH.format(root=root))
+
+    def make(extra_worker="", out_dir="$obs_id$/$sw$", extra=""):
+        text = f"[worker]\n{extra_worker}\n[data_handler]\nconfig_file = 'dh.toml'\n" + BASE.split("[wsclean]")[1].join(["[wsclean]", ""])
+        text = text.replace("$ms_basename$/images", out_dir) + extra
+        return load_config(write_config(text))
+
+    return make, root
+
+
+def test_data_handler_plans(dh_config, tmp_path):
+    make, root = dh_config
+    plan = build_plan(make(), ["2023120*"], cwd=str(tmp_path))
+    assert [(j.obs_id, j.sw) for j in plan.jobs] == [("20231201_A", "SW01"), ("20231201_A", "SW02"), ("20231202_A", "SW01"), ("20231202_A", "SW02")]
+    assert plan.jobs[1].ms == (f"{root}/node102/20231201_A/SW02.MS",)
+    assert plan.jobs[1].out_dir == f"{tmp_path}/20231201_A/SW02"
+
+    combined = build_plan(make(out_dir="$sw$"), ["2023120*"], combine=True, combine_obs_ids=True, cwd=str(tmp_path))
+    assert [(j.obs_id, j.sw, len(j.ms)) for j in combined.jobs] == [(None, "SW01", 2), (None, "SW02", 2)]
+
+    warned = build_plan(make(out_dir="$obs_id$_$sw$"), ["20231201_A:SW_*"], combine=True, cwd=str(tmp_path))
+    assert [j.sw for j in warned.jobs] == ["SW_ALL"]
+    assert warned.warnings == ("20231201_A SW_NONE: no Measurement Set, skipped",)
+
+
+def test_run_on_file_host_and_plan_json(dh_config, tmp_path):
+    make, root = dh_config
+    cfg = make(extra_worker=f"nodes = 'node[201-202]'\nrun_on_file_host = true\nrun_on_file_host_pattern = '{root}/(node\\d+)/'")
+    plan = build_plan(cfg, ["20231201_A", "20231202_A:SW01"], cwd=str(tmp_path))
+    assert [j.host for j in plan.jobs] == ["node101", "node102", "node102"]
+    no_pin = build_plan(make(extra_worker="nodes = 'node[201-202]'"), ["20231201_A"], cwd=str(tmp_path))
+    assert [j.host for j in no_pin.jobs] == ["node201", "node202"]
+    out = tmp_path / "plan.json"
+    write_plan_json(plan, out)
+    data = json.loads(out.read_text())
+    assert list(data) == ["jobs"]
+    assert data["jobs"][0] == {
+        "host": "node101",
+        "argv": list(plan.jobs[0].argv),
+        "ms": [f"{root}/node101/20231201_A/SW01.MS"],
+        "obs_id": "20231201_A",
+        "sw": "SW01",
+        "out_dir": f"{tmp_path}/20231201_A/SW01",
+    }
