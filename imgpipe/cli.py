@@ -27,7 +27,8 @@ def _run_flow(config_file: str, inputs: list[str], combine: bool, combine_obs_id
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from imgpipe.errors import ImgpipeError
     from imgpipe.execution import local
-    from imgpipe.orchestration.flow import JobsFailed, imgpipe_flow
+    from imgpipe.orchestration.flow import imgpipe_flow
+    from imgpipe.results import RunSummary
     from imgpipe.progress import progress_display
 
     with progress_display(n_jobs):
@@ -47,16 +48,14 @@ def _run_flow(config_file: str, inputs: list[str], combine: bool, combine_obs_id
             click.echo(f"imgpipe: interrupted: {n} running job(s) stopped", err=True)
             return None, EXIT_INTERRUPTED
     outcome = state.result(raise_on_failure=False)
-    if isinstance(outcome, JobsFailed):
-        return outcome.summary, EXIT_JOBS_FAILED
+    if isinstance(outcome, RunSummary):
+        return outcome, EXIT_OK if outcome.ok else EXIT_JOBS_FAILED
     if isinstance(outcome, ImgpipeError):
         _fail(str(outcome))
     if isinstance(outcome, KeyboardInterrupt):
         local.cancel_all()
         return None, EXIT_INTERRUPTED
-    if isinstance(outcome, BaseException):
-        _fail(f"run failed: {type(outcome).__name__}: {outcome}", EXIT_JOBS_FAILED)
-    return outcome, EXIT_OK
+    _fail(f"run failed: {type(outcome).__name__}: {outcome}", EXIT_JOBS_FAILED)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

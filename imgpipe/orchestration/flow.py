@@ -12,12 +12,12 @@ import time
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from imgpipe import events
 from imgpipe.execution import local
 from imgpipe.orchestration.tasks import (
-    JobFailed,
     load_config_task,
     plan_jobs_task,
     resolve_inputs_task,
@@ -26,14 +26,6 @@ from imgpipe.orchestration.tasks import (
 from imgpipe.plan import write_plan_json
 from imgpipe.results import CANCELLED, FAILED, JobResult, RunSummary
 from imgpipe.scheduling import SlotScheduler
-
-
-class JobsFailed(Exception):
-    """The run ended with failed jobs; the flow run is Failed. Carries the summary."""
-
-    def __init__(self, summary: RunSummary):
-        super().__init__(f"{summary.n_failed} of {len(summary.results)} job(s) failed")
-        self.summary = summary
 
 
 def _task_run_name(job) -> str:
@@ -46,8 +38,8 @@ def _outcome(job, future) -> JobResult:
     if state.is_completed():
         return future.result()
     err = state.result(raise_on_failure=False)
-    if isinstance(err, JobFailed):
-        return err.result
+    if isinstance(err, JobResult):  # the task's own Failed state
+        return err
     status = CANCELLED if state.is_cancelled() else FAILED
     return JobResult(job, status, f"{state.name}: {err}")
 
@@ -109,5 +101,5 @@ def imgpipe_flow(
     for line in summary.lines():
         logger.info(line)
     if not summary.ok:
-        raise JobsFailed(summary)
+        return Failed(message=f"{summary.n_failed} of {len(summary.results)} job(s) failed", data=summary)
     return summary

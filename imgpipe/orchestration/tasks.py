@@ -8,6 +8,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging.handlers import APILogHandler
 from prefect.logging.loggers import PrefectLogAdapter
+from prefect.states import Failed
 
 from imgpipe import events
 from imgpipe.config import Config, load_config
@@ -15,14 +16,6 @@ from imgpipe.execution.local import run_local
 from imgpipe.nodes import is_local
 from imgpipe.plan import Job, Plan, plan_jobs, resolve_groups
 from imgpipe.results import JobResult
-
-
-class JobFailed(Exception):
-    """Raised by the WSClean task so Prefect marks it Failed; carries the result."""
-
-    def __init__(self, result: JobResult):
-        super().__init__(f"{result.job.label}: {result.reason}")
-        self.result = result
 
 
 def _output_logger() -> logging.Logger:
@@ -71,7 +64,8 @@ def run_job_task(job: Job, env_file: str | None) -> JobResult:
     result = run_local(job, env_file, output.info)
     events.emit("finished", result)
     if not result.ok:
+        # A Failed state, not an exception: an expected outcome needs no traceback in the log.
         logger.error("%s: %s (log: %s)", result.status, result.reason, job.log_path)
-        raise JobFailed(result)
+        return Failed(message=f"{job.label}: {result.reason}", data=result)
     logger.info("done in %.1f s, log: %s", result.wall_s, job.log_path)
     return result

@@ -1,0 +1,105 @@
+"""Local job execution: output streaming, exit codes, signals, env_file, cancellation.
+
+These use small shell scripts in place of WSClean (fault injection only); imaging
+itself is tested with the real WSClean in test_imaging.py.
+"""
+
+import os
+import threading
+import time
+
+from imgpipe.execution import local
+from imgpipe.execution.job_script import remote_command
+from imgpipe.plan import Job
+from imgpipe.results import CANCELLED, FAILED, OK
+
+
+def job_for(tmp_path, argv, name="img"):
+    return Job("localhost", tuple(argv), ("/x.MS",), None, None, str(tmp_path / "out dir"), name)
+
+
+def test_output_is_streamed_to_log_and_callback(tmp_path):
+    lines = []
+    job = job_for(tmp_path, ["bash", "-c", "echo first; echo second >&2; echo third"])
+    result = local.run_local(job, None, lines.append)
+    assert result.status == OK and result.exit_code == 0
+    assert lines == ["first", "second", "third"]
+    assert open(job.log_path).read() == "first\nsecond\nthird\n"
+    assert result.wall_s >= 0 and result.cpu_s >= 0 and result.max_rss_mb > 0
+
+
+def test_non_zero_exit_is_a_failure(tmp_path):
+    result = local.run_local(job_for(tmp_path, ["bash", "-c", "echo bad input; exit 3"]), None)
+    assert result.status == FAILED and result.exit_code == 3 and result.reason == "exit code 3"
+
+
+def test_killed_by_signal_is_named(tmp_path):
+    result = local.run_local(job_for(tmp_path, ["bash", "-c", "kill -SEGV $$"]), None)
+    assert result.status == FAILED and result.reason == "killed by SIGSEGV"
+
+
+def test_missing_executable(tmp_path):
+    result = local.run_local(job_for(tmp_path, ["no-such-wsclean-xyz"]), None)
+    assert result.status == FAILED and result.exit_code == 127
+    assert "no-such-wsclean-xyz" in open(job_for(tmp_path, []).log_path).read()
+
+
+def test_env_file_is_sourced_and_tilde_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "env.sh").write_text("export IMGPIPE_TEST_VAR='from env file'\n")
+    lines = []
+    result = local.run_local(job_for(tmp_path, ["bash", "-c", 'echo "$IMGPIPE_TEST_VAR"']), "~/env.sh", lines.append)
+    assert result.status == OK and lines == ["from env file"]
+
+
+def test_unreadable_env_file_fails_with_the_shell_message(tmp_path):
+    lines = []
+    result = local.run_local(job_for(tmp_path, ["true"]), str(tmp_path / "missing env.sh"), lines.append)
+    assert result.status == FAILED and result.exit_code == 126
+    assert any("missing env.sh: No such file or directory" in line for line in lines)
+
+
+def test_unwritable_out_dir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    job = Job("localhost", ("true",), (), None, None, str(blocker / "sub"), "img")
+    result = local.run_local(job, None)
+    assert result.status == FAILED and result.reason.startswith("cannot create")
+
+
+def test_hostile_values_are_never_run_by_a_shell(tmp_path):
+    os.chdir(tmp_path)
+    evil = "x'; touch pwned; echo '$(touch pwned2)`touch pwned3`"
+    lines = []
+    job = Job("localhost", ("printf", "%s\\n", evil), (), None, None, str(tmp_path / f"out {evil}"), "img")
+    result = local.run_local(job, str(tmp_path / f"env {evil}"), lines.append)
+    assert result.status == FAILED  # the env file does not exist, so nothing ran
+    result = local.run_local(job, None, lines.append)
+    assert result.status == OK and lines[-1] == evil
+    assert not any((tmp_path / name).exists() for name in ("pwned", "pwned2", "pwned3"))
+    # the SSH form of the same command quotes every piece
+    cmd = remote_command(job.argv, job.out_dir, evil)
+    import shlex
+
+    assert shlex.split(cmd)[-3:] == ["printf", "%s\\n", evil]
+
+
+def test_cancel_all_stops_the_process_group(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    job = job_for(tmp_path, ["bash", "-c", f"sleep 60 & echo $! > '{pid_file}'; wait"])
+    out = {}
+    thread = threading.Thread(target=lambda: out.setdefault("r", local.run_local(job, None)))
+    local.reset()
+    thread.start()
+    for _ in range(100):
+        if pid_file.exists() and pid_file.read_text().strip():
+            break
+        time.sleep(0.05)
+    child = int(pid_file.read_text())
+    t0 = time.monotonic()
+    assert local.cancel_all(grace_s=5) == 1
+    thread.join(10)
+    assert out["r"].status == CANCELLED and time.monotonic() - t0 < 5
+    assert not os.path.exists(f"/proc/{child}") or open(f"/proc/{child}/stat").read().split()[2] == "Z"
+    assert local.run_local(job, None).status == CANCELLED  # nothing starts after a cancel
+    local.reset()
