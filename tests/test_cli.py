@@ -108,3 +108,19 @@ def test_missing_config_file(run_imgpipe, tmp_path):
 def test_unknown_cli_option(run_imgpipe, tmp_path):
     res = run_imgpipe("--combien", "c.toml", "x.MS")
     assert res.returncode == 2 and "No such option '--combien'" in res.stderr and "Traceback" not in res.stderr
+
+
+@requires_wsclean
+def test_nightly_example_plans_on_the_file_hosts(run_imgpipe, tmp_path):
+    from conftest import REPO
+
+    res = run_imgpipe(REPO / "examples" / "nightly.toml", "2023120*", "--combine", "--dry-run", "--plan-json", tmp_path / "p.json")
+    assert res.returncode == 0, res.stderr
+    jobs = json.loads((tmp_path / "p.json").read_text())["jobs"]
+    assert [(j["host"], j["obs_id"], j["sw"]) for j in jobs] == [
+        ("node101", "20231201_NT04", "SW01"), ("node102", "20231201_NT04", "SW02"), ("node103", "20231201_NT04", "SW03"),
+        ("node102", "20231202_NT04", "SW01"), ("node103", "20231202_NT04", "SW02"), ("node104", "20231202_NT04", "SW03"),
+    ]
+    assert jobs[0]["argv"][:3] == ["wsclean", "-name", "/net/node101/images/20231201_NT04/SW01"]
+    assert jobs[0]["ms"] == ["/net/node101/data/L2/2023/12/20231201_NT04/SW01.MS"]
+    assert res.stdout.splitlines()[0].startswith("node101: wsclean -name /net/node101/images/20231201_NT04/SW01")
