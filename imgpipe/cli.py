@@ -8,7 +8,9 @@ server, several seconds) is loaded only when jobs really run, so ``--help``,
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 
 import click
 
@@ -31,6 +33,18 @@ def _run_flow(config_file: str, inputs: list[str], combine: bool, combine_obs_id
     from imgpipe.results import RunSummary
     from imgpipe.progress import progress_display
 
+    stopper: list = []
+
+    def interrupt(signum, frame):
+        # Stop the WSClean processes at once (the flow engine would otherwise wait for
+        # them while it unwinds), then unwind the flow.
+        if not stopper:
+            stopper.append(threading.Thread(target=local.cancel_all, daemon=True))
+            stopper[0].start()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     with progress_display(n_jobs):
         try:
             state = imgpipe_flow(
@@ -44,17 +58,21 @@ def _run_flow(config_file: str, inputs: list[str], combine: bool, combine_obs_id
                 return_state=True,
             )
         except KeyboardInterrupt:
-            n = local.cancel_all()
-            click.echo(f"imgpipe: interrupted: {n} running job(s) stopped", err=True)
+            if stopper:
+                stopper[0].join()
+            else:
+                local.cancel_all()
+            click.echo("imgpipe: interrupted: running WSClean jobs were stopped", err=True)
             return None, EXIT_INTERRUPTED
+    if stopper:  # the signal came while Prefect was finishing the run
+        stopper[0].join()
+        click.echo("imgpipe: interrupted: running WSClean jobs were stopped", err=True)
+        return None, EXIT_INTERRUPTED
     outcome = state.result(raise_on_failure=False)
     if isinstance(outcome, RunSummary):
         return outcome, EXIT_OK if outcome.ok else EXIT_JOBS_FAILED
     if isinstance(outcome, ImgpipeError):
         _fail(str(outcome))
-    if isinstance(outcome, KeyboardInterrupt):
-        local.cancel_all()
-        return None, EXIT_INTERRUPTED
     _fail(f"run failed: {type(outcome).__name__}: {outcome}", EXIT_JOBS_FAILED)
 
 

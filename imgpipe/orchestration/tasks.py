@@ -8,14 +8,14 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging.handlers import APILogHandler
 from prefect.logging.loggers import PrefectLogAdapter
-from prefect.states import Failed
+from prefect.states import Cancelled, Failed
 
 from imgpipe import events
 from imgpipe.config import Config, load_config
 from imgpipe.execution.local import run_local
 from imgpipe.nodes import is_local
 from imgpipe.plan import Job, Plan, plan_jobs, resolve_groups
-from imgpipe.results import JobResult
+from imgpipe.results import CANCELLED, JobResult
 
 
 def _output_logger() -> logging.Logger:
@@ -66,6 +66,7 @@ def run_job_task(job: Job, env_file: str | None) -> JobResult:
     if not result.ok:
         # A Failed state, not an exception: an expected outcome needs no traceback in the log.
         logger.error("%s: %s (log: %s)", result.status, result.reason, job.log_path)
-        return Failed(message=f"{job.label}: {result.reason}", data=result)
+        state = Cancelled if result.status == CANCELLED else Failed
+        return state(message=f"{job.label}: {result.reason}", data=result)
     logger.info("done in %.1f s, log: %s", result.wall_s, job.log_path)
     return result

@@ -1,0 +1,43 @@
+"""Ctrl-C during a real run: running jobs are stopped, exit status 130.
+
+A fake WSClean (prints the real help, then sleeps) stands in for a long imaging job:
+this is fault injection, not a test of imaging.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import requires_wsclean
+
+pytestmark = [requires_wsclean, pytest.mark.prefect]
+
+
+def test_ctrl_c_stops_running_jobs(prefect_home, ms_copy, tmp_path):
+    fake = tmp_path / "fakews"
+    marker = tmp_path / "pids"
+    fake.write_text(f'#!/bin/bash\nif [ $# -eq 0 ]; then exec wsclean; fi\necho $$ >> "{marker}"\nsleep 120\n')
+    fake.chmod(0o755)
+    a, b = ms_copy("SW01.MS", "SW02.MS")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"[worker]\nwsclean = '{fake}'\n[wsclean]\nname = 'i'\nout-dir = '$ms_basename$'\n")
+    env = {**os.environ, "PREFECT_HOME": str(prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "XDG_CACHE_HOME": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "imgpipe", str(cfg), str(a), str(b)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (marker.exists() and len(marker.read_text().split()) == 2):
+        time.sleep(0.2)
+    pids = [int(p) for p in marker.read_text().split()]
+    assert len(pids) == 2
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted: running WSClean jobs were stopped" in err
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}"), "a WSClean job survived Ctrl-C"
+    assert time.monotonic() - t0 < 15
