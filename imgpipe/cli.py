@@ -43,6 +43,14 @@ def _run_flow(config_file: str, inputs: list[str], combine: bool, combine_obs_id
             stopper[0].start()
         raise KeyboardInterrupt
 
+    def interrupted():
+        if stopper:
+            stopper[0].join()
+        else:
+            local.cancel_all()
+        click.echo("imgpipe: interrupted: running WSClean jobs were stopped", err=True)
+        return None, EXIT_INTERRUPTED
+
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
     with progress_display(n_jobs):
@@ -58,16 +66,9 @@ def _run_flow(config_file: str, inputs: list[str], combine: bool, combine_obs_id
                 return_state=True,
             )
         except KeyboardInterrupt:
-            if stopper:
-                stopper[0].join()
-            else:
-                local.cancel_all()
-            click.echo("imgpipe: interrupted: running WSClean jobs were stopped", err=True)
-            return None, EXIT_INTERRUPTED
+            return interrupted()
     if stopper:  # the signal came while Prefect was finishing the run
-        stopper[0].join()
-        click.echo("imgpipe: interrupted: running WSClean jobs were stopped", err=True)
-        return None, EXIT_INTERRUPTED
+        return interrupted()
     outcome = state.result(raise_on_failure=False)
     if isinstance(outcome, RunSummary):
         return outcome, EXIT_OK if outcome.ok else EXIT_JOBS_FAILED

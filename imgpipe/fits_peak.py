@@ -30,19 +30,23 @@ def _read(fits_path: str):
         return np.squeeze(hdul[0].data), WCS(hdul[0].header).celestial
 
 
-def brightest_pixel(fits_path: str) -> Peak:
+def _peak(data, wcs) -> Peak:
     import numpy as np
 
-    data, wcs = _read(fits_path)
     y, x = np.unravel_index(np.nanargmax(data), data.shape)
     ra, dec = wcs.pixel_to_world_values(x, y)
     return Peak(int(x), int(y), float(data[y, x]), float(ra), float(dec))
+
+
+def brightest_pixel(fits_path: str) -> Peak:
+    return _peak(*_read(fits_path))
 
 
 def pixel_distance(fits_path: str, ra_deg: float, dec_deg: float) -> float:
     """Distance in pixels between the brightest pixel and a sky position."""
     import math
 
-    peak = brightest_pixel(fits_path)
-    x, y = _read(fits_path)[1].world_to_pixel_values(ra_deg, dec_deg)
+    data, wcs = _read(fits_path)  # one read for both the peak and the position
+    peak = _peak(data, wcs)
+    x, y = wcs.world_to_pixel_values(ra_deg, dec_deg)
     return math.hypot(float(x) - peak.x, float(y) - peak.y)
