@@ -36,7 +36,13 @@ class JobResult:
     cpu_s: float | None = None
     """User + system CPU seconds of the job's process."""
     max_rss_mb: float | None = None
-    """Peak resident memory of the job's largest process (MiB)."""
+    """Peak resident memory of the job's largest process (MiB); None where not measured (SSH)."""
+    pid: int | None = None
+    """PID (and process group) of WSClean on its node; None: it never started."""
+    connection_error: bool = False
+    """The node could not be reached or the connection was lost (see ``reason``)."""
+    attempt: int = 1
+    """1 for the first try, 2 for the first retry, ..."""
 
     @property
     def ok(self) -> bool:
@@ -73,7 +79,9 @@ class RunSummary:
             if r.wall_s is not None:
                 cost = f" {r.wall_s:.1f}s"
                 if r.cpu_s is not None:
-                    cost += f" cpu {r.cpu_s:.1f}s peak {r.max_rss_mb:.0f} MiB"
+                    cost += f" cpu {r.cpu_s:.1f}s"
+                if r.max_rss_mb is not None:
+                    cost += f" peak {r.max_rss_mb:.0f} MiB"
             why = f" ({r.reason})" if r.reason else ""
             out.append(f"  {r.status.upper():9s} {r.job.label}{cost}{why}  log: {r.job.log_path}")
         out.append(

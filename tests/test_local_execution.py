@@ -64,7 +64,9 @@ def test_unwritable_out_dir(tmp_path):
     blocker.write_text("")
     job = Job("localhost", ("true",), (), None, None, str(blocker / "sub"), "img")
     result = local.run_local(job, None)
-    assert result.status == FAILED and result.reason.startswith("cannot create")
+    assert result.status == FAILED and result.exit_code == 126
+    assert result.reason.startswith("cannot create the output directory: mkdir: cannot create directory")
+    assert result.pid is None and result.started_at is None  # WSClean never started
 
 
 def test_hostile_values_are_never_run_by_a_shell(tmp_path):
@@ -78,10 +80,11 @@ def test_hostile_values_are_never_run_by_a_shell(tmp_path):
     assert result.status == OK and lines[-1] == evil
     assert not any((tmp_path / name).exists() for name in ("pwned", "pwned2", "pwned3"))
     # the SSH form of the same command quotes every piece
-    cmd = remote_command(job.argv, job.out_dir, evil)
+    cmd = remote_command(job.argv, job.out_dir, job.log_path, evil, "t0k", 5)
     import shlex
 
     assert shlex.split(cmd)[-3:] == ["printf", "%s\\n", evil]
+    assert shlex.split(cmd)[4:8] == ["t0k", evil, job.out_dir, job.log_path]
 
 
 def test_cancel_all_stops_the_process_group(tmp_path):
@@ -101,5 +104,53 @@ def test_cancel_all_stops_the_process_group(tmp_path):
     thread.join(10)
     assert out["r"].status == CANCELLED and time.monotonic() - t0 < 5
     assert not os.path.exists(f"/proc/{child}") or open(f"/proc/{child}/stat").read().split()[2] == "Z"
+    assert out["r"].pid is not None and not os.path.exists(f"/proc/{out['r'].pid}")
     assert local.run_local(job, None).status == CANCELLED  # nothing starts after a cancel
     local.reset()
+
+
+def test_a_job_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path):
+    job = job_for(tmp_path, ["bash", "-c", "trap '' TERM; echo ready; sleep 60"])
+    out = {}
+    lines = []
+    thread = threading.Thread(target=lambda: out.setdefault("r", local.run_local(job, None, lines.append)))
+    local.reset()
+    thread.start()
+    while "ready" not in lines:
+        time.sleep(0.02)
+    t0 = time.monotonic()
+    local.cancel_all(grace_s=1)
+    thread.join(10)
+    took = time.monotonic() - t0
+    assert out["r"].status == CANCELLED and "SIGKILL" in out["r"].reason and 0.9 < took < 4
+    local.reset()
+
+
+def test_the_job_dies_with_imgpipe(tmp_path):
+    """A killed imgpipe closes the wrapper's stdin: the watcher stops the job (no orphan)."""
+    import subprocess
+    import sys
+
+    pid_file = tmp_path / "pid"
+    code = (
+        "import sys; from imgpipe.execution import local; from imgpipe.plan import Job; "
+        f"local.run_local(Job('localhost', ('bash', '-c', 'echo $$ > {pid_file}; sleep 60'), (), None, None, {str(tmp_path)!r}, 'j'), None)"
+    )
+    runner = subprocess.Popen([sys.executable, "-c", code])
+    for _ in range(200):
+        if pid_file.exists() and pid_file.read_text().strip():
+            break
+        time.sleep(0.05)
+    job_pid = int(pid_file.read_text())
+    runner.kill()
+    runner.wait()
+    for _ in range(100):
+        if not os.path.exists(f"/proc/{job_pid}"):
+            break
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{job_pid}")
+
+
+def test_cpu_time_of_the_job_is_accounted(tmp_path):
+    result = local.run_local(job_for(tmp_path, ["python3", "-c", "sum(range(20_000_000))"]), None)
+    assert result.status == OK and result.cpu_s > 0.1 and result.max_rss_mb > 5

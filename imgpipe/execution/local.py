@@ -1,7 +1,8 @@
-"""Run a job as a local process: stream its output, account its cost, kill it cleanly.
+"""Run a job as a local process: stream its output, account its cost, stop it cleanly.
 
-Each job runs in its own process group so that cancelling stops WSClean and anything
-it started (SIGTERM, then SIGKILL after a grace period).
+The job runs under the same bash wrapper as on SSH nodes (see ``job_script``): its
+own session, a log beside its images, and a watcher that stops it (SIGTERM, SIGKILL
+after a grace period) when imgpipe closes the wrapper's stdin or dies.
 """
 
 from __future__ import annotations
@@ -13,66 +14,74 @@ import threading
 import time
 from typing import Callable
 
-from imgpipe.execution.job_script import wrapped_argv
+from imgpipe.execution.job_script import OutputParser, new_token, outcome, wrapped_argv
 from imgpipe.plan import Job
-from imgpipe.results import CANCELLED, FAILED, OK, JobResult, describe_exit
+from imgpipe.results import CANCELLED, FAILED, JobResult
 
-_running: dict[int, subprocess.Popen] = {}
+_running: dict[int, tuple[subprocess.Popen, OutputParser]] = {}
 _lock = threading.Lock()
 _cancelled = threading.Event()
 
 
-def run_local(job: Job, env_file: str | None, on_line: Callable[[str], None] = lambda line: None) -> JobResult:
-    """Run ``job`` here; its output goes line by line to ``<out_dir>/<name>.log`` and ``on_line``."""
+def run_local(
+    job: Job,
+    env_file: str | None,
+    on_line: Callable[[str], None] = lambda line: None,
+    grace_s: float = 10.0,
+) -> JobResult:
+    """Run ``job`` here; its output goes to ``<out_dir>/<name>.log`` and, line by line, to ``on_line``."""
     if _cancelled.is_set():
         return JobResult(job, CANCELLED, "run cancelled before the job started")
+    token = new_token()
+    parser = OutputParser(token)
     try:
-        os.makedirs(job.out_dir, exist_ok=True)
-        log = open(job.log_path, "w", encoding="utf-8", errors="replace", buffering=1)
+        proc = subprocess.Popen(
+            wrapped_argv(job.argv, job.out_dir, job.log_path, env_file, token, grace_s),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            text=True,
+            errors="replace",
+        )
     except OSError as err:
-        return JobResult(job, FAILED, f"cannot create {job.out_dir}: {err.strerror}")
-    with log:
-        started = time.time()
-        try:
-            proc = subprocess.Popen(
-                wrapped_argv(job.argv, job.out_dir, env_file),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                text=True,
-                errors="replace",
-            )
-        except OSError as err:
-            return JobResult(job, FAILED, f"cannot start: {err.strerror}")
+        return JobResult(job, FAILED, f"cannot start bash: {err.strerror}")
+    with _lock:
+        _running[proc.pid] = (proc, parser)
+    started = last = None
+    try:
+        for raw in proc.stdout:
+            line = raw.rstrip("\n")
+            if parser.feed(line):
+                if started is None and parser.state.pid is not None:
+                    started = time.time()
+            else:
+                last = line
+                on_line(line)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    finally:
         with _lock:
-            _running[proc.pid] = proc
-        try:
-            for line in proc.stdout:
-                log.write(line)
-                on_line(line.rstrip("\n"))
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
-        finally:
-            with _lock:
-                _running.pop(proc.pid, None)
-        ended = time.time()
-    rc = proc.returncode
-    if rc == 0:
-        status_, reason = OK, ""
-    elif _cancelled.is_set():
-        status_, reason = CANCELLED, f"cancelled ({describe_exit(rc)})"
-    else:
-        status_, reason = FAILED, describe_exit(rc)
+            _running.pop(proc.pid, None)
+        if proc.stdin:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+    ended = time.time()
+    status_, code, reason = outcome(parser.state, last or "")
+    if status_ != "ok" and _cancelled.is_set():
+        status_, reason = CANCELLED, f"cancelled ({reason})"
     return JobResult(
         job,
         status_,
         reason,
-        exit_code=rc,
+        exit_code=code,
         started_at=started,
-        ended_at=ended,
+        ended_at=ended if started is not None else None,
         cpu_s=usage.ru_utime + usage.ru_stime,
         max_rss_mb=usage.ru_maxrss / 1024.0,
+        pid=parser.state.pid,
     )
 
 
@@ -83,10 +92,14 @@ def cancel_all(grace_s: float = 10.0) -> int:
     """
     _cancelled.set()
     with _lock:
-        procs = list(_running.values())
-    for proc in procs:
-        _signal_group(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
+        running = list(_running.values())
+    for proc, _ in running:
+        try:  # the wrapper's watcher does the rest, on the node's own clock
+            proc.stdin.write(f"stop {grace_s:g}\n")
+            proc.stdin.close()
+        except (OSError, ValueError):
+            pass
+    deadline = time.monotonic() + grace_s + 2
     while time.monotonic() < deadline:
         with _lock:
             if not _running:
@@ -94,9 +107,11 @@ def cancel_all(grace_s: float = 10.0) -> int:
         time.sleep(0.05)
     with _lock:
         left = list(_running.values())
-    for proc in left:
-        _signal_group(proc.pid, signal.SIGKILL)
-    return len(procs)
+    for proc, parser in left:  # the wrapper itself is stuck: kill both groups
+        for pid in (parser.state.pid, proc.pid):
+            if pid:
+                _signal_group(pid, signal.SIGKILL)
+    return len(running)
 
 
 def _signal_group(pid: int, sig: int) -> None:
