@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := wsclean
 
-.PHONY: setup system-deps demo test clean
+.PHONY: setup system-deps test-deps demo test clean
 
 system-deps:
 	@missing=""; \
@@ -16,6 +16,13 @@ system-deps:
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+# The SSH tests start real sshd servers on 127.0.0.2-4 (never beyond loopback).
+test-deps:
+	@if [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null 2>&1; then \
+	  echo "installing Debian packages: openssh-server openssh-client"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openssh-server openssh-client; \
 	fi
 
 $(BIN)/imgpipe: pyproject.toml
@@ -31,7 +38,7 @@ demo: setup
 	$(BIN)/imgpipe examples/demo.toml demo/SW01.MS demo/SW02.MS
 	$(BIN)/python -m imgpipe.demo check demo/images
 
-test: setup
+test: setup test-deps
 	$(BIN)/python -m pytest -ra
 
 clean:

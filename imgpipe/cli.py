@@ -27,8 +27,11 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
 def _run_flow(config_file: str, inputs: list[str], combine: bool, combine_obs_ids: bool, plan_json: str | None, n_jobs: int):
     """Run the Prefect flow for real; returns (summary or None, exit code)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Node-slot leases on disk, so that a run killed outright cannot hold slots forever
+    # (see imgpipe.orchestration.node_limits).
+    os.environ.setdefault("PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE", "prefect.server.concurrency.lease_storage.filesystem")
+    from imgpipe import execution
     from imgpipe.errors import ImgpipeError
-    from imgpipe.execution import local
     from imgpipe.orchestration.flow import imgpipe_flow
     from imgpipe.results import RunSummary
     from imgpipe.progress import progress_display
@@ -39,7 +42,7 @@ def _run_flow(config_file: str, inputs: list[str], combine: bool, combine_obs_id
         # Stop the WSClean processes at once (the flow engine would otherwise wait for
         # them while it unwinds), then unwind the flow.
         if not stopper:
-            stopper.append(threading.Thread(target=local.cancel_all, daemon=True))
+            stopper.append(threading.Thread(target=execution.cancel_all, daemon=True))
             stopper[0].start()
         raise KeyboardInterrupt
 
@@ -47,7 +50,7 @@ def _run_flow(config_file: str, inputs: list[str], combine: bool, combine_obs_id
         if stopper:
             stopper[0].join()
         else:
-            local.cancel_all()
+            execution.cancel_all()
         click.echo("imgpipe: interrupted: running WSClean jobs were stopped", err=True)
         return None, EXIT_INTERRUPTED
 
@@ -120,12 +123,19 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
         for line in plan.dry_run_lines():
             click.echo(line)
         return
-    remote = sorted({job.host for job in plan.jobs if not is_local(job.host)})
-    if remote:
-        _fail(f"node(s) {', '.join(remote)}: running jobs over SSH is not yet supported in this version (use nodes = 'localhost', or --dry-run)")
     if not plan.jobs:
         click.echo("imgpipe: nothing to do (no job)")
         return
+    if any(not is_local(h) for h in plan.hosts()):
+        # Reach the SSH nodes before starting Prefect: an unreachable node fails in seconds.
+        from imgpipe.execution import reach_nodes
+
+        try:
+            down = reach_nodes(config.worker, plan.hosts(), lambda m: click.echo(f"imgpipe: warning: {m}", err=True))
+        except ImgpipeError as err:
+            _fail(str(err))
+        for why in down.values():
+            click.echo(f"imgpipe: warning: skipping unreachable node {why}", err=True)
     summary, code = _run_flow(str(config.path), inputs, combine, combine_obs_ids, plan_json, len(plan.jobs))
     if summary is not None:
         summary.wall_s = time.time() - started

@@ -43,6 +43,20 @@ class WorkerConfig:
     """Regex whose first group, searched in the MS path, is the host name."""
     wsclean: tuple[str, ...] = ("wsclean",)
     """WSClean executable, or a prefix such as ``singularity exec img.sif wsclean``."""
+    ssh_config: str | None = None
+    """Extra ssh_config file (absolute), read before ``~/.ssh/config``."""
+    accept_new_host_keys: bool = False
+    """Accept and remember the host key of a node not yet in known_hosts (a changed key is always refused)."""
+    retries: int = 2
+    """How often a job is tried again after a connection failure (or a WSClean failure with retry_failed_jobs)."""
+    retry_delay_seconds: float = 10.0
+    """Wait before each retry."""
+    retry_failed_jobs: bool = False
+    """Also retry jobs whose WSClean exited with an error (off: a bad option fails the same way twice)."""
+    skip_unreachable_nodes: bool = False
+    """Go on with the other nodes when a node cannot be reached at start."""
+    host_cooldown_s: float = 10.0
+    """After a connection failure, a node gets no new job for this long while another node can take it."""
 
 
 @dataclass(frozen=True)
@@ -79,18 +93,26 @@ _WORKER_KEYS = {
     "run_on_file_host": bool,
     "run_on_file_host_pattern": str,
     "wsclean": str,
+    "ssh_config": str,
+    "accept_new_host_keys": bool,
+    "retries": int,
+    "retry_delay_seconds": float,
+    "retry_failed_jobs": bool,
+    "skip_unreachable_nodes": bool,
+    "host_cooldown_s": float,
 }
 _DATA_HANDLER_KEYS = {"config_file": str, "data_level": str}
 _SECTIONS = ("worker", "data_handler", "wsclean")
-_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false"}
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
 
 
 def _typed(section: str, table: dict, key: str, kind: type, path: Path) -> Any:
     value = table[key]
-    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    accepted = (int, float) if kind is float else kind
+    ok = isinstance(value, accepted) and not (kind in (int, float) and isinstance(value, bool))
     if not ok:
         raise ConfigError(f"{path}: [{section}] {key} = {value!r}: must be {_TYPE_NAMES[kind]}")
-    return value
+    return float(value) if kind is float else value
 
 
 def _check_keys(section: str, table: Any, allowed: dict, path: Path) -> None:
@@ -137,6 +159,16 @@ def _parse_worker(table: dict, path: Path) -> WorkerConfig:
         values["wsclean"] = prefix
     if values.get("env_file") == "":
         values["env_file"] = None
+    for key in ("retries", "retry_delay_seconds", "host_cooldown_s"):
+        if values.get(key, 0) < 0:
+            raise ConfigError(f"{path}: [worker] {key} = {values[key]}: must not be negative")
+    if values.get("ssh_config"):
+        ssh_config = Path(values["ssh_config"]).expanduser()
+        values["ssh_config"] = str(ssh_config if ssh_config.is_absolute() else path.parent / ssh_config)
+        if not Path(values["ssh_config"]).is_file():
+            raise ConfigError(f"{path}: [worker] ssh_config = {table['ssh_config']!r}: no such file ({values['ssh_config']})")
+    else:
+        values.pop("ssh_config", None)
     compile_file_host_pattern(values.get("run_on_file_host_pattern", DEFAULT_FILE_HOST_PATTERN), path)
     return WorkerConfig(**values)
 

@@ -19,3 +19,7 @@ class DataHandlerError(ImgpipeError):
 
 class InputError(ImgpipeError):
     """A Measurement Set or command-line input that cannot be used."""
+
+
+class NodeError(ImgpipeError):
+    """A node that cannot be reached (SSH) at the start of a run."""

@@ -27,7 +27,8 @@ from imgpipe.wsclean_argv import CHANNELS_OUT, build_argv, resolve_channels_out
 class Job:
     """One WSClean run."""
 
-    host: str
+    host: str | None
+    """Node that runs it; None in a plan: any node of the pool (decided when a slot frees)."""
     argv: tuple[str, ...]
     ms: tuple[str, ...]
     obs_id: str | None
@@ -50,7 +51,7 @@ class Job:
             what = " ".join(x for x in (self.sw, self.obs_id) if x)
         else:
             what = os.path.basename(self.ms[-1]) + (f" (+{len(self.ms) - 1} MS)" if len(self.ms) > 1 else "")
-        return f"{what} @ {self.host}"
+        return f"{what} @ {self.host or 'any node'}"
 
     def command_line(self) -> str:
         """The argv as one shell-quoted line (for display; execution uses the list)."""
@@ -71,12 +72,22 @@ class Job:
 class Plan:
     jobs: tuple[Job, ...]
     warnings: tuple[str, ...] = ()
+    pool: tuple[str, ...] = ("localhost",)
+    """Nodes that take the jobs without a host (``[worker] nodes``)."""
 
     def to_json(self) -> dict:
-        return {"jobs": [job.to_json() for job in self.jobs]}
+        return {"pool": list(self.pool), "jobs": [job.to_json() for job in self.jobs]}
+
+    def hosts(self) -> list[str]:
+        """Every node this plan may use: pinned hosts, then the pool if a job needs it."""
+        hosts = [job.host for job in self.jobs if job.host]
+        if any(job.host is None for job in self.jobs):
+            hosts += self.pool
+        return list(dict.fromkeys(hosts))
 
     def dry_run_lines(self) -> list[str]:
-        return [f"{job.host}: {job.command_line()}" for job in self.jobs]
+        anywhere = f"any of {','.join(self.pool)}"
+        return [f"{job.host or anywhere}: {job.command_line()}" for job in self.jobs]
 
 
 def write_plan_json(plan: Plan, path: str | Path) -> None:
@@ -119,18 +130,21 @@ def resolve_groups(
     return group_selections(selections, combine, combine_obs_ids and combine, dh.sw_order), warnings
 
 
-def _hosts(config: Config, groups: list[Group]) -> list[str]:
-    """Pinned host (run_on_file_host) or the next node of the pool, round robin."""
+def _hosts(config: Config, groups: list[Group]) -> list[str | None]:
+    """Pinned host (run_on_file_host), the only node, or None: any node of the pool.
+
+    Pool jobs get their node when they start (the first node with a free slot), not
+    here: jobs of uneven length would otherwise queue behind a busy node.
+    """
     worker = config.worker
     regex = compile_file_host_pattern(worker.run_on_file_host_pattern, config.path)
-    hosts, turn = [], 0
+    hosts: list[str | None] = []
     for group in groups:
         match = regex.search(group.ms[-1].path) if worker.run_on_file_host else None
         if match is not None and match.group(1):
             hosts.append(match.group(1))
         else:
-            hosts.append(worker.nodes[turn % len(worker.nodes)])
-            turn += 1
+            hosts.append(worker.nodes[0] if len(worker.nodes) == 1 else None)
     return hosts
 
 
@@ -167,7 +181,9 @@ def plan_jobs(
     warnings = list(warnings)
     hosts = _hosts(config, groups)
 
-    any_local = any(is_local(h) for h in hosts) or not groups
+    pool_local = all(is_local(n) for n in config.worker.nodes)
+    runs_here = [is_local(h) if h else pool_local for h in hosts]
+    any_local = any(runs_here) or not groups
     try:
         known = (known_options or installed_options)(config.worker.wsclean)
     except WSCleanNotFound:
@@ -182,9 +198,9 @@ def plan_jobs(
         from imgpipe.ms_metadata import count_distinct_channels as count_channels
 
     jobs = []
-    for group, host in zip(groups, hosts):
+    for group, host, here in zip(groups, hosts, runs_here):
         ms_paths = [m.path for m in group.ms]
-        if is_local(host):
+        if here:
             for path in ms_paths:
                 if not os.path.isdir(path):
                     hint = "" if has_dh else " (no [data_handler] section: arguments are MS paths)"
@@ -209,4 +225,4 @@ def plan_jobs(
                 "use $ms_basename$, $obs_id$ or $sw$ in out-dir or name"
             )
         seen[key] = job
-    return Plan(tuple(jobs), tuple(warnings))
+    return Plan(tuple(jobs), tuple(warnings), tuple(config.worker.nodes))

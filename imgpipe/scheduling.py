@@ -1,44 +1,137 @@
-"""Which job to start next: plan order, but never more than ``max_concurrent`` per node.
+"""Which job starts next, and where: never more than ``max_concurrent`` per node.
 
-A job waits only for its own node: a busy node does not hold back jobs of a free one.
-Starting a job only when its node has a free slot keeps queued jobs honest in the
-Prefect UI (Pending, not Running while they wait).
+- Pinned jobs (run_on_file_host) wait for their own node only; a busy node does not
+  hold back jobs of a free one.
+- Pool jobs take the node with the most free slots the moment one frees, so jobs of
+  uneven length never queue behind a busy node while another idles.
+- A node can be *blocked* for a while (a connection just failed there: cool-down; or
+  another imgpipe run holds its slots) and *down* (unreachable at start).
+- Retries come back with a not-before time.
+
+Pure bookkeeping, no clock of its own: callers pass ``now`` (monotonic seconds).
+Starting a job only when it has a slot keeps queued jobs honest in the Prefect UI
+(Pending, not Running while they wait).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, replace
 
 from imgpipe.plan import Job
 
 
+@dataclass(frozen=True)
+class Queued:
+    """A job waiting for a slot."""
+
+    job: Job
+    """As planned (``host`` None: any node of the pool)."""
+    attempt: int = 1
+    not_before: float = 0.0
+    """Monotonic time before which it must not start (retry delay)."""
+    avoid: str | None = None
+    """Node where the previous attempt failed to connect: used only if no other node is free."""
+
+    def retry(self, not_before: float, avoid: str | None = None) -> "Queued":
+        return replace(self, attempt=self.attempt + 1, not_before=not_before, avoid=avoid)
+
+
 class SlotScheduler:
-    def __init__(self, jobs: list[Job] | tuple[Job, ...], max_concurrent: int):
-        self._pending = list(jobs)
+    def __init__(self, jobs, pool: list[str] | tuple[str, ...], max_concurrent: int):
+        self._pending: list[Queued] = [q if isinstance(q, Queued) else Queued(q) for q in jobs]
+        self.pool = list(pool)
         self._max = max_concurrent
         self.running: Counter[str] = Counter()
+        self._blocked_until: dict[str, float] = {}
+        self._failures: Counter[str] = Counter()
+        self.down: set[str] = set()
 
     @property
     def pending(self) -> int:
         return len(self._pending)
 
-    def take_ready(self) -> list[Job]:
-        """Jobs that may start now (their slots are counted as taken), in plan order."""
+    def queued(self) -> list[Queued]:
+        return list(self._pending)
+
+    def _free(self, host: str, now: float) -> int:
+        if host in self.down or self._blocked_until.get(host, 0.0) > now:
+            return 0
+        return self._max - self.running[host]
+
+    def take_ready(self, now: float = 0.0) -> list[tuple[Queued, str]]:
+        """(job, node) pairs that may start now, their slots counted as taken, in plan order."""
         ready, left = [], []
-        for job in self._pending:
-            if self.running[job.host] < self._max:
-                self.running[job.host] += 1
-                ready.append(job)
+        for queued in self._pending:
+            host = self._place(queued, now)
+            if host is None:
+                left.append(queued)
             else:
-                left.append(job)
+                self.running[host] += 1
+                ready.append((queued, host))
         self._pending = left
         return ready
 
-    def release(self, job: Job) -> None:
-        """The job ended (any way): free its slot."""
-        self.running[job.host] -= 1
+    def _place(self, queued: Queued, now: float) -> str | None:
+        if queued.not_before > now:
+            return None
+        if queued.job.host is not None:
+            return queued.job.host if self._free(queued.job.host, now) > 0 else None
+        candidates = [h for h in self.pool if self._free(h, now) > 0]
+        if len(candidates) > 1 and queued.avoid in candidates:
+            candidates.remove(queued.avoid)
+        if not candidates:
+            return None
+        return max(candidates, key=lambda h: self._free(h, now))  # first of the freest, in pool order
 
-    def drop_pending(self) -> list[Job]:
+    def release(self, host: str) -> None:
+        """A job on ``host`` ended (any way): free its slot."""
+        self.running[host] -= 1
+
+    def give_back(self, queued: Queued, host: str) -> None:
+        """A job taken by ``take_ready`` could not start after all: free the slot, keep its place."""
+        self.running[host] -= 1
+        self._pending.insert(0, queued)
+
+    def requeue(self, queued: Queued) -> None:
+        """Queue a retry (at the front: it waited longest)."""
+        self._pending.insert(0, queued)
+
+    def block(self, host: str, until: float) -> None:
+        """No new job on ``host`` before ``until``."""
+        self._blocked_until[host] = max(until, self._blocked_until.get(host, 0.0))
+
+    def connection_failed(self, host: str, now: float, cooldown_s: float) -> float:
+        """Cool ``host`` down: ``cooldown_s``, doubled for each failure in a row (at most 5 min).
+
+        Returns the cool-down applied. A dead node is then tried less and less often,
+        so jobs do not spend their retries on it while other nodes work.
+        """
+        self._failures[host] += 1
+        wait = min(cooldown_s * 2 ** (self._failures[host] - 1), max(cooldown_s, 300.0))
+        self.block(host, now + wait)
+        return wait
+
+    def connection_ok(self, host: str) -> None:
+        self._failures.pop(host, None)
+
+    def mark_down(self, host: str) -> list[Queued]:
+        """``host`` is unreachable: pool jobs avoid it; returns (and drops) the jobs pinned to it."""
+        self.down.add(host)
+        dropped = [q for q in self._pending if q.job.host == host]
+        self._pending = [q for q in self._pending if q.job.host != host]
+        if all(h in self.down for h in self.pool):
+            dropped += [q for q in self._pending if q.job.host is None]
+            self._pending = [q for q in self._pending if q.job.host is not None]
+        return dropped
+
+    def next_wakeup(self, now: float) -> float | None:
+        """Seconds until a waiting job might become startable by the clock alone (None: only a finished job helps)."""
+        times = [q.not_before for q in self._pending if q.not_before > now]
+        times += [t for t in self._blocked_until.values() if t > now]
+        return min(times) - now if times else None
+
+    def drop_pending(self) -> list[Queued]:
         """Forget the jobs not started yet (cancellation) and return them."""
         dropped, self._pending = self._pending, []
         return dropped

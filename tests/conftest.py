@@ -76,28 +76,46 @@ def prefect_home(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def run_imgpipe(prefect_home, tmp_path):
-    """Run the installed CLI (python -m imgpipe) as a user would; returns CompletedProcess."""
+    """Run the installed CLI (python -m imgpipe) as a user would; returns CompletedProcess.
 
-    def run(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-        full_env = {
+    ``run_imgpipe.popen(...)`` starts the same command in the background (a Popen).
+    """
+
+    def base_env(extra: dict | None = None) -> dict:
+        env = {
             **os.environ,
             "PREFECT_HOME": str(prefect_home),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "XDG_CACHE_HOME": str(prefect_home / "cache"),
             "CI": "true",
         }
-        full_env.pop("PREFECT_API_URL", None)
-        full_env.update(env or {})
+        env.pop("PREFECT_API_URL", None)
+        env.update(extra or {})
+        return env
+
+    def run(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "imgpipe", *map(str, args)],
             cwd=cwd or tmp_path,
-            env=full_env,
+            env=base_env(env),
             capture_output=True,
             text=True,
             timeout=timeout,
             stdin=subprocess.DEVNULL,
         )
 
+    def popen(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "imgpipe", *map(str, args)],
+            cwd=cwd or tmp_path,
+            env=base_env(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
+
+    run.popen = popen
     return run
 
 
@@ -111,3 +129,69 @@ def write_config(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def ssh_nodes(tmp_path_factory):
+    """Three real sshd "nodes" (node101..node103 on 127.0.0.2..4); stopped at the end."""
+    from sshd_nodes import SSHNodes, sshd_available
+
+    if not sshd_available():
+        pytest.skip("OpenSSH server is not installed (make test installs openssh-server)")
+    nodes = SSHNodes(tmp_path_factory.mktemp("nodes"), 3)
+    yield nodes
+    nodes.stop()
+
+
+@pytest.fixture
+def healthy_nodes(ssh_nodes):
+    """The nodes, each running (a test may kill one; it is restarted afterwards)."""
+    yield ssh_nodes
+    for node in ssh_nodes.nodes:
+        if node.proc is None:
+            ssh_nodes.start(node)
+
+
+FAKE_WSCLEAN = r"""#!/bin/bash
+# Stand-in for WSClean (orchestration and fault tests only): records where and when it ran.
+# It sleeps for the number of seconds in TRACE.seconds (SSH does not pass the environment on).
+if [ $# -eq 0 ]; then exec wsclean; fi
+echo "${IMGPIPE_NODE:-local} $$ start $(date +%s.%N)" >> "TRACE"
+echo "fake wsclean on ${IMGPIPE_NODE:-local}: $*"
+sleep "$(cat "TRACE.seconds" 2> /dev/null || echo 1)"
+echo "${IMGPIPE_NODE:-local} $$ end $(date +%s.%N)" >> "TRACE"
+"""
+
+
+@pytest.fixture
+def fake_wsclean(tmp_path):
+    """A fake wsclean that appends 'node pid start|end time' lines to a trace file; returns (path, trace).
+
+    Write a number to ``trace.with_suffix('.seconds')`` to set how long each job runs (default 1 s).
+    """
+    trace = tmp_path / "trace"
+    path = tmp_path / "fake-wsclean"
+    path.write_text(FAKE_WSCLEAN.replace("TRACE", str(trace)))
+    path.chmod(0o755)
+    return path, trace
+
+
+def read_trace(trace: Path) -> list[tuple[str, int, str, float]]:
+    """(node, pid, 'start'|'end', time) rows of a fake wsclean trace."""
+    if not trace.exists():
+        return []
+    rows = []
+    for line in trace.read_text().splitlines():
+        node, pid, kind, t = line.split()[:4]
+        rows.append((node, int(pid), kind, float(t)))
+    return rows
+
+
+def peak_overlap(rows, node: str | None = None) -> int:
+    """Largest number of jobs running at once (on ``node``, or anywhere)."""
+    events = sorted((t, 1 if kind == "start" else -1) for n, _, kind, t in rows if node is None or n == node)
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak

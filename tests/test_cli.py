@@ -80,7 +80,6 @@ BAD_INPUT = [
     (CONFIG.replace("$ms_basename$", "$obs_id$"), ["{ms}"], r"\$obs_id\$ needs a \[data_handler\] section"),
     ("[data_handler]\nconfig_file = 'nope.toml'\n" + CONFIG, ["2023*"], r"data handler file not found: .*nope.toml"),
     (CONFIG, ["{ms}", "--nodes_mpi", "node1,node2"], r"--nodes_mpi is not yet supported"),
-    ("[worker]\nnodes = 'node101'\n" + CONFIG, ["{ms}"], r"node\(s\) node101: running jobs over SSH is not yet supported"),
 ]
 
 
@@ -98,6 +97,30 @@ def test_bad_input_is_one_clear_line(run_imgpipe, write_config, ms_copy, tmp_pat
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert re.search(r"^imgpipe: error: " + message, res.stderr.strip()) or re.search(message, res.stderr), res.stderr
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing half-written, no plan.json
+
+
+@requires_wsclean
+def test_unreachable_node_is_named_before_anything_runs(run_imgpipe, write_config, ms_copy, tmp_path):
+    """Nothing listens at node101's address: one line naming the node and the address, exit 2, within seconds."""
+    import socket
+    import time
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "ssh_config").write_text(f"Host node101\n  HostName 127.0.0.1\n  Port {port}\n")
+    (ms,) = ms_copy("SW01.MS")
+    cfg = write_config("[worker]\nnodes = 'node101'\nssh_config = 'ssh_config'\nretries = 0\n" + CONFIG)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    t0 = time.monotonic()
+    res = run_imgpipe(cfg, ms)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip() == (
+        f"imgpipe: error: cannot reach 1 node(s): node101: connection refused at 127.0.0.1:{port} (is sshd running there?) "
+        "(set [worker] skip_unreachable_nodes = true to run on the other nodes)"
+    )
+    assert time.monotonic() - t0 < 5  # before Prefect starts
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
 
 
 def test_missing_config_file(run_imgpipe, tmp_path):

@@ -149,11 +149,15 @@ def test_run_on_file_host_and_plan_json(dh_config, tmp_path):
     plan = build_plan(cfg, ["20231201_A", "20231202_A:SW01"], cwd=str(tmp_path))
     assert [j.host for j in plan.jobs] == ["node101", "node102", "node102"]
     no_pin = build_plan(make(extra_worker="nodes = 'node[201-202]'"), ["20231201_A"], cwd=str(tmp_path))
-    assert [j.host for j in no_pin.jobs] == ["node201", "node202"]
+    # without run_on_file_host the node is chosen when a slot frees: any of the pool
+    assert [j.host for j in no_pin.jobs] == [None, None] and no_pin.pool == ("node201", "node202")
+    assert no_pin.hosts() == ["node201", "node202"]
+    assert no_pin.dry_run_lines()[0].startswith("any of node201,node202: wsclean -name")
+    assert plan.hosts() == ["node101", "node102"]
     out = tmp_path / "plan.json"
     write_plan_json(plan, out)
     data = json.loads(out.read_text())
-    assert list(data) == ["jobs"]
+    assert list(data) == ["pool", "jobs"] and data["pool"] == ["node201", "node202"]
     assert data["jobs"][0] == {
         "host": "node101",
         "argv": list(plan.jobs[0].argv),

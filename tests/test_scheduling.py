@@ -8,24 +8,67 @@ import pytest
 
 from conftest import requires_wsclean
 from imgpipe.plan import Job
-from imgpipe.scheduling import SlotScheduler
+from imgpipe.scheduling import Queued, SlotScheduler
 
 
 def job(host, i):
     return Job(host, ("wsclean", str(i)), (f"/{i}.MS",), None, None, "/out", f"i{i}")
 
 
+def taken(pairs):
+    return [(q.job, host) for q, host in pairs]
+
+
 def test_scheduler_fills_free_slots_in_plan_order_per_node():
     jobs = [job("a", 0), job("a", 1), job("a", 2), job("b", 3), job("a", 4), job("b", 5)]
-    sched = SlotScheduler(jobs, max_concurrent=2)
-    first = sched.take_ready()
-    assert first == [jobs[0], jobs[1], jobs[3], jobs[5]]  # a busy node does not hold back b
+    sched = SlotScheduler(jobs, ["a", "b"], max_concurrent=2)
+    first = taken(sched.take_ready())
+    assert first == [(jobs[0], "a"), (jobs[1], "a"), (jobs[3], "b"), (jobs[5], "b")]  # a busy node does not hold back b
     assert sched.take_ready() == []
-    sched.release(jobs[1])
-    assert sched.take_ready() == [jobs[2]]
-    sched.release(jobs[0])
-    assert sched.take_ready() == [jobs[4]] and sched.pending == 0
+    sched.release("a")
+    assert taken(sched.take_ready()) == [(jobs[2], "a")]
+    sched.release("a")
+    assert taken(sched.take_ready()) == [(jobs[4], "a")] and sched.pending == 0
     assert sched.running == {"a": 2, "b": 2}
+
+
+def test_pool_jobs_go_to_the_freest_node_the_moment_a_slot_frees():
+    jobs = [job(None, i) for i in range(6)]
+    sched = SlotScheduler(jobs, ["a", "b"], max_concurrent=2)
+    assert [h for _, h in sched.take_ready()] == ["a", "b", "a", "b"]  # spread, not a then b
+    sched.release("b")
+    assert taken(sched.take_ready()) == [(jobs[4], "b")]
+    assert sched.take_ready() == []
+    sched.release("a")
+    assert taken(sched.take_ready()) == [(jobs[5], "a")]
+
+
+def test_blocked_down_and_retried_nodes():
+    jobs = [job(None, 0), job("b", 1), job(None, 2)]
+    sched = SlotScheduler(jobs, ["a", "b"], max_concurrent=1)
+    sched.block("a", until=10.0)  # cooling down after a failed connection
+    assert taken(sched.take_ready(now=5.0)) == [(jobs[0], "b")]
+    assert sched.next_wakeup(5.0) == 5.0
+    assert taken(sched.take_ready(now=10.0)) == [(jobs[2], "a")]
+    # b goes down: the job pinned there is dropped (to be reported failed), pool jobs avoid it
+    sched.release("b")
+    assert [q.job for q in sched.mark_down("b")] == [jobs[1]]
+    retry = Queued(jobs[0]).retry(not_before=20.0, avoid="a")
+    sched.release("a")
+    sched.requeue(retry)
+    assert sched.take_ready(now=19.0) == [] and sched.next_wakeup(19.0) == 1.0
+    assert taken(sched.take_ready(now=20.0)) == [(jobs[0], "a")]  # avoided only if another node is free
+    assert retry.attempt == 2
+
+
+def test_a_refused_slot_keeps_the_jobs_place():
+    jobs = [job(None, 0), job(None, 1)]
+    sched = SlotScheduler(jobs, ["a"], max_concurrent=2)
+    (q0, h0), (q1, h1) = sched.take_ready()
+    sched.give_back(q1, h1)  # Prefect said: another run holds that slot
+    sched.block("a", until=1.0)
+    assert sched.take_ready(now=0.5) == [] and sched.pending == 1
+    assert taken(sched.take_ready(now=1.0)) == [(jobs[1], "a")]
 
 
 @requires_wsclean

@@ -1,5 +1,90 @@
 """Execution backends: how one job's command runs on its host.
 
-Every backend takes a :class:`~imgpipe.plan.Job` and a line callback and returns a
-:class:`~imgpipe.results.JobResult`; the orchestration layer does not care where.
+Every backend takes a :class:`~imgpipe.plan.Job` (with its host decided), the
+env_file and a line callback, and returns a :class:`~imgpipe.results.JobResult`; the
+orchestration layer does not care where. ``localhost`` runs a local process
+(``local``), any other host runs over SSH (``ssh``, imported only when needed: it
+loads paramiko).
 """
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from imgpipe.nodes import is_local
+
+CANCEL_GRACE_S = 10.0
+"""SIGTERM → SIGKILL grace when a run is cancelled (Ctrl-C, SIGTERM)."""
+
+
+def run_job(job, env_file: str | None, on_line: Callable[[str], None] = lambda line: None):
+    """Run ``job`` on ``job.host`` and return its JobResult."""
+    if is_local(job.host):
+        from imgpipe.execution.local import run_local
+
+        return run_local(job, env_file, on_line, CANCEL_GRACE_S)
+    from imgpipe.execution.ssh import run_ssh
+
+    return run_ssh(job, env_file, on_line, CANCEL_GRACE_S)
+
+
+def cancel_all(grace_s: float = CANCEL_GRACE_S) -> None:
+    """Stop every running job of this process, local and remote, in parallel."""
+    import threading
+
+    from imgpipe.execution import local
+
+    stoppers = [threading.Thread(target=local.cancel_all, args=(grace_s,))]
+    ssh = sys.modules.get("imgpipe.execution.ssh")
+    if ssh is not None:
+        stoppers.append(threading.Thread(target=ssh.cancel_all, args=(grace_s,)))
+    for t in stoppers:
+        t.start()
+    for t in stoppers:
+        t.join()
+
+
+def reset() -> None:
+    """A new run in the same process: forget an earlier cancellation."""
+    from imgpipe.execution import local
+
+    local.reset()
+    ssh = sys.modules.get("imgpipe.execution.ssh")
+    if ssh is not None:
+        ssh.reset()
+
+
+_last_check: dict = {}
+
+
+def reach_nodes(worker, hosts: list[str], on_retry: Callable[[str], None] = lambda message: None) -> dict[str, str]:
+    """Connect to the SSH nodes among ``hosts`` (connections kept for the jobs).
+
+    Returns ``{host: why}`` for nodes that stayed unreachable when
+    ``skip_unreachable_nodes`` is set; otherwise raises :class:`NodeError` naming them.
+    """
+    remote = [h for h in hosts if not is_local(h)]
+    if not remote:
+        return {}
+    import time
+
+    from imgpipe.errors import NodeError
+    from imgpipe.execution import ssh
+
+    ssh.POOL.configure(ssh.SSHSettings(worker.ssh_config, worker.accept_new_host_keys))
+    # The CLI checks the nodes before starting Prefect, then the flow (same process) does
+    # again: the second check takes the first one's answer rather than retrying a dead node.
+    last = _last_check.pop("result", None)
+    if last is not None and last[0] == (tuple(remote), worker) and time.monotonic() - last[1] < 60:
+        return dict(last[2])
+    errors = ssh.check_nodes(remote, worker.retries, worker.retry_delay_seconds, on_retry)
+    if errors and not worker.skip_unreachable_nodes:
+        lines = "; ".join(str(e) for e in errors.values())
+        raise NodeError(
+            f"cannot reach {len(errors)} node(s): {lines} "
+            "(set [worker] skip_unreachable_nodes = true to run on the other nodes)"
+        )
+    down = {host: str(err) for host, err in errors.items()}
+    _last_check["result"] = ((tuple(remote), worker), time.monotonic(), down)
+    return down

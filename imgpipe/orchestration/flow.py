@@ -1,4 +1,4 @@
-"""The ``imgpipe`` Prefect flow: load config → resolve inputs → plan → run WSClean jobs.
+"""The ``imgpipe`` Prefect flow: load config → resolve inputs → plan → reach nodes → run WSClean jobs.
 
 Started by the CLI (embedded Prefect, no server to set up) and by deployments
 (``flows/imgpipe_flow.py``). Parameters stay plain and serialisable for that reason.
@@ -7,7 +7,6 @@ Started by the CLI (embedded Prefect, no server to set up) and by deployments
 from __future__ import annotations
 
 import os
-import queue
 import time
 
 from prefect import flow, get_run_logger
@@ -15,9 +14,11 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from imgpipe import events
-from imgpipe.execution import local
+from imgpipe import events, execution
+from imgpipe.orchestration.dispatcher import Dispatcher
+from imgpipe.orchestration.node_limits import NodeLimits
 from imgpipe.orchestration.tasks import (
+    connect_nodes_task,
     load_config_task,
     plan_jobs_task,
     resolve_inputs_task,
@@ -25,11 +26,6 @@ from imgpipe.orchestration.tasks import (
 )
 from imgpipe.plan import write_plan_json
 from imgpipe.results import CANCELLED, FAILED, JobResult, RunSummary
-from imgpipe.scheduling import SlotScheduler
-
-
-def _task_run_name(job) -> str:
-    return f"wsclean {job.label}"
 
 
 def _outcome(job, future) -> JobResult:
@@ -78,25 +74,22 @@ def imgpipe_flow(
             logger.info("dry run: %s", line)
         return RunSummary([], time.time() - started)
 
-    local.reset()
-    scheduler = SlotScheduler(plan.jobs, cfg.worker.max_concurrent)
-    finished: queue.Queue = queue.Queue()
-    results: dict[int, JobResult] = {}
-    order = {id(job): i for i, job in enumerate(plan.jobs)}
-    in_flight = 0
-    while scheduler.pending or in_flight:
-        for job in scheduler.take_ready():
-            future = run_job_task.with_options(task_run_name=_task_run_name(job)).submit(
-                job, cfg.worker.env_file
-            )
-            future.add_done_callback(lambda f, job=job: finished.put((job, f)))
-            in_flight += 1
-        job, future = finished.get()
-        in_flight -= 1
-        scheduler.release(job)
-        results[order[id(job)]] = _outcome(job, future)
+    execution.reset()
+    hosts = plan.hosts()
+    down = connect_nodes_task(cfg, hosts)
+    limits = NodeLimits([h for h in hosts if h not in down], cfg.worker.max_concurrent)
 
-    summary = RunSummary([results[i] for i in sorted(results)], time.time() - started)
+    def start(job, attempt, submission_id):
+        # No task tags: a tag makes Prefect take a tag-concurrency lease per task (two
+        # more API calls on the path of every job); node slots are NodeLimits' work.
+        name = f"wsclean {job.label}" + (f" (attempt {attempt})" if attempt > 1 else "")
+        return run_job_task.with_options(task_run_name=name).submit(job, cfg.worker.env_file, attempt, submission_id)
+
+    try:
+        results = Dispatcher(plan, cfg.worker, start, _outcome, limits, logger).run(down)
+    finally:
+        limits.close()
+    summary = RunSummary(results, time.time() - started)
     create_markdown_artifact(markdown=_markdown(summary), key="imgpipe-summary", description="imgpipe jobs")
     for line in summary.lines():
         logger.info(line)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -12,8 +13,8 @@ from prefect.states import Cancelled, Failed
 
 from imgpipe import events
 from imgpipe.config import Config, load_config
-from imgpipe.execution.local import run_local
-from imgpipe.nodes import is_local
+from imgpipe.execution import reach_nodes, run_job
+from imgpipe.orchestration.dispatcher import JOB_ENDED
 from imgpipe.plan import Job, Plan, plan_jobs, resolve_groups
 from imgpipe.results import CANCELLED, JobResult
 
@@ -47,22 +48,31 @@ def resolve_inputs_task(config: Config, inputs: list[str], combine: bool, combin
 def plan_jobs_task(config: Config, groups, warnings, cwd: str) -> Plan:
     plan = plan_jobs(config, groups, warnings, cwd)
     logger = get_run_logger()
+    anywhere = f"any of {','.join(plan.pool)}"
     for job in plan.jobs:
-        logger.info("%s: %s", job.host, job.command_line())
+        logger.info("%s: %s", job.host or anywhere, job.command_line())
     return plan
 
 
+@task(name="connect-nodes", cache_policy=NO_CACHE)
+def connect_nodes_task(config: Config, hosts: list[str]) -> dict[str, str]:
+    """Open the SSH connections now: an unreachable node is named before any job starts."""
+    logger = get_run_logger()
+    down = reach_nodes(config.worker, hosts, logger.warning)
+    for host, why in down.items():
+        logger.error("skipping unreachable node %s", why)
+    return down
+
+
 @task(name="wsclean", cache_policy=NO_CACHE)
-def run_job_task(job: Job, env_file: str | None) -> JobResult:
+def run_job_task(job: Job, env_file: str | None, attempt: int = 1, submission_id: str | None = None) -> JobResult:
     """Run one WSClean job on its node; Failed in Prefect if WSClean fails."""
     logger = get_run_logger()
     output = PrefectLogAdapter(_output_logger(), extra=dict(getattr(logger, "extra", {}) or {}))
-    if not is_local(job.host):
-        raise RuntimeError(f"{job.host}: remote execution is not available in this version")
-    logger.info("start on %s: %s", job.host, job.command_line())
+    logger.info("start on %s%s: %s", job.host, f" (attempt {attempt})" if attempt > 1 else "", job.command_line())
     events.emit("started", job)
-    result = run_local(job, env_file, output.info)
-    events.emit("finished", result)
+    result = replace(run_job(job, env_file, output.info), attempt=attempt)
+    events.emit(JOB_ENDED, (submission_id, result))  # the dispatcher reuses the slot now
     if not result.ok:
         # A Failed state, not an exception: an expected outcome needs no traceback in the log.
         logger.error("%s: %s (log: %s)", result.status, result.reason, job.log_path)

@@ -1,0 +1,365 @@
+"""Run a job on an SSH node (paramiko): one connection per node, one channel per job.
+
+- Host names go through ``~/.ssh/config`` and ``[worker] ssh_config`` (HostName, Port,
+  User, IdentityFile, UserKnownHostsFile, ConnectTimeout, ProxyCommand), so the names
+  in ``[worker] nodes`` are the ones ``ssh`` knows.
+- Host keys are checked against known_hosts: an unknown key is refused unless
+  ``accept_new_host_keys`` (then it is appended to known_hosts); a changed key is
+  always refused.
+- A connection carries several jobs (channels), at most ``CHANNELS_PER_CONNECTION``
+  (below OpenSSH's default ``MaxSessions 10``); more jobs open another connection.
+- The job runs under the wrapper of ``job_script``: its stdin stays open for the life
+  of the job, so a cancel (``stop``), a lost connection or a dead imgpipe all stop
+  WSClean on the node.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import paramiko
+
+from imgpipe.execution.job_script import OutputParser, new_token, outcome, remote_command
+from imgpipe.plan import Job
+from imgpipe.results import CANCELLED, FAILED, JobResult
+
+CHANNELS_PER_CONNECTION = 8
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class SSHSettings:
+    """How to reach the nodes (from ``[worker]``)."""
+
+    ssh_config: str | None = None
+    """Extra ssh_config file, read before ``~/.ssh/config`` (its values win)."""
+    accept_new_host_keys: bool = False
+    """Accept (and remember) the key of a node not yet in known_hosts."""
+
+
+class NodeUnreachable(Exception):
+    """A node could not be reached; ``transient`` errors are worth a retry."""
+
+    def __init__(self, host: str, message: str, transient: bool = True):
+        super().__init__(f"{host}: {message}")
+        self.host = host
+        self.transient = transient
+
+
+class _AcceptNewKeys(paramiko.MissingHostKeyPolicy):
+    """Like OpenSSH's ``StrictHostKeyChecking accept-new``: remember unknown keys (changed keys are refused by paramiko itself)."""
+
+    def __init__(self, known_hosts: Path, lock: threading.Lock):
+        self._path = known_hosts
+        self._lock = lock
+
+    def missing_host_key(self, client, hostname, key):
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        entry = paramiko.hostkeys.HostKeyEntry([hostname], key).to_line()
+        with self._lock:
+            self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with open(self._path, "a") as f:
+                f.write(entry)
+
+
+@dataclass
+class _Connection:
+    client: paramiko.SSHClient
+    channels: int = 0
+
+    @property
+    def alive(self) -> bool:
+        transport = self.client.get_transport()
+        return transport is not None and transport.is_active()
+
+
+def _known_hosts_files(options: dict) -> list[Path]:
+    files = options.get("userknownhostsfile")
+    if files:
+        return [Path(os.path.expanduser(f)) for f in files.split()]
+    return [Path("~/.ssh/known_hosts").expanduser()]
+
+
+def _describe(host: str, address: str, err: Exception) -> NodeUnreachable:
+    """One clear line for each way a connection fails."""
+    if isinstance(err, paramiko.BadHostKeyException):
+        return NodeUnreachable(
+            host,
+            f"the host key of {address} has CHANGED (expected {err.expected_key.get_fingerprint().hex()}, "
+            f"got {err.key.get_fingerprint().hex()}): refusing to connect. If the node was reinstalled, "
+            f"remove its old key with ssh-keygen -R and connect once with ssh",
+            transient=False,
+        )
+    if isinstance(err, paramiko.AuthenticationException):
+        return NodeUnreachable(host, f"authentication failed at {address}: {err} (check User and IdentityFile in your ssh config)", transient=False)
+    if isinstance(err, paramiko.SSHException) and "not found in known_hosts" in str(err):
+        return NodeUnreachable(
+            host,
+            f"the host key of {address} is unknown (not in known_hosts): connect once with ssh to check and accept it, "
+            "or set [worker] accept_new_host_keys = true",
+            transient=False,
+        )
+    if isinstance(err, socket.gaierror):
+        return NodeUnreachable(host, f"host name {address.rsplit(':', 1)[0]} does not resolve ({err.strerror})", transient=False)
+    if isinstance(err, (socket.timeout, TimeoutError)):
+        return NodeUnreachable(host, f"no answer from {address} (timed out)")
+    if isinstance(err, ConnectionRefusedError) or "Unable to connect" in str(err):
+        return NodeUnreachable(host, f"connection refused at {address} (is sshd running there?)")
+    return NodeUnreachable(host, f"cannot connect to {address}: {err or type(err).__name__}")
+
+
+class SSHPool:
+    """Open SSH connections, per node, shared by the jobs of a run."""
+
+    def __init__(self, settings: SSHSettings | None = None):
+        self.settings = settings or SSHSettings()
+        self._conns: dict[str, list[_Connection]] = {}
+        self._host_locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+        self._known_hosts_lock = threading.Lock()
+
+    def configure(self, settings: SSHSettings) -> None:
+        if settings != self.settings:
+            self.close_all()
+            self.settings = settings
+
+    def _ssh_config(self) -> paramiko.SSHConfig:
+        config = paramiko.SSHConfig()
+        files = [self.settings.ssh_config, "~/.ssh/config"]
+        for name in files:
+            path = Path(os.path.expanduser(name)) if name else None
+            if path is not None and path.is_file():
+                with open(path) as f:
+                    config.parse(f)
+        return config
+
+    def options(self, host: str) -> dict:
+        """What the ssh config says about ``host`` (HostName, Port, User, ...)."""
+        return dict(self._ssh_config().lookup(host))
+
+    def address(self, host: str) -> str:
+        opts = self.options(host)
+        return f"{opts.get('hostname', host)}:{opts.get('port', 22)}"
+
+    def _connect(self, host: str) -> paramiko.SSHClient:
+        opts = self.options(host)
+        hostname, port = opts.get("hostname", host), int(opts.get("port", 22))
+        address = f"{hostname}:{port}"
+        if "proxyjump" in opts:
+            raise NodeUnreachable(host, "ProxyJump is not supported; use ProxyCommand ssh -W %h:%p <jump host>", transient=False)
+        timeout = float(opts.get("connecttimeout", DEFAULT_CONNECT_TIMEOUT))
+        client = paramiko.SSHClient()
+        known = _known_hosts_files(opts)
+        for path in known:
+            if path.is_file():
+                client.load_host_keys(str(path))
+        client.set_missing_host_key_policy(
+            _AcceptNewKeys(known[0], self._known_hosts_lock) if self.settings.accept_new_host_keys else paramiko.RejectPolicy()
+        )
+        try:
+            if "proxycommand" in opts:
+                sock = paramiko.ProxyCommand(opts["proxycommand"])
+            else:
+                sock = socket.create_connection((hostname, port), timeout=timeout)
+                _keepalive(sock)
+            keys = [os.path.expanduser(k) for k in opts.get("identityfile", [])]
+            client.connect(
+                hostname,
+                port=port,
+                username=opts.get("user"),
+                key_filename=[k for k in keys if os.path.exists(k)] or None,
+                timeout=timeout,
+                banner_timeout=timeout,
+                auth_timeout=timeout,
+                sock=sock,
+            )
+        except NodeUnreachable:
+            client.close()
+            raise
+        except (OSError, EOFError, paramiko.SSHException) as err:
+            client.close()
+            raise _describe(host, address, err) from None
+        client.get_transport().set_keepalive(30)
+        return client
+
+    def _host_lock(self, host: str) -> threading.Lock:
+        with self._lock:
+            return self._host_locks.setdefault(host, threading.Lock())
+
+    def _take(self, host: str) -> _Connection:
+        """A live connection to ``host`` with a free channel (connecting if needed)."""
+        with self._host_lock(host):
+            conns = self._conns.setdefault(host, [])
+            for conn in [c for c in conns if not c.alive]:
+                conns.remove(conn)
+                conn.client.close()
+            for conn in conns:
+                if conn.channels < CHANNELS_PER_CONNECTION:
+                    break
+            else:
+                conn = _Connection(self._connect(host))
+                conns.append(conn)
+            conn.channels += 1
+            return conn
+
+    def _give_back(self, host: str, conn: _Connection) -> None:
+        with self._host_lock(host):
+            conn.channels -= 1
+
+    def check(self, host: str) -> None:
+        """Connect to ``host`` now (kept open for its jobs); raises :class:`NodeUnreachable`."""
+        self._give_back(host, self._take(host))
+
+    def open_channel(self, host: str) -> tuple[_Connection, paramiko.Channel]:
+        conn = self._take(host)
+        try:
+            return conn, conn.client.get_transport().open_session(timeout=DEFAULT_CONNECT_TIMEOUT)
+        except (OSError, EOFError, paramiko.SSHException) as err:
+            self._give_back(host, conn)
+            raise NodeUnreachable(host, f"cannot open a channel: {err or type(err).__name__}") from None
+
+    def release(self, host: str, conn: _Connection) -> None:
+        self._give_back(host, conn)
+
+    def close_all(self) -> None:
+        with self._lock:
+            conns, self._conns = self._conns, {}
+        for host_conns in conns.values():
+            for conn in host_conns:
+                conn.client.close()
+
+
+def _keepalive(sock: socket.socket) -> None:
+    """Notice a dead node in about a minute rather than the kernel's two hours."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, name):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
+POOL = SSHPool()
+_running: dict[int, paramiko.Channel] = {}
+_lock = threading.Lock()
+_cancelled = threading.Event()
+
+
+def check_nodes(
+    hosts: list[str],
+    retries: int = 0,
+    retry_delay_s: float = 10.0,
+    on_retry: Callable[[str], None] = lambda message: None,
+) -> dict[str, NodeUnreachable]:
+    """Connect to every host at once; returns the ones that stayed unreachable, with why."""
+    errors: dict[str, NodeUnreachable] = {}
+
+    def try_host(host: str) -> None:
+        for attempt in range(retries + 1):
+            try:
+                POOL.check(host)
+                return
+            except NodeUnreachable as err:
+                if not err.transient or attempt == retries:
+                    errors[host] = err
+                    return
+                on_retry(f"{err}; retry {attempt + 1} of {retries} in {retry_delay_s:g} s")
+                time.sleep(retry_delay_s)
+
+    threads = [threading.Thread(target=try_host, args=(h,), daemon=True) for h in hosts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {h: errors[h] for h in hosts if h in errors}
+
+
+def run_ssh(
+    job: Job,
+    env_file: str | None,
+    on_line: Callable[[str], None] = lambda line: None,
+    grace_s: float = 10.0,
+) -> JobResult:
+    """Run ``job`` on ``job.host``; output streams to ``on_line`` (and to the log on the node)."""
+    if _cancelled.is_set():
+        return JobResult(job, CANCELLED, "run cancelled before the job started")
+    token = new_token()
+    parser = OutputParser(token)
+    try:
+        conn, chan = POOL.open_channel(job.host)
+    except NodeUnreachable as err:
+        return JobResult(job, FAILED, str(err), connection_error=err.transient)
+    started = last = None
+    lost = ""
+    with _lock:
+        _running[id(chan)] = chan
+    try:
+        chan.exec_command(remote_command(job.argv, job.out_dir, job.log_path, env_file, token, grace_s))
+        for raw in chan.makefile("rb"):
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if parser.feed(line):
+                if started is None and parser.state.pid is not None:
+                    started = time.time()
+            else:
+                last = line
+                on_line(line)
+    except (OSError, EOFError, paramiko.SSHException) as err:
+        lost = f" ({err or type(err).__name__})"
+    finally:
+        with _lock:
+            _running.pop(id(chan), None)
+        chan.close()
+        POOL.release(job.host, conn)
+    ended = time.time()
+    state = parser.state
+    common = dict(started_at=started, ended_at=ended if started else None, cpu_s=state.cpu_s, pid=state.pid)
+    if state.exit_code is None and state.setup_failed is None:
+        if _cancelled.is_set():
+            return JobResult(job, CANCELLED, "cancelled (connection closed)", **common)
+        if state.pid is None:
+            return JobResult(job, FAILED, f"{job.host}: connection lost before WSClean started{lost}", connection_error=True, **common)
+        return JobResult(
+            job,
+            FAILED,
+            f"{job.host}: connection lost while WSClean was running (pid {state.pid}){lost}; "
+            "the node stops the job when its connection drops; not retried, so that two copies never write the same images",
+            connection_error=True,
+            **common,
+        )
+    status, code, reason = outcome(state, last or "")
+    if status != "ok" and _cancelled.is_set():
+        status, reason = CANCELLED, f"cancelled ({reason})"
+    return JobResult(job, status, reason, exit_code=code, **common)
+
+
+def cancel_all(grace_s: float = 10.0) -> int:
+    """Stop every job running over SSH (SIGTERM on the node, SIGKILL after ``grace_s``)."""
+    _cancelled.set()
+    with _lock:
+        chans = list(_running.values())
+    for chan in chans:
+        try:
+            chan.sendall(f"stop {grace_s:g}\n".encode())
+            chan.shutdown_write()
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
+    deadline = time.monotonic() + grace_s + 5
+    while time.monotonic() < deadline:
+        with _lock:
+            if not _running:
+                break
+        time.sleep(0.05)
+    with _lock:
+        left = list(_running.values())
+    for chan in left:  # the node does not answer: dropping the channel stops the job there too
+        chan.close()
+    return len(chans)
+
+
+def reset() -> None:
+    """Forget an earlier cancellation (a new run in the same process)."""
+    _cancelled.clear()

@@ -1,0 +1,176 @@
+"""The flow's job loop: start each job the moment a node has a slot, retry what may be retried.
+
+Why a loop of our own rather than submitting every task at once: a job should hold a
+node slot and show as Running only while WSClean runs, pool jobs should go to
+whichever node frees first, and a retry may go to another node.
+
+Why it is fast: a freed slot is refilled without waiting for Prefect.
+- The task reports "WSClean ended" straight to this loop (an in-process event) the
+  moment the process ends; Prefect records the task's final state meanwhile.
+- A node slot held in Prefect (``NodeLimits``) passes from the job that ended to the
+  next job on that node without an API call; only slots no job of this run can use
+  go back to Prefect (other runs may take them then). So within a run a slot is
+  refilled in milliseconds, and across runs the per-node cap still holds.
+
+Retry rules (as the original imgpipe's worker pool): a job is tried again only if its
+WSClean process never started (connection refused, lost before start), up to
+``retries`` times after ``retry_delay_seconds``, preferably on another node; a node
+that failed a connection gets no new job for ``host_cooldown_s`` while another node
+can take it. A WSClean error is retried only with ``retry_failed_jobs``. A job whose
+WSClean started and then lost its connection is never retried: the node kills it, but
+a second copy could otherwise write the same images meanwhile.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from typing import Callable
+
+from imgpipe import events
+from imgpipe.config import WorkerConfig
+from imgpipe.plan import Job, Plan
+from imgpipe.results import FAILED, JobResult
+from imgpipe.scheduling import Queued, SlotScheduler
+
+BUSY_RECHECK_S = 0.2
+"""How soon to ask Prefect again for a node whose slots another run holds."""
+
+JOB_ENDED = "job-ended"
+"""Event emitted by the task, payload ``(submission id, JobResult)``."""
+
+
+@dataclass
+class _Submission:
+    queued: Queued
+    job: Job
+    lease: object
+    future: object = None
+    handled: bool = False
+
+
+class Dispatcher:
+    """Runs the jobs of one plan. ``start(job, attempt, submission_id)`` submits a job's task
+    and returns its future; ``outcome(job, future)`` reads a finished future as a JobResult
+    (used only when the task died before reporting); ``limits`` holds node slots in Prefect."""
+
+    def __init__(self, plan: Plan, worker: WorkerConfig, start: Callable, outcome: Callable, limits, logger):
+        self.plan, self.worker, self.logger = plan, worker, logger
+        self._start, self._outcome, self._limits = start, outcome, limits
+        self.scheduler = SlotScheduler(plan.jobs, plan.pool, worker.max_concurrent)
+        self._order = {id(job): i for i, job in enumerate(plan.jobs)}
+        self.results: dict[int, JobResult] = {}
+        self._inbox: queue.Queue = queue.Queue()
+        self._subs: dict[str, _Submission] = {}
+        self._idle_leases: dict[str, list] = defaultdict(list)
+
+    # -- events from task threads ---------------------------------------------------
+    def _on_event(self, event: str, payload) -> None:
+        if event == JOB_ENDED and payload[0] in self._subs:
+            self._inbox.put(("ended", payload[0], payload[1]))
+
+    # -- the loop ----------------------------------------------------------------------
+    def run(self, down: dict[str, str]) -> list[JobResult]:
+        for host, why in down.items():
+            for queued in self.scheduler.mark_down(host):
+                self._record(queued, JobResult(queued.job, FAILED, f"node unreachable: {why}", connection_error=True))
+        events.subscribe(self._on_event)
+        try:
+            while self.scheduler.pending or self._in_flight():
+                self._start_ready()
+                self._return_idle_leases()
+                if not self.scheduler.pending and not self._in_flight():
+                    break
+                try:
+                    message = self._inbox.get(timeout=self.scheduler.next_wakeup(time.monotonic()))
+                except queue.Empty:
+                    continue
+                self._handle(*message)
+        finally:
+            events.unsubscribe(self._on_event)
+            self._return_idle_leases(everything=True)
+        for sub in self._subs.values():  # every task's final state is recorded before the flow ends
+            sub.future.wait()
+        return [self.results[i] for i in sorted(self.results)]
+
+    def _in_flight(self) -> int:
+        return sum(not s.handled for s in self._subs.values())
+
+    def _start_ready(self) -> None:
+        now = time.monotonic()
+        while True:  # a slot refused by Prefect frees its place for another job
+            ready = self.scheduler.take_ready(now)
+            if not ready:
+                return
+            for queued, host in ready:
+                lease = self._idle_leases[host].pop() if self._idle_leases[host] else self._limits.try_acquire(host)
+                if lease is None:  # another imgpipe run holds this node's slots
+                    self.scheduler.give_back(queued, host)
+                    self.scheduler.block(host, now + BUSY_RECHECK_S)
+                    continue
+                sid = uuid.uuid4().hex
+                job = replace(queued.job, host=host)
+                sub = self._subs[sid] = _Submission(queued, job, lease)
+                sub.future = self._start(job, queued.attempt, sid)
+                sub.future.add_done_callback(lambda f, sid=sid: self._inbox.put(("done", sid, None)))
+
+    def _return_idle_leases(self, everything: bool = False) -> None:
+        """Give back to Prefect the slots no pending job of this run can use now."""
+        for host, leases in self._idle_leases.items():
+            keep = 0 if everything else min(len(leases), self._waiting_for(host))
+            for lease in leases[keep:]:
+                threading.Thread(target=self._limits.release, args=(lease,), daemon=not everything).start()
+            del leases[keep:]
+
+    def _waiting_for(self, host: str) -> int:
+        now = time.monotonic()
+        return sum(
+            1 for q in self.scheduler.queued() if q.not_before <= now and (q.job.host == host or (q.job.host is None and host in self.plan.pool))
+        )
+
+    def _handle(self, kind: str, sid: str, result: JobResult | None) -> None:
+        sub = self._subs[sid]
+        if sub.handled:
+            return
+        if result is None:  # the task ended without reporting (it raised): ask Prefect
+            result = self._outcome(sub.job, sub.future)
+        sub.handled = True
+        self.scheduler.release(sub.job.host)
+        self._idle_leases[sub.job.host].append(sub.lease)
+        result = replace(result, attempt=sub.queued.attempt)
+        now = time.monotonic()
+        if result.connection_error:
+            wait = self.scheduler.connection_failed(sub.job.host, now, self.worker.host_cooldown_s)
+            self.logger.warning("%s: no new job there for %g s (connection failed)", sub.job.host, wait)
+        elif result.pid is not None:
+            self.scheduler.connection_ok(sub.job.host)
+        why = retry_reason(result, self.worker, sub.queued.attempt)
+        if why:
+            self.logger.warning(
+                "retry %s (attempt %d of %d in %g s): %s",
+                sub.queued.job.label, sub.queued.attempt + 1, self.worker.retries + 1, self.worker.retry_delay_seconds, why,
+            )
+            self.scheduler.requeue(sub.queued.retry(now + self.worker.retry_delay_seconds, avoid=sub.job.host))
+            return
+        if result.connection_error and result.pid is not None:
+            self.logger.error("%s: not retried: WSClean had started there (pid %d)", sub.job.label, result.pid)
+        self._record(sub.queued, result)
+
+    def _record(self, queued: Queued, result: JobResult) -> None:
+        self.results[self._order[id(queued.job)]] = result
+        events.emit("finished", result)
+
+
+def retry_reason(result: JobResult, worker: WorkerConfig, attempt: int) -> str | None:
+    """Why ``result`` deserves another attempt, or None."""
+    if result.ok or result.status != FAILED or attempt > worker.retries:
+        return None
+    if result.connection_error:
+        return f"{result.reason} (WSClean never started)" if result.pid is None else None
+    if worker.retry_failed_jobs:
+        return f"{result.reason} (retry_failed_jobs = true)"
+    return None

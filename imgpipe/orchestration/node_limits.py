@@ -1,0 +1,154 @@
+"""Per-node slots held in Prefect, so that two imgpipe runs sharing nodes respect one cap.
+
+One Prefect global concurrency limit per node, ``imgpipe-node-<host>`` with
+``limit = max_concurrent``. The flow's own dispatcher only asks for a slot when it
+believes one is free, and asks *without waiting* (one API call, a few ms): granted →
+the job starts now; refused (423, another run holds the slots) → the dispatcher tries
+another node or asks again a moment later. This keeps Prefect's guarantee across runs
+without its client-side wait, which sleeps about one job length (capped at 30 s)
+between attempts and left slots idle (measured: 8 one-second jobs on 2 × 2 slots took
+~4 s instead of 2 s).
+
+The embedded server keeps its state in SQLite; a write that meets a busy database gets
+"503, retry" and Prefect's client would sleep 2 s before trying again (measured: every
+second slot request of a run waited that long). Our calls retry themselves after a
+few milliseconds instead.
+
+Slots are leases (60 s, renewed every 15 s while the job runs), so a run killed with
+SIGKILL frees its slots within a minute: imgpipe revokes expired leases itself, since
+the embedded (ephemeral) Prefect server does not run Prefect's repossessor service.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from uuid import UUID
+
+import httpx
+from prefect import get_client
+from prefect.context import SettingsContext
+from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, get_current_settings
+
+from imgpipe.nodes import is_local
+
+LEASE_S = 60.0
+RENEW_EVERY_S = 15.0
+BUSY_RETRY_S = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 4.0)
+FILESYSTEM_LEASES = "prefect.server.concurrency.lease_storage.filesystem"
+
+log = logging.getLogger(__name__)
+
+
+def limit_name(host: str) -> str:
+    """``imgpipe-node-<host>``; local jobs count against this machine's name."""
+    return f"imgpipe-node-{socket.gethostname() if is_local(host) else host}"
+
+
+class NodeLimits:
+    """Acquire/release node slots in Prefect; renews the leases it holds."""
+
+    def __init__(self, hosts: list[str], max_concurrent: int):
+        self._client = get_client(sync_client=True)
+        self._client.__enter__()
+        self._held: dict[UUID, str] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._last_reclaim = 0.0
+        settings = SettingsContext.get()
+        self._quick = (settings.profile, get_current_settings().copy_with_update(updates={PREFECT_CLIENT_MAX_RETRIES: 0}))
+        for host in hosts:
+            self._client.upsert_global_concurrency_limit_by_name(limit_name(host), max_concurrent)
+        self.reclaim_expired()
+        self._renewer = threading.Thread(target=self._renew_loop, name="imgpipe-lease-renewal", daemon=True)
+        self._renewer.start()
+
+    def _call(self, method, *args, **kwargs):
+        """``method`` of the Prefect client, retried within milliseconds while the database is busy."""
+        for delay in (*BUSY_RETRY_S, None):
+            try:
+                with SettingsContext(profile=self._quick[0], settings=self._quick[1]):
+                    return method(*args, **kwargs)
+            except httpx.HTTPStatusError as err:
+                if err.response.status_code not in (429, 503) or delay is None:
+                    raise
+            time.sleep(delay)
+
+    def try_acquire(self, host: str) -> UUID | None:
+        """A lease on one slot of ``host`` now, or None if every slot is taken (by any run)."""
+        try:
+            response = self._call(
+                self._client.increment_concurrency_slots_with_lease,
+                names=[limit_name(host)], slots=1, mode="concurrency", lease_duration=LEASE_S,
+            )
+        except httpx.HTTPStatusError as err:
+            if err.response.status_code == 423:
+                if time.monotonic() - self._last_reclaim > LEASE_S / 2:
+                    self.reclaim_expired()  # a dead run may still hold slots
+                return None
+            raise
+        lease_id = UUID(response.json()["lease_id"])
+        with self._lock:
+            self._held[lease_id] = host
+        return lease_id
+
+    def release(self, lease_id: UUID | None) -> None:
+        if lease_id is None:
+            return
+        with self._lock:
+            self._held.pop(lease_id, None)
+        try:
+            self._call(self._client.release_concurrency_slots_with_lease, lease_id)
+        except Exception as err:  # the lease then expires on its own within LEASE_S
+            log.warning("could not release node slot %s: %s", lease_id, err)
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(RENEW_EVERY_S):
+            with self._lock:
+                held = list(self._held)
+            for lease_id in held:
+                try:
+                    self._call(self._client.renew_concurrency_lease, lease_id, lease_duration=LEASE_S)
+                except Exception as err:
+                    log.warning("could not renew node slot %s: %s", lease_id, err)
+
+    def reclaim_expired(self) -> int:
+        """Revoke leases that expired (their run died) so their slots count as free again.
+
+        Works with Prefect's filesystem lease storage (the CLI selects it for the embedded
+        server); a long-running ``prefect server`` does this itself (repossessor service).
+        """
+        self._last_reclaim = time.monotonic()
+        settings = get_current_settings()
+        if settings.server.concurrency.lease_storage != FILESYSTEM_LEASES:
+            return 0
+        folder = Path(settings.home) / "concurrency_leases"
+        now = datetime.now(timezone.utc)
+        reclaimed = 0
+        for path in folder.glob("*.json") if folder.is_dir() else []:
+            if path.name == "expirations.json":
+                continue
+            try:
+                lease = json.loads(path.read_text())
+                expired = datetime.fromisoformat(lease["expiration"]) < now
+                if expired:
+                    self._client.release_concurrency_slots_with_lease(UUID(lease["id"]))
+                    reclaimed += 1
+            except Exception as err:  # a lease file being written or removed meanwhile
+                log.debug("lease file %s: %s", path, err)
+        if reclaimed:
+            log.warning("freed %d node slot(s) held by an imgpipe run that died", reclaimed)
+        return reclaimed
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._lock:
+            held = list(self._held)
+        for lease_id in held:
+            self.release(lease_id)
+        self._client.__exit__(None, None, None)

@@ -1,0 +1,148 @@
+"""The dispatcher's decisions: retries, cool-down, slots held in Prefect, passed between jobs.
+
+The jobs here are scripted outcomes (no process, no Prefect): what is under test is the
+loop's bookkeeping; real runs are in test_ssh.py and test_scheduling.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future
+
+from imgpipe import events
+from imgpipe.config import WorkerConfig
+from imgpipe.orchestration.dispatcher import JOB_ENDED, Dispatcher
+from imgpipe.plan import Job, Plan
+from imgpipe.results import FAILED, OK, JobResult
+
+
+def job(i, host=None):
+    return Job(host, ("wsclean", str(i)), (f"/d/{i}.MS",), None, None, "/out", f"j{i}")
+
+
+class Limits:
+    """Prefect's node slots, in memory: ``refuse`` holds slots taken by 'another run'."""
+
+    def __init__(self, limit, refuse=None):
+        self.limit, self.held, self.calls = limit, {}, []
+        self.refuse = dict(refuse or {})
+        self.lock = threading.Lock()
+
+    def try_acquire(self, host):
+        with self.lock:
+            self.calls.append(("acquire", host))
+            used = sum(1 for h in self.held.values() if h == host) + self.refuse.get(host, 0)
+            if used >= self.limit:
+                return None
+            lease = object()
+            self.held[lease] = host
+            return lease
+
+    def release(self, lease):
+        with self.lock:
+            self.calls.append(("release", self.held.pop(lease)))
+
+
+class TaskFuture(Future):
+    """Like a Prefect future: ``wait()`` until the task's state is final."""
+
+    def wait(self, timeout=None):
+        self.exception(timeout)
+
+
+def run(plan, worker, outcomes, limits):
+    """Run the dispatcher; ``outcomes(job, attempt)`` gives each attempt's JobResult."""
+    attempts = []
+
+    def start(j, attempt, sid):
+        attempts.append((j.ms[0], j.host, attempt))
+        future = TaskFuture()
+
+        def body():
+            result = outcomes(j, attempt)
+            events.emit(JOB_ENDED, (sid, result))
+            future.set_result(result)
+
+        threading.Thread(target=body).start()
+        return future
+
+    results = Dispatcher(plan, worker, start, lambda j, f: f.result(), limits, logging.getLogger("t")).run({})
+    return results, attempts
+
+
+def ok(j, attempt):
+    return JobResult(j, OK, exit_code=0, started_at=1.0, ended_at=2.0, pid=100)
+
+
+def test_a_job_that_never_started_is_retried_on_another_node():
+    plan = Plan((job(0), job(1)), pool=("a", "b"))
+    worker = WorkerConfig(nodes=("a", "b"), max_concurrent=1, retries=2, retry_delay_seconds=0.01, host_cooldown_s=5)
+
+    def outcomes(j, attempt):
+        if j.host == "a":
+            return JobResult(j, FAILED, "a: connection refused", connection_error=True)
+        return ok(j, attempt)
+
+    results, attempts = run(plan, worker, outcomes, Limits(1))
+    assert [r.status for r in results] == [OK, OK]
+    assert [r.job.host for r in results] == ["b", "b"]
+    assert ("/d/0.MS", "a", 1) in attempts and ("/d/0.MS", "b", 2) in attempts
+    assert results[0].attempt == 2
+
+
+def test_a_job_that_started_and_lost_its_connection_is_never_retried():
+    plan = Plan((job(0, "a"),), pool=("a",))
+    worker = WorkerConfig(nodes=("a",), retries=5, retry_delay_seconds=0.01)
+
+    def lost(j, attempt):
+        return JobResult(j, FAILED, "a: connection lost while WSClean was running", connection_error=True, pid=42)
+
+    results, attempts = run(plan, worker, lost, Limits(4))
+    assert len(attempts) == 1 and results[0].status == FAILED and results[0].attempt == 1
+
+
+def test_wsclean_errors_are_retried_only_when_asked():
+    plan = Plan((job(0, "a"),), pool=("a",))
+
+    def fails(j, attempt):
+        return JobResult(j, FAILED, "exit code 1", exit_code=1, pid=7)
+
+    worker = WorkerConfig(nodes=("a",), retries=2, retry_delay_seconds=0.01)
+    assert len(run(plan, worker, fails, Limits(4))[1]) == 1
+    worker = WorkerConfig(nodes=("a",), retries=2, retry_delay_seconds=0.01, retry_failed_jobs=True)
+    results, attempts = run(plan, worker, fails, Limits(4))
+    assert [a[2] for a in attempts] == [1, 2, 3] and results[0].attempt == 3 and results[0].status == FAILED
+
+
+def test_slots_pass_from_job_to_job_and_go_back_to_prefect_at_the_end():
+    plan = Plan(tuple(job(i) for i in range(6)), pool=("a",))
+    worker = WorkerConfig(nodes=("a",), max_concurrent=2)
+    limits = Limits(2)
+    results, _ = run(plan, worker, ok, limits)
+    assert all(r.ok for r in results)
+    acquires = [c for c in limits.calls if c[0] == "acquire"]
+    assert len(acquires) == 2  # six jobs, two slots taken from Prefect once
+    assert limits.held == {}  # all given back
+
+
+def test_slots_held_by_another_run_are_respected():
+    """'a' has both its slots taken elsewhere: everything runs on 'b', within its cap."""
+    plan = Plan(tuple(job(i) for i in range(4)), pool=("a", "b"))
+    worker = WorkerConfig(nodes=("a", "b"), max_concurrent=2)
+    running, peak = [0], [0]
+    lock = threading.Lock()
+
+    def outcome(j, attempt):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        import time
+
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return ok(j, attempt)
+
+    results, attempts = run(plan, worker, outcome, Limits(2, refuse={"a": 2}))
+    assert all(r.ok for r in results) and {h for _, h, _ in attempts} == {"b"} and peak[0] <= 2

@@ -1,0 +1,298 @@
+"""Jobs on SSH nodes, against real sshd servers on 127.0.0.2-4 (see sshd_nodes.py).
+
+The nodes share this machine's filesystem; a tree ``<tmp>/net/nodeNNN/...`` stands for
+each node's ``/net/nodeNNN`` and run_on_file_host_pattern is pointed at it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import SOURCE_DEC, SOURCE_RA, peak_overlap, read_trace, requires_wsclean
+
+pytestmark = [requires_wsclean, pytest.mark.prefect]
+
+
+def node_config(test_nodes, tmp_path, body: str = "", **worker) -> Path:
+    """A config for the test nodes; ``worker`` adds [worker] keys (TOML literals)."""
+    lines = {
+        "nodes": "'node[101-102]'",
+        "ssh_config": f"'{test_nodes.ssh_config}'",
+        "retry_delay_seconds": "0.2",
+        "host_cooldown_s": "0.5",
+        **worker,
+    }
+    text = "[worker]\n" + "".join(f"{k} = {v}\n" for k, v in lines.items())
+    text += body or f"[wsclean]\nname = '$ms_basename$'\nout-dir = '{tmp_path}/out'\nsize = [32, 32]\nscale = '1amin'\n"
+    path = tmp_path / "imgpipe.toml"
+    path.write_text(text)
+    return path
+
+
+def make_ms_dirs(root: Path, count: int, node: str | None = None) -> list[str]:
+    """Empty folders named like MSs (for the fake wsclean); under net/<node>/ when given."""
+    paths = []
+    for i in range(count):
+        path = root / ("net/" + node if node else "data") / f"{node or 'obs'}_{i:02d}.MS"
+        path.mkdir(parents=True)
+        paths.append(str(path))
+    return paths
+
+
+def summary_rows(stdout: str) -> list[tuple[str, str]]:
+    """(status, rest of line) for each job line of the end-of-run summary."""
+    return [(m.group(1), m.group(2)) for m in re.finditer(r"^  (OK|FAILED|CANCELLED)\s+(.*)$", stdout, re.M)]
+
+
+def test_pool_jobs_fill_every_slot_and_never_exceed_the_cap(healthy_nodes, run_imgpipe, fake_wsclean, tmp_path):
+    """14 one-second jobs on 2 nodes × 2 slots: each node runs exactly 2 at a time."""
+    fake, trace = fake_wsclean
+    cfg = node_config(healthy_nodes, tmp_path, max_concurrent="2", wsclean=f"'{fake}'")
+    ms = make_ms_dirs(tmp_path, 14)
+    res = run_imgpipe(cfg, *ms)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = read_trace(trace)
+    assert sum(kind == "end" for *_, kind, _ in rows) == 14
+    assert {n for n, *_ in rows} == {"node101", "node102"}
+    assert peak_overlap(rows, "node101") == 2 and peak_overlap(rows, "node102") == 2
+    assert len(summary_rows(res.stdout)) == 14 and all(s == "OK" for s, _ in summary_rows(res.stdout))
+    # every job's output reached its log beside its images
+    log = (tmp_path / "out" / "obs_00.MS.log").read_text()
+    assert log.startswith("fake wsclean on node10") and "obs_00.MS" in log
+
+
+def test_two_runs_at_once_share_the_per_node_cap(healthy_nodes, run_imgpipe, fake_wsclean, tmp_path):
+    """Two imgpipe runs started together on the same nodes: still at most 2 jobs per node in all."""
+    fake, trace = fake_wsclean
+    procs = []
+    for run in ("a", "b"):
+        folder = tmp_path / run
+        folder.mkdir()
+        cfg = node_config(healthy_nodes, folder, max_concurrent="2", wsclean=f"'{fake}'")
+        ms = make_ms_dirs(folder, 8)
+        procs.append(run_imgpipe.popen(cfg, *ms))
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+    rows = read_trace(trace)
+    assert sum(kind == "end" for *_, kind, _ in rows) == 16
+    assert peak_overlap(rows, "node101") == 2 and peak_overlap(rows, "node102") == 2
+
+
+def test_jobs_run_on_the_node_that_holds_their_ms(healthy_nodes, run_imgpipe, fake_wsclean, tmp_path):
+    fake, trace = fake_wsclean
+    pinned = make_ms_dirs(tmp_path, 2, "node102") + make_ms_dirs(tmp_path / "x", 2, "node101")
+    unpinned = make_ms_dirs(tmp_path, 2)  # no /net/nodeNNN/ in the path: any node of the pool
+    cfg = node_config(
+        healthy_nodes, tmp_path, nodes="'node101,node102'", run_on_file_host="true",
+        run_on_file_host_pattern=f"'{tmp_path}/(?:x/)?net/(node\\d{{3}})/'", wsclean=f"'{fake}'",
+        max_concurrent="1",
+    )
+    body = "[wsclean]\nname = 'img'\nout-dir = '$ms_in$/../out/$ms_basename$'\n"
+    cfg.write_text(cfg.read_text().split("[wsclean]")[0] + body)
+    res = run_imgpipe(cfg, *pinned, *unpinned, "--plan-json", tmp_path / "plan.json")
+    assert res.returncode == 0, res.stderr[-3000:]
+    ran_on = {}
+    for ms in pinned + unpinned:
+        log = Path(ms).parent / "out" / Path(ms).name / "img.log"
+        ran_on[ms] = re.match(r"fake wsclean on (\w+):", log.read_text()).group(1)
+    assert [ran_on[m] for m in pinned] == ["node102", "node102", "node101", "node101"]
+    assert {ran_on[m] for m in unpinned} <= {"node101", "node102"}
+    import json
+
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert [j["host"] for j in plan["jobs"]] == ["node102", "node102", "node101", "node101", None, None]
+
+
+def test_real_wsclean_images_over_ssh(healthy_nodes, run_imgpipe, sim_dir, tmp_path):
+    """Real WSClean through SSH on the node holding each MS; the source is where it was simulated."""
+    from imgpipe.fits_peak import pixel_distance
+
+    mss = []
+    for node, name in (("node101", "SW01.MS"), ("node102", "SW02.MS")):
+        dest = tmp_path / "net" / node / "data" / name
+        shutil.copytree(sim_dir / name, dest)
+        mss.append(str(dest))
+    on_node = tmp_path / "on-node"  # a wsclean prefix, as a container wrapper would be
+    on_node.write_text(f'#!/bin/bash\necho "${{IMGPIPE_NODE:-here}} $*" >> {tmp_path}/where\nexec "$@"\n')
+    on_node.chmod(0o755)
+    env_file = tmp_path / "env.sh"
+    env_file.write_text("export OMP_NUM_THREADS=1\n")
+    body = (
+        "[wsclean]\nname = 'img'\nout-dir = '$ms_in$/../images/$ms_basename$'\nsize = [128, 128]\nscale = '2amin'\n"
+        "niter = 200\nauto-threshold = 3\nweight = 'natural'\nj = 1\n"
+    )
+    cfg = node_config(
+        healthy_nodes, tmp_path, body, run_on_file_host="true", run_on_file_host_pattern=f"'{tmp_path}/net/(node\\d{{3}})/'",
+        wsclean=f"'{on_node} wsclean'", env_file=f"'{env_file}'",
+    )
+    res = run_imgpipe(cfg, *mss)
+    assert res.returncode == 0, res.stderr[-3000:]
+    # (the line from imgpipe reading WSClean's option list here, "here wsclean", is not a job)
+    where = [line for line in (tmp_path / "where").read_text().splitlines() if line.split()[1:] != ["wsclean"]]
+    assert sorted(line.split()[0] for line in where) == ["node101", "node102"]
+    for ms, node in zip(mss, ("node101", "node102")):
+        assert any(line.startswith(f"{node} wsclean") and line.endswith(ms) for line in where)
+        image = Path(ms).parent / "images" / Path(ms).name / "img-image.fits"
+        assert pixel_distance(str(image), SOURCE_RA, SOURCE_DEC) <= 1.0  # the brightest pixel is the source
+        assert "Writing restored image... DONE" in (image.parent / "img.log").read_text()  # WSClean output reached its log
+
+
+def test_hostile_paths_and_values_never_reach_a_shell(healthy_nodes, run_imgpipe, fake_wsclean, tmp_path):
+    fake, trace = fake_wsclean
+    evil = "we ird 'q\" ; touch pwned; $(touch pwned2) `touch pwned3`"
+    ms = tmp_path / f"{evil}.MS"
+    ms.mkdir()
+    body = f"[wsclean]\nname = 'img'\nout-dir = '{tmp_path}/out/$ms_basename$'\ntemp-dir = \"{tmp_path}/x; touch pwned4\"\n"
+    cfg = node_config(healthy_nodes, tmp_path, body, nodes="'node101'", wsclean=f"'{fake}'")
+    res = run_imgpipe(cfg, ms, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = (tmp_path / "out" / f"{evil}.MS" / "img.log").read_text()
+    assert log.strip().endswith(f"-temp-dir {tmp_path}/x; touch pwned4 {ms}")  # arrived as single arguments
+    home = Path(os.path.expanduser("~"))
+    for where in (tmp_path, home, Path("/")):
+        assert not any((where / f"pwned{s}").exists() for s in ("", "2", "3", "4"))
+
+
+def test_an_unreachable_node_is_skipped_when_asked(healthy_nodes, run_imgpipe, fake_wsclean, tmp_path):
+    """node103's sshd is down: named at start; pool jobs go to node101, its pinned job fails clearly."""
+    fake, trace = fake_wsclean
+    healthy_nodes.kill(healthy_nodes["node103"])
+    pinned = make_ms_dirs(tmp_path, 1, "node103")
+    pool = make_ms_dirs(tmp_path, 3)
+    cfg = node_config(
+        healthy_nodes, tmp_path, nodes="'node101,node103'", skip_unreachable_nodes="true", retries="1",
+        run_on_file_host="true", run_on_file_host_pattern=f"'{tmp_path}/net/(node\\d{{3}})/'", wsclean=f"'{fake}'",
+    )
+    trace.with_suffix(".seconds").write_text("0.1")
+    res = run_imgpipe(cfg, *pinned, *pool)
+    assert res.returncode == 1, res.stderr[-3000:]
+    assert "retry 1 of 1" in res.stderr and "skipping unreachable node node103: connection refused" in res.stderr
+    rows = summary_rows(res.stdout)
+    assert [s for s, _ in rows] == ["FAILED", "OK", "OK", "OK"]
+    assert "node unreachable: node103: connection refused" in rows[0][1]
+    assert {n for n, *_ in read_trace(trace)} == {"node101"}
+    # without skip_unreachable_nodes: one clear line, nothing runs
+    cfg2 = node_config(healthy_nodes, tmp_path, nodes="'node101,node103'", retries="0", wsclean=f"'{fake}'")
+    res = run_imgpipe(cfg2, *pool)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "cannot reach 1 node(s): node103" in res.stderr
+
+
+def test_a_node_lost_mid_run_never_reports_its_jobs_ok(healthy_nodes, run_imgpipe, fake_wsclean, tmp_path):
+    """node102's sshd and sessions are killed while two jobs run there: those fail with the reason and
+    WSClean is stopped on the node (no orphan); every other job ends ok on node101 or failed with why;
+    each job is reported exactly once, and none as ok on node102 after the kill."""
+    fake, trace = fake_wsclean
+    cfg = node_config(healthy_nodes, tmp_path, max_concurrent="2", wsclean=f"'{fake}'", retries="2")
+    ms = make_ms_dirs(tmp_path, 8)
+    trace.with_suffix(".seconds").write_text("6")
+    proc = run_imgpipe.popen(cfg, *ms)
+
+    def running_on_node102():
+        rows = read_trace(trace)
+        ended = {pid for _, pid, kind, _ in rows if kind == "end"}
+        return [pid for n, pid, kind, _ in rows if n == "node102" and kind == "start" and pid not in ended]
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(running_on_node102()) < 2:
+        time.sleep(0.05)
+    victims = running_on_node102()
+    assert len(victims) == 2
+    healthy_nodes.kill(healthy_nodes["node102"])
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err[-3000:]
+    rows = summary_rows(out)
+    assert sorted(re.match(r"(\S+)", rest).group(1) for _, rest in rows) == [Path(m).name for m in ms]
+    lost = [rest for s, rest in rows if "connection lost while WSClean was running" in rest]
+    assert len(lost) == 2 and all(s == "FAILED" for s, rest in rows if rest in lost)
+    others = [(s, rest) for s, rest in rows if rest not in lost]
+    assert all((s == "OK" and " @ node101 " in rest) or (s == "FAILED" and "connection refused" in rest) for s, rest in others)
+    ended = [(n, pid) for n, pid, kind, _ in read_trace(trace) if kind == "end"]
+    assert all(n == "node101" for n, _ in ended) and len(ended) == sum(s == "OK" for s, _ in rows)
+    assert all(not os.path.exists(f"/proc/{pid}") for pid in victims)  # the node stopped them
+    assert "not retried: WSClean had started there" in err
+    assert "no new job there for" in err  # the dead node was cooled down
+
+
+def test_ctrl_c_stops_remote_jobs(healthy_nodes, run_imgpipe, fake_wsclean, tmp_path):
+    fake, trace = fake_wsclean
+    cfg = node_config(healthy_nodes, tmp_path, max_concurrent="2", wsclean=f"'{fake}'")
+    ms = make_ms_dirs(tmp_path, 6)
+    trace.with_suffix(".seconds").write_text("120")
+    proc = run_imgpipe.popen(cfg, *ms)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(read_trace(trace)) < 4:
+        time.sleep(0.1)
+    pids = [pid for _, pid, _, _ in read_trace(trace)]
+    assert len(pids) == 4
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-3000:]
+    assert time.monotonic() - t0 < 15
+    assert all(not os.path.exists(f"/proc/{pid}") for pid in pids)
+    for node in healthy_nodes.nodes:
+        assert healthy_nodes.jobs_on(node) == []  # nothing left under any sshd
+    assert len(read_trace(trace)) == 4  # no job started after the interrupt
+
+
+def test_host_keys_unknown_refused_accepted_when_asked_changed_always_refused(healthy_nodes, tmp_path):
+    from imgpipe.config import WorkerConfig
+    from imgpipe.errors import NodeError
+    from imgpipe.execution import reach_nodes, ssh
+
+    known = tmp_path / "known_hosts"
+    config = tmp_path / "ssh_config"
+    config.write_text(healthy_nodes.ssh_config.read_text().replace(str(healthy_nodes.known_hosts), str(known)))
+    node = healthy_nodes["node101"]
+
+    def reach(accept: bool):
+        ssh.POOL.close_all()
+        worker = WorkerConfig(nodes=("node101",), ssh_config=str(config), accept_new_host_keys=accept, retries=0)
+        return reach_nodes(worker, ["node101"])
+
+    with pytest.raises(NodeError, match=r"node101: the host key of 127.0.0.2:\d+ is unknown .* accept_new_host_keys = true"):
+        reach(False)
+    assert not known.exists()
+    assert reach(True) == {}
+    assert known.read_text().startswith(f"[{node.address}]:{node.port} ssh-ed25519 ")
+    assert reach(False) == {}  # now known
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    known.write_text(f"[{node.address}]:{node.port} " + " ".join(Path(f"{other}.pub").read_text().split()[:2]) + "\n")
+    with pytest.raises(NodeError, match=r"node101: the host key of 127.0.0.2:\d+ has CHANGED"):
+        reach(True)
+    ssh.POOL.close_all()
+
+
+def test_exit_status_and_setup_errors_over_ssh(healthy_nodes, tmp_path):
+    """The remote wrapper reports WSClean's exit, a signal, and an env_file the node cannot read."""
+    from imgpipe.execution import ssh
+    from imgpipe.plan import Job
+
+    ssh.POOL.configure(ssh.SSHSettings(str(healthy_nodes.ssh_config)))
+
+    def run(argv, env_file=None):
+        lines = []
+        job = Job("node103", tuple(argv), (), None, None, str(tmp_path / "out"), "j")
+        return ssh.run_ssh(job, env_file, lines.append), lines
+
+    result, lines = run(["bash", "-c", "echo $IMGPIPE_NODE; exit 3"])
+    assert (result.status, result.exit_code, result.reason, lines) == ("failed", 3, "exit code 3", ["node103"])
+    assert result.pid is not None and result.cpu_s is not None
+    result, _ = run(["bash", "-c", "kill -SEGV $$"])
+    assert result.reason == "killed by SIGSEGV" and result.exit_code == -11
+    result, lines = run(["true"], env_file=str(tmp_path / "no such env.sh"))
+    assert result.status == "failed" and result.exit_code == 126 and result.pid is None
+    assert result.reason.startswith("cannot source the env_file: ") and "no such env.sh: No such file or directory" in result.reason
+    result, lines = run(["python3", "-c", "print('x' * 100000)"])
+    assert result.ok and lines == ["x" * 100000]
+    ssh.POOL.close_all()
