@@ -1,4 +1,4 @@
-"""Ctrl-C during a real run: running jobs are stopped, exit status 130.
+"""Ctrl-C or SIGTERM during a real run: running jobs are stopped, exit status 130.
 
 A fake WSClean (prints the real help, then sleeps) stands in for a long imaging job:
 this is fault injection, not a test of imaging.
@@ -17,7 +17,8 @@ from conftest import requires_wsclean
 pytestmark = [requires_wsclean, pytest.mark.prefect]
 
 
-def test_ctrl_c_stops_running_jobs(prefect_home, ms_copy, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_running_jobs(prefect_home, ms_copy, tmp_path, sig):
     fake = tmp_path / "fakews"
     marker = tmp_path / "pids"
     fake.write_text(f'#!/bin/bash\nif [ $# -eq 0 ]; then exec wsclean; fi\necho $$ >> "{marker}"\nsleep 120\n')
@@ -34,7 +35,7 @@ def test_ctrl_c_stops_running_jobs(prefect_home, ms_copy, tmp_path):
     pids = [int(p) for p in marker.read_text().split()]
     assert len(pids) == 2
     t0 = time.monotonic()
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted: running WSClean jobs were stopped" in err

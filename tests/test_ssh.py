@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SOURCE_DEC, SOURCE_RA, peak_overlap, read_trace, requires_wsclean
+from conftest import SOURCE_DEC, logs_of_last_flow_run, SOURCE_RA, peak_overlap, read_trace, requires_wsclean
 
 pytestmark = [requires_wsclean, pytest.mark.prefect]
 
@@ -144,6 +144,9 @@ def test_real_wsclean_images_over_ssh(healthy_nodes, run_imgpipe, sim_dir, tmp_p
         image = Path(ms).parent / "images" / Path(ms).name / "img-image.fits"
         assert pixel_distance(str(image), SOURCE_RA, SOURCE_DEC) <= 1.0  # the brightest pixel is the source
         assert "Writing restored image... DONE" in (image.parent / "img.log").read_text()  # WSClean output reached its log
+    # ... and, line by line, the Prefect task logs
+    messages = logs_of_last_flow_run(run_imgpipe.base_env())
+    assert sum(m == "Writing restored image... DONE" for m in messages) == 2
 
 
 def test_hostile_paths_and_values_never_reach_a_shell(healthy_nodes, run_imgpipe, fake_wsclean, tmp_path):

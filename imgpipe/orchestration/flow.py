@@ -87,6 +87,11 @@ def imgpipe_flow(
 
     try:
         results = Dispatcher(plan, cfg.worker, start, _outcome, limits, logger).run(down)
+    except BaseException:
+        # Ctrl-C, or SIGTERM (how a Prefect worker cancels a deployment run): stop every
+        # running WSClean now, here and on the nodes, before the process goes away.
+        execution.cancel_all()
+        raise
     finally:
         limits.close()
     summary = RunSummary(results, time.time() - started)
