@@ -57,6 +57,7 @@ def test_pool_jobs_fill_every_slot_and_never_exceed_the_cap(healthy_nodes, run_i
     fake, trace = fake_wsclean
     cfg = node_config(healthy_nodes, tmp_path, max_concurrent="2", wsclean=f"'{fake}'")
     ms = make_ms_dirs(tmp_path, 14)
+    logins = {n.name: n.log.read_text().count("Accepted publickey") for n in healthy_nodes.nodes}
     res = run_imgpipe(cfg, *ms)
     assert res.returncode == 0, res.stderr[-3000:]
     rows = read_trace(trace)
@@ -64,6 +65,9 @@ def test_pool_jobs_fill_every_slot_and_never_exceed_the_cap(healthy_nodes, run_i
     assert {n for n, *_ in rows} == {"node101", "node102"}
     assert peak_overlap(rows, "node101") == 2 and peak_overlap(rows, "node102") == 2
     assert len(summary_rows(res.stdout)) == 14 and all(s == "OK" for s, _ in summary_rows(res.stdout))
+    # one SSH connection per node carried all its jobs
+    for name in ("node101", "node102"):
+        assert healthy_nodes[name].log.read_text().count("Accepted publickey") - logins[name] == 1
     # every job's output reached its log beside its images
     log = (tmp_path / "out" / "obs_00.MS.log").read_text()
     assert log.startswith("fake wsclean on node10") and "obs_00.MS" in log
@@ -299,3 +303,16 @@ def test_exit_status_and_setup_errors_over_ssh(healthy_nodes, tmp_path):
     result, lines = run(["python3", "-c", "print('x' * 100000)"])
     assert result.ok and lines == ["x" * 100000]
     ssh.POOL.close_all()
+
+
+def test_ssh_config_file_wins_over_the_user_one(tmp_path, monkeypatch):
+    """[worker] ssh_config is read first (first value wins, as in OpenSSH); ~/.ssh/config fills the rest."""
+    from imgpipe.execution.ssh import SSHPool, SSHSettings
+
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "config").write_text("Host node*\n  User astro\n  Port 2222\n  HostName %h.cluster\n")
+    (tmp_path / "extra").write_text("Host node101\n  Port 2200\n")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    opts = SSHPool(SSHSettings(str(tmp_path / "extra"))).options("node101")
+    assert (opts["hostname"], opts["port"], opts["user"]) == ("node101.cluster", "2200", "astro")
+    assert SSHPool().address("node102") == "node102.cluster:2222"
