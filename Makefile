@@ -18,11 +18,17 @@ system-deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
-# The SSH tests start real sshd servers on 127.0.0.2-4 (never beyond loopback).
+# The SSH tests start real sshd servers on 127.0.0.2-4 (never beyond loopback); the
+# SLURM tests a real single-node SLURM (slurmctld, slurmd, munged) on this machine.
 test-deps:
-	@if [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null 2>&1; then \
-	  echo "installing Debian packages: openssh-server openssh-client"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openssh-server openssh-client; \
+	@missing=""; \
+	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
+	command -v ssh-keygen >/dev/null 2>&1 || missing="$$missing openssh-client"; \
+	command -v srun >/dev/null 2>&1 && [ -x /usr/sbin/slurmd ] || missing="$$missing slurm-wlm"; \
+	[ -x /usr/sbin/munged ] || missing="$$missing munge"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
 $(BIN)/imgpipe: pyproject.toml

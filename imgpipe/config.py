@@ -57,6 +57,14 @@ class WorkerConfig:
     """Go on with the other nodes when a node cannot be reached at start."""
     host_cooldown_s: float = 10.0
     """After a connection failure, a node gets no new job for this long while another node can take it."""
+    max_time: int | None = None
+    """Seconds a job may run; then SIGTERM, SIGKILL after kill_grace_s, reported timed out (SLURM: --time)."""
+    kill_grace_s: float = 30.0
+    """Seconds between SIGTERM and SIGKILL when a job is stopped for max_time or a lost connection."""
+    slurm_options: tuple[str, ...] = ()
+    """Extra ``srun`` options for ``nodes = 'slurm'`` (e.g. ``-p cpu -c 16 --mem=64G``)."""
+    slurm_nodes: int | None = None
+    """With ``nodes = 'slurm'``: run the jobs as steps of one allocation of this many nodes."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,10 @@ _WORKER_KEYS = {
     "retry_failed_jobs": bool,
     "skip_unreachable_nodes": bool,
     "host_cooldown_s": float,
+    "max_time": (int, str),
+    "kill_grace_s": float,
+    "slurm_options": str,
+    "slurm_nodes": int,
 }
 _DATA_HANDLER_KEYS = {"config_file": str, "data_level": str}
 _SECTIONS = ("worker", "data_handler", "wsclean")
@@ -108,11 +120,39 @@ _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "tru
 
 def _typed(section: str, table: dict, key: str, kind: type, path: Path) -> Any:
     value = table[key]
+    if kind == (int, str):  # a duration: seconds, or '2h', '30m', '1h30m', '90s'
+        try:
+            return parse_duration(value)
+        except ValueError:
+            raise ConfigError(
+                f"{path}: [{section}] {key} = {value!r}: must be seconds (a positive integer) or like '2h', '45m', '1h30m'"
+            ) from None
     accepted = (int, float) if kind is float else kind
     ok = isinstance(value, accepted) and not (kind in (int, float) and isinstance(value, bool))
     if not ok:
         raise ConfigError(f"{path}: [{section}] {key} = {value!r}: must be {_TYPE_NAMES[kind]}")
     return float(value) if kind is float else value
+
+
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(value: Any) -> int:
+    """``7200``, ``'2h'``, ``'1h30m'``, ``'90s'``, ``'3600'`` → seconds (> 0); ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int):
+        seconds = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        seconds = int(value.strip())
+    elif isinstance(value, str) and (m := _DURATION.match(value.strip().lower())) and any(m.groups()):
+        h, mi, se = (int(g or 0) for g in m.groups())
+        seconds = h * 3600 + mi * 60 + se
+    else:
+        raise ValueError(value)
+    if seconds <= 0:
+        raise ValueError(value)
+    return seconds
 
 
 def _check_keys(section: str, table: Any, allowed: dict, path: Path) -> None:
@@ -159,7 +199,24 @@ def _parse_worker(table: dict, path: Path) -> WorkerConfig:
         values["wsclean"] = prefix
     if values.get("env_file") == "":
         values["env_file"] = None
-    for key in ("retries", "retry_delay_seconds", "host_cooldown_s"):
+    if "slurm_options" in values:
+        try:
+            values["slurm_options"] = tuple(shlex.split(values["slurm_options"]))
+        except ValueError as err:
+            raise ConfigError(f"{path}: [worker] slurm_options = {table['slurm_options']!r}: {err}") from None
+    if values.get("slurm_nodes", 1) < 1:
+        raise ConfigError(f"{path}: [worker] slurm_nodes = {values['slurm_nodes']}: must be at least 1")
+    nodes = values.get("nodes", ())
+    if "slurm" in nodes and len(nodes) > 1:
+        raise ConfigError(f"{path}: [worker] nodes = {table['nodes']!r}: 'slurm' stands alone (SLURM chooses the nodes)")
+    if ("slurm_options" in table or "slurm_nodes" in table) and nodes != ("slurm",):
+        raise ConfigError(f"{path}: [worker] slurm_options and slurm_nodes need nodes = 'slurm'")
+    if nodes == ("slurm",) and values.get("run_on_file_host"):
+        raise ConfigError(
+            f"{path}: [worker] run_on_file_host is not supported with nodes = 'slurm' "
+            "(SLURM places the jobs; use slurm_options, e.g. '--nodelist=...')"
+        )
+    for key in ("retries", "retry_delay_seconds", "host_cooldown_s", "kill_grace_s"):
         if values.get(key, 0) < 0:
             raise ConfigError(f"{path}: [worker] {key} = {values[key]}: must not be negative")
     if values.get("ssh_config"):

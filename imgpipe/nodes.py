@@ -13,6 +13,8 @@ _ITEM = re.compile(r"([^,\[\]]*)(?:\[([^\]]*)\])?([^,\[\]]*)")
 _PART = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+SLURM = "slurm"
+"""``nodes = 'slurm'``: every job goes through SLURM (``srun``) instead of a named node."""
 
 
 def _expand_range(prefix: str, body: str, suffix: str, spec: str) -> list[str]:
@@ -52,3 +54,8 @@ def expand_nodes(spec: str) -> list[str]:
 def is_local(host: str) -> bool:
     """True for hosts that run jobs as local processes (no SSH)."""
     return host in LOCAL_NAMES
+
+
+def is_ssh(host: str) -> bool:
+    """True for hosts reached over SSH (anything but localhost and ``slurm``)."""
+    return host not in LOCAL_NAMES and host != SLURM

@@ -18,7 +18,7 @@ from imgpipe.config import Config, compile_file_host_pattern
 from imgpipe.data_handler import ResolvedMS, load_data_handler
 from imgpipe.errors import InputError
 from imgpipe.grouping import Group, group_paths, group_selections
-from imgpipe.nodes import is_local
+from imgpipe.nodes import is_ssh
 from imgpipe.tokens import expand_tokens, token_values
 from imgpipe.wsclean_argv import CHANNELS_OUT, build_argv, resolve_channels_out
 
@@ -181,8 +181,9 @@ def plan_jobs(
     warnings = list(warnings)
     hosts = _hosts(config, groups)
 
-    pool_local = all(is_local(n) for n in config.worker.nodes)
-    runs_here = [is_local(h) if h else pool_local for h in hosts]
+    # MSs are checked here when this machine sees them: local jobs, and SLURM (shared filesystem)
+    pool_local = not any(is_ssh(n) for n in config.worker.nodes)
+    runs_here = [not is_ssh(h) if h else pool_local for h in hosts]
     any_local = any(runs_here) or not groups
     try:
         known = (known_options or installed_options)(config.worker.wsclean)

@@ -7,7 +7,16 @@ from dataclasses import dataclass, field
 
 from imgpipe.plan import Job
 
-OK, FAILED, CANCELLED = "ok", "failed", "cancelled"
+OK, FAILED, CANCELLED, TIMED_OUT = "ok", "failed", "cancelled", "timed-out"
+
+
+def format_duration(seconds: float) -> str:
+    """``90`` → ``1m30s``, ``7200`` → ``2h``: how max_time is written in configs."""
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    out = (f"{h}h" if h else "") + (f"{m}m" if m else "") + (f"{s}s" if s or not (h or m) else "")
+    return out
 
 
 def describe_exit(returncode: int) -> str:
@@ -43,6 +52,8 @@ class JobResult:
     """The node could not be reached or the connection was lost (see ``reason``)."""
     attempt: int = 1
     """1 for the first try, 2 for the first retry, ..."""
+    slurm_job: str | None = None
+    """SLURM job (or step) id, for jobs run through SLURM."""
 
     @property
     def ok(self) -> bool:
@@ -56,9 +67,25 @@ class JobResult:
 
 
 @dataclass
+class NodeUsage:
+    """What one node did in a run."""
+
+    host: str
+    jobs: int
+    busy_s: float
+    """Sum of the wall times of its jobs."""
+    utilisation: float | None
+    """busy_s / (slots × run wall time): 1.0 means every slot was busy all run long."""
+
+
+@dataclass
 class RunSummary:
+    """Every job's outcome and cost, totals, and per-node use of the slots."""
+
     results: list[JobResult] = field(default_factory=list)
     wall_s: float = 0.0
+    slots_per_node: int | None = None
+    """max_concurrent of the run (for the slot utilisation)."""
 
     @property
     def n_ok(self) -> int:
@@ -72,7 +99,27 @@ class RunSummary:
     def ok(self) -> bool:
         return self.n_failed == 0
 
+    def nodes(self) -> list[NodeUsage]:
+        usage: dict[str, list[float]] = {}
+        for r in self.results:
+            if r.job.host is not None and r.wall_s is not None:
+                usage.setdefault(r.job.host, []).append(r.wall_s)
+        out = []
+        for host, walls in usage.items():
+            slots = self.slots_per_node
+            util = sum(walls) / (slots * self.wall_s) if slots and self.wall_s > 0 else None
+            out.append(NodeUsage(host, len(walls), sum(walls), util))
+        return out
+
+    def totals(self) -> tuple[float, float | None, float | None]:
+        """Total wall (s), CPU (s) and the largest peak memory (MiB) over the jobs."""
+        walls = [r.wall_s for r in self.results if r.wall_s is not None]
+        cpus = [r.cpu_s for r in self.results if r.cpu_s is not None]
+        rss = [r.max_rss_mb for r in self.results if r.max_rss_mb is not None]
+        return sum(walls), (sum(cpus) if cpus else None), (max(rss) if rss else None)
+
     def lines(self) -> list[str]:
+        """The end-of-run table for a terminal: one line per job, totals, one line per node."""
         out = []
         for r in self.results:
             cost = ""
@@ -82,9 +129,42 @@ class RunSummary:
                     cost += f" cpu {r.cpu_s:.1f}s"
                 if r.max_rss_mb is not None:
                     cost += f" peak {r.max_rss_mb:.0f} MiB"
+            if r.exit_code is not None:
+                cost += f" exit {r.exit_code}"
+            if r.slurm_job:
+                cost += f" slurm {r.slurm_job}"
             why = f" ({r.reason})" if r.reason else ""
             out.append(f"  {r.status.upper():9s} {r.job.label}{cost}{why}  log: {r.job.log_path}")
-        out.append(
-            f"{len(self.results)} job(s): {self.n_ok} ok, {self.n_failed} failed, in {self.wall_s:.1f} s"
-        )
+        wall, cpu, rss = self.totals()
+        if self.results:
+            extra = (f", cpu {cpu:.1f} s" if cpu is not None else "") + (f", largest peak {rss:.0f} MiB" if rss is not None else "")
+            out.append(f"  total: job time {wall:.1f} s{extra}")
+        for node in self.nodes():
+            util = f", slots busy {node.utilisation:.0%} ({self.slots_per_node} slot(s) × {self.wall_s:.1f} s)" if node.utilisation is not None else ""
+            out.append(f"  node {node.host}: {node.jobs} job(s), busy {node.busy_s:.1f} s{util}")
+        out.append(f"{len(self.results)} job(s): {self.n_ok} ok, {self.n_failed} failed, in {self.wall_s:.1f} s")
         return out
+
+    def markdown(self) -> str:
+        """The same as a Prefect markdown artifact: a job table with totals, and a node table."""
+
+        def num(value, fmt):
+            return "" if value is None else format(value, fmt)
+
+        rows = [
+            "| job | host | state | wall (s) | CPU (s) | peak (MiB) | exit | SLURM | attempt | log |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in self.results:
+            state = r.status + (f": {r.reason}" if r.reason else "")
+            rows.append(
+                f"| {r.job.label} | {r.job.host or ''} | {state} | {num(r.wall_s, '.1f')} | {num(r.cpu_s, '.1f')} "
+                f"| {num(r.max_rss_mb, '.0f')} | {num(r.exit_code, 'd')} | {r.slurm_job or ''} | {r.attempt} | {r.job.log_path} |"
+            )
+        wall, cpu, rss = self.totals()
+        rows.append(f"| **total** | | {self.n_ok} ok, {self.n_failed} failed | {wall:.1f} | {num(cpu, '.1f')} | {num(rss, '.0f')} | | | | |")
+        nodes = ["| node | jobs | busy (s) | slot utilisation |", "|---|---|---|---|"]
+        for n in self.nodes():
+            nodes.append(f"| {n.host} | {n.jobs} | {n.busy_s:.1f} | {'' if n.utilisation is None else format(n.utilisation, '.0%')} |")
+        head = f"**{self.n_ok} ok, {self.n_failed} failed** in {self.wall_s:.1f} s"
+        return "\n".join([head, "", *rows, "", *nodes])

@@ -220,3 +220,24 @@ def logs_of_last_flow_run(env: dict) -> list[str]:
     res = subprocess.run([sys.executable, "-c", _LOGS_OF_LAST_RUN], env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     return res.stdout.splitlines()
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A real single-node SLURM (slurmctld + slurmd + munged); stopped at the end."""
+    from slurm_cluster import SlurmCluster, slurm_available
+
+    why = slurm_available()
+    if why:
+        pytest.skip(why)
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    yield cluster
+    cluster.stop()
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie (an exited child nobody reaped yet)."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -146,3 +146,30 @@ def test_slots_held_by_another_run_are_respected():
 
     results, attempts = run(plan, worker, outcome, Limits(2, refuse={"a": 2}))
     assert all(r.ok for r in results) and {h for _, h, _ in attempts} == {"b"} and peak[0] <= 2
+
+
+def test_a_slow_refusal_does_not_stall_the_run():
+    """Regression: a refused slot request that takes longer than the re-check delay (the
+    embedded Prefect server can stall 2 s) once left the loop asleep for good."""
+    import time
+
+    plan = Plan((job(0), job(1)), pool=("a",))
+    worker = WorkerConfig(nodes=("a",), max_concurrent=2)
+
+    class SlowBusyLimits(Limits):
+        def __init__(self):
+            super().__init__(2, refuse={"a": 2})
+            self.free_at = time.monotonic() + 0.8  # the other run ends then
+
+        def try_acquire(self, host):
+            time.sleep(0.3)
+            if time.monotonic() > self.free_at:
+                self.refuse = {}
+            return super().try_acquire(host)
+
+    out = {}
+    thread = threading.Thread(target=lambda: out.setdefault("r", run(plan, worker, ok, SlowBusyLimits())))
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "the dispatcher hung"
+    assert all(r.ok for r in out["r"][0])

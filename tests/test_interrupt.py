@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import requires_wsclean
+from conftest import alive, requires_wsclean
 
 pytestmark = [requires_wsclean, pytest.mark.prefect]
 
@@ -40,5 +40,5 @@ def test_ctrl_c_or_sigterm_stops_running_jobs(prefect_home, ms_copy, tmp_path, s
     assert proc.returncode == 130, err
     assert "interrupted: running WSClean jobs were stopped" in err
     for pid in pids:
-        assert not os.path.exists(f"/proc/{pid}"), "a WSClean job survived Ctrl-C"
+        assert not alive(pid), "a WSClean job survived Ctrl-C"
     assert time.monotonic() - t0 < 15

@@ -154,3 +154,31 @@ def test_the_job_dies_with_imgpipe(tmp_path):
 def test_cpu_time_of_the_job_is_accounted(tmp_path):
     result = local.run_local(job_for(tmp_path, ["python3", "-c", "sum(range(20_000_000))"]), None)
     assert result.status == OK and result.cpu_s > 0.1 and result.max_rss_mb > 5
+
+
+def test_max_time_stops_the_job_and_reports_it_timed_out(tmp_path):
+    t0 = time.monotonic()
+    result = local.run_local(job_for(tmp_path, ["bash", "-c", "echo working; sleep 30"]), None, grace_s=5, max_time_s=1)
+    took = time.monotonic() - t0
+    assert result.status == "timed-out" and not result.ok and 0.9 < took < 4
+    assert result.reason.startswith("timed out: ran longer than max_time 1s; stopped with SIGTERM")
+    assert "killed by SIGTERM" in result.reason
+
+
+def test_max_time_kills_a_job_that_ignores_sigterm_after_the_grace(tmp_path):
+    t0 = time.monotonic()
+    result = local.run_local(job_for(tmp_path, ["bash", "-c", "trap '' TERM; sleep 30"]), None, grace_s=1, max_time_s=1)
+    assert result.status == "timed-out" and "killed by SIGKILL" in result.reason
+    assert 1.9 < time.monotonic() - t0 < 5
+
+
+def test_a_job_that_ends_in_time_is_not_timed_out(tmp_path):
+    result = local.run_local(job_for(tmp_path, ["bash", "-c", "sleep 0.2"]), None, max_time_s=5)
+    assert result.ok
+
+
+def test_peak_memory_and_cpu_of_the_job_itself_are_measured(tmp_path):
+    """200 MiB held by the job: the peak reported is the job's, measured on its node."""
+    code = "b = bytearray(200 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); sum(range(3_000_000))"
+    result = local.run_local(job_for(tmp_path, ["python3", "-c", code]), None)
+    assert result.ok and 200 < result.max_rss_mb < 300 and result.cpu_s > 0.05

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SOURCE_DEC, logs_of_last_flow_run, SOURCE_RA, peak_overlap, read_trace, requires_wsclean
+from conftest import alive, SOURCE_DEC, logs_of_last_flow_run, SOURCE_RA, peak_overlap, read_trace, requires_wsclean
 
 pytestmark = [requires_wsclean, pytest.mark.prefect]
 
@@ -224,7 +224,7 @@ def test_a_node_lost_mid_run_never_reports_its_jobs_ok(healthy_nodes, run_imgpip
     assert all((s == "OK" and " @ node101 " in rest) or (s == "FAILED" and "connection refused" in rest) for s, rest in others)
     ended = [(n, pid) for n, pid, kind, _ in read_trace(trace) if kind == "end"]
     assert all(n == "node101" for n, _ in ended) and len(ended) == sum(s == "OK" for s, _ in rows)
-    assert all(not os.path.exists(f"/proc/{pid}") for pid in victims)  # the node stopped them
+    assert all(not alive(pid) for pid in victims)  # the node stopped them
     assert "not retried: WSClean had started there" in err
     assert "no new job there for" in err  # the dead node was cooled down
 
@@ -245,7 +245,7 @@ def test_ctrl_c_stops_remote_jobs(healthy_nodes, run_imgpipe, fake_wsclean, tmp_
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-3000:]
     assert time.monotonic() - t0 < 15
-    assert all(not os.path.exists(f"/proc/{pid}") for pid in pids)
+    assert all(not alive(pid) for pid in pids)
     for node in healthy_nodes.nodes:
         assert healthy_nodes.jobs_on(node) == []  # nothing left under any sshd
     assert len(read_trace(trace)) == 4  # no job started after the interrupt
@@ -302,6 +302,17 @@ def test_exit_status_and_setup_errors_over_ssh(healthy_nodes, tmp_path):
     assert result.reason.startswith("cannot source the env_file: ") and "no such env.sh: No such file or directory" in result.reason
     result, lines = run(["python3", "-c", "print('x' * 100000)"])
     assert result.ok and lines == ["x" * 100000]
+    # cost measured on the node: peak memory and CPU of the job itself
+    code = "b = bytearray(150 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); sum(range(3_000_000))"
+    result, _ = run(["python3", "-c", code])
+    assert result.ok and 150 < result.max_rss_mb < 250 and result.cpu_s > 0.05
+    # max_time is enforced on the node
+    lines = []
+    job = Job("node103", ("bash", "-c", "trap '' TERM; echo $$; sleep 60"), (), None, None, str(tmp_path / "out"), "t")
+    t0 = time.monotonic()
+    result = ssh.run_ssh(job, None, lines.append, grace_s=1, max_time_s=1)
+    assert result.status == "timed-out" and "killed by SIGKILL" in result.reason and time.monotonic() - t0 < 6
+    assert not alive(int(lines[0]))
     ssh.POOL.close_all()
 
 

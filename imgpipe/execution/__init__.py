@@ -12,21 +12,25 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from imgpipe.nodes import is_local
+from imgpipe.nodes import SLURM, is_local, is_ssh
 
 CANCEL_GRACE_S = 10.0
-"""SIGTERM → SIGKILL grace when a run is cancelled (Ctrl-C, SIGTERM)."""
+"""SIGTERM → SIGKILL grace when a run is cancelled (Ctrl-C, SIGTERM): everything is gone within it."""
 
 
-def run_job(job, env_file: str | None, on_line: Callable[[str], None] = lambda line: None):
-    """Run ``job`` on ``job.host`` and return its JobResult."""
+def run_job(job, worker, on_line: Callable[[str], None] = lambda line: None):
+    """Run ``job`` on ``job.host`` (local, SSH or SLURM) as ``worker`` says; returns its JobResult."""
+    if job.host == SLURM:
+        from imgpipe.execution.slurm import run_slurm
+
+        return run_slurm(job, worker, on_line)
     if is_local(job.host):
         from imgpipe.execution.local import run_local
 
-        return run_local(job, env_file, on_line, CANCEL_GRACE_S)
+        return run_local(job, worker.env_file, on_line, worker.kill_grace_s, worker.max_time)
     from imgpipe.execution.ssh import run_ssh
 
-    return run_ssh(job, env_file, on_line, CANCEL_GRACE_S)
+    return run_ssh(job, worker.env_file, on_line, worker.kill_grace_s, worker.max_time)
 
 
 def cancel_all(grace_s: float = CANCEL_GRACE_S) -> None:
@@ -35,6 +39,9 @@ def cancel_all(grace_s: float = CANCEL_GRACE_S) -> None:
 
     from imgpipe.execution import local
 
+    slurm = sys.modules.get("imgpipe.execution.slurm")
+    if slurm is not None:
+        slurm.cancel_all()  # scancel what was submitted, before the srun processes go
     stoppers = [threading.Thread(target=local.cancel_all, args=(grace_s,))]
     ssh = sys.modules.get("imgpipe.execution.ssh")
     if ssh is not None:
@@ -64,7 +71,7 @@ def reach_nodes(worker, hosts: list[str], on_retry: Callable[[str], None] = lamb
     Returns ``{host: why}`` for nodes that stayed unreachable when
     ``skip_unreachable_nodes`` is set; otherwise raises :class:`NodeError` naming them.
     """
-    remote = [h for h in hosts if not is_local(h)]
+    remote = [h for h in hosts if is_ssh(h)]
     if not remote:
         return {}
     import time

@@ -11,10 +11,13 @@ one thing every node has.
   imgpipe keeps that stdin open for the life of the job, so a Ctrl-C, a killed
   imgpipe or a lost SSH connection all stop the job on the node: no orphan can go on
   writing images while a retry writes the same ones.
+- With ``max_time``, the watcher stops the job the same way when it runs too long.
 - Control lines carry a per-job random token, so WSClean output can never be taken
   for one: ``@imgpipe-<token> started <pid>``, ``@imgpipe-<token> exit <rc>``
   followed by the output of bash's ``times`` (CPU time of the job) and ``... end``,
-  and ``@imgpipe-<token> setup <what>`` when the env_file or out_dir step fails.
+  ``... rusage <maxrss kB> <user s> <sys s>`` (peak memory and CPU, measured on the
+  node by a small python3 launcher when the node has python3), ``... timeout <s>``,
+  ``... slurm <job id>`` and ``... setup <what>`` when the env_file or out_dir step fails.
 
 Values are positional parameters (``"$@"``) or shlex-quoted by the caller, never
 pasted into shell code, so no config value or path can run a command of its own.
@@ -29,21 +32,67 @@ from dataclasses import dataclass
 
 SETUP_FAILED = 126
 
-# $1 token, $2 env file ('' for none), $3 out dir, $4 log file, $5 grace (s), $6... argv
+# Runs the job as its child when python3 is on the node: getrusage of the child gives
+# its peak memory and CPU time, which bash cannot. It survives the SIGTERM sent to the
+# job's group, reports, then dies the way the job died.
+_ACCOUNTING = r"""
+import os, signal, sys
+token, argv = sys.argv[1], sys.argv[2:]
+for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(s, signal.SIG_IGN)
+pid = os.fork()
+if pid == 0:
+    os.close(6)
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as err:
+        print(f"imgpipe: cannot run {argv[0]}: {err.strerror}", flush=True)
+        os._exit(127)
+_, status, ru = os.wait4(pid, 0)
+os.write(6, f"@imgpipe-{token} rusage {ru.ru_maxrss} {ru.ru_utime:.3f} {ru.ru_stime:.3f}\n".encode())
+code = os.waitstatus_to_exitcode(status)
+if code < 0:
+    signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+sys.exit(code)
+"""
+
+# $1 token, $2 env file ('' for none), $3 out dir, $4 log file, $5 kill grace (s),
+# $6 max time (s, '' for none), $7 accounting launcher, $8... argv
 _SCRIPT = r"""exec 2>&1
-t="@imgpipe-$1"; f=$2; d=$3; log=$4; grace=$5; shift 5
+tok=$1; t="@imgpipe-$1"; f=$2; d=$3; log=$4; grace=$5; maxt=$6; acct=$7; shift 7
 case $f in "~/"*) f=$HOME/${f#"~/"};; esac
 if [ -n "$f" ]; then source "$f" || { echo "$t setup env_file"; exit 126; }; fi
 mkdir -p -- "$d" || { echo "$t setup out_dir"; exit 126; }
 : > "$log" || { echo "$t setup log"; exit 126; }
-exec 4<&0 5> >(exec tee -- "$log")
+[ -n "${SLURM_JOB_ID:-}" ] && echo "$t slurm $SLURM_JOB_ID${SLURM_STEP_ID:+.$SLURM_STEP_ID}"
+exec 4<&0 5> >(exec tee -- "$log") 6>&1
 tee_pid=$!
-setsid -- "$@" < /dev/null 4<&- >&5 2>&5 5>&- &
+[ -n "${SLURM_JOB_ID:-}" ] && echo "imgpipe: SLURM job $SLURM_JOB_ID${SLURM_STEP_ID:+ step $SLURM_STEP_ID} on $(hostname)" >&5
+if command -v python3 > /dev/null 2>&1; then
+  setsid -- python3 -c "$acct" "$tok" "$@" < /dev/null 4<&- >&5 2>&5 5>&- &
+else
+  setsid -- "$@" < /dev/null 4<&- >&5 2>&5 5>&- 6>&- &
+fi
 pid=$!
 echo "$t started $pid"
 (
-  while read -r -u 4 cmd g; do [ "$cmd" = stop ] && break; done
-  kill -TERM -- "-$pid"; sleep "${g:-$grace}"; kill -KILL -- "-$pid"
+  SECONDS=0
+  while :; do
+    if [ -n "$maxt" ]; then
+      left=$((maxt - SECONDS))
+      [ "$left" -le 0 ] && { echo "$t timeout $maxt" >&6; break; }
+      read -r -t "$left" -u 4 cmd g; r=$?
+      [ "$r" -gt 128 ] && { echo "$t timeout $maxt" >&6; break; }
+    else
+      read -r -u 4 cmd g; r=$?
+    fi
+    [ "$r" -ne 0 ] && break
+    [ "$cmd" = stop ] && break
+  done
+  kill -TERM -- "-$pid"; sleep "${g:-$grace}" 6>&-; kill -KILL -- "-$pid"
 ) 5>&- > /dev/null 2>&1 &
 watcher=$!
 wait "$pid" 2> /dev/null; rc=$?
@@ -67,9 +116,17 @@ def wrapped_argv(
     env_file: str | None,
     token: str,
     grace_s: float,
+    max_time_s: int | None = None,
 ) -> list[str]:
-    """argv that runs ``argv`` under the wrapper (a ``bash -c`` script and its arguments)."""
-    return ["bash", "-c", _SCRIPT, "imgpipe-job", token, env_file or "", out_dir, log_path, f"{grace_s:g}", *argv]
+    """argv that runs ``argv`` under the wrapper (a ``bash -c`` script and its arguments).
+
+    ``grace_s``: SIGTERM → SIGKILL delay when the job is stopped; ``max_time_s``: the
+    job is stopped (and reported timed out) after this many seconds.
+    """
+    return [
+        "bash", "-c", _SCRIPT, "imgpipe-job", token, env_file or "", out_dir, log_path,
+        f"{grace_s:g}", "" if max_time_s is None else str(int(max_time_s)), _ACCOUNTING, *argv,
+    ]
 
 
 def remote_command(*args, **kwargs) -> str:
@@ -92,6 +149,12 @@ class ControlState:
     """User + system CPU seconds of the wrapper's children (the job and tee)."""
     setup_failed: str | None = None
     """``env_file``, ``out_dir`` or ``log``: the step before the job that failed."""
+    max_rss_mb: float | None = None
+    """Peak resident memory of the job (MiB), when python3 is on the node."""
+    timed_out: int | None = None
+    """The job ran past max_time (this many seconds) and was stopped."""
+    slurm_job: str | None = None
+    """SLURM job id (``1234`` or ``1234.5`` for a step), when run through SLURM."""
 
 
 class OutputParser:
@@ -101,6 +164,7 @@ class OutputParser:
         self._prefix = f"@imgpipe-{token} "
         self.state = ControlState()
         self._after_exit: list[str] | None = None
+        self._have_rusage = False
 
     def feed(self, line: str) -> bool:
         """Record ``line`` if it is a control line (→ True); False for job output."""
@@ -117,11 +181,19 @@ class OutputParser:
             self._after_exit = []
         elif words[:1] == ["end"] and self._after_exit is not None:
             times = [int(m) * 60 + float(s) for m, s in _TIME.findall(" ".join(self._after_exit))]
-            if len(times) == 4:  # shell user, shell sys, children user, children sys
+            if len(times) == 4 and not self._have_rusage:  # shell user/sys, children user/sys
                 self.state.cpu_s = times[2] + times[3]
             self._after_exit = None
         elif words[:1] == ["setup"] and len(words) == 2:
             self.state.setup_failed = words[1]
+        elif words[:1] == ["rusage"] and len(words) == 4:
+            self.state.max_rss_mb = int(words[1]) / 1024.0
+            self.state.cpu_s = float(words[2]) + float(words[3])
+            self._have_rusage = True
+        elif words[:1] == ["timeout"] and len(words) == 2:
+            self.state.timed_out = int(words[1])
+        elif words[:1] == ["slurm"] and len(words) == 2:
+            self.state.slurm_job = words[1]
         return True
 
 
@@ -145,10 +217,15 @@ def wrapper_exit(rc: int) -> int:
     return rc
 
 
-def outcome(state: ControlState, last_line: str = "") -> tuple[str, int | None, str]:
+def outcome(state: ControlState, last_line: str = "", grace_s: float | None = None) -> tuple[str, int | None, str]:
     """(status, exit code, reason) of a job whose wrapper has ended, from its control lines."""
-    from imgpipe.results import FAILED, OK, describe_exit
+    from imgpipe.results import FAILED, OK, TIMED_OUT, describe_exit, format_duration
 
+    if state.timed_out is not None:
+        code = None if state.exit_code is None else wrapper_exit(state.exit_code)
+        how = "" if code is None else f" ({describe_exit(code)})"
+        grace = "" if grace_s is None else f", SIGKILL after {grace_s:g} s if still running"
+        return TIMED_OUT, code, f"timed out: ran longer than max_time {format_duration(state.timed_out)}; stopped with SIGTERM{grace}{how}"
     if state.setup_failed:
         why = _SETUP_REASONS.get(state.setup_failed, f"{state.setup_failed} failed")
         return FAILED, SETUP_FAILED, why + (f": {last_line}" if last_line else "")

@@ -17,6 +17,7 @@ from typing import Callable
 from imgpipe.execution.job_script import OutputParser, new_token, outcome, wrapped_argv
 from imgpipe.plan import Job
 from imgpipe.results import CANCELLED, FAILED, JobResult
+from imgpipe.results import describe_exit as reason_of
 
 _running: dict[int, tuple[subprocess.Popen, OutputParser]] = {}
 _lock = threading.Lock()
@@ -27,16 +28,21 @@ def run_local(
     job: Job,
     env_file: str | None,
     on_line: Callable[[str], None] = lambda line: None,
-    grace_s: float = 10.0,
+    grace_s: float = 30.0,
+    max_time_s: int | None = None,
+    launcher: tuple[str, ...] = (),
 ) -> JobResult:
-    """Run ``job`` here; its output goes to ``<out_dir>/<name>.log`` and, line by line, to ``on_line``."""
+    """Run ``job`` here; its output goes to ``<out_dir>/<name>.log`` and, line by line, to ``on_line``.
+
+    ``launcher`` runs the wrapper through another command (``srun ...`` for SLURM).
+    """
     if _cancelled.is_set():
         return JobResult(job, CANCELLED, "run cancelled before the job started")
     token = new_token()
     parser = OutputParser(token)
     try:
         proc = subprocess.Popen(
-            wrapped_argv(job.argv, job.out_dir, job.log_path, env_file, token, grace_s),
+            [*launcher, *wrapped_argv(job.argv, job.out_dir, job.log_path, env_file, token, grace_s, max_time_s)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -45,7 +51,7 @@ def run_local(
             errors="replace",
         )
     except OSError as err:
-        return JobResult(job, FAILED, f"cannot start bash: {err.strerror}")
+        return JobResult(job, FAILED, f"cannot start {(launcher or ('bash',))[0]}: {err.strerror}")
     with _lock:
         _running[proc.pid] = (proc, parser)
     started = last = None
@@ -69,8 +75,12 @@ def run_local(
             except OSError:
                 pass
     ended = time.time()
-    status_, code, reason = outcome(parser.state, last or "")
-    if status_ != "ok" and _cancelled.is_set():
+    state = parser.state
+    status_, code, reason = outcome(state, last or "", grace_s)
+    if launcher and state.exit_code is None and state.setup_failed is None:
+        code = proc.returncode
+        reason = f"{launcher[0]} failed ({reason_of(code)}): {last or 'no output'}"
+    if status_ == FAILED and _cancelled.is_set():
         status_, reason = CANCELLED, f"cancelled ({reason})"
     return JobResult(
         job,
@@ -79,10 +89,18 @@ def run_local(
         exit_code=code,
         started_at=started,
         ended_at=ended if started is not None else None,
-        cpu_s=usage.ru_utime + usage.ru_stime,
-        max_rss_mb=usage.ru_maxrss / 1024.0,
-        pid=parser.state.pid,
+        # measured by the job's launcher when python3 is there, else all of the wrapper
+        cpu_s=state.cpu_s if state.max_rss_mb is not None or launcher else usage.ru_utime + usage.ru_stime,
+        max_rss_mb=state.max_rss_mb if state.max_rss_mb is not None or launcher else usage.ru_maxrss / 1024.0,
+        pid=state.pid,
+        slurm_job=state.slurm_job,
     )
+
+
+def running_slurm_jobs() -> list[str]:
+    """SLURM job ids of the jobs running now (for scancel)."""
+    with _lock:
+        return [p.state.slurm_job for _, p in _running.values() if p.state.slurm_job]
 
 
 def cancel_all(grace_s: float = 10.0) -> int:

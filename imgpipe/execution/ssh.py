@@ -282,7 +282,8 @@ def run_ssh(
     job: Job,
     env_file: str | None,
     on_line: Callable[[str], None] = lambda line: None,
-    grace_s: float = 10.0,
+    grace_s: float = 30.0,
+    max_time_s: int | None = None,
 ) -> JobResult:
     """Run ``job`` on ``job.host``; output streams to ``on_line`` (and to the log on the node)."""
     if _cancelled.is_set():
@@ -298,7 +299,7 @@ def run_ssh(
     with _lock:
         _running[id(chan)] = chan
     try:
-        chan.exec_command(remote_command(job.argv, job.out_dir, job.log_path, env_file, token, grace_s))
+        chan.exec_command(remote_command(job.argv, job.out_dir, job.log_path, env_file, token, grace_s, max_time_s))
         for raw in chan.makefile("rb"):
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             if parser.feed(line):
@@ -316,7 +317,7 @@ def run_ssh(
         POOL.release(job.host, conn)
     ended = time.time()
     state = parser.state
-    common = dict(started_at=started, ended_at=ended if started else None, cpu_s=state.cpu_s, pid=state.pid)
+    common = dict(started_at=started, ended_at=ended if started else None, cpu_s=state.cpu_s, max_rss_mb=state.max_rss_mb, pid=state.pid)
     if state.exit_code is None and state.setup_failed is None:
         if _cancelled.is_set():
             return JobResult(job, CANCELLED, "cancelled (connection closed)", **common)
@@ -330,8 +331,8 @@ def run_ssh(
             connection_error=True,
             **common,
         )
-    status, code, reason = outcome(state, last or "")
-    if status != "ok" and _cancelled.is_set():
+    status, code, reason = outcome(state, last or "", grace_s)
+    if status == FAILED and _cancelled.is_set():
         status, reason = CANCELLED, f"cancelled ({reason})"
     return JobResult(job, status, reason, exit_code=code, **common)
 

@@ -40,6 +40,9 @@ from imgpipe.scheduling import Queued, SlotScheduler
 BUSY_RECHECK_S = 0.2
 """How soon to ask Prefect again for a node whose slots another run holds."""
 
+IDLE_RECHECK_S = 1.0
+"""Longest sleep while jobs wait and no clock event is due (a safety net)."""
+
 JOB_ENDED = "job-ended"
 """Event emitted by the task, payload ``(submission id, JobResult)``."""
 
@@ -85,8 +88,11 @@ class Dispatcher:
                 self._return_idle_leases()
                 if not self.scheduler.pending and not self._in_flight():
                     break
+                wakeup = self.scheduler.next_wakeup(time.monotonic())
+                if wakeup is None and self.scheduler.pending:
+                    wakeup = IDLE_RECHECK_S  # never sleep for good while jobs wait
                 try:
-                    message = self._inbox.get(timeout=self.scheduler.next_wakeup(time.monotonic()))
+                    message = self._inbox.get(timeout=wakeup)
                 except queue.Empty:
                     continue
                 self._handle(*message)
@@ -101,16 +107,16 @@ class Dispatcher:
         return sum(not s.handled for s in self._subs.values())
 
     def _start_ready(self) -> None:
-        now = time.monotonic()
         while True:  # a slot refused by Prefect frees its place for another job
-            ready = self.scheduler.take_ready(now)
+            ready = self.scheduler.take_ready(time.monotonic())
             if not ready:
                 return
             for queued, host in ready:
                 lease = self._idle_leases[host].pop() if self._idle_leases[host] else self._limits.try_acquire(host)
                 if lease is None:  # another imgpipe run holds this node's slots
                     self.scheduler.give_back(queued, host)
-                    self.scheduler.block(host, now + BUSY_RECHECK_S)
+                    # (the clock read after the API call: the call itself may have taken seconds)
+                    self.scheduler.block(host, time.monotonic() + BUSY_RECHECK_S)
                     continue
                 sid = uuid.uuid4().hex
                 job = replace(queued.job, host=host)

@@ -23,6 +23,7 @@ from imgpipe.orchestration.tasks import (
     plan_jobs_task,
     resolve_inputs_task,
     run_job_task,
+    slurm_allocation_task,
 )
 from imgpipe.plan import write_plan_json
 from imgpipe.results import CANCELLED, FAILED, JobResult, RunSummary
@@ -38,15 +39,6 @@ def _outcome(job, future) -> JobResult:
         return err
     status = CANCELLED if state.is_cancelled() else FAILED
     return JobResult(job, status, f"{state.name}: {err}")
-
-
-def _markdown(summary: RunSummary) -> str:
-    rows = ["| job | host | state | wall (s) | exit | log |", "|---|---|---|---|---|---|"]
-    for r in summary.results:
-        wall = f"{r.wall_s:.1f}" if r.wall_s is not None else ""
-        exit_ = "" if r.exit_code is None else str(r.exit_code)
-        rows.append(f"| {r.job.label} | {r.job.host} | {r.status} {r.reason} | {wall} | {exit_} | {r.job.log_path} |")
-    return "\n".join([f"**{summary.n_ok} ok, {summary.n_failed} failed** in {summary.wall_s:.1f} s", "", *rows])
 
 
 @flow(name="imgpipe", task_runner=ThreadPoolTaskRunner(max_workers=512), validate_parameters=False)
@@ -77,13 +69,15 @@ def imgpipe_flow(
     execution.reset()
     hosts = plan.hosts()
     down = connect_nodes_task(cfg, hosts)
+    if cfg.worker.slurm_nodes and plan.jobs:
+        slurm_allocation_task(cfg.worker)
     limits = NodeLimits([h for h in hosts if h not in down], cfg.worker.max_concurrent)
 
     def start(job, attempt, submission_id):
         # No task tags: a tag makes Prefect take a tag-concurrency lease per task (two
         # more API calls on the path of every job); node slots are NodeLimits' work.
         name = f"wsclean {job.label}" + (f" (attempt {attempt})" if attempt > 1 else "")
-        return run_job_task.with_options(task_run_name=name).submit(job, cfg.worker.env_file, attempt, submission_id)
+        return run_job_task.with_options(task_run_name=name).submit(job, cfg.worker, attempt, submission_id)
 
     try:
         results = Dispatcher(plan, cfg.worker, start, _outcome, limits, logger).run(down)
@@ -94,8 +88,12 @@ def imgpipe_flow(
         raise
     finally:
         limits.close()
-    summary = RunSummary(results, time.time() - started)
-    create_markdown_artifact(markdown=_markdown(summary), key="imgpipe-summary", description="imgpipe jobs")
+        if cfg.worker.slurm_nodes:
+            from imgpipe.execution import slurm
+
+            slurm.release()
+    summary = RunSummary(results, time.time() - started, cfg.worker.max_concurrent)
+    create_markdown_artifact(markdown=summary.markdown(), key="imgpipe-summary", description="imgpipe jobs")
     for line in summary.lines():
         logger.info(line)
     if not summary.ok:

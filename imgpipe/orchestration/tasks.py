@@ -12,7 +12,7 @@ from prefect.logging.loggers import PrefectLogAdapter
 from prefect.states import Cancelled, Failed
 
 from imgpipe import events
-from imgpipe.config import Config, load_config
+from imgpipe.config import Config, WorkerConfig, load_config
 from imgpipe.execution import reach_nodes, run_job
 from imgpipe.orchestration.dispatcher import JOB_ENDED
 from imgpipe.plan import Job, Plan, plan_jobs, resolve_groups
@@ -64,14 +64,25 @@ def connect_nodes_task(config: Config, hosts: list[str]) -> dict[str, str]:
     return down
 
 
+@task(name="slurm-allocation", cache_policy=NO_CACHE)
+def slurm_allocation_task(worker: WorkerConfig) -> str:
+    """One SLURM allocation for the whole run (slurm_nodes): the jobs become its steps."""
+    from imgpipe.execution import slurm
+
+    logger = get_run_logger()
+    job_id = slurm.allocate(worker, logger.info)
+    logger.info("SLURM allocation %s of %d node(s)", job_id, worker.slurm_nodes)
+    return job_id
+
+
 @task(name="wsclean", cache_policy=NO_CACHE)
-def run_job_task(job: Job, env_file: str | None, attempt: int = 1, submission_id: str | None = None) -> JobResult:
+def run_job_task(job: Job, worker: WorkerConfig, attempt: int = 1, submission_id: str | None = None) -> JobResult:
     """Run one WSClean job on its node; Failed in Prefect if WSClean fails."""
     logger = get_run_logger()
     output = PrefectLogAdapter(_output_logger(), extra=dict(getattr(logger, "extra", {}) or {}))
     logger.info("start on %s%s: %s", job.host, f" (attempt {attempt})" if attempt > 1 else "", job.command_line())
     events.emit("started", job)
-    result = replace(run_job(job, env_file, output.info), attempt=attempt)
+    result = replace(run_job(job, worker, output.info), attempt=attempt)
     events.emit(JOB_ENDED, (submission_id, result))  # the dispatcher reuses the slot now
     if not result.ok:
         # A Failed state, not an exception: an expected outcome needs no traceback in the log.
@@ -79,4 +90,6 @@ def run_job_task(job: Job, env_file: str | None, attempt: int = 1, submission_id
         state = Cancelled if result.status == CANCELLED else Failed
         return state(message=f"{job.label}: {result.reason}", data=result)
     logger.info("done in %.1f s, log: %s", result.wall_s, job.log_path)
+    if result.slurm_job:
+        logger.info("SLURM job %s", result.slurm_job)
     return result

@@ -1,0 +1,39 @@
+"""The end-of-run accounting: per-job rows, totals, per-node slot utilisation."""
+
+from imgpipe.plan import Job
+from imgpipe.results import FAILED, OK, JobResult, RunSummary, format_duration
+
+
+def result(host, i, wall, status=OK, **kw):
+    job = Job(host, ("wsclean",), (f"/d/SW0{i}.MS",), None, None, "/out", f"i{i}")
+    return JobResult(job, status, started_at=100.0, ended_at=100.0 + wall, **kw)
+
+
+def test_totals_and_node_utilisation():
+    summary = RunSummary(
+        [
+            result("node101", 1, 10.0, cpu_s=18.0, max_rss_mb=500, exit_code=0),
+            result("node101", 2, 10.0, cpu_s=2.0, max_rss_mb=900, exit_code=0),
+            result("node102", 3, 5.0, FAILED, reason="exit code 1", exit_code=1, slurm_job="77"),
+        ],
+        wall_s=10.0,
+        slots_per_node=2,
+    )
+    assert summary.totals() == (25.0, 20.0, 900)
+    nodes = {n.host: n for n in summary.nodes()}
+    assert nodes["node101"].utilisation == 1.0 and nodes["node101"].jobs == 2
+    assert nodes["node102"].utilisation == 0.25
+    lines = summary.lines()
+    assert lines[0] == "  OK        SW01.MS @ node101 10.0s cpu 18.0s peak 500 MiB exit 0  log: /out/i1.log"
+    assert lines[2].startswith("  FAILED    SW03.MS @ node102 5.0s exit 1 slurm 77 (exit code 1)")
+    assert lines[3] == "  total: job time 25.0 s, cpu 20.0 s, largest peak 900 MiB"
+    assert lines[4] == "  node node101: 2 job(s), busy 20.0 s, slots busy 100% (2 slot(s) × 10.0 s)"
+    assert lines[-1] == "3 job(s): 2 ok, 1 failed, in 10.0 s"
+    md = summary.markdown()
+    assert "| SW03.MS @ node102 | node102 | failed: exit code 1 | 5.0 |  |  | 1 | 77 | 1 | /out/i3.log |" in md
+    assert "| **total** | | 2 ok, 1 failed | 25.0 | 20.0 | 900 |" in md
+    assert "| node102 | 1 | 5.0 | 25% |" in md
+
+
+def test_durations_read_as_written_in_configs():
+    assert [format_duration(s) for s in (45, 90, 3600, 5400, 7261)] == ["45s", "1m30s", "1h", "1h30m", "2h1m1s"]

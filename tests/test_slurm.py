@@ -1,0 +1,134 @@
+"""Jobs through a real single-node SLURM (Debian slurm-wlm) started by the tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import alive, SOURCE_DEC, SOURCE_RA, peak_overlap, read_trace, requires_wsclean
+from imgpipe.config import WorkerConfig
+from imgpipe.execution.slurm import srun_argv
+from imgpipe.plan import Job
+
+
+def test_srun_command_line():
+    job = Job("slurm", ("wsclean", "x.MS"), ("x.MS",), None, None, "/out", "img")
+    worker = WorkerConfig(nodes=("slurm",), slurm_options=("-p", "cpu", "-c", "16", "--mem=64G"), max_time=3600, kill_grace_s=30)
+    assert srun_argv(job, worker) == [
+        "srun", "--job-name=imgpipe:img", "--ntasks=1", "--nodes=1", "--time=61", "-p", "cpu", "-c", "16", "--mem=64G",
+    ]
+    assert srun_argv(job, WorkerConfig(nodes=("slurm",)), allocation="42") == [
+        "srun", "--job-name=imgpipe:img", "--ntasks=1", "--nodes=1", "--jobid=42", "--exact",
+    ]
+
+
+def slurm_config(tmp_path, body=None, **worker):
+    lines = {"nodes": "'slurm'", **worker}
+    text = "[worker]\n" + "".join(f"{k} = {v}\n" for k, v in lines.items())
+    text += body or f"[wsclean]\nname = '$ms_basename$'\nout-dir = '{tmp_path}/out'\nsize = [32, 32]\nscale = '1amin'\n"
+    path = tmp_path / "imgpipe.toml"
+    path.write_text(text)
+    return path
+
+
+def ms_dirs(tmp_path, n):
+    out = []
+    for i in range(n):
+        path = tmp_path / "data" / f"obs{i}.MS"
+        path.mkdir(parents=True)
+        out.append(str(path))
+    return out
+
+
+@requires_wsclean
+@pytest.mark.prefect
+def test_real_wsclean_through_slurm(slurm, run_imgpipe, ms_copy, tmp_path):
+    from imgpipe.fits_peak import pixel_distance
+
+    mss = ms_copy("SW01.MS", "SW02.MS")
+    body = "[wsclean]\nname = 'img'\nout-dir = '$ms_in$/images'\nsize = [128, 128]\nscale = '2amin'\nniter = 200\nauto-threshold = 3\nweight = 'natural'\nj = 1\n"
+    cfg = slurm_config(tmp_path, body, max_concurrent="2", slurm_options="'-c 1'")
+    res = run_imgpipe(cfg, *mss, env={"SLURM_CONF": str(slurm.conf)})
+    assert res.returncode == 0, res.stderr[-3000:] + slurm.log_tail()
+    ids = re.findall(r"^  OK .* slurm (\d+)\.0 ", res.stdout, re.M)  # job id . step id
+    assert len(ids) == 2 and len(set(ids)) == 2, res.stdout
+    for ms in mss:
+        image = Path(ms) / "images" / "img-image.fits"
+        assert pixel_distance(str(image), SOURCE_RA, SOURCE_DEC) <= 1.0
+        log = (Path(ms) / "images" / "img.log").read_text()
+        assert re.search(r"^imgpipe: SLURM job \d+ step 0 on ", log, re.M) and "Writing restored image... DONE" in log
+
+
+@requires_wsclean
+@pytest.mark.prefect
+def test_at_most_max_concurrent_slurm_jobs_in_flight(slurm, run_imgpipe, fake_wsclean, tmp_path):
+    """The SLURM node could run 2 jobs at once; max_concurrent = 1 keeps one in flight."""
+    fake, trace = fake_wsclean
+    cfg = slurm_config(tmp_path, max_concurrent="1", wsclean=f"'{fake}'", slurm_options="'-c 1'")
+    trace.with_suffix(".seconds").write_text("0.5")
+    res = run_imgpipe(cfg, *ms_dirs(tmp_path, 4), env={"SLURM_CONF": str(slurm.conf)})
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = read_trace(trace)
+    assert sum(k == "end" for *_, k, _ in rows) == 4 and peak_overlap(rows) == 1
+    # per-node accounting line for the run
+    assert re.search(r"^  node slurm: 4 job\(s\), busy [\d.]+ s, slots busy \d+% \(1 slot\(s\)", res.stdout, re.M)
+
+
+@requires_wsclean
+@pytest.mark.prefect
+def test_ctrl_c_scancels_what_was_submitted(slurm, run_imgpipe, fake_wsclean, tmp_path):
+    fake, trace = fake_wsclean
+    cfg = slurm_config(tmp_path, max_concurrent="2", wsclean=f"'{fake}'", slurm_options="'-c 1'")
+    trace.with_suffix(".seconds").write_text("120")
+    proc = run_imgpipe.popen(cfg, *ms_dirs(tmp_path, 3), env={"SLURM_CONF": str(slurm.conf)})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(read_trace(trace)) < 2:
+        time.sleep(0.1)
+    pids = [pid for _, pid, _, _ in read_trace(trace)]
+    assert len(pids) == 2 and len(slurm.queue()) == 2  # two in flight, the third waits in imgpipe, not in SLURM
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-3000:]
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and slurm.queue():
+        time.sleep(0.2)
+    assert slurm.queue() == []
+    assert all(not alive(pid) for pid in pids)
+    assert len(read_trace(trace)) == 2
+
+
+@requires_wsclean
+@pytest.mark.prefect
+def test_jobs_as_steps_of_one_allocation(slurm, run_imgpipe, fake_wsclean, tmp_path):
+    fake, trace = fake_wsclean
+    cfg = slurm_config(tmp_path, max_concurrent="2", wsclean=f"'{fake}'", slurm_nodes="1", slurm_options="'-c 1'")
+    trace.with_suffix(".seconds").write_text("0.3")
+    res = run_imgpipe(cfg, *ms_dirs(tmp_path, 3), env={"SLURM_CONF": str(slurm.conf)})
+    assert res.returncode == 0, res.stderr[-3000:] + slurm.log_tail()
+    steps = re.findall(r" slurm (\d+)\.(\d+) ", res.stdout)
+    assert len(steps) == 3 and len({job for job, _ in steps}) == 1  # one allocation, three steps
+    assert "SLURM allocation" in res.stderr
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and slurm.queue():
+        time.sleep(0.2)
+    assert slurm.queue() == []  # the allocation was given back
+
+
+@requires_wsclean
+@pytest.mark.prefect
+def test_max_time_through_slurm(slurm, run_imgpipe, fake_wsclean, tmp_path):
+    fake, trace = fake_wsclean
+    cfg = slurm_config(tmp_path, max_time="2", kill_grace_s="1", wsclean=f"'{fake}'", slurm_options="'-c 1'")
+    trace.with_suffix(".seconds").write_text("60")
+    t0 = time.monotonic()
+    res = run_imgpipe(cfg, *ms_dirs(tmp_path, 1), env={"SLURM_CONF": str(slurm.conf)})
+    assert res.returncode == 1
+    assert re.search(r"^  TIMED-OUT .*\(timed out: ran longer than max_time 2s; stopped with SIGTERM", res.stdout, re.M), res.stdout
+    assert time.monotonic() - t0 < 60
+    assert shutil.which("srun")
