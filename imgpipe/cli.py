@@ -24,7 +24,7 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     sys.exit(code)
 
 
-def _run_flow(config_file: str, inputs: list[str], combine: bool, combine_obs_ids: bool, plan_json: str | None, n_jobs: int):
+def _run_flow(config_file: str, inputs: list[str], combine: bool, combine_obs_ids: bool, plan_json: str | None, n_jobs: int, force: bool, tz: str):
     """Run the Prefect flow for real; returns (summary or None, exit code)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # Node-slot leases on disk, so that a run killed outright cannot hold slots forever
@@ -60,7 +60,9 @@ def _run_flow(config_file: str, inputs: list[str], combine: bool, combine_obs_id
         try:
             state = imgpipe_flow(
                 config=config_file,
-                inputs=inputs,
+                patterns=inputs,
+                force=force,
+                timezone=tz,
                 combine=combine,
                 combine_obs_ids=combine_obs_ids,
                 dry_run=False,
@@ -89,7 +91,9 @@ def _run_flow(config_file: str, inputs: list[str], combine: bool, combine_obs_id
 @click.option("-n", "--nodes_mpi", metavar="N1,N2", help="Run each job as one distributed (MPI) WSClean over these nodes (not yet supported).")
 @click.option("--dry-run/--no-dry-run", "dry_run", default=None, help="Print 'HOST: command' per job and run nothing (overrides [worker] dry_run).")
 @click.option("--plan-json", type=click.Path(dir_okay=False), help="Write the job plan as JSON to this file.")
-def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dry_run, plan_json):
+@click.option("-f", "--force", is_flag=True, help="Redo jobs whose images are complete from an earlier run (default: skip them).")
+@click.option("--timezone", "tz", default="UTC", show_default=True, help="Time zone of {today}/{yesterday} in patterns.")
+def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dry_run, plan_json, force, tz):
     """Image Measurement Sets with WSClean, as described by CONFIG_FILE.
 
     MS_INS_OR_OBS_IDS are Measurement Set paths, or, when the config has a
@@ -103,8 +107,10 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
 
     if nodes_mpi:
         _fail("--nodes_mpi is not yet supported in this version (distributed WSClean comes in a later release)")
-    inputs = list(ms_ins_or_obs_ids)
     try:
+        from imgpipe.date_tokens import expand_date_tokens
+
+        inputs = [expand_date_tokens(arg, None, tz) for arg in ms_ins_or_obs_ids]
         config = load_config(config_file)
         plan = build_plan(config, inputs, combine, combine_obs_ids, os.getcwd())
     except ImgpipeError as err:
@@ -118,8 +124,11 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
                 write_plan_json(plan, plan_json)
         except ImgpipeError as err:
             _fail(str(err))
-        for line in plan.dry_run_lines():
-            click.echo(line)
+        from imgpipe.provenance import done_before
+
+        for job, line in zip(plan.jobs, plan.dry_run_lines()):
+            done = not force and done_before(job) is not None
+            click.echo(line + ("  # done before: would be skipped (--force redoes it)" if done else ""))
         return
     if not plan.jobs:
         click.echo("imgpipe: nothing to do (no job)")
@@ -134,7 +143,7 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
             _fail(str(err))
         for why in down.values():
             click.echo(f"imgpipe: warning: skipping unreachable node {why}", err=True)
-    summary, code = _run_flow(str(config.path), inputs, combine, combine_obs_ids, plan_json, len(plan.jobs))
+    summary, code = _run_flow(str(config.path), inputs, combine, combine_obs_ids, plan_json, len(plan.jobs), force, tz)
     if summary is not None:  # (its wall time is the flow's: Prefect's start-up is not the nodes' fault)
         for line in summary.lines():
             click.echo(line)

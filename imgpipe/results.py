@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from imgpipe.plan import Job
 
-OK, FAILED, CANCELLED, TIMED_OUT = "ok", "failed", "cancelled", "timed-out"
+OK, FAILED, CANCELLED, TIMED_OUT, SKIPPED = "ok", "failed", "cancelled", "timed-out", "skipped"
 
 
 def format_duration(seconds: float) -> str:
@@ -54,16 +54,29 @@ class JobResult:
     """1 for the first try, 2 for the first retry, ..."""
     slurm_job: str | None = None
     """SLURM job (or step) id, for jobs run through SLURM."""
+    image: str | None = None
+    """The main FITS image (MFS image when there are several channels)."""
+    stats: object = None
+    """ImageStats of ``image`` (peak, rms, dynamic range, beam)."""
+    quicklook: str | None = None
+    """PNG of ``image`` next to it."""
 
     @property
     def ok(self) -> bool:
-        return self.status == OK
+        """Succeeded now, or earlier (skipped: its images are complete)."""
+        return self.status in (OK, SKIPPED)
 
     @property
     def wall_s(self) -> float | None:
         if self.started_at is None or self.ended_at is None:
             return None
         return self.ended_at - self.started_at
+
+
+def _beam(stats) -> str:
+    if stats is None or stats.beam_major_arcsec is None:
+        return ""
+    return f"{stats.beam_major_arcsec:.0f}×{stats.beam_minor_arcsec:.0f} @ {stats.beam_pa_deg:.0f}°"
 
 
 @dataclass
@@ -94,6 +107,10 @@ class RunSummary:
     @property
     def n_failed(self) -> int:
         return len(self.results) - self.n_ok
+
+    @property
+    def n_skipped(self) -> int:
+        return sum(r.status == SKIPPED for r in self.results)
 
     @property
     def ok(self) -> bool:
@@ -134,7 +151,9 @@ class RunSummary:
             if r.slurm_job:
                 cost += f" slurm {r.slurm_job}"
             why = f" ({r.reason})" if r.reason else ""
-            out.append(f"  {r.status.upper():9s} {r.job.label}{cost}{why}  log: {r.job.log_path}")
+            st = r.stats
+            image = f" | image peak {st.peak:.4g} rms {st.rms:.3g}" + (f" DR {st.dynamic_range:.0f}" if st.dynamic_range else "") if st else ""
+            out.append(f"  {r.status.upper():9s} {r.job.label}{cost}{why}{image}  log: {r.job.log_path}")
         wall, cpu, rss = self.totals()
         if self.results:
             extra = (f", cpu {cpu:.1f} s" if cpu is not None else "") + (f", largest peak {rss:.0f} MiB" if rss is not None else "")
@@ -142,7 +161,8 @@ class RunSummary:
         for node in self.nodes():
             util = f", slots busy {node.utilisation:.0%} ({self.slots_per_node} slot(s) × {self.wall_s:.1f} s)" if node.utilisation is not None else ""
             out.append(f"  node {node.host}: {node.jobs} job(s), busy {node.busy_s:.1f} s{util}")
-        out.append(f"{len(self.results)} job(s): {self.n_ok} ok, {self.n_failed} failed, in {self.wall_s:.1f} s")
+        skipped = f" ({self.n_skipped} skipped: done before)" if self.n_skipped else ""
+        out.append(f"{len(self.results)} job(s): {self.n_ok} ok{skipped}, {self.n_failed} failed, in {self.wall_s:.1f} s")
         return out
 
     def markdown(self) -> str:
@@ -152,17 +172,20 @@ class RunSummary:
             return "" if value is None else format(value, fmt)
 
         rows = [
-            "| job | host | state | wall (s) | CPU (s) | peak (MiB) | exit | SLURM | attempt | log |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| job | host | state | wall (s) | CPU (s) | peak mem (MiB) | exit | SLURM | attempt "
+            "| image | peak | rms | dyn. range | beam (\") | log |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in self.results:
             state = r.status + (f": {r.reason}" if r.reason else "")
+            st = r.stats
+            image = f"| {r.image or ''} | {num(st.peak, '.4g')} | {num(st.rms, '.3g')} | {num(st.dynamic_range, '.0f')} | {_beam(st)} " if st else f"| {r.image or ''} | | | | "
             rows.append(
                 f"| {r.job.label} | {r.job.host or ''} | {state} | {num(r.wall_s, '.1f')} | {num(r.cpu_s, '.1f')} "
-                f"| {num(r.max_rss_mb, '.0f')} | {num(r.exit_code, 'd')} | {r.slurm_job or ''} | {r.attempt} | {r.job.log_path} |"
+                f"| {num(r.max_rss_mb, '.0f')} | {num(r.exit_code, 'd')} | {r.slurm_job or ''} | {r.attempt} {image}| {r.job.log_path} |"
             )
         wall, cpu, rss = self.totals()
-        rows.append(f"| **total** | | {self.n_ok} ok, {self.n_failed} failed | {wall:.1f} | {num(cpu, '.1f')} | {num(rss, '.0f')} | | | | |")
+        rows.append(f"| **total** | | {self.n_ok} ok, {self.n_failed} failed | {wall:.1f} | {num(cpu, '.1f')} | {num(rss, '.0f')} | | | | | | | | | |")
         nodes = ["| node | jobs | busy (s) | slot utilisation |", "|---|---|---|---|"]
         for n in self.nodes():
             nodes.append(f"| {n.host} | {n.jobs} | {n.busy_s:.1f} | {'' if n.utilisation is None else format(n.utilisation, '.0%')} |")

@@ -51,6 +51,10 @@ class SlotScheduler:
     def pending(self) -> int:
         return len(self._pending)
 
+    def remove(self, job: Job) -> None:
+        """Take ``job`` out of the queue (it will not run: done before)."""
+        self._pending = [q for q in self._pending if q.job is not job]
+
     def queued(self) -> list[Queued]:
         return list(self._pending)
 

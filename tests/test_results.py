@@ -30,10 +30,19 @@ def test_totals_and_node_utilisation():
     assert lines[4] == "  node node101: 2 job(s), busy 20.0 s, slots busy 100% (2 slot(s) × 10.0 s)"
     assert lines[-1] == "3 job(s): 2 ok, 1 failed, in 10.0 s"
     md = summary.markdown()
-    assert "| SW03.MS @ node102 | node102 | failed: exit code 1 | 5.0 |  |  | 1 | 77 | 1 | /out/i3.log |" in md
+    assert "| SW03.MS @ node102 | node102 | failed: exit code 1 | 5.0 |  |  | 1 | 77 | 1 |  | | | | | /out/i3.log |" in md
     assert "| **total** | | 2 ok, 1 failed | 25.0 | 20.0 | 900 |" in md
     assert "| node102 | 1 | 5.0 | 25% |" in md
 
 
 def test_durations_read_as_written_in_configs():
     assert [format_duration(s) for s in (45, 90, 3600, 5400, 7261)] == ["45s", "1m30s", "1h", "1h30m", "2h1m1s"]
+
+
+def test_image_statistics_in_the_table():
+    from imgpipe.image_stats import ImageStats
+
+    st = ImageStats("/out/i1-MFS-image.fits", 9.61, 151.0, 50.3, 0.0079, 1216.5, 301.5, 262.3, 129.8, "JY/BEAM")
+    summary = RunSummary([result("n1", 1, 10.0, exit_code=0, image=st.image, stats=st)], wall_s=10.0, slots_per_node=1)
+    assert summary.lines()[0] == "  OK        SW01.MS @ n1 10.0s exit 0 | image peak 9.61 rms 0.0079 DR 1216  log: /out/i1.log"
+    assert "| /out/i1-MFS-image.fits | 9.61 | 0.0079 | 1216 | 302×262 @ 130° | /out/i1.log |" in summary.markdown()

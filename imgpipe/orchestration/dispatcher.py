@@ -6,7 +6,9 @@ whichever node frees first, and a retry may go to another node.
 
 Why it is fast: a freed slot is refilled without waiting for Prefect.
 - The task reports "WSClean ended" straight to this loop (an in-process event) the
-  moment the process ends; Prefect records the task's final state meanwhile.
+  moment the process ends, and the slot goes to the next job; the job's result is
+  taken when the task has finished (image statistics, provenance) and Prefect has
+  recorded its state.
 - A node slot held in Prefect (``NodeLimits``) passes from the job that ended to the
   next job on that node without an API call; only slots no job of this run can use
   go back to Prefect (other runs may take them then). So within a run a slot is
@@ -53,6 +55,7 @@ class _Submission:
     job: Job
     lease: object
     future: object = None
+    slot_freed: bool = False
     handled: bool = False
 
 
@@ -77,7 +80,12 @@ class Dispatcher:
             self._inbox.put(("ended", payload[0], payload[1]))
 
     # -- the loop ----------------------------------------------------------------------
-    def run(self, down: dict[str, str]) -> list[JobResult]:
+    def run(self, down: dict[str, str], done_before: dict[int, JobResult] | None = None) -> list[JobResult]:
+        """Run the plan; ``done_before`` maps plan indexes to results of jobs not to run (skipped)."""
+        for index, result in (done_before or {}).items():
+            self.scheduler.remove(self.plan.jobs[index])
+            self.results[index] = result
+            events.emit("finished", result)
         for host, why in down.items():
             for queued in self.scheduler.mark_down(host):
                 self._record(queued, JobResult(queued.job, FAILED, f"node unreachable: {why}", connection_error=True))
@@ -140,31 +148,37 @@ class Dispatcher:
 
     def _handle(self, kind: str, sid: str, result: JobResult | None) -> None:
         sub = self._subs[sid]
+        if kind == "ended":  # WSClean has ended: its slot is free (the task still finishes up)
+            self._free_slot(sub, result)
+            return
         if sub.handled:
             return
-        if result is None:  # the task ended without reporting (it raised): ask Prefect
-            result = self._outcome(sub.job, sub.future)
         sub.handled = True
-        self.scheduler.release(sub.job.host)
-        self._idle_leases[sub.job.host].append(sub.lease)
-        result = replace(result, attempt=sub.queued.attempt)
-        now = time.monotonic()
-        if result.connection_error:
-            wait = self.scheduler.connection_failed(sub.job.host, now, self.worker.host_cooldown_s)
-            self.logger.warning("%s: no new job there for %g s (connection failed)", sub.job.host, wait)
-        elif result.pid is not None:
-            self.scheduler.connection_ok(sub.job.host)
+        result = replace(self._outcome(sub.job, sub.future), attempt=sub.queued.attempt)
+        self._free_slot(sub, result)  # (if the task died before saying WSClean ended)
         why = retry_reason(result, self.worker, sub.queued.attempt)
         if why:
             self.logger.warning(
                 "retry %s (attempt %d of %d in %g s): %s",
                 sub.queued.job.label, sub.queued.attempt + 1, self.worker.retries + 1, self.worker.retry_delay_seconds, why,
             )
-            self.scheduler.requeue(sub.queued.retry(now + self.worker.retry_delay_seconds, avoid=sub.job.host))
+            self.scheduler.requeue(sub.queued.retry(time.monotonic() + self.worker.retry_delay_seconds, avoid=sub.job.host))
             return
         if result.connection_error and result.pid is not None:
             self.logger.error("%s: not retried: WSClean had started there (pid %d)", sub.job.label, result.pid)
         self._record(sub.queued, result)
+
+    def _free_slot(self, sub: _Submission, result: JobResult) -> None:
+        if sub.slot_freed:
+            return
+        sub.slot_freed = True
+        self.scheduler.release(sub.job.host)
+        self._idle_leases[sub.job.host].append(sub.lease)
+        if result.connection_error:
+            wait = self.scheduler.connection_failed(sub.job.host, time.monotonic(), self.worker.host_cooldown_s)
+            self.logger.warning("%s: no new job there for %g s (connection failed)", sub.job.host, wait)
+        elif result.pid is not None:
+            self.scheduler.connection_ok(sub.job.host)
 
     def _record(self, queued: Queued, result: JobResult) -> None:
         self.results[self._order[id(queued.job)]] = result

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import datetime
+from datetime import timezone as dt_timezone
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -22,11 +24,21 @@ from imgpipe.orchestration.tasks import (
     load_config_task,
     plan_jobs_task,
     resolve_inputs_task,
+    resume_check_task,
     run_job_task,
     slurm_allocation_task,
 )
+from imgpipe.date_tokens import expand_date_tokens
 from imgpipe.plan import write_plan_json
 from imgpipe.results import CANCELLED, FAILED, JobResult, RunSummary
+
+
+def scheduled_time() -> datetime:
+    """When this run was scheduled to start (a deployment run), else now."""
+    from prefect.runtime import flow_run
+
+    when = flow_run.scheduled_start_time
+    return when if isinstance(when, datetime) else datetime.now(dt_timezone.utc)
 
 
 def _outcome(job, future) -> JobResult:
@@ -44,19 +56,29 @@ def _outcome(job, future) -> JobResult:
 @flow(name="imgpipe", task_runner=ThreadPoolTaskRunner(max_workers=512), validate_parameters=False)
 def imgpipe_flow(
     config: str,
-    inputs: list[str],
+    patterns: list[str],
     combine: bool = False,
     combine_obs_ids: bool = False,
     dry_run: bool | None = None,
+    force: bool = False,
+    timezone: str = "UTC",
     plan_json: str | None = None,
     cwd: str | None = None,
 ) -> RunSummary:
-    """Image Measurement Sets (paths, or obs_id patterns with a data handler) with WSClean."""
+    """Image Measurement Sets with WSClean as CONFIG says.
+
+    patterns: MS paths, or obs_id patterns with a data handler (``GLOB[,GLOB][:SWGLOB]``);
+    ``{yesterday}``/``{today}`` (optionally ``{yesterday:%Y-%m-%d}``) stand for the run's
+    scheduled date in ``timezone``. force: redo jobs already done by an earlier run.
+    """
     started = time.time()
     logger = get_run_logger()
     cwd = cwd or os.getcwd()
     cfg = load_config_task(config)
-    groups, warnings = resolve_inputs_task(cfg, list(inputs), combine, combine_obs_ids, cwd)
+    inputs = [expand_date_tokens(p, scheduled_time(), timezone) for p in patterns]
+    if inputs != list(patterns):
+        logger.info("patterns for the run of %s (%s): %s", scheduled_time().isoformat(), timezone, " ".join(inputs))
+    groups, warnings = resolve_inputs_task(cfg, inputs, combine, combine_obs_ids, cwd)
     plan = plan_jobs_task(cfg, groups, warnings, cwd)
     if plan_json:
         write_plan_json(plan, plan_json)
@@ -67,6 +89,7 @@ def imgpipe_flow(
         return RunSummary([], time.time() - started)
 
     execution.reset()
+    done_before = {} if force else resume_check_task(plan)
     hosts = plan.hosts()
     down = connect_nodes_task(cfg, hosts)
     if cfg.worker.slurm_nodes and plan.jobs:
@@ -80,7 +103,7 @@ def imgpipe_flow(
         return run_job_task.with_options(task_run_name=name).submit(job, cfg.worker, attempt, submission_id)
 
     try:
-        results = Dispatcher(plan, cfg.worker, start, _outcome, limits, logger).run(down)
+        results = Dispatcher(plan, cfg.worker, start, _outcome, limits, logger).run(down, done_before)
     except BaseException:
         # Ctrl-C, or SIGTERM (how a Prefect worker cancels a deployment run): stop every
         # running WSClean now, here and on the nodes, before the process goes away.

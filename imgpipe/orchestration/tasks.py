@@ -11,9 +11,10 @@ from prefect.logging.handlers import APILogHandler
 from prefect.logging.loggers import PrefectLogAdapter
 from prefect.states import Cancelled, Failed
 
-from imgpipe import events
+from imgpipe import events, provenance
 from imgpipe.config import Config, WorkerConfig, load_config
 from imgpipe.execution import reach_nodes, run_job
+from imgpipe.job_outputs import finish, skipped, wsclean_version
 from imgpipe.orchestration.dispatcher import JOB_ENDED
 from imgpipe.plan import Job, Plan, plan_jobs, resolve_groups
 from imgpipe.results import CANCELLED, JobResult
@@ -64,6 +65,19 @@ def connect_nodes_task(config: Config, hosts: list[str]) -> dict[str, str]:
     return down
 
 
+@task(name="resume-check", cache_policy=NO_CACHE)
+def resume_check_task(plan: Plan) -> dict[int, JobResult]:
+    """Jobs whose images are complete from an earlier run (provenance record): not run again."""
+    done = {}
+    for i, job in enumerate(plan.jobs):
+        record = provenance.done_before(job)
+        if record is not None:
+            done[i] = skipped(job, record)
+    if done:
+        get_run_logger().info("%d job(s) done by an earlier run, skipped (force=True redoes them)", len(done))
+    return done
+
+
 @task(name="slurm-allocation", cache_policy=NO_CACHE)
 def slurm_allocation_task(worker: WorkerConfig) -> str:
     """One SLURM allocation for the whole run (slurm_nodes): the jobs become its steps."""
@@ -77,13 +91,31 @@ def slurm_allocation_task(worker: WorkerConfig) -> str:
 
 @task(name="wsclean", cache_policy=NO_CACHE)
 def run_job_task(job: Job, worker: WorkerConfig, attempt: int = 1, submission_id: str | None = None) -> JobResult:
-    """Run one WSClean job on its node; Failed in Prefect if WSClean fails."""
+    """Run one WSClean job on its node, then measure its image and write its provenance.
+
+    Failed (or Cancelled) in Prefect if WSClean fails, with the JobResult as the state's data.
+    """
+    from prefect.runtime import flow_run
+
     logger = get_run_logger()
     output = PrefectLogAdapter(_output_logger(), extra=dict(getattr(logger, "extra", {}) or {}))
     logger.info("start on %s%s: %s", job.host, f" (attempt {attempt})" if attempt > 1 else "", job.command_line())
+    provenance.clear(provenance.record_path(job.out_dir, job.name))  # a crash must not look done
+    version: dict[str, str] = {}
+
+    def on_line(line: str) -> None:
+        output.info(line)
+        if "v" not in version and (found := wsclean_version(line)):
+            version["v"] = found
+
     events.emit("started", job)
-    result = replace(run_job(job, worker, output.info), attempt=attempt)
+    result = replace(run_job(job, worker, on_line), attempt=attempt)
     events.emit(JOB_ENDED, (submission_id, result))  # the dispatcher reuses the slot now
+    result = finish(result, version.get("v"), str(flow_run.id) if flow_run.id else None, logger.warning)
+    if result.stats is not None:
+        st = result.stats
+        logger.info("image %s: peak %.4g %s, rms %.3g, dynamic range %s", result.image, st.peak, st.unit, st.rms,
+                    f"{st.dynamic_range:.0f}" if st.dynamic_range else "n/a")
     if not result.ok:
         # A Failed state, not an exception: an expected outcome needs no traceback in the log.
         logger.error("%s: %s (log: %s)", result.status, result.reason, job.log_path)

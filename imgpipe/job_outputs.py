@@ -1,0 +1,73 @@
+"""After a job: measure its image, draw the quick-look, write its provenance record.
+
+Runs on the machine running imgpipe, after the job's node slot is free again. It
+needs the output directory to be visible here (local jobs, SLURM or SSH nodes with a
+shared filesystem); otherwise there is nothing to measure and no record is written
+(said once in the log).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import replace
+from typing import Callable
+
+from imgpipe import provenance
+from imgpipe._version import __version__
+from imgpipe.image_stats import image_stats, main_image, quicklook_png
+from imgpipe.results import SKIPPED, JobResult
+
+_VERSION = re.compile(r"WSClean version (\S+)")
+
+
+def wsclean_version(line: str) -> str | None:
+    """``3.1.0`` from WSClean's banner line ``WSClean version 3.1.0 (2022-04-01)``."""
+    m = _VERSION.search(line)
+    return m.group(1) if m else None
+
+
+def finish(result: JobResult, wsclean: str | None, flow_run_id: str | None, warn: Callable[[str], None]) -> JobResult:
+    """Stats + PNG for a successful job, and the provenance record for any job."""
+    job = result.job
+    if not os.path.isdir(job.out_dir):
+        warn(f"{job.out_dir} is not visible here: no image statistics, quick-look or provenance record")
+        return result
+    outputs = provenance.fits_outputs(job.image_prefix, since=result.started_at)
+    image = stats = png = None
+    if result.ok:
+        image = main_image(job.image_prefix)
+        if image is None or not outputs:  # e.g. -predict: fine, but nothing to measure or resume
+            warn(f"{job.label}: no image {job.image_prefix}-*image.fits written: no statistics, and the job will run again next time")
+        else:
+            try:
+                stats = image_stats(image)
+                png = quicklook_png(image, image[: -len(".fits")] + ".png", job.label)
+            except Exception as err:  # a damaged image must not hide that the job ran
+                warn(f"{image}: cannot measure the image: {err}")
+    record = provenance.build(
+        result,
+        complete=result.ok and image is not None and bool(outputs),
+        outputs=outputs,
+        wsclean_version=wsclean,
+        imgpipe_version=__version__,
+        flow_run_id=flow_run_id,
+        stats=stats.to_json() if stats else None,
+    )
+    try:
+        provenance.write(provenance.record_path(job.out_dir, job.name), record)
+    except OSError as err:
+        warn(f"cannot write the provenance record in {job.out_dir}: {err.strerror}")
+    return replace(result, image=image, stats=stats, quicklook=png)
+
+
+def skipped(job, record: dict) -> JobResult:
+    """The result shown for a job already done by an earlier run."""
+    from imgpipe.image_stats import ImageStats
+
+    stats = ImageStats(**record["stats"]) if record.get("stats") else None
+    image = stats.image if stats else None
+    png = image[: -len(".fits")] + ".png" if image and os.path.isfile(image[: -len(".fits")] + ".png") else None
+    when = record.get("ended_at") or "an earlier run"
+    return JobResult(job, SKIPPED, f"done by an earlier run ({when}); --force redoes it", exit_code=record.get("exit_code"),
+                     image=image, stats=stats, quicklook=png)

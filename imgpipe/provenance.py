@@ -1,0 +1,112 @@
+"""``<out_dir>/<name>.imgpipe.json``: how an image was made, and whether it is complete.
+
+Written beside the images when a job ends (any way): argv, host, times, exit code,
+WSClean and imgpipe versions, input MSs, Prefect flow-run id, SLURM id, the FITS files
+produced (with sizes) and the image statistics. It doubles as the *success record* for
+resuming a night: ``"complete": true`` is written only after WSClean exited 0 and its
+images exist, and it is written last, atomically (temp file + rename). The record of
+an earlier run is removed before a job starts, so a job that crashes half-way never
+looks done.
+
+A job is skipped on a re-run when its record is complete, was made with the same
+argv (a changed config redoes it), and every FITS file it lists is still there with
+the same size.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from datetime import datetime, timezone
+
+RECORD_SUFFIX = ".imgpipe.json"
+
+
+def record_path(out_dir: str, name: str) -> str:
+    return os.path.join(out_dir, name + RECORD_SUFFIX)
+
+
+def clear(path: str) -> None:
+    """Forget the record of an earlier run (before the job starts)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def fits_outputs(image_prefix: str, since: float | None = None) -> list[dict]:
+    """The FITS files ``<prefix>-*.fits`` (written at or after ``since``), with their sizes."""
+    out = []
+    for path in sorted(glob.glob(glob.escape(image_prefix) + "-*.fits")):
+        st = os.stat(path)
+        if since is None or st.st_mtime >= since - 2:
+            out.append({"path": os.path.basename(path), "size": st.st_size})
+    return out
+
+
+def _iso(t: float | None) -> str | None:
+    return None if t is None else datetime.fromtimestamp(t, timezone.utc).isoformat()
+
+
+def build(result, *, complete: bool, outputs: list[dict], wsclean_version: str | None, imgpipe_version: str,
+          flow_run_id: str | None, stats: dict | None) -> dict:
+    job = result.job
+    return {
+        "complete": complete,
+        "status": result.status,
+        "reason": result.reason,
+        "argv": list(job.argv),
+        "host": job.host,
+        "ms": list(job.ms),
+        "obs_id": job.obs_id,
+        "sw": job.sw,
+        "started_at": _iso(result.started_at),
+        "ended_at": _iso(result.ended_at),
+        "duration_s": result.wall_s,
+        "exit_code": result.exit_code,
+        "cpu_s": result.cpu_s,
+        "max_rss_mb": result.max_rss_mb,
+        "attempt": result.attempt,
+        "slurm_job": result.slurm_job,
+        "wsclean_version": wsclean_version,
+        "imgpipe_version": imgpipe_version,
+        "prefect_flow_run_id": flow_run_id,
+        "outputs": outputs,
+        "stats": stats,
+    }
+
+
+def write(path: str, record: dict) -> None:
+    """Write the record atomically: a reader never sees half of it."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(record, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read(path: str) -> dict | None:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def done_before(job) -> dict | None:
+    """The complete record of an earlier run of this very job, or None (→ run it)."""
+    record = read(record_path(job.out_dir, job.name))
+    if not record or record.get("complete") is not True or record.get("argv") != list(job.argv):
+        return None
+    outputs = record.get("outputs") or []
+    if not outputs:
+        return None
+    for item in outputs:
+        path = os.path.join(job.out_dir, item.get("path", ""))
+        try:
+            if os.path.getsize(path) != item.get("size"):
+                return None
+        except OSError:
+            return None
+    return record
