@@ -19,13 +19,15 @@ system-deps:
 	fi
 
 # The SSH tests start real sshd servers on 127.0.0.2-4 (never beyond loopback); the
-# SLURM tests a real single-node SLURM (slurmctld, slurmd, munged) on this machine.
+# SLURM tests a real single-node SLURM (slurmctld, slurmd, munged) on this machine;
+# the report test renders report.html in headless Chromium.
 test-deps:
 	@missing=""; \
 	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
 	command -v ssh-keygen >/dev/null 2>&1 || missing="$$missing openssh-client"; \
 	command -v srun >/dev/null 2>&1 && [ -x /usr/sbin/slurmd ] || missing="$$missing slurm-wlm"; \
 	[ -x /usr/sbin/munged ] || missing="$$missing munge"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \

@@ -24,6 +24,7 @@ from imgpipe.orchestration.tasks import (
     load_config_task,
     plan_jobs_task,
     resolve_inputs_task,
+    report_task,
     resume_check_task,
     run_job_task,
     slurm_allocation_task,
@@ -116,7 +117,9 @@ def imgpipe_flow(
 
             slurm.release()
     summary = RunSummary(results, time.time() - started, cfg.worker.max_concurrent)
-    create_markdown_artifact(markdown=summary.markdown(), key="imgpipe-summary", description="imgpipe jobs")
+    report = report_task(summary)
+    markdown = summary.markdown() + (f"\n\nReport: `{report}`" if report else "")
+    create_markdown_artifact(markdown=markdown, key="imgpipe-summary", description="imgpipe jobs")
     for line in summary.lines():
         logger.info(line)
     if not summary.ok:

@@ -17,7 +17,7 @@ from imgpipe.execution import reach_nodes, run_job
 from imgpipe.job_outputs import finish, skipped, wsclean_version
 from imgpipe.orchestration.dispatcher import JOB_ENDED
 from imgpipe.plan import Job, Plan, plan_jobs, resolve_groups
-from imgpipe.results import CANCELLED, JobResult
+from imgpipe.results import CANCELLED, JobResult, RunSummary
 
 
 def _output_logger() -> logging.Logger:
@@ -76,6 +76,24 @@ def resume_check_task(plan: Plan) -> dict[int, JobResult]:
     if done:
         get_run_logger().info("%d job(s) done by an earlier run, skipped (force=True redoes them)", len(done))
     return done
+
+
+@task(name="report", cache_policy=NO_CACHE)
+def report_task(summary: RunSummary) -> str | None:
+    """report.html in the output root: every job with its quick-look, stats, command, log."""
+    from prefect.runtime import flow_run
+
+    from imgpipe.report import write_report
+
+    logger = get_run_logger()
+    try:
+        path = write_report(summary, f"imgpipe run {flow_run.name or ''}".strip())
+    except OSError as err:
+        logger.warning("cannot write the report: %s", err)
+        return None
+    if path:
+        logger.info("report: %s", path)
+    return path
 
 
 @task(name="slurm-allocation", cache_policy=NO_CACHE)

@@ -1,0 +1,115 @@
+"""``report.html``: one self-contained page per run, to look at a night over coffee.
+
+Every job with its quick-look image (embedded, so the file can be mailed or copied
+anywhere), state, cost, image statistics, the exact command and a link to its log.
+Written to the output root (the folder common to all jobs' out-dirs) as
+``report-<date>T<time>.html``, and copied to ``report.html`` (the latest run).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import shutil
+from datetime import datetime
+
+from imgpipe.results import RunSummary
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}
+h1{font-size:1.4em;margin:0 0 .2em} .sub{color:#666;margin-bottom:1em}
+table{border-collapse:collapse;margin:.5em 0 1.5em} td,th{border:1px solid #ccc;padding:.2em .6em;font-size:.9em;text-align:left}
+.jobs{display:flex;flex-wrap:wrap;gap:1em}
+.job{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.8em;width:520px}
+.job h2{font-size:1.05em;margin:0 0 .4em} .job img{width:100%;height:auto;border:1px solid #eee}
+.state{font-weight:bold;padding:0 .4em;border-radius:3px}
+.ok,.skipped{background:#d6f5d6} .failed,.timed-out{background:#f8d0d0} .cancelled{background:#eee}
+code{display:block;white-space:pre-wrap;word-break:break-all;font-size:.75em;background:#f3f3f3;padding:.4em;margin-top:.4em}
+.noimg{height:120px;display:flex;align-items:center;justify-content:center;color:#999;border:1px dashed #ccc}
+"""
+
+
+def output_root(summary: RunSummary) -> str | None:
+    """The folder common to every job's out-dir, if this machine sees it."""
+    dirs = [r.job.out_dir for r in summary.results]
+    if not dirs:
+        return None
+    root = os.path.commonpath(dirs)
+    return root if os.path.isdir(root) else None
+
+
+def _png_data(path: str | None) -> str | None:
+    if not path or not os.path.isfile(path):
+        return None
+    with open(path, "rb") as f:
+        return "data:image/png;base64," + base64.b64encode(f.read()).decode()
+
+
+def _num(value, fmt: str) -> str:
+    return "" if value is None else format(value, fmt)
+
+
+def render(summary: RunSummary, title: str, root: str) -> str:
+    e = html.escape
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{e(title)}</h1>",
+        f"<div class='sub'>{summary.n_ok} ok ({summary.n_skipped} skipped), {summary.n_failed} failed, "
+        f"{len(summary.results)} job(s) in {summary.wall_s:.1f} s &middot; written {e(datetime.now().isoformat(timespec='seconds'))}</div>",
+        "<table><tr><th>node</th><th>jobs</th><th>busy (s)</th><th>slot utilisation</th></tr>",
+    ]
+    for n in summary.nodes():
+        util = "" if n.utilisation is None else f"{n.utilisation:.0%}"
+        parts.append(f"<tr><td>{e(n.host)}</td><td>{n.jobs}</td><td>{n.busy_s:.1f}</td><td>{util}</td></tr>")
+    parts.append("</table><div class='jobs'>")
+    for r in summary.results:
+        job, st = r.job, r.stats
+        png = _png_data(r.quicklook)
+        picture = f"<img alt='quick-look of {e(job.label)}' src='{png}'>" if png else "<div class='noimg'>no image</div>"
+        rows = [
+            ("host", job.host or ""),
+            ("wall / CPU", f"{_num(r.wall_s, '.1f')} s / {_num(r.cpu_s, '.1f')} s"),
+            ("peak memory", f"{_num(r.max_rss_mb, '.0f')} MiB" if r.max_rss_mb is not None else ""),
+            ("exit code", _num(r.exit_code, "d")),
+        ]
+        if r.slurm_job:
+            rows.append(("SLURM job", r.slurm_job))
+        if r.reason:
+            rows.append(("why", r.reason))
+        if st is not None:
+            rows += [
+                ("image", os.path.relpath(st.image, root)),
+                ("peak", f"{st.peak:.4g} {st.unit} at RA {st.peak_ra_deg:.3f}°, Dec {st.peak_dec_deg:.3f}°"),
+                ("rms (MAD)", f"{st.rms:.3g} {st.unit}"),
+                ("dynamic range", _num(st.dynamic_range, ".0f")),
+            ]
+            if st.beam_major_arcsec is not None:
+                rows.append(("beam", f"{st.beam_major_arcsec:.1f}\" × {st.beam_minor_arcsec:.1f}\", PA {st.beam_pa_deg:.0f}°"))
+        table = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in rows)
+        log = os.path.relpath(job.log_path, root)
+        parts.append(
+            f"<div class='job'><h2>{e(job.label)} <span class='state {e(r.status)}'>{e(r.status)}</span></h2>"
+            f"{picture}<table>{table}</table>"
+            f"<a href='{e(log)}'>log</a><code>{e(job.command_line())}</code></div>"
+        )
+    parts.append("</div></body></html>\n")
+    return "".join(parts)
+
+
+def write_report(summary: RunSummary, title: str) -> str | None:
+    """Write the run's report in the output root; returns its path (None if no root here)."""
+    root = output_root(summary)
+    if root is None:
+        return None
+    stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
+    path = os.path.join(root, f"report-{stamp}.html")
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(render(summary, title, root))
+    os.replace(tmp, path)
+    latest_tmp = os.path.join(root, f".report.html.{os.getpid()}.tmp")
+    shutil.copyfile(path, latest_tmp)
+    os.replace(latest_tmp, os.path.join(root, "report.html"))
+    return path

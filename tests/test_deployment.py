@@ -1,0 +1,126 @@
+"""The nightly deployment, for real: `prefect server start` on 127.0.0.1, a process work
+pool and worker, `prefect deploy` from this repository, `prefect deployment run` with a
+parameter override, wait for Completed, check the image. Everything started is stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, SOURCE_DEC, SOURCE_RA, requires_wsclean
+
+pytestmark = [requires_wsclean, pytest.mark.prefect]
+PREFECT = str(Path(sys.executable).parent / "prefect")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def prefect_server(tmp_path):
+    """A real Prefect server on 127.0.0.1 with its own PREFECT_HOME; yields the env to talk to it."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "prefect-server-home"),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_UI_ENABLED": "false",
+        "CI": "true",
+    }
+    log = open(tmp_path / "server.log", "w")
+    server = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        os.killpg(server.pid, signal.SIGKILL)
+        pytest.fail("prefect server did not start: " + (tmp_path / "server.log").read_text()[-3000:])
+    yield env
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+def prefect(env, *args, timeout=180) -> str:
+    res = subprocess.run([PREFECT, "--no-prompt", *args], env=env, cwd=REPO, capture_output=True, text=True,
+                         timeout=timeout, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, f"prefect {' '.join(args)}: {res.stdout[-2000:]} {res.stderr[-2000:]}"
+    return res.stdout
+
+
+def api(env, method: str, path: str, body: dict | None = None):
+    req = urllib.request.Request(env["PREFECT_API_URL"] + path, method=method,
+                                 data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read() or b"null")
+
+
+def test_nightly_deployment_runs_for_real(prefect_server, sim_dir, tmp_path):
+    env = {**prefect_server, "IMGPIPE_REPO": str(REPO), "IMGPIPE_CONFIG": str(tmp_path / "nightly.toml")}
+    yesterday = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y%m%d")
+    data = tmp_path / "data"
+    shutil.copytree(sim_dir / "SW01.MS", data / f"{yesterday}_SW01.MS")
+    (tmp_path / "nightly.toml").write_text(
+        f"[wsclean]\nname = 'img'\nout-dir = '{tmp_path}/images/$ms_basename$'\nsize = '128 128'\nscale = '1amin'\nniter = 100\nj = 1\n"
+    )
+    prefect(env, "work-pool", "create", "imgpipe", "--type", "process")
+    prefect(env, "deploy", "--prefect-file", "deployments/prefect.yaml", "--name", "nightly")
+    deployment = api(env, "GET", "/deployments/name/imgpipe/nightly")
+    schedule = deployment["schedules"][0]["schedule"]
+    assert schedule["cron"] == "0 8 * * *" and schedule["timezone"] == "UTC"
+    assert deployment["parameters"]["patterns"] == ["{yesterday}_*"]
+
+    worker_log = open(tmp_path / "worker.log", "w")
+    worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", "imgpipe"], env=env, cwd=tmp_path,
+                              stdout=worker_log, stderr=worker_log, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        out = prefect(env, "deployment", "run", "imgpipe/nightly",
+                      "--param", f"patterns={json.dumps([str(data / '{yesterday}_SW01.MS')])}",
+                      "--param", "combine=false")
+        run_id = next(line.split()[-1] for line in out.splitlines() if "UUID" in line)
+        deadline = time.monotonic() + 300
+        state = None
+        while time.monotonic() < deadline:
+            state = api(env, "GET", f"/flow_runs/{run_id}")["state"]["type"]
+            if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                break
+            time.sleep(1)
+        assert state == "COMPLETED", (state, (tmp_path / "worker.log").read_text()[-4000:])
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+    from imgpipe.fits_peak import pixel_distance
+
+    image = tmp_path / "images" / f"{yesterday}_SW01.MS" / "img-image.fits"
+    assert pixel_distance(str(image), SOURCE_RA, SOURCE_DEC) <= 1.0
+    artifacts = api(env, "POST", "/artifacts/filter", {"artifacts": {"key": {"any_": ["imgpipe-summary"]}}})
+    assert any(f"{yesterday}_SW01.MS" in (a.get("data") or "") for a in artifacts)

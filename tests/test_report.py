@@ -1,0 +1,53 @@
+"""report.html: self-contained, and it renders (headless Chromium from Debian)."""
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import requires_wsclean
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+CONFIG = """
+[wsclean]
+name = 'img'
+out-dir = 'night/$ms_basename$'
+size = '128 128'
+scale = '1amin'
+niter = 100
+j = 1
+"""
+
+
+@requires_wsclean
+@pytest.mark.prefect
+def test_report_lists_every_job_and_renders_in_chromium(run_imgpipe, write_config, ms_copy, tmp_path):
+    a, b = ms_copy("SW01.MS", "SW02.MS")
+    res = run_imgpipe(write_config(CONFIG), a, b)
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = tmp_path / "night" / "report.html"
+    text = report.read_text()
+    assert len(list((tmp_path / "night").glob("report-*T*.html"))) == 1  # the per-run copy
+    assert text.count("<img alt='quick-look of SW0") == 2 and text.count("src='data:image/png;base64,") == 2
+    assert "href='SW01.MS/img.log'" in text and "href='SW02.MS/img.log'" in text
+    assert f"wsclean -name {tmp_path}/night/SW01.MS/img" in text
+    assert re.search(r"<th>dynamic range</th><td>\d+</td>", text)
+    assert "src='http" not in text and "<link" not in text  # nothing fetched from elsewhere
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (make test installs it): rendering not checked")
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1200,900", f"--screenshot={shot}",
+         report.as_uri()],
+        capture_output=True, timeout=120, check=True,
+    )
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)[..., :3]
+    # the quick-looks (inferno colour map: dark purples, oranges) are on the page, not blank boxes
+    purple = (pixels[..., 0] > 0.2) & (pixels[..., 2] > 0.25) & (pixels[..., 1] < 0.15)
+    assert purple.sum() > 20_000, purple.sum()
