@@ -24,6 +24,16 @@ pytestmark = [requires_wsclean, pytest.mark.prefect]
 PREFECT = str(Path(sys.executable).parent / "prefect")
 
 
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to the process group, SIGKILL after 30 s."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -57,12 +67,7 @@ def prefect_server(tmp_path):
         os.killpg(server.pid, signal.SIGKILL)
         pytest.fail("prefect server did not start: " + (tmp_path / "server.log").read_text()[-3000:])
     yield env
-    os.killpg(server.pid, signal.SIGTERM)
-    try:
-        server.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
+    stop_group(server)
 
 
 def prefect(env, *args, timeout=180) -> str:
@@ -112,12 +117,7 @@ def test_nightly_deployment_runs_for_real(prefect_server, sim_dir, tmp_path):
             time.sleep(1)
         assert state == "COMPLETED", (state, (tmp_path / "worker.log").read_text()[-4000:])
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
+        stop_group(worker)
     from imgpipe.fits_peak import pixel_distance
 
     image = tmp_path / "images" / f"{yesterday}_SW01.MS" / "img-image.fits"

@@ -10,18 +10,16 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 import time
 from typing import Callable
 
 from imgpipe.execution.job_script import OutputParser, new_token, outcome, wrapped_argv
+from imgpipe.execution.running import RunningJobs
 from imgpipe.plan import Job
 from imgpipe.results import CANCELLED, FAILED, JobResult
 from imgpipe.results import describe_exit as reason_of
 
-_running: dict[int, tuple[subprocess.Popen, OutputParser]] = {}
-_lock = threading.Lock()
-_cancelled = threading.Event()
+_running = RunningJobs()  # pid → (Popen, OutputParser)
 
 
 def run_local(
@@ -36,7 +34,7 @@ def run_local(
 
     ``launcher`` runs the wrapper through another command (``srun ...`` for SLURM).
     """
-    if _cancelled.is_set():
+    if _running.cancelled.is_set():
         return JobResult(job, CANCELLED, "run cancelled before the job started")
     token = new_token()
     parser = OutputParser(token)
@@ -52,8 +50,7 @@ def run_local(
         )
     except OSError as err:
         return JobResult(job, FAILED, f"cannot start {(launcher or ('bash',))[0]}: {err.strerror}")
-    with _lock:
-        _running[proc.pid] = (proc, parser)
+    _running.add(proc.pid, (proc, parser))
     started = last = None
     try:
         for raw in proc.stdout:
@@ -67,8 +64,7 @@ def run_local(
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
     finally:
-        with _lock:
-            _running.pop(proc.pid, None)
+        _running.remove(proc.pid)
         if proc.stdin:
             try:
                 proc.stdin.close()
@@ -80,7 +76,7 @@ def run_local(
     if launcher and state.exit_code is None and state.setup_failed is None:
         code = proc.returncode
         reason = f"{launcher[0]} failed ({reason_of(code)}): {last or 'no output'}"
-    if status_ == FAILED and _cancelled.is_set():
+    if status_ == FAILED and _running.cancelled.is_set():
         status_, reason = CANCELLED, f"cancelled ({reason})"
     return JobResult(
         job,
@@ -99,8 +95,7 @@ def run_local(
 
 def running_slurm_jobs() -> list[str]:
     """SLURM job ids of the jobs running now (for scancel)."""
-    with _lock:
-        return [p.state.slurm_job for _, p in _running.values() if p.state.slurm_job]
+    return [p.state.slurm_job for _, p in _running.items() if p.state.slurm_job]
 
 
 def cancel_all(grace_s: float = 10.0) -> int:
@@ -108,24 +103,15 @@ def cancel_all(grace_s: float = 10.0) -> int:
 
     Returns the number of jobs that were running. Jobs not yet started will not start.
     """
-    _cancelled.set()
-    with _lock:
-        running = list(_running.values())
+    _running.cancelled.set()
+    running = _running.items()
     for proc, _ in running:
         try:  # the wrapper's watcher does the rest, on the node's own clock
             proc.stdin.write(f"stop {grace_s:g}\n")
             proc.stdin.close()
         except (OSError, ValueError):
             pass
-    deadline = time.monotonic() + grace_s + 2
-    while time.monotonic() < deadline:
-        with _lock:
-            if not _running:
-                break
-        time.sleep(0.05)
-    with _lock:
-        left = list(_running.values())
-    for proc, parser in left:  # the wrapper itself is stuck: kill both groups
+    for proc, parser in _running.wait_empty(grace_s + 2):  # the wrapper itself is stuck: kill both groups
         for pid in (parser.state.pid, proc.pid):
             if pid:
                 _signal_group(pid, signal.SIGKILL)
@@ -141,4 +127,4 @@ def _signal_group(pid: int, sig: int) -> None:
 
 def reset() -> None:
     """Forget an earlier cancellation (a new run in the same process)."""
-    _cancelled.clear()
+    _running.cancelled.clear()

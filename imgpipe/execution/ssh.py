@@ -26,6 +26,7 @@ from typing import Callable
 import paramiko
 
 from imgpipe.execution.job_script import OutputParser, new_token, outcome, remote_command
+from imgpipe.execution.running import RunningJobs
 from imgpipe.plan import Job
 from imgpipe.results import CANCELLED, FAILED, JobResult
 
@@ -244,9 +245,7 @@ def _keepalive(sock: socket.socket) -> None:
 
 
 POOL = SSHPool()
-_running: dict[int, paramiko.Channel] = {}
-_lock = threading.Lock()
-_cancelled = threading.Event()
+_running = RunningJobs()  # id(channel) → channel
 
 
 def check_nodes(
@@ -286,7 +285,7 @@ def run_ssh(
     max_time_s: int | None = None,
 ) -> JobResult:
     """Run ``job`` on ``job.host``; output streams to ``on_line`` (and to the log on the node)."""
-    if _cancelled.is_set():
+    if _running.cancelled.is_set():
         return JobResult(job, CANCELLED, "run cancelled before the job started")
     token = new_token()
     parser = OutputParser(token)
@@ -296,8 +295,7 @@ def run_ssh(
         return JobResult(job, FAILED, str(err), connection_error=err.transient)
     started = last = None
     lost = ""
-    with _lock:
-        _running[id(chan)] = chan
+    _running.add(id(chan), chan)
     try:
         chan.exec_command(remote_command(job.argv, job.out_dir, job.log_path, env_file, token, grace_s, max_time_s))
         for raw in chan.makefile("rb"):
@@ -311,15 +309,14 @@ def run_ssh(
     except (OSError, EOFError, paramiko.SSHException) as err:
         lost = f" ({err or type(err).__name__})"
     finally:
-        with _lock:
-            _running.pop(id(chan), None)
+        _running.remove(id(chan))
         chan.close()
         POOL.release(job.host, conn)
     ended = time.time()
     state = parser.state
     common = dict(started_at=started, ended_at=ended if started else None, cpu_s=state.cpu_s, max_rss_mb=state.max_rss_mb, pid=state.pid)
     if state.exit_code is None and state.setup_failed is None:
-        if _cancelled.is_set():
+        if _running.cancelled.is_set():
             return JobResult(job, CANCELLED, "cancelled (connection closed)", **common)
         if state.pid is None:
             return JobResult(job, FAILED, f"{job.host}: connection lost before WSClean started{lost}", connection_error=True, **common)
@@ -332,35 +329,26 @@ def run_ssh(
             **common,
         )
     status, code, reason = outcome(state, last or "", grace_s)
-    if status == FAILED and _cancelled.is_set():
+    if status == FAILED and _running.cancelled.is_set():
         status, reason = CANCELLED, f"cancelled ({reason})"
     return JobResult(job, status, reason, exit_code=code, **common)
 
 
 def cancel_all(grace_s: float = 10.0) -> int:
     """Stop every job running over SSH (SIGTERM on the node, SIGKILL after ``grace_s``)."""
-    _cancelled.set()
-    with _lock:
-        chans = list(_running.values())
+    _running.cancelled.set()
+    chans = _running.items()
     for chan in chans:
         try:
             chan.sendall(f"stop {grace_s:g}\n".encode())
             chan.shutdown_write()
         except (OSError, EOFError, paramiko.SSHException):
             pass
-    deadline = time.monotonic() + grace_s + 5
-    while time.monotonic() < deadline:
-        with _lock:
-            if not _running:
-                break
-        time.sleep(0.05)
-    with _lock:
-        left = list(_running.values())
-    for chan in left:  # the node does not answer: dropping the channel stops the job there too
+    for chan in _running.wait_empty(grace_s + 5):  # the node does not answer: dropping the channel stops the job there too
         chan.close()
     return len(chans)
 
 
 def reset() -> None:
     """Forget an earlier cancellation (a new run in the same process)."""
-    _cancelled.clear()
+    _running.cancelled.clear()
