@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SOURCE_DEC, SOURCE_RA, requires_wsclean
+from conftest import REPO, SOURCE_DEC, SOURCE_RA, alive, requires_wsclean
 
 pytestmark = [requires_wsclean, pytest.mark.prefect]
 PREFECT = str(Path(sys.executable).parent / "prefect")
@@ -124,3 +124,41 @@ def test_nightly_deployment_runs_for_real(prefect_server, sim_dir, tmp_path):
     assert pixel_distance(str(image), SOURCE_RA, SOURCE_DEC) <= 1.0
     artifacts = api(env, "POST", "/artifacts/filter", {"artifacts": {"key": {"any_": ["imgpipe-summary"]}}})
     assert any(f"{yesterday}_SW01.MS" in (a.get("data") or "") for a in artifacts)
+
+
+def test_cancelling_a_deployment_run_stops_its_wsclean(prefect_server, fake_wsclean, tmp_path):
+    """Cancel in Prefect (what the UI's Cancel does): the worker stops the flow process, and
+    imgpipe stops the running WSClean before it goes; the run ends Cancelled."""
+    fake, trace = fake_wsclean
+    trace.with_suffix(".seconds").write_text("300")
+    env = {**prefect_server, "IMGPIPE_REPO": str(REPO), "IMGPIPE_CONFIG": str(tmp_path / "c.toml")}
+    ms = tmp_path / "obs.MS"
+    ms.mkdir()
+    (tmp_path / "c.toml").write_text(f"[worker]\nwsclean = '{fake}'\n[wsclean]\nname = 'img'\nout-dir = '{tmp_path}/out'\n")
+    prefect(env, "work-pool", "create", "imgpipe", "--type", "process")
+    prefect(env, "deploy", "--prefect-file", "deployments/prefect.yaml", "--name", "manual")
+    worker_log = open(tmp_path / "worker.log", "w")
+    worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", "imgpipe"], env=env, cwd=tmp_path,
+                              stdout=worker_log, stderr=worker_log, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        out = prefect(env, "deployment", "run", "imgpipe/manual", "--param", f"patterns={json.dumps([str(ms)])}")
+        run_id = next(line.split()[-1] for line in out.splitlines() if "UUID" in line)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not trace.exists():
+            time.sleep(0.5)
+        pid = int(trace.read_text().split()[1])
+        api(env, "POST", f"/flow_runs/{run_id}/set_state", {"state": {"type": "CANCELLING", "name": "Cancelling"}, "force": True})
+        deadline = time.monotonic() + 120
+        state = None
+        while time.monotonic() < deadline:
+            state = api(env, "GET", f"/flow_runs/{run_id}")["state"]["type"]
+            if state in ("CANCELLED", "COMPLETED", "FAILED", "CRASHED"):
+                break
+            time.sleep(0.5)
+        assert state == "CANCELLED", (state, (tmp_path / "worker.log").read_text()[-4000:])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and alive(pid):
+            time.sleep(0.2)
+        assert not alive(pid), "WSClean survived the cancellation"
+    finally:
+        stop_group(worker)
