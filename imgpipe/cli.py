@@ -37,6 +37,15 @@ def _run_flow(config_file: str, inputs: list[str], combine: bool, combine_obs_id
     from imgpipe.progress import progress_display
 
     stopper: list = []
+    partial: list = []
+
+    def remember(event, payload):
+        if event == "interrupted":
+            partial.append(payload)
+
+    from imgpipe import events
+
+    events.subscribe(remember)
 
     def interrupt(signum, frame):
         # Stop the WSClean processes at once (the flow engine would otherwise wait for
@@ -51,6 +60,8 @@ def _run_flow(config_file: str, inputs: list[str], combine: bool, combine_obs_id
             stopper[0].join()
         else:
             execution.cancel_all()
+        for line in partial[0].lines() if partial else []:
+            click.echo(line)
         click.echo("imgpipe: interrupted: running WSClean jobs were stopped", err=True)
         return None, EXIT_INTERRUPTED
 

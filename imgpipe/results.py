@@ -162,7 +162,11 @@ class RunSummary:
             util = f", slots busy {node.utilisation:.0%} ({self.slots_per_node} slot(s) × {self.wall_s:.1f} s)" if node.utilisation is not None else ""
             out.append(f"  node {node.host}: {node.jobs} job(s), busy {node.busy_s:.1f} s{util}")
         skipped = f" ({self.n_skipped} skipped: done before)" if self.n_skipped else ""
-        out.append(f"{len(self.results)} job(s): {self.n_ok} ok{skipped}, {self.n_failed} failed, in {self.wall_s:.1f} s")
+        cancelled = sum(r.status == CANCELLED for r in self.results)
+        stopped = f", {cancelled} cancelled" if cancelled else ""
+        out.append(
+            f"{len(self.results)} job(s): {self.n_ok} ok{skipped}, {self.n_failed - cancelled} failed{stopped}, in {self.wall_s:.1f} s"
+        )
         return out
 
     def markdown(self) -> str:

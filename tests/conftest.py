@@ -157,10 +157,10 @@ FAKE_WSCLEAN = r"""#!/bin/bash
 # Stand-in for WSClean (orchestration and fault tests only): records where and when it ran.
 # It sleeps for the number of seconds in TRACE.seconds (SSH does not pass the environment on).
 if [ $# -eq 0 ]; then exec wsclean; fi
-echo "${IMGPIPE_NODE:-local} $$ start $(date +%s.%N)" >> "TRACE"
+echo "${IMGPIPE_NODE:-local} $$ start $(date +%s.%N) ${@: -1}" >> "TRACE"
 echo "fake wsclean on ${IMGPIPE_NODE:-local}: $*"
 sleep "$(cat "TRACE.seconds" 2> /dev/null || echo 1)"
-echo "${IMGPIPE_NODE:-local} $$ end $(date +%s.%N)" >> "TRACE"
+echo "${IMGPIPE_NODE:-local} $$ end $(date +%s.%N) ${@: -1}" >> "TRACE"
 """
 
 

@@ -72,23 +72,48 @@ def test_combine_obs_ids_alone_warns(run_imgpipe, write_config, ms_copy):
     assert "warning: --combine_obs_ids has no effect without a [data_handler] section" in res.stderr
 
 
+DH_OK = (
+    "[data_level_path]\nL2 = '{tmp}/L2'\n[spectral_windows]\nSW01 = [1, 2]\nSW02 = [3, 4]\n"
+    "[obs_ids]\n'20231201_A' = ['n1', 'n2']\n"
+)
+WITH_DH = "[data_handler]\nconfig_file = 'dh.toml'\n" + CONFIG.replace("$ms_basename$", "$obs_id$_$sw$")
+
+# (config text, CLI args, message, extra files): the whole catalogue of bad input of issue 6.
 BAD_INPUT = [
-    ("[wsclean\nname = 'x'\n", ["x.MS"], r"invalid TOML: .* \(at line 1, column 9\)"),
-    ("[worker]\nmax_concurrent = 'four'\n" + CONFIG, ["x.MS"], r"max_concurrent = 'four': must be an integer"),
-    (CONFIG + "auto-treshold = 3\n", ["{ms}"], r"did you mean -auto-threshold\?"),
-    (CONFIG, ["{tmp}/missing.MS"], r"Measurement Set not found: .*missing.MS"),
-    (CONFIG.replace("$ms_basename$", "$obs_id$"), ["{ms}"], r"\$obs_id\$ needs a \[data_handler\] section"),
-    ("[data_handler]\nconfig_file = 'nope.toml'\n" + CONFIG, ["2023*"], r"data handler file not found: .*nope.toml"),
-    (CONFIG, ["{ms}", "--nodes_mpi", "node1,node2"], r"--nodes_mpi is not yet supported"),
+    ("[wsclean\nname = 'x'\n", ["x.MS"], r"invalid TOML: .* \(at line 1, column 9\)", {}),
+    ("[nodes]\n" + CONFIG, ["{ms}"], r"unknown section \[nodes\]", {}),
+    ("[worker]\nmax_concurent = 2\n" + CONFIG, ["{ms}"], r"unknown key 'max_concurent' in \[worker\]", {}),
+    ("[worker]\nmax_concurrent = 'four'\n" + CONFIG, ["x.MS"], r"max_concurrent = 'four': must be an integer", {}),
+    ("[worker]\nmax_concurrent = 0\n" + CONFIG, ["x.MS"], r"max_concurrent = 0: must be at least 1", {}),
+    ("[wsclean]\nsize = '64 64'\n", ["{ms}"], r"\[wsclean\] needs name", {}),
+    (CONFIG + "auto-treshold = 3\n", ["{ms}"], r"did you mean -auto-threshold\?", {}),
+    (CONFIG + "[wsclean.weight]\nmode = 'briggs'\n", ["{ms}"], r"\[wsclean\] weight is a table", {}),
+    (CONFIG + "channels-out = 'some'\n", ["{ms}"], r"channels-out = 'some': expected a positive integer, 'all' or 'everyN'", {}),
+    (CONFIG.replace("$ms_basename$/images", "$ms_dir$/images"), ["{ms}"], r"unknown token \$ms_dir\$", {}),
+    (CONFIG.replace("$ms_basename$", "$obs_id$"), ["{ms}"], r"\$obs_id\$ needs a \[data_handler\] section", {}),
+    ("[worker]\nrun_on_file_host_pattern = '/net/(node'\n" + CONFIG, ["{ms}"], r"run_on_file_host_pattern '/net/\(node' is not a valid regex", {}),
+    ("[worker]\nrun_on_file_host_pattern = '/net/node'\n" + CONFIG, ["{ms}"], r"run_on_file_host_pattern '/net/node' has no group", {}),
+    ("[data_handler]\nconfig_file = 'nope.toml'\n" + CONFIG, ["2023*"], r"data handler file not found: .*nope.toml", {}),
+    (WITH_DH, ["2023*"], r"dh.toml: missing section \[spectral_windows\]", {"dh.toml": "[data_level_path]\nL2 = '/x'\n[obs_ids]\n'a' = ['n']\n"}),
+    (WITH_DH, ["2023*"], r"dh.toml: .*SW01 = \[5, 2\]", {"dh.toml": DH_OK.replace("[1, 2]", "[5, 2]")}),
+    (WITH_DH, ["2023*"], r"20231201_A.* 1 node.* 2 spectral window", {"dh.toml": DH_OK.replace("['n1', 'n2']", "['n1']")}),
+    (WITH_DH, ["2024*"], r"pattern '2024\*' matches no obs_id", {"dh.toml": DH_OK}),
+    (CONFIG, ["{tmp}/missing.MS"], r"Measurement Set not found: .*missing.MS", {}),
+    (CONFIG + "channels-out = 'all'\n", ["{tmp}/notms.MS"], r"not a Measurement Set \(no table.dat\): .*notms.MS", {"notms.MS/readme.txt": "hello"}),
+    (CONFIG, ["{ms}", "--nodes_mpi", "node1,node2"], r"--nodes_mpi is not yet supported", {}),
+    (CONFIG, ["{tmp}/{{tomorrow}}.MS"], r"unknown date token \{tomorrow\}", {}),
 ]
 
 
 @requires_wsclean
-@pytest.mark.parametrize("text, args, message", BAD_INPUT)
-def test_bad_input_is_one_clear_line(run_imgpipe, write_config, ms_copy, tmp_path, text, args, message):
+@pytest.mark.parametrize("text, args, message, files", BAD_INPUT)
+def test_bad_input_is_one_clear_line(run_imgpipe, write_config, ms_copy, tmp_path, text, args, message, files):
     import re
 
     (ms,) = ms_copy("SW01.MS")
+    for name, content in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(content.format(tmp=tmp_path))
     cfg = write_config(text)
     before = sorted(str(p) for p in tmp_path.rglob("*"))
     res = run_imgpipe(cfg, *[a.format(ms=ms, tmp=tmp_path) for a in args], "--plan-json", tmp_path / "plan.json")
@@ -99,7 +124,6 @@ def test_bad_input_is_one_clear_line(run_imgpipe, write_config, ms_copy, tmp_pat
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing half-written, no plan.json
 
 
-@requires_wsclean
 def test_unreachable_node_is_named_before_anything_runs(run_imgpipe, write_config, ms_copy, tmp_path):
     """Nothing listens at node101's address: one line naming the node and the address, exit 2, within seconds."""
     import socket
@@ -121,6 +145,24 @@ def test_unreachable_node_is_named_before_anything_runs(run_imgpipe, write_confi
     )
     assert time.monotonic() - t0 < 5  # before Prefect starts
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
+@requires_wsclean
+def test_a_node_name_that_does_not_resolve(run_imgpipe, write_config, ms_copy, tmp_path):
+    """Run inside a network namespace of our own (no interface up): the name lookup fails
+    there, and no packet can leave this machine."""
+    import shutil
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rn", "true"]).returncode != 0:
+        pytest.skip("cannot create a network namespace here (unshare -rn)")
+    (ms,) = ms_copy("SW01.MS")
+    cfg = write_config("[worker]\nnodes = 'nosuchnode.invalid'\nretries = 0\n" + CONFIG)
+    env = run_imgpipe.base_env()
+    res = subprocess.run(["unshare", "-rn", sys.executable, "-m", "imgpipe", str(cfg), str(ms)], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.startswith("imgpipe: error: cannot reach 1 node(s): nosuchnode.invalid: host name nosuchnode.invalid does not resolve")
+    assert len(res.stderr.strip().splitlines()) == 1
 
 
 def test_missing_config_file(run_imgpipe, tmp_path):

@@ -39,6 +39,9 @@ def test_ctrl_c_or_sigterm_stops_running_jobs(prefect_home, ms_copy, tmp_path, s
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted: running WSClean jobs were stopped" in err
+    # the summary says what became of every job
+    assert "  CANCELLED SW01.MS @ localhost" in out and "  CANCELLED SW02.MS @ localhost" in out
+    assert "2 job(s): 0 ok, 0 failed, 2 cancelled" in out
     for pid in pids:
         assert not alive(pid), "a WSClean job survived Ctrl-C"
     assert time.monotonic() - t0 < 15

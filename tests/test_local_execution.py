@@ -30,7 +30,7 @@ def test_output_is_streamed_to_log_and_callback(tmp_path):
 
 def test_non_zero_exit_is_a_failure(tmp_path):
     result = local.run_local(job_for(tmp_path, ["bash", "-c", "echo bad input; exit 3"]), None)
-    assert result.status == FAILED and result.exit_code == 3 and result.reason == "exit code 3"
+    assert result.status == FAILED and result.exit_code == 3 and result.reason == "exit code 3: bad input"
 
 
 def test_killed_by_signal_is_named(tmp_path):

@@ -293,7 +293,7 @@ def test_exit_status_and_setup_errors_over_ssh(healthy_nodes, tmp_path):
         return ssh.run_ssh(job, env_file, lines.append), lines
 
     result, lines = run(["bash", "-c", "echo $IMGPIPE_NODE; exit 3"])
-    assert (result.status, result.exit_code, result.reason, lines) == ("failed", 3, "exit code 3", ["node103"])
+    assert (result.status, result.exit_code, result.reason, lines) == ("failed", 3, "exit code 3: node103", ["node103"])
     assert result.pid is not None and result.cpu_s is not None
     result, _ = run(["bash", "-c", "kill -SEGV $$"])
     assert result.reason == "killed by SIGSEGV" and result.exit_code == -11

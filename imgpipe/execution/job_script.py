@@ -232,4 +232,7 @@ def outcome(state: ControlState, last_line: str = "", grace_s: float | None = No
     if state.exit_code is None:
         return FAILED, None, "the job's wrapper ended without an exit status"
     code = wrapper_exit(state.exit_code)
-    return (OK, 0, "") if code == 0 else (FAILED, code, describe_exit(code))
+    if code == 0:
+        return OK, 0, ""
+    said = f": {last_line.strip()[:300]}" if last_line.strip() else ""  # WSClean's last words
+    return FAILED, code, describe_exit(code) + said

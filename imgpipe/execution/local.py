@@ -59,7 +59,8 @@ def run_local(
                 if started is None and parser.state.pid is not None:
                     started = time.time()
             else:
-                last = line
+                if any(c.isalpha() for c in line):  # WSClean frames its errors with '+ + +' lines
+                    last = line
                 on_line(line)
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)

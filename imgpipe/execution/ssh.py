@@ -304,7 +304,8 @@ def run_ssh(
                 if started is None and parser.state.pid is not None:
                     started = time.time()
             else:
-                last = line
+                if any(c.isalpha() for c in line):  # WSClean frames its errors with '+ + +' lines
+                    last = line
                 on_line(line)
     except (OSError, EOFError, paramiko.SSHException) as err:
         lost = f" ({err or type(err).__name__})"

@@ -36,7 +36,7 @@ from typing import Callable
 from imgpipe import events
 from imgpipe.config import WorkerConfig
 from imgpipe.plan import Job, Plan
-from imgpipe.results import FAILED, JobResult
+from imgpipe.results import CANCELLED, FAILED, JobResult
 from imgpipe.scheduling import Queued, SlotScheduler
 
 BUSY_RECHECK_S = 0.2
@@ -110,6 +110,19 @@ class Dispatcher:
         for sub in self._subs.values():  # every task's final state is recorded before the flow ends
             sub.future.wait()
         return [self.results[i] for i in sorted(self.results)]
+
+    def partial_results(self) -> list[JobResult]:
+        """Every job's outcome so far (for a run that was interrupted): running ones cancelled."""
+        running = {id(sub.queued.job): sub for sub in self._subs.values() if not sub.handled}
+        out = []
+        for i, job in enumerate(self.plan.jobs):
+            if i in self.results:
+                out.append(self.results[i])
+            elif id(job) in running:
+                out.append(JobResult(running[id(job)].job, CANCELLED, "stopped by the interrupt"))
+            else:
+                out.append(JobResult(job, CANCELLED, "not started (interrupted)"))
+        return out
 
     def _in_flight(self) -> int:
         return sum(not s.handled for s in self._subs.values())

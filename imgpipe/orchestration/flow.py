@@ -103,12 +103,17 @@ def imgpipe_flow(
         name = f"wsclean {job.label}" + (f" (attempt {attempt})" if attempt > 1 else "")
         return run_job_task.with_options(task_run_name=name).submit(job, cfg.worker, attempt, submission_id)
 
+    dispatcher = Dispatcher(plan, cfg.worker, start, _outcome, limits, logger)
     try:
-        results = Dispatcher(plan, cfg.worker, start, _outcome, limits, logger).run(down, done_before)
+        results = dispatcher.run(down, done_before)
     except BaseException:
         # Ctrl-C, or SIGTERM (how a Prefect worker cancels a deployment run): stop every
         # running WSClean now, here and on the nodes, before the process goes away.
         execution.cancel_all()
+        partial = RunSummary(dispatcher.partial_results(), time.time() - started, cfg.worker.max_concurrent)
+        events.emit("interrupted", partial)  # the CLI prints it
+        for line in partial.lines():
+            logger.warning(line)
         raise
     finally:
         limits.close()
