@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import re
 from pathlib import Path
 
 import pytest
@@ -47,7 +45,7 @@ def test_hostile_obs_id_and_patterns_run_nothing(where, healthy_nodes, run_imgpi
     assert log.strip().endswith(f"-name {tmp_path}/out/{obs_id}/SW01 {ms}")
     assert f"fake wsclean on {node if where == 'ssh' else 'local'}" in log
     # a hostile pattern is only ever matched against the data handler's obs_ids
-    res = run_imgpipe(cfg, f"; touch PWNED; $(touch PWNED2)", cwd=tmp_path)
+    res = run_imgpipe(cfg, "; touch PWNED; $(touch PWNED2)", cwd=tmp_path)
     assert res.returncode == 2 and "matches no obs_id" in res.stderr
     assert pwned(tmp_path, Path.home(), Path("/")) == []
 
