@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := wsclean
 
-.PHONY: setup system-deps test-deps demo test clean
+.PHONY: setup system-deps test-deps demo test bench clean
 
 system-deps:
 	@missing=""; \
@@ -48,6 +48,10 @@ demo: setup
 
 test: setup test-deps
 	$(BIN)/python -m pytest -ra
+
+# Benchmarks (not tests): ratios against baselines measured in the same run → bench/RESULTS.md
+bench: setup test-deps
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf demo .pytest_cache

@@ -44,4 +44,4 @@ def test_ctrl_c_or_sigterm_stops_running_jobs(prefect_home, ms_copy, tmp_path, s
     assert "2 job(s): 0 ok, 0 failed, 2 cancelled" in out
     for pid in pids:
         assert not alive(pid), "a WSClean job survived Ctrl-C"
-    assert time.monotonic() - t0 < 15
+    assert time.monotonic() - t0 < 10  # every WSClean gone, summary printed, imgpipe exited

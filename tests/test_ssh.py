@@ -244,7 +244,7 @@ def test_ctrl_c_stops_remote_jobs(healthy_nodes, run_imgpipe, fake_wsclean, tmp_
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-3000:]
-    assert time.monotonic() - t0 < 15
+    assert time.monotonic() - t0 < 10  # every WSClean gone, summary printed, imgpipe exited
     assert all(not alive(pid) for pid in pids)
     for node in healthy_nodes.nodes:
         assert healthy_nodes.jobs_on(node) == []  # nothing left under any sshd

@@ -1,0 +1,234 @@
+"""imgpipe benchmarks: each prints its raw figures and a ratio against a baseline measured
+in the same run, and the results go to bench/RESULTS.md. Run with `make bench`.
+
+1. orchestration overhead: 50 one-second fake WSClean jobs, max_concurrent = 4, against
+   `xargs -P 4` running the same commands;
+2. slot utilisation on 3 real local sshd nodes (2 slots each), 60 jobs of uneven length;
+3. planning at scale: dry runs of 10 000 MS paths and of 1 000 obs_ids × 16 SWs;
+4. real imaging: the demo MSs through imgpipe against the same wsclean commands run directly.
+(The comparison with the original imgpipe of PyPI's nenucal is not written yet.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PY = sys.executable
+FAKE = """#!/bin/bash
+if [ $# -eq 0 ]; then exec wsclean; fi
+echo "$(date +%s.%N) start ${IMGPIPE_NODE:-local}" >> TRACE
+sleep "$(cat "$(dirname "$0")/seconds/$(basename "${@: -1}")" 2>/dev/null || echo 1)"
+echo "$(date +%s.%N) end ${IMGPIPE_NODE:-local}" >> TRACE
+"""
+
+
+def env_for(home: Path) -> dict:
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "CI": "true"}
+    env.pop("PREFECT_API_URL", None)
+    return env
+
+
+def timed(argv, **kw) -> tuple[float, subprocess.CompletedProcess]:
+    """Wall seconds of a command (which must succeed)."""
+    t0 = time.perf_counter()
+    res = subprocess.run(argv, capture_output=True, text=True, **kw)
+    wall = time.perf_counter() - t0
+    if res.returncode != 0:
+        raise SystemExit(f"{argv[:3]} failed: {res.stderr[-2000:]}")
+    return wall, res
+
+
+def peak_rss_of(argv, **kw) -> tuple[float, float, str]:
+    """Wall seconds and peak RSS (MiB) of a command, measured with wait4."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+    out = proc.stdout.read()
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{argv[:3]} failed: {err.decode()[-2000:]}")
+    return wall, usage.ru_maxrss / 1024.0, out.decode()
+
+
+def fake_wsclean(folder: Path) -> Path:
+    path = folder / "fake-wsclean"
+    path.write_text(FAKE.replace("TRACE", str(folder / "trace")))
+    path.chmod(0o755)
+    (folder / "seconds").mkdir(exist_ok=True)
+    return path
+
+
+def bench_overhead(tmp: Path) -> dict:
+    fake = fake_wsclean(tmp)
+    data = tmp / "data"
+    ms = []
+    for i in range(50):
+        (data / f"obs{i:02d}.MS").mkdir(parents=True)
+        ms.append(str(data / f"obs{i:02d}.MS"))
+    cfg = tmp / "c.toml"
+    cfg.write_text(f"[worker]\nmax_concurrent = 4\nwsclean = '{fake}'\n[wsclean]\nname = '$ms_basename$'\nout-dir = '{tmp}/out'\n")
+    env = env_for(tmp / "prefect")
+    subprocess.run([PY, "-m", "imgpipe", str(cfg), ms[0]], env=env, capture_output=True)  # Prefect's DB migrations, once
+    plan = tmp / "plan.json"
+    subprocess.run([PY, "-m", "imgpipe", str(cfg), *ms, "--dry-run", "--plan-json", str(plan)], env=env, check=True, capture_output=True)
+    lines = "".join(shlex.join(j["argv"]) + "\n" for j in json.loads(plan.read_text())["jobs"])
+    t0 = time.perf_counter()
+    subprocess.run(["xargs", "-P", "4", "-L", "1", "-I", "{}", "bash", "-c", "{}"], input=lines, text=True, check=True, capture_output=True)
+    xargs50 = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    subprocess.run(["xargs", "-P", "4", "-L", "1", "-I", "{}", "bash", "-c", "{}"], input="".join(lines.splitlines(True)[:4]), text=True, check=True, capture_output=True)
+    xargs4 = time.perf_counter() - t0
+    imgpipe4, _ = timed([PY, "-m", "imgpipe", str(cfg), *ms[:4], "--force"], env=env)
+    imgpipe50, _ = timed([PY, "-m", "imgpipe", str(cfg), *ms, "--force"], env=env)
+    startup = imgpipe4 - xargs4
+    per_job = (imgpipe50 - xargs50 - startup) / 50
+    return {
+        "xargs_50_s": xargs50, "imgpipe_50_s": imgpipe50, "ratio": imgpipe50 / xargs50,
+        "startup_s": startup, "per_job_s": per_job, "ratio_without_startup": (imgpipe50 - startup) / xargs50,
+    }
+
+
+def bench_ssh_utilisation(tmp: Path) -> dict:
+    sys.path.insert(0, str(REPO / "tests"))
+    from sshd_nodes import SSHNodes, sshd_available
+
+    if not sshd_available():
+        return {"skipped": "openssh-server is not installed"}
+    (tmp / "nodes").mkdir()
+    nodes = SSHNodes(tmp / "nodes", 3)
+    try:
+        fake = fake_wsclean(tmp)
+        rng = random.Random(7)
+        ms = []
+        for i in range(60):
+            path = tmp / "data" / f"obs{i:02d}.MS"
+            path.mkdir(parents=True)
+            (tmp / "seconds" / path.name).write_text(f"{rng.uniform(0.5, 2.5):.2f}")
+            ms.append(str(path))
+        cfg = tmp / "c.toml"
+        cfg.write_text(
+            f"[worker]\nnodes = 'node[101-103]'\nmax_concurrent = 2\nssh_config = '{nodes.ssh_config}'\nwsclean = '{fake}'\n"
+            f"[wsclean]\nname = '$ms_basename$'\nout-dir = '{tmp}/out'\n"
+        )
+        env = env_for(tmp / "prefect")
+        wall, _ = timed([PY, "-m", "imgpipe", str(cfg), *ms], env=env)
+    finally:
+        nodes.stop()
+    rows = [line.split() for line in (tmp / "trace").read_text().splitlines()]
+    times = sorted(float(t) for t, _, _ in rows)
+    first, last = times[0], times[-1]
+    ends = [float(t) for t, kind, _ in rows if kind == "end"]
+    busy = sum(ends) - sum(float(t) for t, kind, _ in rows if kind == "start")
+    slots = 3 * 2
+    return {"jobs": len(ends), "busy_slot_s": busy, "dispatch_wall_s": last - first, "command_wall_s": wall,
+            "utilisation": busy / (slots * (last - first)), "utilisation_incl_startup": busy / (slots * wall)}
+
+
+def bench_planning(tmp: Path) -> dict:
+    out = {}
+    data = tmp / "many"
+    data.mkdir()
+    paths = []
+    for i in range(10_000):
+        p = data / f"obs{i:05d}.MS"
+        p.mkdir()
+        paths.append(str(p))
+    cfg = tmp / "c.toml"
+    cfg.write_text("[wsclean]\nname = '$ms_basename$'\nout-dir = '$ms_in$/img'\nsize = '1024 1024'\nscale = '1amin'\n")
+    listing = tmp / "ms.txt"
+    listing.write_text("\n".join(paths))
+    env = env_for(tmp / "prefect")
+    wall, rss, _ = peak_rss_of(["bash", "-c", f'xargs -a {shlex.quote(str(listing))} -d "\\n" {shlex.quote(PY)} -m imgpipe {shlex.quote(str(cfg))} --dry-run > /dev/null'], env=env)
+    out["ms_10000"] = {"seconds": wall, "peak_mib": rss}
+    obs = "".join(f"'2023{i:05d}_NT' = [{', '.join(repr(f'node{101 + (j % 16)}') for j in range(16))}]\n" for i in range(1000))
+    sws = "".join(f"SW{k:02d} = [{100 + 10 * k}, {109 + 10 * k}]\n" for k in range(16))
+    (tmp / "dh.toml").write_text(f"[data_level_path]\nL2 = '/net/%NODE%/data/L2'\n[spectral_windows]\n{sws}[obs_ids]\n{obs}")
+    cfg2 = tmp / "c2.toml"
+    cfg2.write_text(
+        "[worker]\nnodes = 'node[101-116]'\nrun_on_file_host = true\n[data_handler]\nconfig_file = 'dh.toml'\n"
+        "[wsclean]\nname = '$sw$'\nout-dir = '/net/node101/img/$obs_id$'\nsize = '1024 1024'\nscale = '1amin'\n"
+    )
+    wall, rss, text = peak_rss_of([PY, "-m", "imgpipe", str(cfg2), "2023*", "--dry-run"], env=env)
+    out["obs_1000_x_sw_16"] = {"seconds": wall, "peak_mib": rss, "jobs": text.count("\n")}
+    return out
+
+
+def bench_imaging(tmp: Path) -> dict:
+    from imgpipe.simulate import PointSource, make_ms
+
+    for name, freqs in (("SW01.MS", [60e6, 61e6, 62e6, 63e6]), ("SW02.MS", [64e6, 65e6, 66e6, 67e6])):
+        make_ms(str(tmp / name), [PointSource(151.0, 50.3, 10.0)], 150.0, 50.0, freqs, n_ant=24, n_time=120, seed=1)
+    cfg = tmp / "c.toml"
+    cfg.write_text(REPO.joinpath("examples", "demo.toml").read_text())
+    env = env_for(tmp / "prefect")
+    ms = [str(tmp / "SW01.MS"), str(tmp / "SW02.MS")]
+    subprocess.run([PY, "-m", "imgpipe", str(cfg), ms[0], "--dry-run"], env=env, check=True, capture_output=True, cwd=tmp)
+    plan = tmp / "plan.json"
+    subprocess.run([PY, "-m", "imgpipe", str(cfg), *ms, "--dry-run", "--plan-json", str(plan)], env=env, check=True, capture_output=True, cwd=tmp)
+    jobs = json.loads(plan.read_text())["jobs"]
+    t0 = time.perf_counter()
+    procs = []
+    for j in jobs:
+        os.makedirs(j["out_dir"], exist_ok=True)
+        procs.append(subprocess.Popen(j["argv"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    for p in procs:
+        p.wait()
+    direct = time.perf_counter() - t0
+    subprocess.run([PY, "-m", "imgpipe", str(cfg), ms[0], "--force"], env=env, capture_output=True, cwd=tmp)  # migrations
+    wall, _ = timed([PY, "-m", "imgpipe", str(cfg), *ms, "--force"], env=env, cwd=tmp)
+    return {"direct_s": direct, "imgpipe_s": wall, "ratio": wall / direct}
+
+
+def main() -> None:
+    results = {}
+    for name, fn in (("overhead", bench_overhead), ("ssh_utilisation", bench_ssh_utilisation),
+                     ("planning", bench_planning), ("imaging", bench_imaging)):
+        with tempfile.TemporaryDirectory(prefix=f"imgpipe-bench-{name}-") as folder:
+            print(f"== {name}", flush=True)
+            results[name] = fn(Path(folder))
+            print(json.dumps(results[name], indent=2), flush=True)
+    machine = f"{platform.node()}: {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}"
+    o, u, p, i = results["overhead"], results["ssh_utilisation"], results["planning"], results["imaging"]
+    lines = [
+        "# imgpipe benchmark results",
+        "",
+        f"Machine: {machine}. Written by `make bench` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+        "| benchmark | figures | ratio | target |",
+        "|---|---|---|---|",
+        f"| 1. overhead, 50 × 1 s jobs, 4 slots | imgpipe {o['imgpipe_50_s']:.1f} s, xargs -P 4 {o['xargs_50_s']:.1f} s; start-up {o['startup_s']:.1f} s, per job {o['per_job_s'] * 1000:.0f} ms | {o['ratio']:.2f} ({o['ratio_without_startup']:.2f} without start-up) | ≤ 1.05 |",
+    ]
+    if "skipped" in u:
+        lines.append(f"| 2. slot utilisation, SSH | skipped: {u['skipped']} | | ≥ 0.95 |")
+    else:
+        lines.append(f"| 2. slot utilisation, 3 sshd nodes × 2 slots, 60 uneven jobs | busy {u['busy_slot_s']:.1f} slot-s over {u['dispatch_wall_s']:.1f} s of dispatch ({u['command_wall_s']:.1f} s with start-up) | {u['utilisation']:.3f} ({u['utilisation_incl_startup']:.3f} with start-up) | ≥ 0.95 |")
+    lines += [
+        f"| 3a. dry run of 10 000 MS paths | {p['ms_10000']['seconds']:.2f} s, {p['ms_10000']['peak_mib']:.0f} MiB | | < 2 s, < 300 MB |",
+        f"| 3b. dry run, 1 000 obs_ids × 16 SWs ({p['obs_1000_x_sw_16']['jobs']} jobs) | {p['obs_1000_x_sw_16']['seconds']:.2f} s, {p['obs_1000_x_sw_16']['peak_mib']:.0f} MiB | | < 2 s, < 300 MB |",
+        f"| 4. real imaging, the demo MSs | imgpipe {i['imgpipe_s']:.1f} s, wsclean directly {i['direct_s']:.1f} s | {i['ratio']:.2f} | |",
+        "| 5. against the original imgpipe (nenucal) | not written yet | | |",
+        "",
+        "Raw figures:",
+        "",
+        "```json",
+        json.dumps(results, indent=2),
+        "```",
+        "",
+    ]
+    (REPO / "bench" / "RESULTS.md").write_text("\n".join(lines))
+    print("\n".join(lines[:12]))
+
+
+if __name__ == "__main__":
+    main()
