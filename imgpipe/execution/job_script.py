@@ -72,7 +72,7 @@ exec 4<&0 5> >(exec tee -- "$log") 6>&1
 tee_pid=$!
 [ -n "${SLURM_JOB_ID:-}" ] && echo "imgpipe: SLURM job $SLURM_JOB_ID${SLURM_STEP_ID:+ step $SLURM_STEP_ID} on $(hostname)" >&5
 if command -v python3 > /dev/null 2>&1; then
-  setsid -- python3 -c "$acct" "$tok" "$@" < /dev/null 4<&- >&5 2>&5 5>&- &
+  setsid -- python3 -I -S -c "$acct" "$tok" "$@" < /dev/null 4<&- >&5 2>&5 5>&- &
 else
   setsid -- "$@" < /dev/null 4<&- >&5 2>&5 5>&- 6>&- &
 fi

@@ -73,6 +73,8 @@ class Dispatcher:
         self._inbox: queue.Queue = queue.Queue()
         self._subs: dict[str, _Submission] = {}
         self._idle_leases: dict[str, list] = defaultdict(list)
+        self._acquiring = 0
+        """Slot requests to Prefect still unanswered (their jobs hold a scheduler slot)."""
 
     # -- events from task threads ---------------------------------------------------
     def _on_event(self, event: str, payload) -> None:
@@ -91,13 +93,13 @@ class Dispatcher:
                 self._record(queued, JobResult(queued.job, FAILED, f"node unreachable: {why}", connection_error=True))
         events.subscribe(self._on_event)
         try:
-            while self.scheduler.pending or self._in_flight():
+            while self.scheduler.pending or self._in_flight() or self._acquiring:
                 self._start_ready()
                 self._return_idle_leases()
-                if not self.scheduler.pending and not self._in_flight():
+                if not self.scheduler.pending and not self._in_flight() and not self._acquiring:
                     break
                 wakeup = self.scheduler.next_wakeup(time.monotonic())
-                if wakeup is None and self.scheduler.pending:
+                if wakeup is None and self.scheduler.pending and not self._acquiring:
                     wakeup = IDLE_RECHECK_S  # never sleep for good while jobs wait
                 try:
                     message = self._inbox.get(timeout=wakeup)
@@ -106,6 +108,16 @@ class Dispatcher:
                 self._handle(*message)
         finally:
             events.unsubscribe(self._on_event)
+            deadline = time.monotonic() + 15
+            while self._acquiring and time.monotonic() < deadline:  # leases granted late must go back too
+                try:
+                    kind, what, lease = self._inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if kind == "acquired":
+                    self._acquiring -= 1
+                    if lease is not None and not isinstance(lease, Exception):
+                        self._idle_leases[what[1]].append(lease)
             self._return_idle_leases(everything=True)
         for sub in self._subs.values():  # every task's final state is recorded before the flow ends
             sub.future.wait()
@@ -128,22 +140,39 @@ class Dispatcher:
         return sum(not s.handled for s in self._subs.values())
 
     def _start_ready(self) -> None:
-        while True:  # a slot refused by Prefect frees its place for another job
-            ready = self.scheduler.take_ready(time.monotonic())
-            if not ready:
-                return
-            for queued, host in ready:
-                lease = self._idle_leases[host].pop() if self._idle_leases[host] else self._limits.try_acquire(host)
-                if lease is None:  # another imgpipe run holds this node's slots
-                    self.scheduler.give_back(queued, host)
-                    # (the clock read after the API call: the call itself may have taken seconds)
-                    self.scheduler.block(host, time.monotonic() + BUSY_RECHECK_S)
-                    continue
-                sid = uuid.uuid4().hex
-                job = replace(queued.job, host=host)
-                sub = self._subs[sid] = _Submission(queued, job, lease)
-                sub.future = self._start(job, queued.attempt, sid)
-                sub.future.add_done_callback(lambda f, sid=sid: self._inbox.put(("done", sid, None)))
+        """Start every job that has a slot: with a slot this run already holds at once,
+        else after asking Prefect for one in the background (the embedded server can take
+        seconds to answer, and meanwhile other nodes' slots must still be refilled)."""
+        for queued, host in self.scheduler.take_ready(time.monotonic()):
+            if self._idle_leases[host]:
+                self._submit(queued, host, self._idle_leases[host].pop())
+            else:
+                self._acquiring += 1
+                threading.Thread(target=self._acquire, args=(queued, host), daemon=True).start()
+
+    def _acquire(self, queued: Queued, host: str) -> None:
+        try:
+            lease = self._limits.try_acquire(host)
+        except Exception as err:  # reported in the loop's thread
+            lease = err
+        self._inbox.put(("acquired", (queued, host), lease))
+
+    def _acquired(self, queued: Queued, host: str, lease) -> None:
+        self._acquiring -= 1
+        if isinstance(lease, Exception):
+            raise lease
+        if lease is None:  # another imgpipe run holds this node's slots: ask again soon
+            self.scheduler.give_back(queued, host)
+            self.scheduler.block(host, time.monotonic() + BUSY_RECHECK_S)
+            return
+        self._submit(queued, host, lease)
+
+    def _submit(self, queued: Queued, host: str, lease) -> None:
+        sid = uuid.uuid4().hex
+        job = replace(queued.job, host=host)
+        sub = self._subs[sid] = _Submission(queued, job, lease)
+        sub.future = self._start(job, queued.attempt, sid)
+        sub.future.add_done_callback(lambda f, sid=sid: self._inbox.put(("done", sid, None)))
 
     def _return_idle_leases(self, everything: bool = False) -> None:
         """Give back to Prefect the slots no pending job of this run can use now."""
@@ -159,7 +188,10 @@ class Dispatcher:
             1 for q in self.scheduler.queued() if q.not_before <= now and (q.job.host == host or (q.job.host is None and host in self.plan.pool))
         )
 
-    def _handle(self, kind: str, sid: str, result: JobResult | None) -> None:
+    def _handle(self, kind: str, sid, result) -> None:
+        if kind == "acquired":
+            self._acquired(*sid, result)
+            return
         sub = self._subs[sid]
         if kind == "ended":  # WSClean has ended: its slot is free (the task still finishes up)
             self._free_slot(sub, result)
