@@ -50,6 +50,9 @@ class JobResult:
     """PID (and process group) of WSClean on its node; None: it never started."""
     connection_error: bool = False
     """The node could not be reached or the connection was lost (see ``reason``)."""
+    maybe_started: bool = False
+    """The connection was lost after the command was sent, before WSClean was seen to start:
+    it may be running, so the job must not be retried (two copies could write the same images)."""
     attempt: int = 1
     """1 for the first try, 2 for the first retry, ..."""
     slurm_job: str | None = None

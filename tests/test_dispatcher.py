@@ -173,3 +173,14 @@ def test_a_slow_refusal_does_not_stall_the_run():
     thread.join(10)
     assert not thread.is_alive(), "the dispatcher hung"
     assert all(r.ok for r in out["r"][0])
+
+
+def test_a_job_whose_start_was_under_way_is_not_retried():
+    """Connection lost after the command was sent, before WSClean was seen to start: it may
+    be running, so a retry could make two copies write the same images."""
+    from imgpipe.orchestration.dispatcher import retry_reason
+
+    worker = WorkerConfig(retries=3)
+    never = JobResult(job(0, "a"), FAILED, "a: connection refused", connection_error=True)
+    maybe = JobResult(job(0, "a"), FAILED, "a: connection lost while starting WSClean", connection_error=True, maybe_started=True)
+    assert retry_reason(never, worker, 1) and retry_reason(maybe, worker, 1) is None

@@ -43,7 +43,7 @@ for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
 pid = os.fork()
 if pid == 0:
     os.close(6)
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(s, signal.SIG_DFL)
     try:
         os.execvp(argv[0], argv)
@@ -51,7 +51,10 @@ if pid == 0:
         print(f"imgpipe: cannot run {argv[0]}: {err.strerror}", flush=True)
         os._exit(127)
 _, status, ru = os.wait4(pid, 0)
-os.write(6, f"@imgpipe-{token} rusage {ru.ru_maxrss} {ru.ru_utime:.3f} {ru.ru_stime:.3f}\n".encode())
+try:
+    os.write(6, f"@imgpipe-{token} rusage {ru.ru_maxrss} {ru.ru_utime:.3f} {ru.ru_stime:.3f}\n".encode())
+except OSError:  # imgpipe is gone (lost connection): nobody to tell
+    pass
 code = os.waitstatus_to_exitcode(status)
 if code < 0:
     signal.signal(-code, signal.SIG_DFL)
@@ -62,6 +65,7 @@ sys.exit(code)
 # $1 token, $2 env file ('' for none), $3 out dir, $4 log file, $5 kill grace (s),
 # $6 max time (s, '' for none), $7 accounting launcher, $8... argv
 _SCRIPT = r"""exec 2>&1
+trap '' PIPE  # a dead connection must not kill the wrapper before its watcher runs
 tok=$1; t="@imgpipe-$1"; f=$2; d=$3; log=$4; grace=$5; maxt=$6; acct=$7; shift 7
 case $f in "~/"*) f=$HOME/${f#"~/"};; esac
 if [ -n "$f" ]; then source "$f" || { echo "$t setup env_file"; exit 126; }; fi
@@ -72,9 +76,9 @@ exec 4<&0 5> >(exec tee -- "$log") 6>&1
 tee_pid=$!
 [ -n "${SLURM_JOB_ID:-}" ] && echo "imgpipe: SLURM job $SLURM_JOB_ID${SLURM_STEP_ID:+ step $SLURM_STEP_ID} on $(hostname)" >&5
 if command -v python3 > /dev/null 2>&1; then
-  setsid -- python3 -I -S -c "$acct" "$tok" "$@" < /dev/null 4<&- >&5 2>&5 5>&- &
+  (trap - PIPE; exec setsid -- python3 -I -S -c "$acct" "$tok" "$@") < /dev/null 4<&- >&5 2>&5 5>&- &
 else
-  setsid -- "$@" < /dev/null 4<&- >&5 2>&5 5>&- 6>&- &
+  (trap - PIPE; exec setsid -- "$@") < /dev/null 4<&- >&5 2>&5 5>&- 6>&- &
 fi
 pid=$!
 echo "$t started $pid"

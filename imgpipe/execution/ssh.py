@@ -295,9 +295,11 @@ def run_ssh(
         return JobResult(job, FAILED, str(err), connection_error=err.transient)
     started = last = None
     lost = ""
+    sent = False
     _running.add(id(chan), chan)
     try:
         chan.exec_command(remote_command(job.argv, job.out_dir, job.log_path, env_file, token, grace_s, max_time_s))
+        sent = True
         for raw in chan.makefile("rb"):
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             if parser.feed(line):
@@ -319,8 +321,18 @@ def run_ssh(
     if state.exit_code is None and state.setup_failed is None:
         if _running.cancelled.is_set():
             return JobResult(job, CANCELLED, "cancelled (connection closed)", **common)
-        if state.pid is None:
+        if state.pid is None and not sent:
             return JobResult(job, FAILED, f"{job.host}: connection lost before WSClean started{lost}", connection_error=True, **common)
+        if state.pid is None:
+            return JobResult(
+                job,
+                FAILED,
+                f"{job.host}: connection lost while starting WSClean{lost}; it may have started (the node stops it), "
+                "so it is not retried: two copies must never write the same images",
+                connection_error=True,
+                maybe_started=True,
+                **common,
+            )
         return JobResult(
             job,
             FAILED,

@@ -108,8 +108,10 @@ class Dispatcher:
                 self._handle(*message)
         finally:
             events.unsubscribe(self._on_event)
-            deadline = time.monotonic() + 15
-            while self._acquiring and time.monotonic() < deadline:  # leases granted late must go back too
+            # Slot requests still out: take their answers briefly (NodeLimits.close() and the
+            # 60-s lease expiry cover any later one), so that an interrupt still ends quickly.
+            deadline = time.monotonic() + 2
+            while self._acquiring and time.monotonic() < deadline:
                 try:
                     kind, what, lease = self._inbox.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
@@ -209,8 +211,9 @@ class Dispatcher:
             )
             self.scheduler.requeue(sub.queued.retry(time.monotonic() + self.worker.retry_delay_seconds, avoid=sub.job.host))
             return
-        if result.connection_error and result.pid is not None:
-            self.logger.error("%s: not retried: WSClean had started there (pid %d)", sub.job.label, result.pid)
+        if result.connection_error and (result.pid is not None or result.maybe_started):
+            where = f"pid {result.pid}" if result.pid is not None else "its start was under way"
+            self.logger.error("%s: not retried: WSClean had started there (%s)", sub.job.label, where)
         self._record(sub.queued, result)
 
     def _free_slot(self, sub: _Submission, result: JobResult) -> None:
@@ -235,7 +238,7 @@ def retry_reason(result: JobResult, worker: WorkerConfig, attempt: int) -> str |
     if result.ok or result.status != FAILED or attempt > worker.retries:
         return None
     if result.connection_error:
-        return f"{result.reason} (WSClean never started)" if result.pid is None else None
+        return f"{result.reason} (WSClean never started)" if result.pid is None and not result.maybe_started else None
     if worker.retry_failed_jobs:
         return f"{result.reason} (retry_failed_jobs = true)"
     return None
