@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 import secrets
 import shlex
+import time
 from dataclasses import dataclass
 
 SETUP_FAILED = 126
@@ -167,8 +168,22 @@ class OutputParser:
     def __init__(self, token: str):
         self._prefix = f"@imgpipe-{token} "
         self.state = ControlState()
+        self.started_at: float | None = None
+        """When the line saying WSClean started arrived (Unix time)."""
+        self.last_words = ""
+        """The job's last output line with words in it (WSClean frames its errors with '+ + +' lines)."""
         self._after_exit: list[str] | None = None
         self._have_rusage = False
+
+    def take(self, line: str, on_line) -> None:
+        """One line of the wrapper's output: control lines are recorded, job output goes to ``on_line``."""
+        if self.feed(line):
+            if self.started_at is None and self.state.pid is not None:
+                self.started_at = time.time()
+            return
+        if any(c.isalpha() for c in line):
+            self.last_words = line
+        on_line(line)
 
     def feed(self, line: str) -> bool:
         """Record ``line`` if it is a control line (→ True); False for job output."""

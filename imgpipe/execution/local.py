@@ -51,17 +51,9 @@ def run_local(
     except OSError as err:
         return JobResult(job, FAILED, f"cannot start {(launcher or ('bash',))[0]}: {err.strerror}")
     _running.add(proc.pid, (proc, parser))
-    started = last = None
     try:
         for raw in proc.stdout:
-            line = raw.rstrip("\n")
-            if parser.feed(line):
-                if started is None and parser.state.pid is not None:
-                    started = time.time()
-            else:
-                if any(c.isalpha() for c in line):  # WSClean frames its errors with '+ + +' lines
-                    last = line
-                on_line(line)
+            parser.take(raw.rstrip("\n"), on_line)
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
     finally:
@@ -72,8 +64,8 @@ def run_local(
             except OSError:
                 pass
     ended = time.time()
-    state = parser.state
-    status_, code, reason = outcome(state, last or "", grace_s)
+    state, started, last = parser.state, parser.started_at, parser.last_words
+    status_, code, reason = outcome(state, last, grace_s)
     if launcher and state.exit_code is None and state.setup_failed is None:
         code = proc.returncode
         reason = f"{launcher[0]} failed ({reason_of(code)}): {last or 'no output'}"

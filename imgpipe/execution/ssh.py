@@ -293,7 +293,6 @@ def run_ssh(
         conn, chan = POOL.open_channel(job.host)
     except NodeUnreachable as err:
         return JobResult(job, FAILED, str(err), connection_error=err.transient)
-    started = last = None
     lost = ""
     sent = False
     _running.add(id(chan), chan)
@@ -301,14 +300,7 @@ def run_ssh(
         chan.exec_command(remote_command(job.argv, job.out_dir, job.log_path, env_file, token, grace_s, max_time_s))
         sent = True
         for raw in chan.makefile("rb"):
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            if parser.feed(line):
-                if started is None and parser.state.pid is not None:
-                    started = time.time()
-            else:
-                if any(c.isalpha() for c in line):  # WSClean frames its errors with '+ + +' lines
-                    last = line
-                on_line(line)
+            parser.take(raw.decode("utf-8", "replace").rstrip("\r\n"), on_line)
     except (OSError, EOFError, paramiko.SSHException) as err:
         lost = f" ({err or type(err).__name__})"
     finally:
@@ -316,7 +308,7 @@ def run_ssh(
         chan.close()
         POOL.release(job.host, conn)
     ended = time.time()
-    state = parser.state
+    state, started, last = parser.state, parser.started_at, parser.last_words
     common = dict(started_at=started, ended_at=ended if started else None, cpu_s=state.cpu_s, max_rss_mb=state.max_rss_mb, pid=state.pid)
     if state.exit_code is None and state.setup_failed is None:
         if _running.cancelled.is_set():
@@ -341,7 +333,7 @@ def run_ssh(
             connection_error=True,
             **common,
         )
-    status, code, reason = outcome(state, last or "", grace_s)
+    status, code, reason = outcome(state, last, grace_s)
     if status == FAILED and _running.cancelled.is_set():
         status, reason = CANCELLED, f"cancelled ({reason})"
     return JobResult(job, status, reason, exit_code=code, **common)
