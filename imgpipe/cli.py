@@ -110,7 +110,6 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
     MS_INS_OR_OBS_IDS are Measurement Set paths, or, when the config has a
     [data_handler] section, obs_id patterns GLOB[,GLOB...][:SWGLOB].
     """
-
     from imgpipe.config import load_config
     from imgpipe.errors import ImgpipeError
     from imgpipe.nodes import is_ssh

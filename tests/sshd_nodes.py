@@ -148,11 +148,7 @@ class SSHNodes:
         if node.proc is None:
             return
         victims = [p for p in descendants(node.proc.pid) if _is_sshd(p)] if sessions else []
-        for pid in [node.proc.pid, *victims]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _kill_all([node.proc.pid, *victims])
         node.proc.wait()
         node.proc = None
 
@@ -161,11 +157,7 @@ class SSHNodes:
         for node in self.nodes:
             if node.proc is None:
                 continue
-            for pid in [*reversed(descendants(node.proc.pid)), node.proc.pid]:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            _kill_all([*reversed(descendants(node.proc.pid)), node.proc.pid])
             node.proc.wait()
             node.proc = None
 
@@ -174,6 +166,14 @@ class SSHNodes:
         if node.proc is None:
             return []
         return [p for p in descendants(node.proc.pid) if not _is_sshd(p)]
+
+
+def _kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _is_sshd(pid: int) -> bool:

@@ -77,6 +77,31 @@ def prefect(env, *args, timeout=180) -> str:
     return res.stdout
 
 
+def start_worker(env, folder: Path) -> subprocess.Popen:
+    """A process worker for the pool ``imgpipe`` (its log in ``folder/worker.log``)."""
+    log = open(folder / "worker.log", "w")
+    return subprocess.Popen([PREFECT, "worker", "start", "--pool", "imgpipe"], env=env, cwd=folder,
+                            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def run_deployment(env, name: str, *params: str) -> str:
+    """``prefect deployment run`` with ``--param`` overrides; returns the flow run id."""
+    out = prefect(env, "deployment", "run", name, *(arg for p in params for arg in ("--param", p)))
+    return next(line.split()[-1] for line in out.splitlines() if "UUID" in line)
+
+
+def final_state(env, run_id: str, timeout_s: float) -> str | None:
+    """The flow run's state type once final (or the last seen after ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    state = None
+    while time.monotonic() < deadline:
+        state = api(env, "GET", f"/flow_runs/{run_id}")["state"]["type"]
+        if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            break
+        time.sleep(0.5)
+    return state
+
+
 def api(env, method: str, path: str, body: dict | None = None):
     req = urllib.request.Request(env["PREFECT_API_URL"] + path, method=method,
                                  data=None if body is None else json.dumps(body).encode(),
@@ -100,21 +125,10 @@ def test_nightly_deployment_runs_for_real(prefect_server, sim_dir, tmp_path):
     assert schedule["cron"] == "0 8 * * *" and schedule["timezone"] == "UTC"
     assert deployment["parameters"]["patterns"] == ["{yesterday}_*"]
 
-    worker_log = open(tmp_path / "worker.log", "w")
-    worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", "imgpipe"], env=env, cwd=tmp_path,
-                              stdout=worker_log, stderr=worker_log, stdin=subprocess.DEVNULL, start_new_session=True)
+    worker = start_worker(env, tmp_path)
     try:
-        out = prefect(env, "deployment", "run", "imgpipe/nightly",
-                      "--param", f"patterns={json.dumps([str(data / '{yesterday}_SW01.MS')])}",
-                      "--param", "combine=false")
-        run_id = next(line.split()[-1] for line in out.splitlines() if "UUID" in line)
-        deadline = time.monotonic() + 300
-        state = None
-        while time.monotonic() < deadline:
-            state = api(env, "GET", f"/flow_runs/{run_id}")["state"]["type"]
-            if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
-                break
-            time.sleep(1)
+        run_id = run_deployment(env, "imgpipe/nightly", f"patterns={json.dumps([str(data / '{yesterday}_SW01.MS')])}", "combine=false")
+        state = final_state(env, run_id, 300)
         assert state == "COMPLETED", (state, (tmp_path / "worker.log").read_text()[-4000:])
     finally:
         stop_group(worker)
@@ -137,24 +151,15 @@ def test_cancelling_a_deployment_run_stops_its_wsclean(prefect_server, fake_wscl
     (tmp_path / "c.toml").write_text(f"[worker]\nwsclean = '{fake}'\n[wsclean]\nname = 'img'\nout-dir = '{tmp_path}/out'\n")
     prefect(env, "work-pool", "create", "imgpipe", "--type", "process")
     prefect(env, "deploy", "--prefect-file", "deployments/prefect.yaml", "--name", "manual")
-    worker_log = open(tmp_path / "worker.log", "w")
-    worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", "imgpipe"], env=env, cwd=tmp_path,
-                              stdout=worker_log, stderr=worker_log, stdin=subprocess.DEVNULL, start_new_session=True)
+    worker = start_worker(env, tmp_path)
     try:
-        out = prefect(env, "deployment", "run", "imgpipe/manual", "--param", f"patterns={json.dumps([str(ms)])}")
-        run_id = next(line.split()[-1] for line in out.splitlines() if "UUID" in line)
+        run_id = run_deployment(env, "imgpipe/manual", f"patterns={json.dumps([str(ms)])}")
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and not trace.exists():
             time.sleep(0.5)
         pid = int(trace.read_text().split()[1])
         api(env, "POST", f"/flow_runs/{run_id}/set_state", {"state": {"type": "CANCELLING", "name": "Cancelling"}, "force": True})
-        deadline = time.monotonic() + 120
-        state = None
-        while time.monotonic() < deadline:
-            state = api(env, "GET", f"/flow_runs/{run_id}")["state"]["type"]
-            if state in ("CANCELLED", "COMPLETED", "FAILED", "CRASHED"):
-                break
-            time.sleep(0.5)
+        state = final_state(env, run_id, 120)
         assert state == "CANCELLED", (state, (tmp_path / "worker.log").read_text()[-4000:])
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and alive(pid):

@@ -71,6 +71,9 @@ def run_local(
         reason = f"{launcher[0]} failed ({reason_of(code)}): {last or 'no output'}"
     if status_ == FAILED and _running.cancelled.is_set():
         status_, reason = CANCELLED, f"cancelled ({reason})"
+    # the job's own cost, measured by its launcher on the node (python3 there, or SLURM);
+    # otherwise that of the whole wrapper, from wait4
+    on_node = state.max_rss_mb is not None or bool(launcher)
     return JobResult(
         job,
         status_,
@@ -78,9 +81,8 @@ def run_local(
         exit_code=code,
         started_at=started,
         ended_at=ended if started is not None else None,
-        # measured by the job's launcher when python3 is there, else all of the wrapper
-        cpu_s=state.cpu_s if state.max_rss_mb is not None or launcher else usage.ru_utime + usage.ru_stime,
-        max_rss_mb=state.max_rss_mb if state.max_rss_mb is not None or launcher else usage.ru_maxrss / 1024.0,
+        cpu_s=state.cpu_s if on_node else usage.ru_utime + usage.ru_stime,
+        max_rss_mb=state.max_rss_mb if on_node else usage.ru_maxrss / 1024.0,
         pid=state.pid,
         slurm_job=state.slurm_job,
     )

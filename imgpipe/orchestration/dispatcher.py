@@ -15,12 +15,13 @@ Why it is fast: a freed slot is refilled without waiting for Prefect.
   refilled in milliseconds, and across runs the per-node cap still holds.
 
 Retry rules (as the original imgpipe's worker pool): a job is tried again only if its
-WSClean process never started (connection refused, lost before start), up to
-``retries`` times after ``retry_delay_seconds``, preferably on another node; a node
+command never reached the node (connection refused or timed out, channel refused), up
+to ``retries`` times after ``retry_delay_seconds``, preferably on another node; a node
 that failed a connection gets no new job for ``host_cooldown_s`` while another node
 can take it. A WSClean error is retried only with ``retry_failed_jobs``. A job whose
-WSClean started and then lost its connection is never retried: the node kills it, but
-a second copy could otherwise write the same images meanwhile.
+connection was lost once its command was sent (WSClean running or starting) is never
+retried: the node kills it, but a second copy could otherwise write the same images
+meanwhile.
 """
 
 from __future__ import annotations

@@ -76,9 +76,10 @@ def imgpipe_flow(
     logger = get_run_logger()
     cwd = cwd or os.getcwd()
     cfg = load_config_task(config)
-    inputs = [expand_date_tokens(p, scheduled_time(), timezone) for p in patterns]
+    when = scheduled_time()
+    inputs = [expand_date_tokens(p, when, timezone) for p in patterns]
     if inputs != list(patterns):
-        logger.info("patterns for the run of %s (%s): %s", scheduled_time().isoformat(), timezone, " ".join(inputs))
+        logger.info("patterns for the run of %s (%s): %s", when.isoformat(), timezone, " ".join(inputs))
     groups, warnings = resolve_inputs_task(cfg, inputs, combine, combine_obs_ids, cwd)
     plan = plan_jobs_task(cfg, groups, warnings, cwd)
     if plan_json:

@@ -137,7 +137,7 @@ class NodeLimits:
                 lease = json.loads(path.read_text())
                 expired = datetime.fromisoformat(lease["expiration"]) < now
                 if expired:
-                    self._client.release_concurrency_slots_with_lease(UUID(lease["id"]))
+                    self._call(self._client.release_concurrency_slots_with_lease, UUID(lease["id"]))
                     reclaimed += 1
             except Exception as err:  # a lease file being written or removed meanwhile
                 log.debug("lease file %s: %s", path, err)
