@@ -20,7 +20,8 @@ system-deps:
 
 # The SSH tests start real sshd servers on 127.0.0.2-4 (never beyond loopback); the
 # SLURM tests a real single-node SLURM (slurmctld, slurmd, munged) on this machine;
-# the report test renders report.html in headless Chromium.
+# the report test renders report.html in headless Chromium; the --nodes_mpi test runs
+# Open MPI's mpirun on this machine.
 test-deps:
 	@missing=""; \
 	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
@@ -28,6 +29,7 @@ test-deps:
 	command -v srun >/dev/null 2>&1 && [ -x /usr/sbin/slurmd ] || missing="$$missing slurm-wlm"; \
 	[ -x /usr/sbin/munged ] || missing="$$missing munge"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v mpirun >/dev/null 2>&1 || missing="$$missing openmpi-bin"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \

@@ -24,7 +24,7 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     sys.exit(code)
 
 
-def _run_flow(config_file: str, inputs: list[str], combine: bool, combine_obs_ids: bool, plan_json: str | None, n_jobs: int, force: bool, tz: str):
+def _run_flow(config_file: str, inputs: list[str], combine: bool, combine_obs_ids: bool, plan_json: str | None, n_jobs: int, force: bool, tz: str, nodes_mpi: str | None):
     """Run the Prefect flow for real; returns (summary or None, exit code)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # Node-slot leases on disk, so that a run killed outright cannot hold slots forever
@@ -78,6 +78,7 @@ def _run_flow(config_file: str, inputs: list[str], combine: bool, combine_obs_id
                 combine_obs_ids=combine_obs_ids,
                 dry_run=False,
                 plan_json=plan_json,
+                nodes_mpi=nodes_mpi,
                 cwd=os.getcwd(),
                 return_state=True,
             )
@@ -99,7 +100,7 @@ def _run_flow(config_file: str, inputs: list[str], combine: bool, combine_obs_id
 @click.argument("ms_ins_or_obs_ids", nargs=-1, required=True)
 @click.option("-c", "--combine", is_flag=True, help="Image several MSs together: all given MSs, or one job per spectral window and obs_id.")
 @click.option("-o", "--combine_obs_ids", is_flag=True, help="With --combine and a data handler: one job per spectral window over all obs_ids.")
-@click.option("-n", "--nodes_mpi", metavar="N1,N2", help="Run each job as one distributed (MPI) WSClean over these nodes (not yet supported).")
+@click.option("-n", "--nodes_mpi", metavar="N1,N2", help="Run each job as one distributed WSClean (mpirun ... wsclean-mp) over these nodes, started on the first; see [mpi].")
 @click.option("--dry-run/--no-dry-run", "dry_run", default=None, help="Print 'HOST: command' per job and run nothing (overrides [worker] dry_run).")
 @click.option("--plan-json", type=click.Path(dir_okay=False), help="Write the job plan as JSON to this file.")
 @click.option("-f", "--force", is_flag=True, help="Redo jobs whose images are complete from an earlier run (default: skip them).")
@@ -115,13 +116,15 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
     from imgpipe.nodes import is_ssh
     from imgpipe.plan import build_plan, write_plan_json
 
-    if nodes_mpi:
-        _fail("--nodes_mpi is not yet supported in this version (distributed WSClean comes in a later release)")
     try:
         from imgpipe.date_tokens import expand_date_tokens
 
         inputs = [expand_date_tokens(arg, None, tz) for arg in ms_ins_or_obs_ids]
         config = load_config(config_file)
+        if nodes_mpi is not None:
+            from imgpipe.mpi import distributed, parse_nodes_mpi
+
+            config = distributed(config, parse_nodes_mpi(nodes_mpi))
         plan = build_plan(config, inputs, combine, combine_obs_ids, os.getcwd())
     except ImgpipeError as err:
         _fail(str(err))
@@ -143,7 +146,7 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
     if not plan.jobs:
         click.echo("imgpipe: nothing to do (no job)")
         return
-    if any(is_ssh(h) for h in plan.hosts()):
+    if not config.prefect.dask and any(is_ssh(h) for h in plan.hosts()):
         # Reach the SSH nodes before starting Prefect: an unreachable node fails in seconds.
         from imgpipe.execution import reach_nodes
 
@@ -153,7 +156,24 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
             _fail(str(err))
         for why in down.values():
             click.echo(f"imgpipe: warning: skipping unreachable node {why}", err=True)
-    summary, code = _run_flow(str(config.path), inputs, combine, combine_obs_ids, plan_json, len(plan.jobs), force, tz)
+    if config.prefect.dask_address:
+        # An existing Dask cluster: its scheduler and a worker on every node, before Prefect starts.
+        from imgpipe.orchestration.dask_jobs import check_cluster
+
+        try:
+            down = check_cluster(config.prefect.dask_address, plan.hosts(), config.worker.skip_unreachable_nodes)
+        except ImgpipeError as err:
+            _fail(str(err))
+        for why in down.values():
+            click.echo(f"imgpipe: warning: skipping {why}", err=True)
+    if config.nodes_mpi:
+        from imgpipe.execution.probe import check_mpi
+
+        try:
+            check_mpi(config)
+        except ImgpipeError as err:
+            _fail(str(err))
+    summary, code = _run_flow(str(config.path), inputs, combine, combine_obs_ids, plan_json, len(plan.jobs), force, tz, nodes_mpi)
     if summary is not None:  # (its wall time is the flow's: Prefect's start-up is not the nodes' fault)
         for line in summary.lines():
             click.echo(line)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from imgpipe.errors import ConfigError
-from imgpipe.nodes import expand_nodes
+from imgpipe.nodes import DASK, SLURM, expand_nodes
 from imgpipe.tokens import NAME_TOKENS, check_tokens
 from imgpipe.toml_file import read_toml
 from imgpipe.wsclean_argv import CHANNELS_OUT, check_channels_out
@@ -68,6 +68,47 @@ class WorkerConfig:
 
 
 @dataclass(frozen=True)
+class PrefectConfig:
+    """How the flow runs its WSClean tasks (``[prefect]``)."""
+
+    task_runner: str = "threads"
+    """``threads``: imgpipe starts every job itself (local, SSH, SLURM); ``dask``: jobs run on Dask workers."""
+    dask_address: str | None = None
+    """Scheduler of an existing Dask cluster (``tcp://host:8786``); none: a temporary cluster (``cluster_class``)."""
+    cluster_class: str | None = None
+    """Temporary cluster to start, e.g. ``dask_jobqueue.SLURMCluster`` (default ``distributed.LocalCluster``)."""
+    cluster_kwargs: tuple[tuple[str, Any], ...] = ()
+    """Keyword arguments of ``cluster_class`` (a TOML table), in file order."""
+
+    @property
+    def dask(self) -> bool:
+        return self.task_runner == "dask"
+
+    @property
+    def local_dask(self) -> bool:
+        """A temporary Dask cluster of processes on this machine (its workers see this machine's files)."""
+        return self.dask and self.dask_address is None and self.cluster_class in (None, "distributed.LocalCluster")
+
+
+@dataclass(frozen=True)
+class MPIConfig:
+    """How ``--nodes_mpi`` runs one distributed WSClean per job (``[mpi]``)."""
+
+    mpirun: tuple[str, ...] = ("mpirun",)
+    """The MPI launcher, run on the first node."""
+    np_per_node: int = 1
+    """MPI processes per node (``-np`` is this times the number of nodes)."""
+    extra_args: tuple[str, ...] = ()
+    """More mpirun options, e.g. ``--bind-to none`` or ``--mca btl_tcp_if_include eth0``."""
+    wsclean_mp: tuple[str, ...] = ("wsclean-mp",)
+    """The MPI build of WSClean (not in Debian's package: build WSClean with MPI)."""
+    export_env: tuple[str, ...] = ("PATH", "LD_LIBRARY_PATH")
+    """Variables mpirun passes to the other nodes (``-x``), after env_file was sourced on the first."""
+    max_concurrent: int = 1
+    """Distributed jobs running at once (each takes all the MPI nodes)."""
+
+
+@dataclass(frozen=True)
 class DataHandlerRef:
     """Which data handler file to use and at which data level (``[data_handler]``)."""
 
@@ -91,6 +132,10 @@ class Config:
     """Output directory template, with ``$token$`` placeholders."""
     options: tuple[tuple[str, OptionValue], ...] = field(default=())
     """The other ``[wsclean]`` keys, without leading dash, in file order."""
+    prefect: PrefectConfig = PrefectConfig()
+    mpi: MPIConfig = MPIConfig()
+    nodes_mpi: tuple[str, ...] = ()
+    """Set from ``--nodes_mpi`` (not the file): each job is one MPI WSClean over these nodes."""
 
 
 _WORKER_KEYS = {
@@ -114,8 +159,10 @@ _WORKER_KEYS = {
     "slurm_nodes": int,
 }
 _DATA_HANDLER_KEYS = {"config_file": str, "data_level": str}
-_SECTIONS = ("worker", "data_handler", "wsclean")
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+_PREFECT_KEYS = {"task_runner": str, "dask_address": str, "cluster_class": str, "cluster_kwargs": dict}
+_MPI_KEYS = {"mpirun": str, "np_per_node": int, "extra_args": str, "wsclean_mp": str, "export_env": list, "max_concurrent": int}
+_SECTIONS = ("worker", "data_handler", "wsclean", "prefect", "mpi")
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "a table", list: "an array"}
 
 
 def _typed(section: str, table: dict, key: str, kind: type, path: Path) -> Any:
@@ -179,7 +226,7 @@ def compile_file_host_pattern(pattern: str, path: Path | str = "config") -> re.P
     return regex
 
 
-def _parse_worker(table: dict, path: Path) -> WorkerConfig:
+def _parse_worker(table: dict, path: Path, prefect: PrefectConfig = PrefectConfig()) -> WorkerConfig:
     _check_keys("worker", table, _WORKER_KEYS, path)
     values = {key: _typed("worker", table, key, kind, path) for key, kind in _WORKER_KEYS.items() if key in table}
     if "nodes" in values:
@@ -206,7 +253,22 @@ def _parse_worker(table: dict, path: Path) -> WorkerConfig:
             raise ConfigError(f"{path}: [worker] slurm_options = {table['slurm_options']!r}: {err}") from None
     if values.get("slurm_nodes", 1) < 1:
         raise ConfigError(f"{path}: [worker] slurm_nodes = {values['slurm_nodes']}: must be at least 1")
+    if prefect.dask and "nodes" not in values:
+        values["nodes"] = (DASK,)  # Dask places the jobs
     nodes = values.get("nodes", ())
+    if DASK in nodes and (len(nodes) > 1 or not prefect.dask):
+        raise ConfigError(
+            f"{path}: [worker] nodes = {table.get('nodes')!r}: 'dask' stands alone and needs [prefect] task_runner = 'dask'"
+        )
+    if prefect.dask and SLURM in nodes:
+        raise ConfigError(
+            f"{path}: [worker] nodes = 'slurm' does not go with [prefect] task_runner = 'dask' "
+            "(for SLURM through Dask use cluster_class = 'dask_jobqueue.SLURMCluster' and nodes = 'dask')"
+        )
+    if prefect.dask and nodes == (DASK,) and values.get("run_on_file_host"):
+        raise ConfigError(
+            f"{path}: [worker] run_on_file_host needs the nodes named (the hosts of the Dask workers), not nodes = 'dask'"
+        )
     if "slurm" in nodes and len(nodes) > 1:
         raise ConfigError(f"{path}: [worker] nodes = {table['nodes']!r}: 'slurm' stands alone (SLURM chooses the nodes)")
     if ("slurm_options" in table or "slurm_nodes" in table) and nodes != ("slurm",):
@@ -228,6 +290,58 @@ def _parse_worker(table: dict, path: Path) -> WorkerConfig:
         values.pop("ssh_config", None)
     compile_file_host_pattern(values.get("run_on_file_host_pattern", DEFAULT_FILE_HOST_PATTERN), path)
     return WorkerConfig(**values)
+
+
+def _split(section: str, key: str, value: str, path: Path) -> tuple[str, ...]:
+    try:
+        return tuple(shlex.split(value))
+    except ValueError as err:
+        raise ConfigError(f"{path}: [{section}] {key} = {value!r}: {err}") from None
+
+
+def _parse_prefect(table: Any, path: Path) -> PrefectConfig:
+    _check_keys("prefect", table, _PREFECT_KEYS, path)
+    values = {key: _typed("prefect", table, key, kind, path) for key, kind in _PREFECT_KEYS.items() if key in table}
+    runner = values.get("task_runner", "threads")
+    if runner not in ("threads", "dask"):
+        raise ConfigError(f"{path}: [prefect] task_runner = {runner!r}: must be 'threads' or 'dask'")
+    dask_keys = [k for k in ("dask_address", "cluster_class", "cluster_kwargs") if k in values]
+    if dask_keys and runner != "dask":
+        raise ConfigError(f"{path}: [prefect] {dask_keys[0]} needs task_runner = 'dask'")
+    if "dask_address" in values and ("cluster_class" in values or "cluster_kwargs" in values):
+        raise ConfigError(
+            f"{path}: [prefect] dask_address (an existing cluster) and cluster_class/cluster_kwargs (a new one) exclude each other"
+        )
+    address = values.get("dask_address")
+    if address is not None and not re.match(r"^([a-z]+://)?[^\s:/]+:\d+$", address):
+        raise ConfigError(f"{path}: [prefect] dask_address = {address!r}: expected like 'tcp://host:8786'")
+    if "cluster_class" in values and not re.match(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)+$", values["cluster_class"]):
+        raise ConfigError(
+            f"{path}: [prefect] cluster_class = {values['cluster_class']!r}: expected a dotted name like 'dask_jobqueue.SLURMCluster'"
+        )
+    if "cluster_kwargs" in values:
+        values["cluster_kwargs"] = tuple(values["cluster_kwargs"].items())
+    return PrefectConfig(**values)
+
+
+def _parse_mpi(table: Any, path: Path) -> MPIConfig:
+    _check_keys("mpi", table, _MPI_KEYS, path)
+    values = {key: _typed("mpi", table, key, kind, path) for key, kind in _MPI_KEYS.items() if key in table}
+    for key in ("mpirun", "wsclean_mp", "extra_args"):
+        if key in values:
+            values[key] = _split("mpi", key, values[key], path)
+            if not values[key] and key != "extra_args":
+                raise ConfigError(f"{path}: [mpi] {key} is empty")
+    for key in ("np_per_node", "max_concurrent"):
+        if values.get(key, 1) < 1:
+            raise ConfigError(f"{path}: [mpi] {key} = {values[key]}: must be at least 1")
+    if "export_env" in values:
+        names = values["export_env"]
+        bad = [n for n in names if not isinstance(n, str) or not re.match(r"^[A-Za-z_]\w*$", n)]
+        if bad:
+            raise ConfigError(f"{path}: [mpi] export_env: {bad[0]!r} is not an environment variable name")
+        values["export_env"] = tuple(names)
+    return MPIConfig(**values)
 
 
 def _parse_data_handler(table: dict, path: Path) -> DataHandlerRef:
@@ -298,7 +412,9 @@ def load_config(path: str | Path) -> Config:
             raise ConfigError(f"{path}: unknown section [{section}] (known: {', '.join('[' + s + ']' for s in _SECTIONS)})")
     if "wsclean" not in data:
         raise ConfigError(f"{path}: missing [wsclean] section (it needs at least name = '...')")
-    worker = _parse_worker(data.get("worker", {}), path)
+    prefect = _parse_prefect(data.get("prefect", {}), path)
+    worker = _parse_worker(data.get("worker", {}), path, prefect)
+    mpi = _parse_mpi(data.get("mpi", {}), path)
     data_handler = _parse_data_handler(data["data_handler"], path) if "data_handler" in data else None
     name, out_dir, options = _parse_wsclean(data["wsclean"], path)
     check_tokens(out_dir, "out-dir", data_handler is not None, str(path))
@@ -306,4 +422,7 @@ def load_config(path: str | Path) -> Config:
     for key, value in options:
         if key == CHANNELS_OUT:
             check_channels_out(value, str(path))
-    return Config(path=path, worker=worker, data_handler=data_handler, name=name, out_dir=out_dir, options=options)
+    return Config(
+        path=path, worker=worker, data_handler=data_handler, name=name, out_dir=out_dir, options=options,
+        prefect=prefect, mpi=mpi,
+    )

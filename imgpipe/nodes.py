@@ -15,6 +15,8 @@ _PART = re.compile(r"^(\d+)(?:-(\d+))?$")
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 SLURM = "slurm"
 """``nodes = 'slurm'``: every job goes through SLURM (``srun``) instead of a named node."""
+DASK = "dask"
+"""``nodes = 'dask'`` (with ``[prefect] task_runner = 'dask'``): Dask puts each job on a worker."""
 
 
 def _expand_range(prefix: str, body: str, suffix: str, spec: str) -> list[str]:
@@ -57,5 +59,8 @@ def is_local(host: str) -> bool:
 
 
 def is_ssh(host: str) -> bool:
-    """True for hosts reached over SSH (anything but localhost and ``slurm``)."""
-    return host not in LOCAL_NAMES and host != SLURM
+    """True for hosts reached over SSH (anything but localhost, ``slurm`` and ``dask``).
+
+    (With ``task_runner = 'dask'`` named nodes are Dask workers' hosts, not SSH: the flow knows.)
+    """
+    return host not in LOCAL_NAMES and host not in (SLURM, DASK)

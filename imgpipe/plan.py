@@ -181,9 +181,13 @@ def plan_jobs(
     warnings = list(warnings)
     hosts = _hosts(config, groups)
 
-    # MSs are checked here when this machine sees them: local jobs, and SLURM (shared filesystem)
-    pool_local = not any(is_ssh(n) for n in config.worker.nodes)
-    runs_here = [not is_ssh(h) if h else pool_local for h in hosts]
+    # MSs are checked here when this machine sees them: local jobs, SLURM (shared
+    # filesystem) and a temporary Dask cluster on this machine
+    def here(host: str) -> bool:
+        return config.prefect.local_dask if config.prefect.dask else not is_ssh(host)
+
+    pool_local = all(here(n) for n in config.worker.nodes)
+    runs_here = [here(h) if h else pool_local for h in hosts]
     any_local = any(runs_here) or not groups
     try:
         known = (known_options or installed_options)(config.worker.wsclean)
@@ -198,10 +202,15 @@ def plan_jobs(
     if count_channels is None:
         from imgpipe.ms_metadata import count_distinct_channels as count_channels
 
+    prefix = config.worker.wsclean
+    if config.nodes_mpi:
+        from imgpipe.mpi import mpirun_prefix
+
+        prefix = tuple(mpirun_prefix(config.mpi, config.nodes_mpi))
     jobs = []
-    for group, host, here in zip(groups, hosts, runs_here):
+    for group, host, check_ms in zip(groups, hosts, runs_here):
         ms_paths = [m.path for m in group.ms]
-        if here:
+        if check_ms:
             for path in ms_paths:
                 if not os.path.isdir(path):
                     hint = "" if has_dh else " (no [data_handler] section: arguments are MS paths)"
@@ -214,7 +223,7 @@ def plan_jobs(
         n_chan = None
         if CHANNELS_OUT in options:
             n_chan = resolve_channels_out(options[CHANNELS_OUT], ms_paths, count_channels)
-        argv = build_argv(config.worker.wsclean, f"{out_dir}/{name}", config.options, ms_paths, n_chan)
+        argv = build_argv(prefix, f"{out_dir}/{name}", config.options, ms_paths, n_chan)
         jobs.append(Job(host, tuple(argv), tuple(ms_paths), group.obs_id, group.sw, out_dir, name))
 
     seen: dict[str, Job] = {}

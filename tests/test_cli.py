@@ -100,7 +100,7 @@ BAD_INPUT = [
     (WITH_DH, ["2024*"], r"pattern '2024\*' matches no obs_id", {"dh.toml": DH_OK}),
     (CONFIG, ["{tmp}/missing.MS"], r"Measurement Set not found: .*missing.MS", {}),
     (CONFIG + "channels-out = 'all'\n", ["{tmp}/notms.MS"], r"not a Measurement Set \(no table.dat\): .*notms.MS", {"notms.MS/readme.txt": "hello"}),
-    (CONFIG, ["{ms}", "--nodes_mpi", "node1,node2"], r"--nodes_mpi is not yet supported", {}),
+    (CONFIG, ["{ms}", "--nodes_mpi", "node[2-1]"], r"--nodes_mpi .node\[2-1\].: bad range", {}),
     (CONFIG, ["{tmp}/{{tomorrow}}.MS"], r"unknown date token \{tomorrow\}", {}),
 ]
 

@@ -37,6 +37,30 @@ def test_cluster_keys(write_config, tmp_path):
     assert slurm.max_time == 7200
 
 
+def test_prefect_and_mpi_sections(write_config):
+    default = load_config(write_config(MINIMAL))
+    assert default.prefect.task_runner == "threads" and not default.prefect.dask
+    assert default.mpi.mpirun == ("mpirun",) and default.mpi.wsclean_mp == ("wsclean-mp",) and default.mpi.np_per_node == 1
+    assert default.mpi.export_env == ("PATH", "LD_LIBRARY_PATH") and default.mpi.max_concurrent == 1
+    existing = load_config(write_config("[prefect]\ntask_runner = 'dask'\ndask_address = 'tcp://head:8786'\n[worker]\nnodes = 'n[1-2]'\n" + MINIMAL))
+    assert existing.prefect.dask_address == "tcp://head:8786" and existing.worker.nodes == ("n1", "n2")
+    assert not existing.prefect.local_dask
+    jobqueue = load_config(write_config(
+        "[prefect]\ntask_runner = 'dask'\ncluster_class = 'dask_jobqueue.SLURMCluster'\n"
+        "[prefect.cluster_kwargs]\ncores = 16\nmemory = '64GB'\nqueue = 'cpu'\n" + MINIMAL
+    ))
+    assert jobqueue.worker.nodes == ("dask",)  # Dask places the jobs
+    assert jobqueue.prefect.cluster_kwargs == (("cores", 16), ("memory", "64GB"), ("queue", "cpu"))
+    assert load_config(write_config("[prefect]\ntask_runner = 'dask'\n" + MINIMAL)).prefect.local_dask
+    mpi = load_config(write_config(
+        "[mpi]\nmpirun = '/opt/ompi/bin/mpirun'\nnp_per_node = 2\nextra_args = '--bind-to none'\n"
+        "wsclean_mp = 'singularity exec ws.sif wsclean-mp'\nexport_env = ['PATH']\nmax_concurrent = 2\n" + MINIMAL
+    )).mpi
+    assert mpi.mpirun == ("/opt/ompi/bin/mpirun",) and mpi.extra_args == ("--bind-to", "none")
+    assert mpi.wsclean_mp == ("singularity", "exec", "ws.sif", "wsclean-mp") and mpi.export_env == ("PATH",)
+    assert (mpi.np_per_node, mpi.max_concurrent) == (2, 2)
+
+
 def test_full_config_keeps_option_order(write_config, tmp_path):
     cfg = load_config(
         write_config(
@@ -113,6 +137,22 @@ BAD = [
     ("[worker]\nnodes = 'slurm'\nslurm_nodes = 0\n" + MINIMAL, r"slurm_nodes = 0: must be at least 1"),
     ("[worker]\nnodes = 'slurm'\nslurm_options = '-p \"cpu'\n" + MINIMAL, r"slurm_options = .*No closing quotation"),
     ("[worker]\nnodes = 'slurm'\nrun_on_file_host = true\n" + MINIMAL, r"run_on_file_host is not supported with nodes = 'slurm'"),
+    ("[prefect]\ntask_runner = 'ray'\n" + MINIMAL, r"task_runner = 'ray': must be 'threads' or 'dask'"),
+    ("[prefect]\ndask_address = 'tcp://h:8786'\n" + MINIMAL, r"dask_address needs task_runner = 'dask'"),
+    ("[prefect]\ntask_runner = 'dask'\ndask_address = 'h'\n" + MINIMAL, r"dask_address = 'h': expected like 'tcp://host:8786'"),
+    ("[prefect]\ntask_runner = 'dask'\ndask_address = 'tcp://h:1'\ncluster_class = 'a.B'\n" + MINIMAL, r"exclude each other"),
+    ("[prefect]\ntask_runner = 'dask'\ncluster_class = 'SLURMCluster'\n" + MINIMAL, r"expected a dotted name"),
+    ("[prefect]\ntask_runner = 'dask'\ncluster_kwargs = 3\n" + MINIMAL, r"cluster_kwargs = 3: must be a table"),
+    ("[prefect]\ntask_runer = 'dask'\n" + MINIMAL, r"unknown key 'task_runer' in \[prefect\]"),
+    ("[worker]\nnodes = 'dask'\n" + MINIMAL, r"'dask' stands alone and needs \[prefect\] task_runner = 'dask'"),
+    ("[prefect]\ntask_runner = 'dask'\n[worker]\nnodes = 'slurm'\n" + MINIMAL, r"dask_jobqueue.SLURMCluster"),
+    ("[prefect]\ntask_runner = 'dask'\n[worker]\nrun_on_file_host = true\n" + MINIMAL, r"run_on_file_host needs the nodes named"),
+    ("[mpi]\nnp_per_node = 0\n" + MINIMAL, r"\[mpi\] np_per_node = 0: must be at least 1"),
+    ("[mpi]\nmpirun = ''\n" + MINIMAL, r"\[mpi\] mpirun is empty"),
+    ("[mpi]\nwsclean_mp = 'a \"b'\n" + MINIMAL, r"\[mpi\] wsclean_mp = .*No closing quotation"),
+    ("[mpi]\nexport_env = ['PATH', 'A B']\n" + MINIMAL, r"export_env: 'A B' is not an environment variable name"),
+    ("[mpi]\nexport_env = 'PATH'\n" + MINIMAL, r"export_env = 'PATH': must be an array"),
+    ("[mpi]\nhosts = 'a'\n" + MINIMAL, r"unknown key 'hosts' in \[mpi\]"),
 ]
 
 

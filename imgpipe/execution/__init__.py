@@ -18,8 +18,11 @@ CANCEL_GRACE_S = 10.0
 """SIGTERM → SIGKILL grace when a run is cancelled (Ctrl-C, SIGTERM): everything is gone within it."""
 
 
-def run_job(job, worker, on_line: Callable[[str], None] = lambda line: None):
-    """Run ``job`` on ``job.host`` (local, SSH or SLURM) as ``worker`` says; returns its JobResult."""
+def run_job(job, worker, on_line: Callable[[str], None] = lambda line: None, stop=None):
+    """Run ``job`` on ``job.host`` (local, SSH or SLURM) as ``worker`` says; returns its JobResult.
+
+    ``stop`` (a threading.Event, local jobs only): set it to stop this job alone.
+    """
     if job.host == SLURM:
         from imgpipe.execution.slurm import run_slurm
 
@@ -27,7 +30,7 @@ def run_job(job, worker, on_line: Callable[[str], None] = lambda line: None):
     if is_local(job.host):
         from imgpipe.execution.local import run_local
 
-        return run_local(job, worker.env_file, on_line, worker.kill_grace_s, worker.max_time)
+        return run_local(job, worker.env_file, on_line, worker.kill_grace_s, worker.max_time, stop=stop)
     from imgpipe.execution.ssh import run_ssh
 
     return run_ssh(job, worker.env_file, on_line, worker.kill_grace_s, worker.max_time)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from typing import Callable
 
@@ -29,10 +30,13 @@ def run_local(
     grace_s: float = 30.0,
     max_time_s: int | None = None,
     launcher: tuple[str, ...] = (),
+    stop: threading.Event | None = None,
 ) -> JobResult:
     """Run ``job`` here; its output goes to ``<out_dir>/<name>.log`` and, line by line, to ``on_line``.
 
-    ``launcher`` runs the wrapper through another command (``srun ...`` for SLURM).
+    ``launcher`` runs the wrapper through another command (``srun ...`` for SLURM);
+    setting ``stop`` stops this job alone (SIGTERM, SIGKILL after ``CANCEL_GRACE_S``), as
+    a cancelled run does on a Dask worker shared with other runs.
     """
     if _running.cancelled.is_set():
         return JobResult(job, CANCELLED, "run cancelled before the job started")
@@ -51,12 +55,16 @@ def run_local(
     except OSError as err:
         return JobResult(job, FAILED, f"cannot start {(launcher or ('bash',))[0]}: {err.strerror}")
     _running.add(proc.pid, (proc, parser))
+    finished = threading.Event()
+    if stop is not None:
+        threading.Thread(target=_stop_when_set, args=(stop, finished, proc), daemon=True).start()
     try:
         for raw in proc.stdout:
             parser.take(raw.rstrip("\n"), on_line)
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
     finally:
+        finished.set()
         _running.remove(proc.pid)
         if proc.stdin:
             try:
@@ -69,7 +77,7 @@ def run_local(
     if launcher and state.exit_code is None and state.setup_failed is None:
         code = proc.returncode
         reason = f"{launcher[0]} failed ({reason_of(code)}): {last or 'no output'}"
-    if status_ == FAILED and _running.cancelled.is_set():
+    if status_ == FAILED and (_running.cancelled.is_set() or (stop is not None and stop.is_set())):
         status_, reason = CANCELLED, f"cancelled ({reason})"
     # the job's own cost, measured by its launcher on the node (python3 there, or SLURM);
     # otherwise that of the whole wrapper, from wait4
@@ -86,6 +94,20 @@ def run_local(
         pid=state.pid,
         slurm_job=state.slurm_job,
     )
+
+
+def _stop_when_set(stop: threading.Event, finished: threading.Event, proc: subprocess.Popen) -> None:
+    from imgpipe.execution import CANCEL_GRACE_S
+
+    while not finished.is_set():
+        if stop.wait(0.5):
+            if not finished.is_set():
+                try:
+                    proc.stdin.write(f"stop {CANCEL_GRACE_S:g}\n")
+                    proc.stdin.close()
+                except (OSError, ValueError):
+                    pass
+            return
 
 
 def running_slurm_jobs() -> list[str]:

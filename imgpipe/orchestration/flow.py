@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import ExitStack
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
@@ -19,8 +20,11 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from imgpipe import events, execution
 from imgpipe.orchestration.dispatcher import Dispatcher
 from imgpipe.orchestration.node_limits import NodeLimits
+from imgpipe.mpi import distributed, parse_nodes_mpi
 from imgpipe.orchestration.tasks import (
+    check_mpi_task,
     connect_nodes_task,
+    find_dask_workers_task,
     load_config_task,
     plan_jobs_task,
     resolve_inputs_task,
@@ -64,6 +68,7 @@ def imgpipe_flow(
     force: bool = False,
     timezone: str = "UTC",
     plan_json: str | None = None,
+    nodes_mpi: str | None = None,
     cwd: str | None = None,
 ) -> RunSummary:
     """Image Measurement Sets with WSClean as CONFIG says.
@@ -71,11 +76,14 @@ def imgpipe_flow(
     patterns: MS paths, or obs_id patterns with a data handler (``GLOB[,GLOB][:SWGLOB]``);
     ``{yesterday}``/``{today}`` (optionally ``{yesterday:%Y-%m-%d}``) stand for the run's
     scheduled date in ``timezone``. force: redo jobs already done by an earlier run.
+    nodes_mpi: ``node1,node2``: each job is one distributed WSClean over these nodes.
     """
     started = time.time()
     logger = get_run_logger()
     cwd = cwd or os.getcwd()
     cfg = load_config_task(config)
+    if nodes_mpi:
+        cfg = distributed(cfg, parse_nodes_mpi(nodes_mpi))
     when = scheduled_time()
     inputs = [expand_date_tokens(p, when, timezone) for p in patterns]
     if inputs != list(patterns):
@@ -93,35 +101,52 @@ def imgpipe_flow(
     execution.reset()
     done_before = {} if force else resume_check_task(plan)
     hosts = plan.hosts()
-    down = connect_nodes_task(cfg, hosts)
-    if cfg.worker.slurm_nodes and plan.jobs:
-        slurm_allocation_task(cfg.worker)
-    limits = NodeLimits([h for h in hosts if h not in down], cfg.worker.max_concurrent)
+    with ExitStack() as stack:
+        dask_jobs = None
+        if cfg.prefect.dask:
+            from imgpipe.orchestration.dask_jobs import DaskJobs
 
-    def start(job, attempt, submission_id):
-        # No task tags: a tag makes Prefect take a tag-concurrency lease per task (two
-        # more API calls on the path of every job); node slots are NodeLimits' work.
-        name = f"wsclean {job.label}" + (f" (attempt {attempt})" if attempt > 1 else "")
-        return run_job_task.with_options(task_run_name=name).submit(job, cfg.worker, attempt, submission_id)
+            dask_jobs = stack.enter_context(DaskJobs(cfg.prefect, cfg.worker.max_concurrent, logger))
+            down = find_dask_workers_task(dask_jobs, cfg.worker, hosts)
+        else:
+            down = connect_nodes_task(cfg, hosts)
+        if cfg.nodes_mpi:
+            check_mpi_task(cfg)
+        if cfg.worker.slurm_nodes and plan.jobs:
+            slurm_allocation_task(cfg.worker)
+        limits = NodeLimits([h for h in hosts if h not in down], cfg.worker.max_concurrent)
 
-    dispatcher = Dispatcher(plan, cfg.worker, start, _outcome, limits, logger)
-    try:
-        results = dispatcher.run(down, done_before)
-    except BaseException:
-        # Ctrl-C, or SIGTERM (how a Prefect worker cancels a deployment run): stop every
-        # running WSClean now, here and on the nodes, before the process goes away.
-        execution.cancel_all()
-        partial = RunSummary(dispatcher.partial_results(), time.time() - started, cfg.worker.max_concurrent)
-        events.emit("interrupted", partial)  # the CLI prints it
-        for line in partial.lines():
-            logger.warning(line)
-        raise
-    finally:
-        limits.close()
-        if cfg.worker.slurm_nodes:
-            from imgpipe.execution import slurm
+        def start(job, attempt, submission_id):
+            # No task tags: a tag makes Prefect take a tag-concurrency lease per task (two
+            # more API calls on the path of every job); node slots are NodeLimits' work.
+            name = f"wsclean {job.label}" + (f" (attempt {attempt})" if attempt > 1 else "")
+            task = run_job_task.with_options(task_run_name=name)
+            if dask_jobs is not None:
+                parameters = dict(job=job, worker=cfg.worker, attempt=attempt, submission_id=submission_id,
+                                  dask_stop=dask_jobs.stop_event_name)
+                return dask_jobs.submit(task, parameters, job.host)
+            return task.submit(job, cfg.worker, attempt, submission_id)
 
-            slurm.release()
+        dispatcher = Dispatcher(plan, cfg.worker, start, _outcome, limits, logger)
+        try:
+            results = dispatcher.run(down, done_before)
+        except BaseException:
+            # Ctrl-C, or SIGTERM (how a Prefect worker cancels a deployment run): stop every
+            # running WSClean now, here and on the nodes, before the process goes away.
+            if dask_jobs is not None:
+                dask_jobs.stop()
+            execution.cancel_all()
+            partial = RunSummary(dispatcher.partial_results(), time.time() - started, cfg.worker.max_concurrent)
+            events.emit("interrupted", partial)  # the CLI prints it
+            for line in partial.lines():
+                logger.warning(line)
+            raise
+        finally:
+            limits.close()
+            if cfg.worker.slurm_nodes:
+                from imgpipe.execution import slurm
+
+                slurm.release()
     summary = RunSummary(results, time.time() - started, cfg.worker.max_concurrent)
     report = report_task(summary)
     markdown = summary.markdown() + (f"\n\nReport: `{report}`" if report else "")

@@ -17,6 +17,8 @@ from imgpipe.execution import reach_nodes, run_job
 from imgpipe.job_outputs import finish, skipped, wsclean_version
 from imgpipe.orchestration.dispatcher import JOB_ENDED
 from imgpipe.plan import Job, Plan, plan_jobs, resolve_groups
+
+LOCALHOST = "localhost"
 from imgpipe.results import CANCELLED, JobResult, RunSummary
 
 
@@ -65,6 +67,30 @@ def connect_nodes_task(config: Config, hosts: list[str]) -> dict[str, str]:
     return down
 
 
+@task(name="find-dask-workers", cache_policy=NO_CACHE)
+def find_dask_workers_task(dask_jobs, worker: WorkerConfig, hosts: list[str]) -> dict[str, str]:
+    """The Dask workers of each node: a node without one is named before any job starts."""
+    from imgpipe.errors import NodeError
+    from imgpipe.orchestration.dask_jobs import without_workers
+
+    logger = get_run_logger()
+    down = dask_jobs.map_nodes(hosts)
+    if down and not worker.skip_unreachable_nodes:
+        raise NodeError(without_workers(down))
+    for why in down.values():
+        logger.error("skipping %s", why)
+    return down
+
+
+@task(name="check-mpi", cache_policy=NO_CACHE)
+def check_mpi_task(config: Config) -> None:
+    """mpirun and wsclean-mp on the first MPI node, before any job (Debian's WSClean has no wsclean-mp)."""
+    from imgpipe.execution.probe import check_mpi
+
+    check_mpi(config)
+    get_run_logger().info("MPI over %s: %s", ",".join(config.nodes_mpi), " ".join(config.mpi.mpirun + config.mpi.wsclean_mp))
+
+
 @task(name="resume-check", cache_policy=NO_CACHE)
 def resume_check_task(plan: Plan) -> dict[int, JobResult]:
     """Jobs whose images are complete from an earlier run (provenance record): not run again."""
@@ -108,16 +134,44 @@ def slurm_allocation_task(worker: WorkerConfig) -> str:
 
 
 @task(name="wsclean", cache_policy=NO_CACHE)
-def run_job_task(job: Job, worker: WorkerConfig, attempt: int = 1, submission_id: str | None = None) -> JobResult:
+def run_job_task(
+    job: Job, worker: WorkerConfig, attempt: int = 1, submission_id: str | None = None, dask_stop: str | None = None,
+) -> JobResult:
     """Run one WSClean job on its node, then measure its image and write its provenance.
 
     Failed (or Cancelled) in Prefect if WSClean fails, with the JobResult as the state's data.
+    ``dask_stop``: the task runs on a Dask worker, which runs the job as a local process
+    and stops it when the run's Dask event of that name is set.
     """
+    try:
+        return _run_job(job, worker, attempt, submission_id, dask_stop)
+    finally:
+        if dask_stop:
+            # A worker sends its logs in batches: send them now, while the run's API is
+            # surely up (the embedded server stops as soon as the last job has ended).
+            from prefect.logging.handlers import APILogWorker
+
+            APILogWorker.drain_all(timeout=5)
+
+
+def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | None, dask_stop: str | None):
     from prefect.runtime import flow_run
 
     logger = get_run_logger()
     output = PrefectLogAdapter(_output_logger(), extra=dict(getattr(logger, "extra", {}) or {}))
-    logger.info("start on %s%s: %s", job.host, f" (attempt {attempt})" if attempt > 1 else "", job.command_line())
+    where = job.host
+    stop = finished = None
+    if dask_stop:
+        import threading
+
+        from distributed import get_worker
+
+        from imgpipe.orchestration.dask_jobs import watch_stop_event
+
+        where = f"{job.host} (Dask worker {get_worker().address})"
+        stop, finished = threading.Event(), threading.Event()
+        watch_stop_event(dask_stop, stop, finished)
+    logger.info("start on %s%s: %s", where, f" (attempt {attempt})" if attempt > 1 else "", job.command_line())
     provenance.clear(provenance.record_path(job.out_dir, job.name))  # a crash must not look done
     version: dict[str, str] = {}
 
@@ -127,7 +181,14 @@ def run_job_task(job: Job, worker: WorkerConfig, attempt: int = 1, submission_id
             version["v"] = found
 
     events.emit("started", job)
-    result = replace(run_job(job, worker, on_line), attempt=attempt)
+    try:
+        if dask_stop:  # here, on the Dask worker, is where the job runs
+            result = replace(run_job(replace(job, host=LOCALHOST), worker, on_line, stop), job=job, attempt=attempt)
+        else:
+            result = replace(run_job(job, worker, on_line), attempt=attempt)
+    finally:
+        if finished is not None:
+            finished.set()
     events.emit(JOB_ENDED, (submission_id, result))  # the dispatcher reuses the slot now
     result = finish(result, version.get("v"), str(flow_run.id) if flow_run.id else None, logger.warning)
     if result.stats is not None:

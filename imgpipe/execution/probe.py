@@ -1,0 +1,74 @@
+"""Which commands a node has, as its jobs will see them (after the env_file).
+
+Why: ``--nodes_mpi`` needs mpirun and wsclean-mp on the first MPI node, and Debian's
+WSClean has no wsclean-mp. Finding that out before the first job, in one line, beats
+a night of jobs each failing with mpirun's page of "could not find executable".
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+
+from imgpipe.errors import NodeError
+from imgpipe.nodes import is_ssh
+
+PROBE_TIMEOUT_S = 30.0
+
+# $1 env file ('' for none), then the command names; prints "missing <name>" per missing one
+_SCRIPT = r"""f=$1; shift
+case $f in "~/"*) f=$HOME/${f#"~/"};; esac
+if [ -n "$f" ]; then source "$f" > /dev/null 2>&1 || { echo "envfail"; exit 0; }; fi
+for c; do command -v -- "$c" > /dev/null 2>&1 || echo "missing $c"; done
+"""
+
+
+def missing_commands(host: str, env_file: str | None, names: list[str]) -> list[str]:
+    """The commands among ``names`` that ``host`` does not find on its PATH; NodeError if it cannot tell."""
+    argv = ["bash", "-c", _SCRIPT, "imgpipe-probe", env_file or "", *names]
+    if is_ssh(host):
+        out = _run_ssh(host, shlex.join(argv))
+    else:
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL).stdout
+        except (OSError, subprocess.TimeoutExpired) as err:
+            raise NodeError(f"{host}: cannot check for {', '.join(names)}: {err}") from None
+    lines = out.split("\n")
+    if "envfail" in lines:
+        raise NodeError(f"{host}: env_file {env_file} fails when sourced")
+    return [line.split(" ", 1)[1] for line in lines if line.startswith("missing ")]
+
+
+def _run_ssh(host: str, command: str) -> str:
+    import paramiko
+
+    from imgpipe.execution.ssh import POOL, NodeUnreachable
+
+    try:
+        conn, chan = POOL.open_channel(host)
+    except NodeUnreachable as err:
+        raise NodeError(str(err)) from None
+    try:
+        chan.settimeout(PROBE_TIMEOUT_S)
+        chan.exec_command(command)
+        return chan.makefile("rb").read().decode("utf-8", "replace")
+    except (OSError, EOFError, paramiko.SSHException) as err:
+        raise NodeError(f"{host}: cannot check for commands: {err or type(err).__name__}") from None
+    finally:
+        chan.close()
+        POOL.release(host, conn)
+
+
+def check_mpi(config) -> None:
+    """NodeError unless the first ``--nodes_mpi`` node has mpirun and wsclean-mp (after env_file)."""
+    from imgpipe.mpi import WSCLEAN_MP_HELP
+
+    host, mpi = config.nodes_mpi[0], config.mpi
+    missing = missing_commands(host, config.worker.env_file, [mpi.mpirun[0], mpi.wsclean_mp[0]])
+    if mpi.wsclean_mp[0] in missing:
+        raise NodeError(f"--nodes_mpi: {mpi.wsclean_mp[0]} not found on {host}: {WSCLEAN_MP_HELP}")
+    if mpi.mpirun[0] in missing:
+        raise NodeError(
+            f"--nodes_mpi: {mpi.mpirun[0]} not found on {host}: install MPI there (Debian: apt-get install openmpi-bin) "
+            "or set [mpi] mpirun"
+        )

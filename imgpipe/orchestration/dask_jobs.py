@@ -1,0 +1,167 @@
+"""Jobs on Dask workers (``[prefect] task_runner = 'dask'``), through prefect-dask.
+
+Why the dispatcher still decides: per-node limits, run_on_file_host pinning, retries and
+cool-downs are the same whatever runs the jobs. Dask only carries each job's task to a
+worker on the node the dispatcher chose, by **worker restrictions**
+(``client.submit(..., workers=[addresses], allow_other_workers=False)``); with
+``nodes = 'dask'`` there is no restriction and Dask places each job on any worker
+(``max_concurrent`` is then the cluster-wide number of jobs at once).
+
+On the worker the job runs as a local process under the usual wrapper (log, accounting,
+stop rules). Its Prefect task reports to this run's Prefect API (the URL travels with the
+task), so it shows in the same flow run. A cancelled run sets a Dask ``Event`` that each
+job's task watches: only this run's jobs stop, not those of other runs sharing the cluster.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import uuid
+from contextlib import ExitStack
+
+STOP_POLL_S = 1.0
+"""How often a job's task on a worker checks whether its run was cancelled."""
+
+
+class DaskJobs:
+    """A Dask task runner for the job tasks of one flow run (a context manager)."""
+
+    def __init__(self, prefect_config, max_concurrent: int, logger):
+        self.config, self.max_concurrent, self.logger = prefect_config, max_concurrent, logger
+        self.stop_event_name = f"imgpipe-stop-{uuid.uuid4().hex}"
+        self._stack = ExitStack()
+        self._workers: dict[str, list[str]] = {}
+        self.client = None
+
+    def __enter__(self) -> "DaskJobs":
+        from prefect.context import FlowRunContext
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+        from prefect_dask import DaskTaskRunner
+
+        cfg = self.config
+        if cfg.dask_address:
+            runner = DaskTaskRunner(address=cfg.dask_address)
+        else:
+            kwargs = dict(cfg.cluster_kwargs)
+            if cfg.cluster_class is None and not kwargs:
+                # WSClean runs as a child process: one worker whose threads are the job slots
+                kwargs = {"n_workers": 1, "threads_per_worker": self.max_concurrent, "dashboard_address": None}
+            runner = DaskTaskRunner(cluster_class=cfg.cluster_class, cluster_kwargs=kwargs)
+        try:
+            context = FlowRunContext.get()
+            if context is not None and context.client is not None:
+                # The workers' tasks report to this run's API, the embedded server's included
+                self._stack.enter_context(temporary_settings({PREFECT_API_URL: str(context.client.api_url)}))
+            self.runner = self._stack.enter_context(runner)
+            self.client = self.runner.client
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.__exit__(*exc)
+
+    def map_nodes(self, nodes: list[str]) -> dict[str, str]:
+        """Find each node's Dask workers; returns ``{node: why}`` for nodes without one."""
+        workers = self.client.scheduler_info(n_workers=-1)["workers"]
+        self._workers, down = match_nodes(nodes, workers)
+        return down
+
+    def submit(self, task, parameters: dict, host: str):
+        """Submit a job's task to the workers of ``host`` (anywhere for ``dask``); a Prefect future."""
+        from prefect_dask.task_runners import PrefectDaskFuture
+
+        workers = self._workers.get(host)
+        future = self.client.submit(
+            task, parameters=parameters, return_type="state", workers=workers, allow_other_workers=False, pure=False,
+        )
+        return PrefectDaskFuture(wrapped_future=future, task_run_id=future.task_run_id)
+
+    def stop(self) -> None:
+        """Stop this run's jobs on every worker (they watch the run's stop event)."""
+        from distributed import Event
+
+        try:
+            Event(self.stop_event_name, client=self.client).set()
+        except Exception as err:  # the cluster is gone: its jobs went with it
+            self.logger.warning("cannot tell the Dask workers to stop: %s", err)
+
+
+def match_nodes(nodes: list[str], workers: dict[str, dict]) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Node names → addresses of their Dask workers (``scheduler_info()['workers']``).
+
+    A node matches a worker by the worker's name, its host, or the node's IP address.
+    Returns ``(found, down)``; ``down`` says why for each node without a worker.
+    """
+    from imgpipe.nodes import DASK
+
+    found: dict[str, list[str]] = {}
+    down: dict[str, str] = {}
+    for node in nodes:
+        if node == DASK:
+            if not workers:
+                down[node] = f"{node}: the Dask cluster has no worker"
+            continue
+        ip = _address_of(node)
+        matches = [a for a, w in workers.items() if node in (str(w.get("name")), w.get("host")) or (ip and ip == w.get("host"))]
+        if matches:
+            found[node] = matches
+        else:
+            known = ", ".join(sorted({f"{w.get('name')} on {w.get('host')}" for w in workers.values()})) or "none"
+            down[node] = f"{node}: no Dask worker on this node (workers: {known})"
+    return found, down
+
+
+def check_cluster(address: str, nodes: list[str], skip_unreachable: bool, timeout_s: float = 10.0) -> dict[str, str]:
+    """Before Prefect starts: reach the scheduler and find every node's workers.
+
+    Returns ``{node: why}`` of nodes without a worker when ``skip_unreachable``; otherwise
+    raises NodeError naming them (or the scheduler that does not answer).
+    """
+    from distributed import Client
+
+    from imgpipe.errors import NodeError
+
+    try:
+        with Client(address, timeout=timeout_s, set_as_default=False) as client:
+            workers = client.scheduler_info(n_workers=-1)["workers"]
+    except (OSError, TimeoutError) as err:
+        raise NodeError(f"cannot reach the Dask scheduler at {address}: {err}") from None
+    _, down = match_nodes(nodes, workers)
+    if down and not skip_unreachable:
+        raise NodeError(without_workers(down))
+    return down
+
+
+def without_workers(down: dict[str, str]) -> str:
+    return (
+        f"{len(down)} node(s) without a Dask worker: {'; '.join(down.values())} "
+        "(set [worker] skip_unreachable_nodes = true to run on the other nodes)"
+    )
+
+
+def _address_of(node: str) -> str | None:
+    try:
+        return socket.gethostbyname(node)
+    except OSError:
+        return None
+
+
+def watch_stop_event(name: str, stop: threading.Event, done: threading.Event) -> None:
+    """On a Dask worker: set ``stop`` when the run's stop event is set, until ``done``."""
+    from distributed import Event, get_client
+
+    event = Event(name, client=get_client())  # the worker's client is found in the task's thread only
+
+    def watch():
+        while not done.is_set():
+            try:
+                if event.wait(timeout=STOP_POLL_S):
+                    stop.set()
+                    return
+            except Exception:  # scheduler gone: nobody left to ask us to stop
+                return
+
+    threading.Thread(target=watch, name="imgpipe-stop-watch", daemon=True).start()
