@@ -5,8 +5,12 @@ in the same run, and the results go to bench/RESULTS.md. Run with `make bench`.
    `xargs -P 4` running the same commands;
 2. slot utilisation on 3 real local sshd nodes (2 slots each), 60 jobs of uneven length;
 3. planning at scale: dry runs of 10 000 MS paths and of 1 000 obs_ids × 16 SWs;
-4. real imaging: the demo MSs through imgpipe against the same wsclean commands run directly.
-(The comparison with the original imgpipe of PyPI's nenucal is not written yet.)
+4. real imaging: the demo MSs through imgpipe against the same wsclean commands run directly;
+5. against the original: PyPI's nenucal (its ``imgpipe`` command), installed at bench time
+   in a venv of its own outside the repository, and imgpipe on the same 50 one-second fake
+   WSClean jobs on localhost, 4 at once.
+
+``python bench/run.py overhead original`` runs only the benchmarks named.
 """
 
 from __future__ import annotations
@@ -190,16 +194,77 @@ def bench_imaging(tmp: Path) -> dict:
     return {"direct_s": direct, "imgpipe_s": wall, "ratio": wall / direct}
 
 
+NENUCAL_VENV = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "imgpipe-bench" / "nenucal-venv"
+"""The original imgpipe's venv: made on the first run of benchmark 5, reused after (never in the repository)."""
+
+
+def original_imgpipe() -> tuple[Path, str]:
+    """The nenucal ``imgpipe`` command (installing nenucal from PyPI if needed) and nenucal's version."""
+    exe = NENUCAL_VENV / "bin" / "imgpipe"
+    if not exe.exists():
+        print(f"installing nenucal from PyPI into {NENUCAL_VENV} (once)", flush=True)
+        subprocess.run(["python3", "-m", "venv", str(NENUCAL_VENV)], check=True)
+        subprocess.run([str(NENUCAL_VENV / "bin" / "pip"), "install", "-q", "nenucal"], check=True)
+    version = subprocess.run([str(NENUCAL_VENV / "bin" / "pip"), "show", "nenucal"], capture_output=True, text=True, check=True).stdout
+    return exe, next(line.split()[1] for line in version.splitlines() if line.startswith("Version:"))
+
+
+def bench_original(tmp: Path) -> dict:
+    import shutil
+
+    original, version = original_imgpipe()
+    real = shutil.which("wsclean")
+    # The original calls `wsclean` through `bash -lc`, whose login PATH must find the fake:
+    # both tools source the same env_file, which puts it first.
+    (tmp / "bin").mkdir()
+    fake = tmp / "bin" / "wsclean"
+    fake.write_text(FAKE.replace("exec wsclean", f"exec {real}").replace("TRACE", str(tmp / "trace")))
+    fake.chmod(0o755)
+    (tmp / "seconds").mkdir()
+    env_file = tmp / "env.sh"
+    env_file.write_text(f"export PATH={shlex.quote(str(tmp / 'bin'))}:$PATH\n")
+    ms = []
+    for i in range(50):
+        (tmp / "data" / f"obs{i:02d}.MS").mkdir(parents=True)
+        ms.append(str(tmp / "data" / f"obs{i:02d}.MS"))
+    worker = f"[worker]\nnodes = 'localhost'\nmax_concurrent = 4\nenv_file = '{env_file}'\n"
+    (tmp / "original.toml").write_text(worker + f"[wsclean]\nname = 'img'\nout-dir = '{tmp}/out-original/$ms_basename$'\n")
+    (tmp / "imgpipe.toml").write_text(worker + f"[wsclean]\nname = 'img'\nout-dir = '{tmp}/out-imgpipe/$ms_basename$'\n")
+    env = {**env_for(tmp / "prefect"), "PATH": f"{tmp / 'bin'}:{os.environ['PATH']}"}
+    subprocess.run([PY, "-m", "imgpipe", str(tmp / "imgpipe.toml"), ms[0]], env=env, capture_output=True)  # DB migrations, once
+    original_s, res = timed([str(original), str(tmp / "original.toml"), *ms], env=env, cwd=tmp)
+    if "50/50 tasks successful" not in res.stdout:
+        raise SystemExit(f"the original imgpipe did not run every job: {res.stdout[-2000:]}")
+    imgpipe_s, _ = timed([PY, "-m", "imgpipe", str(tmp / "imgpipe.toml"), *ms, "--force"], env=env, cwd=tmp)
+    starts = sum(" start " in line for line in (tmp / "trace").read_text().splitlines())
+    return {"nenucal_version": version, "original_s": original_s, "imgpipe_s": imgpipe_s,
+            "ratio": imgpipe_s / original_s, "fake_jobs_run": starts}
+
+
+BENCHMARKS = {
+    "overhead": bench_overhead,
+    "ssh_utilisation": bench_ssh_utilisation,
+    "planning": bench_planning,
+    "imaging": bench_imaging,
+    "original": bench_original,
+}
+
+
 def main() -> None:
+    chosen = sys.argv[1:] or list(BENCHMARKS)
+    unknown = [name for name in chosen if name not in BENCHMARKS]
+    if unknown:
+        raise SystemExit(f"unknown benchmark {unknown[0]!r} (known: {', '.join(BENCHMARKS)})")
     results = {}
-    for name, fn in (("overhead", bench_overhead), ("ssh_utilisation", bench_ssh_utilisation),
-                     ("planning", bench_planning), ("imaging", bench_imaging)):
+    for name in chosen:
         with tempfile.TemporaryDirectory(prefix=f"imgpipe-bench-{name}-") as folder:
             print(f"== {name}", flush=True)
-            results[name] = fn(Path(folder))
+            results[name] = BENCHMARKS[name](Path(folder))
             print(json.dumps(results[name], indent=2), flush=True)
+    if len(results) < len(BENCHMARKS):
+        return  # RESULTS.md holds whole runs only
     machine = f"{platform.node()}: {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}"
-    o, u, p, i = results["overhead"], results["ssh_utilisation"], results["planning"], results["imaging"]
+    o, u, p, i, r = (results[k] for k in ("overhead", "ssh_utilisation", "planning", "imaging", "original"))
     lines = [
         "# imgpipe benchmark results",
         "",
@@ -217,7 +282,7 @@ def main() -> None:
         f"| 3a. dry run of 10 000 MS paths | {p['ms_10000']['seconds']:.2f} s, {p['ms_10000']['peak_mib']:.0f} MiB | | < 2 s, < 300 MB |",
         f"| 3b. dry run, 1 000 obs_ids × 16 SWs ({p['obs_1000_x_sw_16']['jobs']} jobs) | {p['obs_1000_x_sw_16']['seconds']:.2f} s, {p['obs_1000_x_sw_16']['peak_mib']:.0f} MiB | | < 2 s, < 300 MB |",
         f"| 4. real imaging, the demo MSs | imgpipe {i['imgpipe_s']:.1f} s, wsclean directly {i['direct_s']:.1f} s | {i['ratio']:.2f} | |",
-        "| 5. against the original imgpipe (nenucal) | not written yet | | |",
+        f"| 5. against the original imgpipe (nenucal {r['nenucal_version']}), 50 × 1 s jobs, 4 slots | imgpipe {r['imgpipe_s']:.1f} s, original {r['original_s']:.1f} s | {r['ratio']:.2f} | |",
         "",
         "Raw figures:",
         "",

@@ -27,6 +27,9 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
 def _run_flow(config_file: str, inputs: list[str], combine: bool, combine_obs_ids: bool, plan_json: str | None, n_jobs: int, force: bool, tz: str, nodes_mpi: str | None):
     """Run the Prefect flow for real; returns (summary or None, exit code)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Prefect gives its embedded server 20 s to start; a busy head node can take longer,
+    # and a nightly run should not be lost to that.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     # Node-slot leases on disk, so that a run killed outright cannot hold slots forever
     # (see imgpipe.orchestration.node_limits).
     os.environ.setdefault("PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE", "prefect.server.concurrency.lease_storage.filesystem")

@@ -8,7 +8,8 @@ Why it is fast: a freed slot is refilled without waiting for Prefect.
 - The task reports "WSClean ended" straight to this loop (an in-process event) the
   moment the process ends, and the slot goes to the next job; the job's result is
   taken when the task has finished (image statistics, provenance) and Prefect has
-  recorded its state.
+  recorded its state. (A task on a Dask worker runs in another process: its slot is
+  freed when its future is done instead.)
 - A node slot held in Prefect (``NodeLimits``) passes from the job that ended to the
   next job on that node without an API call; only slots no job of this run can use
   go back to Prefect (other runs may take them then). So within a run a slot is

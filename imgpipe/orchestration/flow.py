@@ -18,9 +18,9 @@ from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from imgpipe import events, execution
+from imgpipe.mpi import distributed, parse_nodes_mpi
 from imgpipe.orchestration.dispatcher import Dispatcher
 from imgpipe.orchestration.node_limits import NodeLimits
-from imgpipe.mpi import distributed, parse_nodes_mpi
 from imgpipe.orchestration.tasks import (
     check_mpi_task,
     connect_nodes_task,
