@@ -33,6 +33,37 @@ def _run_flow(config_file: str, inputs: list[str], combine: bool, combine_obs_id
     # Node-slot leases on disk, so that a run killed outright cannot hold slots forever
     # (see imgpipe.orchestration.node_limits).
     os.environ.setdefault("PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE", "prefect.server.concurrency.lease_storage.filesystem")
+    server = None
+    if not os.environ.get("PREFECT_API_URL"):
+        # No Prefect server configured: start the embedded one now, so that it starts
+        # while this process imports Prefect (see imgpipe.orchestration.embedded_server).
+        from imgpipe.orchestration.embedded_server import EmbeddedServer
+
+        server = EmbeddedServer()
+        os.environ["PREFECT_API_URL"] = server.start()
+    try:
+        return _run_flow_with(server, config_file, inputs, combine, combine_obs_ids, plan_json, n_jobs, force, tz, nodes_mpi)
+    finally:
+        if server is not None:
+            _drain_prefect_workers()  # logs and events still queued go out while the server is up
+            server.stop()
+            del os.environ["PREFECT_API_URL"]
+
+
+def _drain_prefect_workers() -> None:
+    if "prefect" not in sys.modules:
+        return
+    try:
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=5)
+        EventsWorker.drain_all(timeout=5)
+    except Exception:  # best effort: the run's outcome is already decided
+        pass
+
+
+def _run_flow_with(server, config_file, inputs, combine, combine_obs_ids, plan_json, n_jobs, force, tz, nodes_mpi):
     from imgpipe import execution
     from imgpipe.errors import ImgpipeError
     from imgpipe.orchestration.flow import imgpipe_flow
@@ -70,6 +101,13 @@ def _run_flow(config_file: str, inputs: list[str], combine: bool, combine_obs_id
 
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
+    if server is not None:
+        try:
+            server.wait_ready(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]))
+        except KeyboardInterrupt:
+            return interrupted()
+        except RuntimeError as err:
+            _fail(str(err), EXIT_JOBS_FAILED)
     with progress_display(n_jobs):
         try:
             state = imgpipe_flow(

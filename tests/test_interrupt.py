@@ -45,3 +45,29 @@ def test_ctrl_c_or_sigterm_stops_running_jobs(prefect_home, ms_copy, tmp_path, s
     for pid in pids:
         assert not alive(pid), "a WSClean job survived Ctrl-C"
     assert time.monotonic() - t0 < 10  # every WSClean gone, summary printed, imgpipe exited
+
+
+def test_the_embedded_prefect_server_goes_with_imgpipe_even_on_sigkill(run_imgpipe, write_config, ms_copy, tmp_path):
+    from sshd_nodes import descendants
+
+    fake = tmp_path / "fakews"
+    marker = tmp_path / "pids"
+    fake.write_text(f'#!/bin/bash\nif [ $# -eq 0 ]; then exec wsclean; fi\necho $$ >> "{marker}"\nsleep 120\n')
+    fake.chmod(0o755)
+    (a,) = ms_copy("SW01.MS")
+    cfg = write_config(f"[worker]\nwsclean = '{fake}'\n[wsclean]\nname = 'i'\nout-dir = '$ms_basename$'\n")
+    proc = run_imgpipe.popen(cfg, a)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not marker.exists():
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    servers = [p for p in descendants(proc.pid) if b"uvicorn" in open(f"/proc/{p}/cmdline", "rb").read()]
+    assert len(servers) == 1  # imgpipe's embedded Prefect server
+    job = int(marker.read_text().split()[0])
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and (alive(servers[0]) or alive(job)):
+        time.sleep(0.2)
+    assert not alive(servers[0]), "the embedded Prefect server outlived imgpipe"
+    assert not alive(job), "WSClean outlived imgpipe"

@@ -81,3 +81,15 @@ def test_a_job_that_crashed_half_way_is_not_done(run_imgpipe, write_config, ms_c
     again = run_imgpipe(write_config(CONFIG.replace("[wsclean]", "[worker]\nwsclean = 'wsclean'\n[wsclean]")), a)
     assert status_of(again.stdout) == ["OK"]
     assert os.path.exists(tmp_path / "images" / "SW01.MS" / "img-image.fits")
+
+
+def test_a_record_that_cannot_be_removed_fails_that_job_only_without_a_traceback(run_imgpipe, write_config, ms_copy, tmp_path):
+    a, b = ms_copy("SW01.MS", "SW02.MS")
+    blocked = tmp_path / "images" / "SW01.MS" / "img.imgpipe.json"
+    (blocked / "x").mkdir(parents=True)  # (a directory: even root cannot unlink it)
+    res = run_imgpipe(write_config(CONFIG), a, b, "--force")
+    assert res.returncode == 1, res.stderr[-3000:]
+    assert re.search(r"^  FAILED\s+SW01.MS @ localhost .*cannot remove the earlier run's record .*img.imgpipe.json: Is a directory", res.stdout, re.M), res.stdout
+    assert re.search(r"^  OK\s+SW02.MS", res.stdout, re.M)
+    assert not (tmp_path / "images" / "SW01.MS" / "img-image.fits").exists()  # WSClean did not run over it
+    assert "Traceback" not in res.stdout + res.stderr

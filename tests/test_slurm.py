@@ -121,6 +121,29 @@ def test_jobs_as_steps_of_one_allocation(slurm, run_imgpipe, fake_wsclean, tmp_p
 
 @requires_wsclean
 @pytest.mark.prefect
+def test_ctrl_c_while_the_allocation_waits_in_the_queue_cancels_it(slurm, run_imgpipe, fake_wsclean, tmp_path):
+    fake, trace = fake_wsclean
+    # --begin in an hour: the allocation stays pending (as in a full queue)
+    cfg = slurm_config(tmp_path, wsclean=f"'{fake}'", slurm_nodes="1", slurm_options="'-c 1 --begin=now+3600'")
+    proc = run_imgpipe.popen(cfg, *ms_dirs(tmp_path, 2), env={"SLURM_CONF": str(slurm.conf)})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not slurm.queue():
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    assert len(slurm.queue()) == 1
+    time.sleep(1)  # salloc has printed its job id
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-3000:]
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and slurm.queue():
+        time.sleep(0.2)
+    assert slurm.queue() == [], "a pending allocation was left in the queue"
+    assert read_trace(trace) == []
+
+
+@requires_wsclean
+@pytest.mark.prefect
 def test_max_time_through_slurm(slurm, run_imgpipe, fake_wsclean, tmp_path):
     fake, trace = fake_wsclean
     cfg = slurm_config(tmp_path, max_time="2", kill_grace_s="1", wsclean=f"'{fake}'", slurm_options="'-c 1'")

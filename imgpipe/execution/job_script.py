@@ -236,8 +236,22 @@ def wrapper_exit(rc: int) -> int:
     return rc
 
 
-def outcome(state: ControlState, last_line: str = "", grace_s: float | None = None) -> tuple[str, int | None, str]:
-    """(status, exit code, reason) of a job whose wrapper has ended, from its control lines."""
+def outcome(
+    state: ControlState, last_line: str = "", grace_s: float | None = None, cancelled: bool = False,
+) -> tuple[str, int | None, str]:
+    """(status, exit code, reason) of a job whose wrapper has ended, from its control lines.
+
+    ``cancelled``: the run was cancelled meanwhile, so a failure is its doing (CANCELLED).
+    """
+    from imgpipe.results import CANCELLED, FAILED
+
+    status, code, reason = _outcome(state, last_line, grace_s)
+    if status == FAILED and cancelled:
+        return CANCELLED, code, f"cancelled ({reason})"
+    return status, code, reason
+
+
+def _outcome(state: ControlState, last_line: str, grace_s: float | None) -> tuple[str, int | None, str]:
     from imgpipe.results import FAILED, OK, TIMED_OUT, describe_exit, format_duration
 
     if state.timed_out is not None:

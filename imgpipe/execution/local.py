@@ -73,12 +73,12 @@ def run_local(
                 pass
     ended = time.time()
     state, started, last = parser.state, parser.started_at, parser.last_words
-    status_, code, reason = outcome(state, last, grace_s)
+    cancelled = _running.cancelled.is_set() or (stop is not None and stop.is_set())
+    status_, code, reason = outcome(state, last, grace_s, cancelled)
     if launcher and state.exit_code is None and state.setup_failed is None:
         code = proc.returncode
         reason = f"{launcher[0]} failed ({reason_of(code)}): {last or 'no output'}"
-    if status_ == FAILED and (_running.cancelled.is_set() or (stop is not None and stop.is_set())):
-        status_, reason = CANCELLED, f"cancelled ({reason})"
+        reason = f"cancelled ({reason})" if cancelled else reason
     # the job's own cost, measured by its launcher on the node (python3 there, or SLURM);
     # otherwise that of the whole wrapper, from wait4
     on_node = state.max_rss_mb is not None or bool(launcher)

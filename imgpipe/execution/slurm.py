@@ -48,21 +48,37 @@ def run_slurm(job: Job, worker, on_line: Callable[[str], None] = lambda line: No
 
 
 def allocate(worker, on_line: Callable[[str], None] = lambda line: None) -> str:
-    """``salloc --no-shell`` of ``slurm_nodes`` nodes for this run; returns the SLURM job id."""
+    """``salloc --no-shell`` of ``slurm_nodes`` nodes for this run; returns the SLURM job id.
+
+    The job id is remembered as soon as salloc prints it, while the request still waits
+    in the queue, so that an interrupted run cancels (``release``) even a pending
+    allocation, which would otherwise start later and hold its nodes for nothing.
+    """
     argv = ["salloc", "--no-shell", f"--nodes={worker.slurm_nodes}", "--job-name=imgpipe", *worker.slurm_options]
     try:
-        res = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
     except OSError as err:
         raise ImgpipeError(f"cannot run salloc: {err.strerror} (is SLURM installed here?)") from None
-    text = res.stdout + res.stderr
-    for line in text.splitlines():
-        on_line(line)
-    m = re.search(r"Granted job allocation (\d+)", text)
-    if res.returncode != 0 or m is None:
-        raise ImgpipeError(f"salloc failed (exit {res.returncode}): {text.strip().splitlines()[-1] if text.strip() else 'no output'}")
-    with _lock:
-        _allocation["id"] = m.group(1)
-    return m.group(1)
+    lines, granted = [], None
+    try:
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            lines.append(line)
+            on_line(line)
+            if m := re.search(r"(Pending|Granted) job allocation (\d+)", line):
+                with _lock:
+                    _allocation["id"] = m.group(2)
+                granted = m.group(2) if m.group(1) == "Granted" else granted
+        rc = proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if rc != 0 or granted is None:
+        release()
+        last = next((line for line in reversed(lines) if line.strip()), "no output")
+        raise ImgpipeError(f"salloc failed (exit {rc}): {last}")
+    return granted
 
 
 def release() -> None:

@@ -333,9 +333,7 @@ def run_ssh(
             connection_error=True,
             **common,
         )
-    status, code, reason = outcome(state, last, grace_s)
-    if status == FAILED and _running.cancelled.is_set():
-        status, reason = CANCELLED, f"cancelled ({reason})"
+    status, code, reason = outcome(state, last, grace_s, _running.cancelled.is_set())
     return JobResult(job, status, reason, exit_code=code, **common)
 
 

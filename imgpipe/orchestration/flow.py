@@ -112,8 +112,6 @@ def imgpipe_flow(
             down = connect_nodes_task(cfg, hosts)
         if cfg.nodes_mpi:
             check_mpi_task(cfg)
-        if cfg.worker.slurm_nodes and plan.jobs:
-            slurm_allocation_task(cfg.worker)
         limits = NodeLimits([h for h in hosts if h not in down], cfg.worker.max_concurrent)
 
         def start(job, attempt, submission_id):
@@ -129,6 +127,8 @@ def imgpipe_flow(
 
         dispatcher = Dispatcher(plan, cfg.worker, start, _outcome, limits, logger)
         try:
+            if cfg.worker.slurm_nodes and plan.jobs:  # (inside: an interrupted request is cancelled too)
+                slurm_allocation_task(cfg.worker)
             results = dispatcher.run(down, done_before)
         except BaseException:
             # Ctrl-C, or SIGTERM (how a Prefect worker cancels a deployment run): stop every

@@ -19,7 +19,7 @@ from imgpipe.orchestration.dispatcher import JOB_ENDED
 from imgpipe.plan import Job, Plan, plan_jobs, resolve_groups
 
 LOCALHOST = "localhost"
-from imgpipe.results import CANCELLED, JobResult, RunSummary
+from imgpipe.results import CANCELLED, FAILED, JobResult, RunSummary
 
 
 def _output_logger() -> logging.Logger:
@@ -172,7 +172,14 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
         stop, finished = threading.Event(), threading.Event()
         watch_stop_event(dask_stop, stop, finished)
     logger.info("start on %s%s: %s", where, f" (attempt {attempt})" if attempt > 1 else "", job.command_line())
-    provenance.clear(provenance.record_path(job.out_dir, job.name))  # a crash must not look done
+    record = provenance.record_path(job.out_dir, job.name)
+    try:
+        provenance.clear(record)  # a crash must not look done
+    except OSError as err:  # the record of an earlier run would say "done": do not run over it
+        result = JobResult(job, FAILED, f"cannot remove the earlier run's record {record}: {err.strerror}", attempt=attempt)
+        events.emit(JOB_ENDED, (submission_id, result))
+        logger.error("%s: %s", result.status, result.reason)
+        return Failed(message=f"{job.label}: {result.reason}", data=result)
     version: dict[str, str] = {}
 
     def on_line(line: str) -> None:
