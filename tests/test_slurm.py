@@ -36,6 +36,17 @@ def slurm_config(tmp_path, body=None, **worker):
     return path
 
 
+def interrupt_and_wait_for_an_empty_queue(proc, slurm) -> None:
+    """Ctrl-C imgpipe: it exits 130 and, within 15 s, SLURM holds nothing of it."""
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-3000:]
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and slurm.queue():
+        time.sleep(0.2)
+    assert slurm.queue() == [], "SLURM still holds jobs of the interrupted run"
+
+
 def ms_dirs(tmp_path, n):
     out = []
     for i in range(n):
@@ -91,13 +102,7 @@ def test_ctrl_c_scancels_what_was_submitted(slurm, run_imgpipe, fake_wsclean, tm
         time.sleep(0.1)
     pids = [pid for _, pid, _, _ in read_trace(trace)]
     assert len(pids) == 2 and len(slurm.queue()) == 2  # two in flight, the third waits in imgpipe, not in SLURM
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err[-3000:]
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and slurm.queue():
-        time.sleep(0.2)
-    assert slurm.queue() == []
+    interrupt_and_wait_for_an_empty_queue(proc, slurm)
     assert all(not alive(pid) for pid in pids)
     assert len(read_trace(trace)) == 2
 
@@ -132,13 +137,7 @@ def test_ctrl_c_while_the_allocation_waits_in_the_queue_cancels_it(slurm, run_im
         time.sleep(0.2)
     assert len(slurm.queue()) == 1
     time.sleep(1)  # salloc has printed its job id
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err[-3000:]
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and slurm.queue():
-        time.sleep(0.2)
-    assert slurm.queue() == [], "a pending allocation was left in the queue"
+    interrupt_and_wait_for_an_empty_queue(proc, slurm)  # (the pending allocation is cancelled)
     assert read_trace(trace) == []
 
 
