@@ -269,11 +269,11 @@ def _parse_worker(table: dict, path: Path, prefect: PrefectConfig = PrefectConfi
         raise ConfigError(
             f"{path}: [worker] run_on_file_host needs the nodes named (the hosts of the Dask workers), not nodes = 'dask'"
         )
-    if "slurm" in nodes and len(nodes) > 1:
+    if SLURM in nodes and len(nodes) > 1:
         raise ConfigError(f"{path}: [worker] nodes = {table['nodes']!r}: 'slurm' stands alone (SLURM chooses the nodes)")
-    if ("slurm_options" in table or "slurm_nodes" in table) and nodes != ("slurm",):
+    if ("slurm_options" in table or "slurm_nodes" in table) and nodes != (SLURM,):
         raise ConfigError(f"{path}: [worker] slurm_options and slurm_nodes need nodes = 'slurm'")
-    if nodes == ("slurm",) and values.get("run_on_file_host"):
+    if nodes == (SLURM,) and values.get("run_on_file_host"):
         raise ConfigError(
             f"{path}: [worker] run_on_file_host is not supported with nodes = 'slurm' "
             "(SLURM places the jobs; use slurm_options, e.g. '--nodelist=...')"

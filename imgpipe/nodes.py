@@ -12,7 +12,8 @@ from imgpipe.errors import ConfigError
 _ITEM = re.compile(r"([^,\[\]]*)(?:\[([^\]]*)\])?([^,\[\]]*)")
 _PART = re.compile(r"^(\d+)(?:-(\d+))?$")
 
-LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+LOCALHOST = "localhost"
+LOCAL_NAMES = frozenset({LOCALHOST, "127.0.0.1", "::1"})
 SLURM = "slurm"
 """``nodes = 'slurm'``: every job goes through SLURM (``srun``) instead of a named node."""
 DASK = "dask"

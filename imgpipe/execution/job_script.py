@@ -243,12 +243,18 @@ def outcome(
 
     ``cancelled``: the run was cancelled meanwhile, so a failure is its doing (CANCELLED).
     """
+    status, code, reason = _outcome(state, last_line, grace_s)
+    status, reason = as_cancelled(status, reason, cancelled)
+    return status, code, reason
+
+
+def as_cancelled(status: str, reason: str, cancelled: bool) -> tuple[str, str]:
+    """A job that failed while its run was being cancelled was stopped by the cancel: CANCELLED."""
     from imgpipe.results import CANCELLED, FAILED
 
-    status, code, reason = _outcome(state, last_line, grace_s)
     if status == FAILED and cancelled:
-        return CANCELLED, code, f"cancelled ({reason})"
-    return status, code, reason
+        return CANCELLED, f"cancelled ({reason})"
+    return status, reason
 
 
 def _outcome(state: ControlState, last_line: str, grace_s: float | None) -> tuple[str, int | None, str]:

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Callable
 
-from imgpipe.execution.job_script import OutputParser, new_token, outcome, wrapped_argv
+from imgpipe.execution.job_script import OutputParser, as_cancelled, new_token, outcome, wrapped_argv
 from imgpipe.execution.running import RunningJobs
 from imgpipe.plan import Job
 from imgpipe.results import CANCELLED, FAILED, JobResult
@@ -73,12 +73,11 @@ def run_local(
                 pass
     ended = time.time()
     state, started, last = parser.state, parser.started_at, parser.last_words
-    cancelled = _running.cancelled.is_set() or (stop is not None and stop.is_set())
-    status_, code, reason = outcome(state, last, grace_s, cancelled)
+    status_, code, reason = outcome(state, last, grace_s)
     if launcher and state.exit_code is None and state.setup_failed is None:
         code = proc.returncode
         reason = f"{launcher[0]} failed ({reason_of(code)}): {last or 'no output'}"
-        reason = f"cancelled ({reason})" if cancelled else reason
+    status_, reason = as_cancelled(status_, reason, _running.cancelled.is_set() or (stop is not None and stop.is_set()))
     # the job's own cost, measured by its launcher on the node (python3 there, or SLURM);
     # otherwise that of the whole wrapper, from wait4
     on_node = state.max_rss_mb is not None or bool(launcher)

@@ -130,16 +130,19 @@ def check_cluster(address: str, nodes: list[str], skip_unreachable: bool, timeou
     except (OSError, TimeoutError) as err:
         raise NodeError(f"cannot reach the Dask scheduler at {address}: {err}") from None
     _, down = match_nodes(nodes, workers)
+    return allowed_down(down, skip_unreachable)
+
+
+def allowed_down(down: dict[str, str], skip_unreachable: bool) -> dict[str, str]:
+    """``down`` if the run may go on without those nodes; NodeError naming them otherwise."""
+    from imgpipe.errors import NodeError
+
     if down and not skip_unreachable:
-        raise NodeError(without_workers(down))
+        raise NodeError(
+            f"{len(down)} node(s) without a Dask worker: {'; '.join(down.values())} "
+            "(set [worker] skip_unreachable_nodes = true to run on the other nodes)"
+        )
     return down
-
-
-def without_workers(down: dict[str, str]) -> str:
-    return (
-        f"{len(down)} node(s) without a Dask worker: {'; '.join(down.values())} "
-        "(set [worker] skip_unreachable_nodes = true to run on the other nodes)"
-    )
 
 
 def _address_of(node: str) -> str | None:

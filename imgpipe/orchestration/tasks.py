@@ -16,9 +16,8 @@ from imgpipe.config import Config, WorkerConfig, load_config
 from imgpipe.execution import reach_nodes, run_job
 from imgpipe.job_outputs import finish, skipped, wsclean_version
 from imgpipe.orchestration.dispatcher import JOB_ENDED
+from imgpipe.nodes import LOCALHOST
 from imgpipe.plan import Job, Plan, plan_jobs, resolve_groups
-
-LOCALHOST = "localhost"
 from imgpipe.results import CANCELLED, FAILED, JobResult, RunSummary
 
 
@@ -70,13 +69,10 @@ def connect_nodes_task(config: Config, hosts: list[str]) -> dict[str, str]:
 @task(name="find-dask-workers", cache_policy=NO_CACHE)
 def find_dask_workers_task(dask_jobs, worker: WorkerConfig, hosts: list[str]) -> dict[str, str]:
     """The Dask workers of each node: a node without one is named before any job starts."""
-    from imgpipe.errors import NodeError
-    from imgpipe.orchestration.dask_jobs import without_workers
+    from imgpipe.orchestration.dask_jobs import allowed_down
 
     logger = get_run_logger()
-    down = dask_jobs.map_nodes(hosts)
-    if down and not worker.skip_unreachable_nodes:
-        raise NodeError(without_workers(down))
+    down = allowed_down(dask_jobs.map_nodes(hosts), worker.skip_unreachable_nodes)
     for why in down.values():
         logger.error("skipping %s", why)
     return down
