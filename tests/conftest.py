@@ -17,6 +17,18 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 RA0, DEC0 = 150.0, 50.0
 SOURCE_RA, SOURCE_DEC = 151.0, 50.3
 
+# A small real image of the simulated sky, one job per MS (a few seconds per job).
+SMALL_IMAGE = """
+[wsclean]
+name = 'img'
+out-dir = 'images/$ms_basename$'
+size = '128 128'
+scale = '1amin'
+niter = 200
+mgain = 0.8
+j = 1
+"""
+
 requires_wsclean = pytest.mark.skipif(shutil.which("wsclean") is None, reason="wsclean is not installed (make test installs it)")
 
 

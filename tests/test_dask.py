@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import SOURCE_DEC, SOURCE_RA, alive, logs_of_last_flow_run, peak_overlap, read_trace, requires_wsclean
+from conftest import SMALL_IMAGE, SOURCE_DEC, SOURCE_RA, alive, logs_of_last_flow_run, peak_overlap, read_trace, requires_wsclean
 from imgpipe.fits_peak import pixel_distance
 
 pytestmark = [requires_wsclean, pytest.mark.prefect]
@@ -24,16 +24,6 @@ echo "${IMGPIPE_NODE:-local} $$ end $(date +%s.%N) ${@: -1}" >> "TRACE"
 exit $rc
 """
 
-IMAGING = """
-[wsclean]
-name = 'img'
-out-dir = 'images/$ms_basename$'
-size = '128 128'
-scale = '1amin'
-niter = 200
-mgain = 0.8
-j = 1
-"""
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +51,7 @@ def test_jobs_run_on_the_named_workers_and_the_node_limit_holds(dask_cluster, ru
     ms = ms_copy("SW01.MS", "SW02.MS", "SW03.MS")
     cfg = write_config(
         f"[prefect]\ntask_runner = 'dask'\ndask_address = '{dask_cluster.address}'\n"
-        f"[worker]\nnodes = 'node-a,node-b'\nmax_concurrent = 1\nwsclean = '{wrapper}'\n" + IMAGING
+        f"[worker]\nnodes = 'node-a,node-b'\nmax_concurrent = 1\nwsclean = '{wrapper}'\n" + SMALL_IMAGE
     )
     res = run_imgpipe(cfg, *ms)
     assert res.returncode == 0, res.stdout + res.stderr[-3000:]
@@ -91,7 +81,7 @@ def test_run_on_file_host_pins_jobs_to_the_worker_of_their_node(dask_cluster, ru
     cfg = write_config(
         f"[prefect]\ntask_runner = 'dask'\ndask_address = '{dask_cluster.address}'\n"
         f"[worker]\nnodes = 'node-a,node-b'\nmax_concurrent = 2\nwsclean = '{wrapper}'\n"
-        "run_on_file_host = true\nrun_on_file_host_pattern = '/net/(node-[ab])/'\n" + IMAGING
+        "run_on_file_host = true\nrun_on_file_host_pattern = '/net/(node-[ab])/'\n" + SMALL_IMAGE
     )
     res = run_imgpipe(cfg, *ms)
     assert res.returncode == 0, res.stdout + res.stderr[-3000:]
@@ -103,7 +93,7 @@ def test_a_node_without_a_dask_worker_is_one_clear_error(dask_cluster, run_imgpi
     (a,) = ms_copy("SW01.MS")
     cfg = write_config(
         f"[prefect]\ntask_runner = 'dask'\ndask_address = '{dask_cluster.address}'\n"
-        "[worker]\nnodes = 'node-a,node-z'\n" + IMAGING
+        "[worker]\nnodes = 'node-a,node-z'\n" + SMALL_IMAGE
     )
     res = run_imgpipe(cfg, a)
     assert res.returncode == 2, res.stdout + res.stderr
@@ -121,7 +111,7 @@ def test_a_scheduler_that_does_not_answer_is_one_clear_error(run_imgpipe, write_
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     (a,) = ms_copy("SW01.MS")
-    cfg = write_config(f"[prefect]\ntask_runner = 'dask'\ndask_address = 'tcp://127.0.0.1:{port}'\n" + IMAGING)
+    cfg = write_config(f"[prefect]\ntask_runner = 'dask'\ndask_address = 'tcp://127.0.0.1:{port}'\n" + SMALL_IMAGE)
     res = run_imgpipe(cfg, a)
     assert res.returncode == 2
     assert res.stderr.startswith(f"imgpipe: error: cannot reach the Dask scheduler at tcp://127.0.0.1:{port}: "), res.stderr
@@ -137,7 +127,7 @@ def test_ctrl_c_stops_the_jobs_on_the_workers_and_leaves_the_workers_up(dask_clu
     ms = ms_copy("SW01.MS", "SW02.MS")
     cfg = write_config(
         f"[prefect]\ntask_runner = 'dask'\ndask_address = '{dask_cluster.address}'\n"
-        f"[worker]\nnodes = 'node-a,node-b'\nmax_concurrent = 1\nwsclean = '{fake}'\n" + IMAGING
+        f"[worker]\nnodes = 'node-a,node-b'\nmax_concurrent = 1\nwsclean = '{fake}'\n" + SMALL_IMAGE
     )
     proc = run_imgpipe.popen(cfg, *ms)
     deadline = time.monotonic() + 120
@@ -160,7 +150,7 @@ def test_ctrl_c_stops_the_jobs_on_the_workers_and_leaves_the_workers_up(dask_clu
 
 def test_a_temporary_local_cluster_when_no_address_is_given(run_imgpipe, write_config, ms_copy, tmp_path):
     ms = ms_copy("SW01.MS", "SW02.MS")
-    cfg = write_config("[prefect]\ntask_runner = 'dask'\n[worker]\nmax_concurrent = 2\n" + IMAGING)
+    cfg = write_config("[prefect]\ntask_runner = 'dask'\n[worker]\nmax_concurrent = 2\n" + SMALL_IMAGE)
     res = run_imgpipe(cfg, *ms)
     assert res.returncode == 0, res.stdout + res.stderr[-3000:]
     assert "SW01.MS @ dask" in res.stdout

@@ -8,23 +8,12 @@ import json
 
 import pytest
 
-from conftest import SOURCE_DEC, SOURCE_RA, requires_wsclean
+from conftest import SMALL_IMAGE, SOURCE_DEC, SOURCE_RA, requires_wsclean
 from imgpipe.fits_peak import pixel_distance
 
 pytestmark = [requires_wsclean, pytest.mark.prefect]
 
-CONFIG = """
-[worker]
-max_concurrent = 2
-[wsclean]
-name = 'img'
-out-dir = 'images/$ms_basename$'
-size = '128 128'
-scale = '1amin'
-niter = 200
-mgain = 0.8
-j = 1
-"""
+CONFIG = "\n[worker]\nmax_concurrent = 2" + SMALL_IMAGE
 
 
 def assert_source_found(image):
