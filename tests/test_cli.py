@@ -189,3 +189,15 @@ def test_nightly_example_plans_on_the_file_hosts(run_imgpipe, tmp_path):
     assert jobs[0]["argv"][:3] == ["wsclean", "-name", "/net/node101/images/20231201_NT04/SW01"]
     assert jobs[0]["ms"] == ["/net/node101/data/L2/2023/12/20231201_NT04/SW01.MS"]
     assert res.stdout.splitlines()[0].startswith("node101: wsclean -name /net/node101/images/20231201_NT04/SW01")
+
+
+@requires_wsclean
+def test_an_embedded_prefect_server_that_cannot_start_is_one_clear_line(run_imgpipe, write_config, ms_copy, tmp_path):
+    (ms,) = ms_copy("SW01.MS")
+    res = run_imgpipe(write_config(CONFIG), ms, env={"PREFECT_API_DATABASE_CONNECTION_URL": "nosuchdb://x"})
+    assert res.returncode == 1
+    assert res.stderr.strip() == (
+        "imgpipe: error: the embedded Prefect server did not start (exited with 1): "
+        "sqlalchemy.exc.NoSuchModuleError: Can't load plugin: sqlalchemy.dialects:nosuchdb"
+    ), res.stderr
+    assert not (tmp_path / "SW01.MS" / "images").exists()  # nothing was run

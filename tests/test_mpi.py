@@ -130,3 +130,21 @@ def test_real_mpirun_starts_every_rank_with_the_same_options_and_ms(run_imgpipe,
         assert {r["marker"] for r in ranks} == {"from-env-file"}  # env_file on the first node, -x to every rank
         log = prefix.with_name("img.log").read_text()
         assert "probe rank 0 of 2" in log and "probe rank 1 of 2" in log
+
+
+@requires_wsclean
+def test_an_env_file_that_fails_on_the_mpi_node_is_one_clear_error(run_imgpipe, write_config, ms_copy, tmp_path):
+    (a,) = ms_copy("SW01.MS")
+    cfg = write_config(f"[worker]\nenv_file = '{tmp_path}/no-such-env.sh'\n" + CONFIG)
+    res = run_imgpipe(cfg, a, "--nodes_mpi", "localhost")
+    assert res.returncode == 2
+    assert res.stderr == f"imgpipe: error: localhost: env_file {tmp_path}/no-such-env.sh fails when sourced\n"
+
+
+@requires_wsclean
+def test_nodes_mpi_with_the_dask_runner_is_one_clear_error(run_imgpipe, write_config, ms_copy):
+    (a,) = ms_copy("SW01.MS")
+    res = run_imgpipe(write_config("[prefect]\ntask_runner = 'dask'\n" + CONFIG), a, "--nodes_mpi", "node1")
+    assert res.returncode == 2
+    assert res.stderr.startswith("imgpipe: error: ") and "--nodes_mpi does not go with [prefect] task_runner = 'dask'" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1

@@ -83,9 +83,9 @@ class EmbeddedServer:
                     pass
                 time.sleep(0.05)
         self._stderr.seek(0)
-        said = self._stderr.read().decode("utf-8", "replace").strip().splitlines()[-3:]
+        said = [line.strip() for line in self._stderr.read().decode("utf-8", "replace").splitlines() if line.strip()]
         how = f"exited with {self.process.returncode}" if self.process.poll() is not None else f"no answer in {timeout_s:g} s"
-        raise RuntimeError(f"the embedded Prefect server did not start ({how}): {' | '.join(said) or 'no output'}")
+        raise RuntimeError(f"the embedded Prefect server did not start ({how}): {said[-1] if said else 'no output'}")
 
     def stop(self) -> None:
         if self.process is None:
