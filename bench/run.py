@@ -114,11 +114,12 @@ def bench_ssh_utilisation(tmp: Path) -> dict:
     try:
         fake = fake_wsclean(tmp)
         rng = random.Random(7)
-        ms = []
+        ms, lengths = [], []
         for i in range(60):
             path = tmp / "data" / f"obs{i:02d}.MS"
             path.mkdir(parents=True)
-            (tmp / "seconds" / path.name).write_text(f"{rng.uniform(0.5, 2.5):.2f}")
+            lengths.append(round(rng.uniform(0.5, 2.5), 2))
+            (tmp / "seconds" / path.name).write_text(f"{lengths[-1]:.2f}")
             ms.append(str(path))
         cfg = tmp / "c.toml"
         cfg.write_text(
@@ -126,7 +127,9 @@ def bench_ssh_utilisation(tmp: Path) -> dict:
             f"[wsclean]\nname = '$ms_basename$'\nout-dir = '{tmp}/out'\n"
         )
         env = env_for(tmp / "prefect")
-        wall, _ = timed([PY, "-m", "imgpipe", str(cfg), *ms], env=env)
+        subprocess.run([PY, "-m", "imgpipe", str(cfg), ms[0]], env=env, capture_output=True)  # Prefect's DB migrations, once
+        (tmp / "trace").unlink(missing_ok=True)
+        wall, _ = timed([PY, "-m", "imgpipe", str(cfg), *ms, "--force"], env=env)
     finally:
         nodes.stop()
     rows = [line.split() for line in (tmp / "trace").read_text().splitlines()]
@@ -135,8 +138,21 @@ def bench_ssh_utilisation(tmp: Path) -> dict:
     ends = [float(t) for t, kind, _ in rows if kind == "end"]
     busy = sum(ends) - sum(float(t) for t, kind, _ in rows if kind == "start")
     slots = 3 * 2
+    ideal = sum(lengths) / (slots * greedy_makespan(lengths, slots))
     return {"jobs": len(ends), "busy_slot_s": busy, "dispatch_wall_s": last - first, "command_wall_s": wall,
-            "utilisation": busy / (slots * (last - first)), "utilisation_incl_startup": busy / (slots * wall)}
+            "utilisation": busy / (slots * (last - first)), "utilisation_incl_startup": busy / (slots * wall),
+            "ideal_utilisation": ideal, "of_ideal": busy / (slots * (last - first)) / ideal}
+
+
+def greedy_makespan(lengths: list[float], slots: int) -> float:
+    """Wall time of ``lengths`` run in this order, each on the first free slot, with no
+    cost between jobs: the best any dispatcher can do without knowing lengths in advance."""
+    import heapq
+
+    free = [0.0] * slots
+    for length in lengths:
+        heapq.heappush(free, heapq.heappop(free) + length)
+    return max(free)
 
 
 def bench_planning(tmp: Path) -> dict:
@@ -277,7 +293,7 @@ def main() -> None:
     if "skipped" in u:
         lines.append(f"| 2. slot utilisation, SSH | skipped: {u['skipped']} | | ≥ 0.95 |")
     else:
-        lines.append(f"| 2. slot utilisation, 3 sshd nodes × 2 slots, 60 uneven jobs | busy {u['busy_slot_s']:.1f} slot-s over {u['dispatch_wall_s']:.1f} s of dispatch ({u['command_wall_s']:.1f} s with start-up) | {u['utilisation']:.3f} ({u['utilisation_incl_startup']:.3f} with start-up) | ≥ 0.95 |")
+        lines.append(f"| 2. slot utilisation, 3 sshd nodes × 2 slots, 60 uneven jobs | busy {u['busy_slot_s']:.1f} slot-s over {u['dispatch_wall_s']:.1f} s of dispatch ({u['command_wall_s']:.1f} s with start-up); a dispatcher with no cost between jobs would reach {u['ideal_utilisation']:.3f} on these jobs in this order | {u['utilisation']:.3f} ({u['of_ideal']:.2f} of that ideal; {u['utilisation_incl_startup']:.3f} with start-up) | ≥ 0.95 |")
     lines += [
         f"| 3a. dry run of 10 000 MS paths | {p['ms_10000']['seconds']:.2f} s, {p['ms_10000']['peak_mib']:.0f} MiB | | < 2 s, < 300 MB |",
         f"| 3b. dry run, 1 000 obs_ids × 16 SWs ({p['obs_1000_x_sw_16']['jobs']} jobs) | {p['obs_1000_x_sw_16']['seconds']:.2f} s, {p['obs_1000_x_sw_16']['peak_mib']:.0f} MiB | | < 2 s, < 300 MB |",

@@ -47,6 +47,8 @@ class WorkerConfig:
     """Extra ssh_config file (absolute), read before ``~/.ssh/config``."""
     accept_new_host_keys: bool = False
     """Accept and remember the host key of a node not yet in known_hosts (a changed key is always refused)."""
+    node_agent: bool = True
+    """Start SSH jobs through one small python3 process per node (one login per node for the run) rather than one SSH session per job."""
     retries: int = 2
     """How often a job is tried again after a connection failure (or a WSClean failure with retry_failed_jobs)."""
     retry_delay_seconds: float = 10.0
@@ -148,6 +150,7 @@ _WORKER_KEYS = {
     "wsclean": str,
     "ssh_config": str,
     "accept_new_host_keys": bool,
+    "node_agent": bool,
     "retries": int,
     "retry_delay_seconds": float,
     "retry_failed_jobs": bool,

@@ -39,6 +39,16 @@ class Limits:
             self.held[lease] = host
             return lease
 
+    def try_acquire_slots(self, host, slots):
+        with self.lock:
+            self.calls.append(("acquire", host, slots))
+            used = sum(1 for h in self.held.values() if h == host) + self.refuse.get(host, 0)
+            if used + slots > self.limit:
+                return None
+            leases = [object() for _ in range(slots)]
+            self.held.update((lease, host) for lease in leases)
+            return leases
+
     def release(self, lease):
         with self.lock:
             self.calls.append(("release", self.held.pop(lease)))
@@ -122,8 +132,26 @@ def test_slots_pass_from_job_to_job_and_go_back_to_prefect_at_the_end():
     results, _ = run(plan, worker, ok, limits)
     assert all(r.ok for r in results)
     acquires = [c for c in limits.calls if c[0] == "acquire"]
-    assert len(acquires) == 2  # six jobs, two slots taken from Prefect once
+    assert acquires == [("acquire", "a", 2)]  # six jobs, two slots taken from Prefect once, in one request
     assert limits.held == {}  # all given back
+
+
+def test_the_first_slots_are_asked_for_one_request_per_node_before_any_job():
+    plan = Plan(tuple(job(i) for i in range(9)), pool=("a", "b", "c"))
+    worker = WorkerConfig(nodes=("a", "b", "c"), max_concurrent=2)
+    limits = Limits(2)
+    results, _ = run(plan, worker, ok, limits)
+    assert all(r.ok for r in results) and limits.held == {}
+    assert [c for c in limits.calls if c[0] == "acquire"] == [("acquire", "a", 2), ("acquire", "b", 2), ("acquire", "c", 2)]
+    # fewer jobs than slots: only what they need, asked for as they start
+    limits = Limits(2)
+    results, _ = run(Plan(tuple(job(i) for i in range(3)), pool=("a", "b", "c")), worker, ok, limits)
+    assert all(r.ok for r in results) and limits.held == {}
+    assert sorted(c for c in limits.calls if c[0] == "acquire") == [("acquire", "a"), ("acquire", "b"), ("acquire", "c")]
+    # a node whose slots another run holds: refused at first, then asked slot by slot
+    limits = Limits(2, refuse={"a": 1})
+    results, attempts = run(plan, worker, ok, limits)
+    assert all(r.ok for r in results) and ("acquire", "a", 2) in limits.calls and ("acquire", "a") in limits.calls
 
 
 def test_slots_held_by_another_run_are_respected():

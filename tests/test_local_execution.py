@@ -5,11 +5,12 @@ itself is tested with the real WSClean in test_imaging.py.
 """
 
 import os
+import shlex
 import threading
 import time
 
 from imgpipe.execution import local
-from imgpipe.execution.job_script import remote_command
+from imgpipe.execution.job_script import wrapped_argv
 from imgpipe.plan import Job
 from imgpipe.results import CANCELLED, FAILED, OK
 
@@ -80,11 +81,9 @@ def test_hostile_values_are_never_run_by_a_shell(tmp_path):
     assert result.status == OK and lines[-1] == evil
     assert not any((tmp_path / name).exists() for name in ("pwned", "pwned2", "pwned3"))
     # the SSH form of the same command quotes every piece
-    cmd = remote_command(job.argv, job.out_dir, job.log_path, evil, "t0k", 5)
-    import shlex
-
+    cmd = shlex.join(wrapped_argv(job.argv, job.out_dir, job.log_path, evil, "t0k", 5))
     assert shlex.split(cmd)[-3:] == ["printf", "%s\\n", evil]
-    assert shlex.split(cmd)[4:8] == ["t0k", evil, job.out_dir, job.log_path]
+    assert shlex.split(cmd)[6:10] == ["t0k", evil, job.out_dir, job.log_path]
 
 
 def test_cancel_all_stops_the_process_group(tmp_path):

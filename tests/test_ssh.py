@@ -52,12 +52,20 @@ def summary_rows(stdout: str) -> list[tuple[str, str]]:
     return [(m.group(1), m.group(2)) for m in re.finditer(r"^  (OK|FAILED|CANCELLED)\s+(.*)$", stdout, re.M)]
 
 
-def test_pool_jobs_fill_every_slot_and_never_exceed_the_cap(healthy_nodes, run_imgpipe, fake_wsclean, tmp_path):
-    """14 one-second jobs on 2 nodes × 2 slots: each node runs exactly 2 at a time."""
+def sessions(test_nodes) -> dict[str, int]:
+    """SSH sessions each node has started so far (its sshd log says so at LogLevel VERBOSE)."""
+    return {n.name: n.log.read_text().count("Starting session: command") for n in test_nodes.nodes}
+
+
+@pytest.mark.parametrize("node_agent", [True, False])
+def test_pool_jobs_fill_every_slot_and_never_exceed_the_cap(healthy_nodes, run_imgpipe, fake_wsclean, tmp_path, node_agent):
+    """14 one-second jobs on 2 nodes × 2 slots: each node runs exactly 2 at a time; through the
+    node agent, one SSH session per node carries them all (else one session per job)."""
     fake, trace = fake_wsclean
-    cfg = node_config(healthy_nodes, tmp_path, max_concurrent="2", wsclean=f"'{fake}'")
+    cfg = node_config(healthy_nodes, tmp_path, max_concurrent="2", wsclean=f"'{fake}'", node_agent=str(node_agent).lower())
     ms = make_ms_dirs(tmp_path, 14)
     logins = {n.name: n.log.read_text().count("Accepted publickey") for n in healthy_nodes.nodes}
+    before = sessions(healthy_nodes)
     res = run_imgpipe(cfg, *ms)
     assert res.returncode == 0, res.stderr[-3000:]
     rows = read_trace(trace)
@@ -68,13 +76,19 @@ def test_pool_jobs_fill_every_slot_and_never_exceed_the_cap(healthy_nodes, run_i
     # one SSH connection per node carried all its jobs
     for name in ("node101", "node102"):
         assert healthy_nodes[name].log.read_text().count("Accepted publickey") - logins[name] == 1
+        jobs_there = sum(n == name and kind == "start" for n, _, kind, _ in rows)
+        assert sessions(healthy_nodes)[name] - before[name] == (1 if node_agent else jobs_there)
+        assert healthy_nodes.jobs_on(healthy_nodes[name]) == []  # the agent went with the run
     # every job's output reached its log beside its images
     log = (tmp_path / "out" / "obs_00.MS.log").read_text()
     assert log.startswith("fake wsclean on node10") and "obs_00.MS" in log
 
 
-def test_two_runs_at_once_share_the_per_node_cap(healthy_nodes, run_imgpipe, fake_wsclean, tmp_path):
-    """Two imgpipe runs started together on the same nodes: still at most 2 jobs per node in all."""
+def test_two_runs_at_once_share_the_per_node_cap(healthy_nodes, run_imgpipe, fake_wsclean, tmp_path, prefect_home):
+    """Two imgpipe runs started together on the same nodes: still at most 2 jobs per node in
+    all, and every slot is back in Prefect at the end (no lease left behind)."""
+    import sqlite3
+
     fake, trace = fake_wsclean
     procs = []
     for run in ("a", "b"):
@@ -89,6 +103,10 @@ def test_two_runs_at_once_share_the_per_node_cap(healthy_nodes, run_imgpipe, fak
     rows = read_trace(trace)
     assert sum(kind == "end" for *_, kind, _ in rows) == 16
     assert peak_overlap(rows, "node101") == 2 and peak_overlap(rows, "node102") == 2
+    with sqlite3.connect(prefect_home / "prefect.db") as db:
+        slots = dict(db.execute("SELECT name, active_slots FROM concurrency_limit_v2 WHERE name LIKE 'imgpipe-node-node10%'"))
+    assert {"imgpipe-node-node101", "imgpipe-node-node102"} <= set(slots) and set(slots.values()) == {0}
+    assert [p.name for p in (prefect_home / "concurrency_leases").glob("*.json") if p.name != "expirations.json"] == []
 
 
 def test_jobs_run_on_the_node_that_holds_their_ms(healthy_nodes, run_imgpipe, fake_wsclean, tmp_path):
@@ -328,3 +346,24 @@ def test_ssh_config_file_wins_over_the_user_one(tmp_path, monkeypatch):
     opts = SSHPool(SSHSettings(str(tmp_path / "extra"))).options("node101")
     assert (opts["hostname"], opts["port"], opts["user"]) == ("node101.cluster", "2200", "astro")
     assert SSHPool().address("node102") == "node102.cluster:2222"
+
+
+def test_a_node_that_cannot_run_the_agent_gets_a_session_per_job(healthy_nodes, tmp_path, monkeypatch, caplog):
+    """No python3 on the node for the agent: one warning, and jobs still run (a session each)."""
+    from imgpipe.execution import ssh
+    from imgpipe.plan import Job
+
+    monkeypatch.setattr(ssh, "AGENT_PYTHON", "no-such-python3")
+    ssh.POOL.close_all()
+    ssh.POOL.configure(ssh.SSHSettings(str(healthy_nodes.ssh_config)))
+    before = sessions(healthy_nodes)["node102"]
+    results = []
+    for i in range(3):
+        job = Job("node102", ("bash", "-c", "echo $IMGPIPE_NODE"), (), None, None, str(tmp_path / "out"), f"j{i}")
+        lines = []
+        results.append((ssh.run_ssh(job, None, lines.append), lines))
+    assert all(r.ok and lines == ["node102"] for r, lines in results)
+    warnings = [r.getMessage() for r in caplog.records if "no node agent" in r.getMessage()]
+    assert len(warnings) == 1 and "no-such-python3" in warnings[0] and "one SSH session per job" in warnings[0]
+    assert sessions(healthy_nodes)["node102"] - before == 1 + 3  # the agent's attempt, then one per job
+    ssh.POOL.close_all()

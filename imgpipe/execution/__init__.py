@@ -55,6 +55,13 @@ def cancel_all(grace_s: float = CANCEL_GRACE_S) -> None:
         t.join()
 
 
+def close_nodes() -> None:
+    """The run's jobs have ended: stop the SSH node agents (no process of the run stays on a node)."""
+    ssh = sys.modules.get("imgpipe.execution.ssh")
+    if ssh is not None:
+        ssh.close_nodes()
+
+
 def reset() -> None:
     """A new run in the same process: forget an earlier cancellation."""
     from imgpipe.execution import local
@@ -82,7 +89,7 @@ def reach_nodes(worker, hosts: list[str], on_retry: Callable[[str], None] = lamb
     from imgpipe.errors import NodeError
     from imgpipe.execution import ssh
 
-    ssh.POOL.configure(ssh.SSHSettings(worker.ssh_config, worker.accept_new_host_keys))
+    ssh.POOL.configure(ssh.SSHSettings(worker.ssh_config, worker.accept_new_host_keys, worker.node_agent))
     # The CLI checks the nodes before starting Prefect, then the flow (same process) does
     # again: the second check takes the first one's answer rather than retrying a dead node.
     last = _last_check.pop("result", None)

@@ -128,15 +128,12 @@ def wrapped_argv(
     ``grace_s``: SIGTERM → SIGKILL delay when the job is stopped; ``max_time_s``: the
     job is stopped (and reported timed out) after this many seconds.
     """
+    # --norc: bash started below sshd would read ~/.bashrc again (the login shell or the
+    # node agent has already set the environment; the env_file is sourced explicitly)
     return [
-        "bash", "-c", _SCRIPT, "imgpipe-job", token, env_file or "", out_dir, log_path,
+        "bash", "--norc", "--noprofile", "-c", _SCRIPT, "imgpipe-job", token, env_file or "", out_dir, log_path,
         f"{grace_s:g}", "" if max_time_s is None else str(int(max_time_s)), _ACCOUNTING, *argv,
     ]
-
-
-def remote_command(*args, **kwargs) -> str:
-    """The same, as one shell-quoted string for an SSH exec channel."""
-    return shlex.join(wrapped_argv(*args, **kwargs))
 
 
 _TIME = re.compile(r"(\d+)m([\d.]+)s")

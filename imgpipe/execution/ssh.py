@@ -8,14 +8,19 @@
   always refused.
 - A connection carries several jobs (channels), at most ``CHANNELS_PER_CONNECTION``
   (below OpenSSH's default ``MaxSessions 10``); more jobs open another connection.
-- The job runs under the wrapper of ``job_script``: its stdin stays open for the life
-  of the job, so a cancel (``stop``), a lost connection or a dead imgpipe all stop
-  WSClean on the node.
+- Jobs start through the node agent (``agent_script``): one SSH session per node for
+  the run, not one per job, so the login shell and ``~/.bashrc`` run once per node.
+  A node without python3 (or ``node_agent = false``) gets one session per job.
+- Either way the job runs under the wrapper of ``job_script``, whose stdin stays open
+  for the life of the job, so a cancel (``stop``), a lost connection or a dead imgpipe
+  all stop WSClean on the node.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import shlex
 import socket
 import threading
 import time
@@ -25,13 +30,21 @@ from typing import Callable
 
 import paramiko
 
-from imgpipe.execution.job_script import OutputParser, new_token, outcome, remote_command
+from imgpipe.execution.agent_script import AGENT
+from imgpipe.execution.job_script import OutputParser, new_token, outcome, wrapped_argv
+from imgpipe.execution.node_agent import EXITED, LOST, NOT_STARTED, OUTPUT, AgentLost, NodeAgent
 from imgpipe.execution.running import RunningJobs
 from imgpipe.plan import Job
 from imgpipe.results import CANCELLED, FAILED, JobResult
 
 CHANNELS_PER_CONNECTION = 8
 DEFAULT_CONNECT_TIMEOUT = 10.0
+AGENT_START_TIMEOUT_S = 30.0
+"""Time for a node's login shell (its ~/.bashrc) and python3 to start the node agent."""
+AGENT_PYTHON = "python3"
+"""The node agent's interpreter, looked up in the node's login PATH."""
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -42,6 +55,8 @@ class SSHSettings:
     """Extra ssh_config file, read before ``~/.ssh/config`` (its values win)."""
     accept_new_host_keys: bool = False
     """Accept (and remember) the key of a node not yet in known_hosts."""
+    node_agent: bool = True
+    """Start jobs through one agent process per node (else one SSH session per job)."""
 
 
 class NodeUnreachable(Exception):
@@ -124,6 +139,8 @@ class SSHPool:
         self._host_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._known_hosts_lock = threading.Lock()
+        self._agents: dict[str, tuple[NodeAgent, _Connection, paramiko.Channel] | None] = {}
+        """Each node's agent with its connection and channel; None: that node cannot run one."""
 
     def configure(self, settings: SSHSettings) -> None:
         if settings != self.settings:
@@ -193,6 +210,10 @@ class SSHPool:
         with self._lock:
             return self._host_locks.setdefault(host, threading.Lock())
 
+    def _agent_lock(self, host: str) -> threading.Lock:
+        with self._lock:
+            return self._host_locks.setdefault("agent " + host, threading.Lock())
+
     def _take(self, host: str) -> _Connection:
         """A live connection to ``host`` with a free channel (connecting if needed)."""
         with self._host_lock(host):
@@ -228,7 +249,59 @@ class SSHPool:
     def release(self, host: str, conn: _Connection) -> None:
         self._give_back(host, conn)
 
+    def agent(self, host: str) -> NodeAgent | None:
+        """The node agent on ``host``, started if needed; None where jobs get a session each.
+
+        Raises :class:`NodeUnreachable` when the node cannot be reached.
+        """
+        if not self.settings.node_agent:
+            return None
+        with self._agent_lock(host):
+            entry = self._agents.get(host, ())
+            if entry is None:
+                return None
+            if entry:
+                agent, conn, chan = entry
+                if agent.lost is None:
+                    return agent
+                chan.close()  # its connection dropped: start another
+                self._give_back(host, conn)
+            self._agents[host] = entry = self._start_agent(host)
+            return entry[0] if entry else None
+
+    def _start_agent(self, host: str) -> tuple[NodeAgent, _Connection, paramiko.Channel] | None:
+        conn = self._take(host)
+        try:
+            chan = conn.client.get_transport().open_session(timeout=DEFAULT_CONNECT_TIMEOUT)
+            chan.exec_command(f"exec {shlex.quote(AGENT_PYTHON)} -I -S -c {shlex.quote(AGENT)} 2>&1")
+        except (OSError, EOFError, paramiko.SSHException) as err:
+            self._give_back(host, conn)
+            raise NodeUnreachable(host, f"cannot start the node agent: {err or type(err).__name__}") from None
+        agent = NodeAgent(chan.makefile("rb"), chan.sendall, chan.shutdown_write, host)
+        if agent.wait_ready(AGENT_START_TIMEOUT_S):
+            return agent, conn, chan
+        chan.close()
+        self._give_back(host, conn)
+        if not conn.alive:
+            raise NodeUnreachable(host, "connection lost while starting the node agent")
+        why = agent.chatter or agent.lost or f"no answer in {AGENT_START_TIMEOUT_S:g} s"
+        log.warning("%s: no node agent (%s): one SSH session per job there", host, why)
+        return None
+
+    def close_agents(self, timeout_s: float = 2.0) -> None:
+        """Stop every node agent (each ends once its jobs have); wait up to ``timeout_s`` for them."""
+        with self._lock:
+            entries, self._agents = [e for e in self._agents.values() if e], {}
+        deadline = time.monotonic() + timeout_s
+        for agent, _, _ in entries:
+            agent.shutdown(0)
+        for agent, conn, chan in entries:
+            agent.shutdown(max(0.0, deadline - time.monotonic()))
+            chan.close()
+            self._give_back(agent.name, conn)
+
     def close_all(self) -> None:
+        self.close_agents(0)
         with self._lock:
             conns, self._conns = self._conns, {}
         for host_conns in conns.values():
@@ -245,7 +318,7 @@ def _keepalive(sock: socket.socket) -> None:
 
 
 POOL = SSHPool()
-_running = RunningJobs()  # id(channel) → channel
+_running = RunningJobs()  # id(handle) → _SessionJob or _AgentJob
 
 
 def check_nodes(
@@ -254,13 +327,14 @@ def check_nodes(
     retry_delay_s: float = 10.0,
     on_retry: Callable[[str], None] = lambda message: None,
 ) -> dict[str, NodeUnreachable]:
-    """Connect to every host at once; returns the ones that stayed unreachable, with why."""
+    """Connect to every host at once and start its agent; returns the ones that stayed unreachable, with why."""
     errors: dict[str, NodeUnreachable] = {}
 
     def try_host(host: str) -> None:
         for attempt in range(retries + 1):
             try:
                 POOL.check(host)
+                POOL.agent(host)
                 return
             except NodeUnreachable as err:
                 if not err.transient or attempt == retries:
@@ -289,24 +363,103 @@ def run_ssh(
         return JobResult(job, CANCELLED, "run cancelled before the job started")
     token = new_token()
     parser = OutputParser(token)
+    argv = wrapped_argv(job.argv, job.out_dir, job.log_path, env_file, token, grace_s, max_time_s)
     try:
-        conn, chan = POOL.open_channel(job.host)
+        agent = POOL.agent(job.host)
+        if agent is None:
+            sent, lost = _run_in_session(job.host, argv, parser, on_line)
+        else:
+            sent, lost = _run_through_agent(agent, argv, parser, on_line)
     except NodeUnreachable as err:
         return JobResult(job, FAILED, str(err), connection_error=err.transient)
+    except _NotStarted as err:
+        return JobResult(job, FAILED, f"{job.host}: cannot start the job there: {err}")
+    return _result(job, parser, sent, lost, grace_s)
+
+
+class _NotStarted(Exception):
+    """The node could not start the job's wrapper (e.g. no bash there)."""
+
+
+class _SessionJob:
+    """A job running in an SSH session of its own."""
+
+    def __init__(self, chan: paramiko.Channel):
+        self._chan = chan
+
+    def stop(self, grace_s: float) -> None:
+        try:
+            self._chan.sendall(f"stop {grace_s:g}\n".encode())
+            self._chan.shutdown_write()
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
+
+    def drop(self) -> None:
+        """The node does not answer: dropping the session stops the job there too."""
+        self._chan.close()
+
+
+class _AgentJob:
+    """A job started by a node agent."""
+
+    def __init__(self, agent: NodeAgent, jid: bytes):
+        self._agent, self._jid = agent, jid
+
+    def stop(self, grace_s: float) -> None:
+        self._agent.tell(self._jid, f"stop {grace_s:g}", close=True)
+
+    def drop(self) -> None:
+        """The node does not answer: ending the agent's input stops every job of that node."""
+        self._agent.shutdown(0)
+
+
+def _run_in_session(host: str, argv: list[str], parser: OutputParser, on_line) -> tuple[bool, str]:
+    """(command sent?, why the connection was lost or '')."""
+    conn, chan = POOL.open_channel(host)
+    job = _SessionJob(chan)
     lost = ""
     sent = False
-    _running.add(id(chan), chan)
+    _running.add(id(job), job)
     try:
-        chan.exec_command(remote_command(job.argv, job.out_dir, job.log_path, env_file, token, grace_s, max_time_s))
+        chan.exec_command(shlex.join(argv))
         sent = True
         for raw in chan.makefile("rb"):
             parser.take(raw.decode("utf-8", "replace").rstrip("\r\n"), on_line)
     except (OSError, EOFError, paramiko.SSHException) as err:
         lost = f" ({err or type(err).__name__})"
     finally:
-        _running.remove(id(chan))
+        _running.remove(id(job))
         chan.close()
-        POOL.release(job.host, conn)
+        POOL.release(host, conn)
+    return sent, lost
+
+
+def _run_through_agent(agent: NodeAgent, argv: list[str], parser: OutputParser, on_line) -> tuple[bool, str]:
+    """(command sent?, why the connection was lost or '')."""
+    try:
+        jid, messages = agent.start(argv)
+    except AgentLost as err:
+        return False, f" ({err})"
+    job = _AgentJob(agent, jid)
+    _running.add(id(job), job)
+    try:
+        while True:
+            kind, value = messages.get()
+            if kind == OUTPUT:
+                parser.take(value, on_line)
+            elif kind == EXITED:
+                return True, ""
+            elif kind == LOST:
+                return True, f" ({value})"
+            elif kind == NOT_STARTED:
+                raise _NotStarted(value)
+    finally:
+        _running.remove(id(job))
+        agent.forget(jid)
+
+
+def _result(job: Job, parser: OutputParser, sent: bool, lost: str, grace_s: float) -> JobResult:
+    """The job's result from what its wrapper said, and whether its connection held."""
     ended = time.time()
     state, started, last = parser.state, parser.started_at, parser.last_words
     common = dict(started_at=started, ended_at=ended if started else None, cpu_s=state.cpu_s, max_rss_mb=state.max_rss_mb, pid=state.pid)
@@ -340,16 +493,17 @@ def run_ssh(
 def cancel_all(grace_s: float = 10.0) -> int:
     """Stop every job running over SSH (SIGTERM on the node, SIGKILL after ``grace_s``)."""
     _running.cancelled.set()
-    chans = _running.items()
-    for chan in chans:
-        try:
-            chan.sendall(f"stop {grace_s:g}\n".encode())
-            chan.shutdown_write()
-        except (OSError, EOFError, paramiko.SSHException):
-            pass
-    for chan in _running.wait_empty(grace_s + 5):  # the node does not answer: dropping the channel stops the job there too
-        chan.close()
-    return len(chans)
+    jobs = _running.items()
+    for job in jobs:
+        job.stop(grace_s)
+    for job in _running.wait_empty(grace_s + 5):
+        job.drop()
+    return len(jobs)
+
+
+def close_nodes() -> None:
+    """The run is over: stop the node agents (their jobs have ended) and keep no session open."""
+    POOL.close_agents()
 
 
 def reset() -> None:

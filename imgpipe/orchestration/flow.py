@@ -143,6 +143,7 @@ def imgpipe_flow(
             raise
         finally:
             limits.close()
+            execution.close_nodes()
             if cfg.worker.slurm_nodes:
                 from imgpipe.execution import slurm
 

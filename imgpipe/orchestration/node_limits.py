@@ -12,7 +12,13 @@ between attempts and left slots idle (measured: 8 one-second jobs on 2 × 2 slot
 The embedded server keeps its state in SQLite; a write that meets a busy database gets
 "503, retry" and Prefect's client would sleep 2 s before trying again (measured: every
 second slot request of a run waited that long). Our calls retry themselves after a
-few milliseconds instead.
+few milliseconds instead, and go one at a time: two slot requests at once conflict in
+SQLite (each increments a limit row), and the server answers the loser with a 503
+only after about 2 s (measured at the start of a run on 3 nodes × 2 slots).
+
+A run that can fill a node asks for all its slots there in one request (one lease
+for several slots, see ``Dispatcher._take_first_slots``); each slot is then a handle
+of its own, and the lease goes back when the last handle does.
 
 Slots are leases (60 s, renewed every 15 s while the job runs), so a run killed with
 SIGKILL frees its slots within a minute: imgpipe revokes expired leases itself, since
@@ -50,6 +56,13 @@ def limit_name(host: str) -> str:
     return f"imgpipe-node-{socket.gethostname() if is_local(host) else host}"
 
 
+class SharedSlot:
+    """One slot of a lease that holds several (see :meth:`NodeLimits.try_acquire_many`)."""
+
+    def __init__(self, lease_id: UUID):
+        self.lease_id = lease_id
+
+
 class NodeLimits:
     """Acquire/release node slots in Prefect; renews the leases it holds."""
 
@@ -57,7 +70,10 @@ class NodeLimits:
         self._client = get_client(sync_client=True)
         self._client.__enter__()
         self._held: dict[UUID, str] = {}
+        self._shared: dict[UUID, int] = {}
+        """Slots of each multi-slot lease still held by a job or idle in the dispatcher."""
         self._lock = threading.Lock()
+        self._api = threading.Lock()
         self._stop = threading.Event()
         self._last_reclaim = 0.0
         settings = SettingsContext.get()
@@ -72,7 +88,7 @@ class NodeLimits:
         """``method`` of the Prefect client, retried within milliseconds while the database is busy."""
         for delay in (*BUSY_RETRY_S, None):
             try:
-                with SettingsContext(profile=self._quick[0], settings=self._quick[1]):
+                with self._api, SettingsContext(profile=self._quick[0], settings=self._quick[1]):
                     return method(*args, **kwargs)
             except httpx.HTTPStatusError as err:
                 if err.response.status_code not in (429, 503) or delay is None:
@@ -97,9 +113,37 @@ class NodeLimits:
             self._held[lease_id] = host
         return lease_id
 
-    def release(self, lease_id: UUID | None) -> None:
+    def try_acquire_slots(self, host: str, slots: int) -> list["SharedSlot"] | None:
+        """``slots`` slots of ``host`` in one request (one lease), or None if fewer are free.
+
+        Each slot comes back as a handle of its own for :meth:`release`; the lease goes
+        back to Prefect when the last of them does.
+        """
+        try:
+            response = self._call(
+                self._client.increment_concurrency_slots_with_lease,
+                names=[limit_name(host)], slots=slots, mode="concurrency", lease_duration=LEASE_S,
+            )
+        except httpx.HTTPStatusError as err:
+            if err.response.status_code == 423:
+                return None
+            raise
+        lease_id = UUID(response.json()["lease_id"])
+        with self._lock:
+            self._held[lease_id] = host
+            self._shared[lease_id] = slots
+        return [SharedSlot(lease_id) for _ in range(slots)]
+
+    def release(self, lease_id: "UUID | SharedSlot | None") -> None:
         if lease_id is None:
             return
+        if isinstance(lease_id, SharedSlot):
+            with self._lock:
+                self._shared[lease_id.lease_id] -= 1
+                if self._shared[lease_id.lease_id] > 0:
+                    return
+                del self._shared[lease_id.lease_id]
+            lease_id = lease_id.lease_id
         with self._lock:
             self._held.pop(lease_id, None)
         try:

@@ -1,0 +1,118 @@
+"""The node agent, run here as a local process over pipes (as it runs on a node over SSH)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import alive
+from imgpipe.execution.agent_script import AGENT
+from imgpipe.execution.job_script import OutputParser, new_token, wrapped_argv
+from imgpipe.execution.node_agent import EXITED, LOST, NOT_STARTED, OUTPUT, AgentLost, NodeAgent
+
+
+@pytest.fixture
+def agent():
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", AGENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
+    )
+
+    def write(data: bytes) -> None:
+        proc.stdin.write(data)
+        proc.stdin.flush()
+
+    node = NodeAgent(proc.stdout, write, proc.stdin.close, "test")
+    assert node.wait_ready(10) and node.pid == proc.pid
+    yield node, proc
+    node.shutdown(5)
+    proc.kill()
+    proc.wait()
+
+
+def messages(queue, timeout_s: float = 30.0) -> list:
+    """Everything the job said until it ended (or its agent was lost)."""
+    out = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        kind, value = queue.get(timeout=max(0.01, deadline - time.monotonic()))
+        out.append((kind, value))
+        if kind != OUTPUT:
+            return out
+    raise AssertionError(f"no end in {timeout_s} s: {out}")
+
+
+def wait_for(predicate, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_jobs_run_at_once_and_each_gets_its_own_output_and_status(agent):
+    node, _ = agent
+    _, qa = node.start(["bash", "-c", "for i in 1 2 3; do echo a$i; sleep 0.2; done; exit 3"])
+    _, qb = node.start(["python3", "-c", "print('x' * 100000); print('é ü')"])
+    t0 = time.monotonic()
+    assert messages(qa) == [(OUTPUT, "a1"), (OUTPUT, "a2"), (OUTPUT, "a3"), (EXITED, 3)]
+    assert messages(qb) == [(OUTPUT, "x" * 100000), (OUTPUT, "é ü"), (EXITED, 0)]
+    assert time.monotonic() - t0 < 3
+    _, qc = node.start(["/no/such/program"])
+    (kind, why), = messages(qc)
+    assert kind == NOT_STARTED and "No such file" in why
+
+
+def test_the_wrapper_stops_its_job_on_stop_and_when_the_agent_goes(agent, tmp_path):
+    """The agent holds each wrapper's stdin: ``stop``, the agent's input ending, or the agent
+    dying all make the wrapper stop its job (SIGTERM to the job's group)."""
+    node, proc = agent
+
+    def start_sleeper(name: str):
+        token = new_token()
+        argv = wrapped_argv(["bash", "-c", "echo $$; exec sleep 60"], str(tmp_path / name), str(tmp_path / f"{name}.log"), None, token, 1)
+        jid, queue = node.start(argv)
+        parser = OutputParser(token)
+        lines = []
+        while not lines:
+            kind, value = queue.get(timeout=10)
+            assert kind == OUTPUT
+            parser.take(value, lines.append)
+        return jid, queue, int(lines[0]), parser
+
+    jid, queue, pid, parser = start_sleeper("one")
+    assert alive(pid) and parser.state.pid is not None
+    node.tell(jid, "stop 1", close=True)
+    rest = messages(queue, 10)
+    for kind, value in rest[:-1]:
+        parser.take(value, lambda line: None)
+    assert rest[-1] == (EXITED, 143) and parser.state.exit_code == 143  # SIGTERM
+    assert wait_for(lambda: not alive(pid))
+
+    # the agent's input ends (imgpipe done, or its connection gone): running jobs are stopped
+    _, queue, pid, _ = start_sleeper("two")
+    node.shutdown(10)
+    assert messages(queue, 10)[-1][0] == EXITED
+    assert wait_for(lambda: not alive(pid)) and wait_for(lambda: proc.poll() is not None)
+    with pytest.raises(AgentLost):
+        node.start(["true"])
+
+
+def test_a_killed_agent_is_lost_and_its_jobs_still_stop(agent, tmp_path):
+    node, proc = agent
+    token = new_token()
+    argv = wrapped_argv(["bash", "-c", "echo $$; exec sleep 60"], str(tmp_path / "o"), str(tmp_path / "o.log"), None, token, 1)
+    _, queue = node.start(argv)
+    lines = []
+    parser = OutputParser(token)
+    while not lines:
+        parser.take(queue.get(timeout=10)[1], lines.append)
+    pid = int(lines[0])
+    os.kill(proc.pid, signal.SIGKILL)
+    assert messages(queue, 10)[-1][0] == LOST and node.lost
+    assert wait_for(lambda: not alive(pid))  # the wrapper saw its stdin close
