@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import shlex
 import time
 from dataclasses import dataclass
 
