@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from functools import lru_cache
 from typing import Any, Callable, Iterable
 
 from imgpipe.errors import ConfigError, InputError
@@ -24,12 +25,19 @@ def option_items(key: str, value: Any) -> list[str]:
     if value is False:
         return []
     if isinstance(value, str):
-        return [f"-{key}", *shlex.split(value)]
+        return [f"-{key}", *_split(value)]
     if isinstance(value, (int, float)):
         return [f"-{key}", str(value)]
     if isinstance(value, list):
         return [f"-{key}", *(str(v) for v in value)]
     raise ConfigError(f"[wsclean] {key} = {value!r}: unsupported value")
+
+
+@lru_cache(maxsize=4096)
+def _split(value: str) -> tuple[str, ...]:
+    """shlex.split, remembered: most values are the same for every job (16 000 jobs split
+    ``size = '1024 1024'`` 16 000 times: 0.7 s of a 1.9 s plan before)."""
+    return tuple(shlex.split(value))
 
 
 def check_channels_out(value: Any, where: str = "config") -> None:
