@@ -181,3 +181,15 @@ def test_peak_memory_and_cpu_of_the_job_itself_are_measured(tmp_path):
     code = "b = bytearray(200 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); sum(range(3_000_000))"
     result = local.run_local(job_for(tmp_path, ["python3", "-c", code]), None)
     assert result.ok and 200 < result.max_rss_mb < 300 and result.cpu_s > 0.05
+
+
+def test_the_accounting_launcher_is_imgpipes_own_python_not_a_path_lookup(tmp_path):
+    """``python3`` on PATH may be a pyenv shim (0.1 s a call): the wrapper's launcher is the
+    interpreter imgpipe runs on, still with -I -S."""
+    import sys
+
+    lines = []
+    job = job_for(tmp_path, ["bash", "-c", "tr '\\0' ' ' < /proc/$PPID/cmdline; echo"])
+    result = local.run_local(job, None, lines.append)
+    assert result.ok and lines[0].startswith(f"{sys.executable} -I -S -c ")
+    assert result.max_rss_mb is not None  # measured by that launcher

@@ -63,6 +63,8 @@ def test_jobs_run_at_once_and_each_gets_its_own_output_and_status(agent):
     assert messages(qa) == [(OUTPUT, "a1"), (OUTPUT, "a2"), (OUTPUT, "a3"), (EXITED, 3)]
     assert messages(qb) == [(OUTPUT, "x" * 100000), (OUTPUT, "é ü"), (EXITED, 0)]
     assert time.monotonic() - t0 < 3
+    _, qd = node.start(["bash", "-c", "echo $IMGPIPE_PYTHON"])  # the wrappers' launcher: the agent's own python
+    assert messages(qd) == [(OUTPUT, sys.executable), (EXITED, 0)]
     _, qc = node.start(["/no/such/program"])
     (kind, why), = messages(qc)
     assert kind == NOT_STARTED and "No such file" in why

@@ -51,6 +51,7 @@ def close(proc):
     except OSError:
         pass
 
+os.environ["IMGPIPE_PYTHON"] = sys.executable  # the wrappers' launcher: no PATH lookup, no shim
 say(b"ready " + str(os.getpid()).encode() + b"\n")
 for line in sys.stdin.buffer:
     cmd, _, rest = line.rstrip(b"\n").partition(b" ")

@@ -16,7 +16,9 @@ one thing every node has.
   for one: ``@imgpipe-<token> started <pid>``, ``@imgpipe-<token> exit <rc>``
   followed by the output of bash's ``times`` (CPU time of the job) and ``... end``,
   ``... rusage <maxrss kB> <user s> <sys s>`` (peak memory and CPU, measured on the
-  node by a small python3 launcher when the node has python3), ``... timeout <s>``,
+  node by a small python3 launcher when the node has python3: ``$IMGPIPE_PYTHON`` if
+  set, which imgpipe sets to its own interpreter locally and the node agent to its
+  own, since ``python3`` on PATH may be a slow pyenv shim), ``... timeout <s>``,
   ``... slurm <job id>`` and ``... setup <what>`` when the env_file or out_dir step fails.
 
 Values are positional parameters (``"$@"``) or shlex-quoted by the caller, never
@@ -75,8 +77,10 @@ mkdir -p -- "$d" || { echo "$t setup out_dir"; exit 126; }
 exec 4<&0 5> >(exec tee -- "$log") 6>&1
 tee_pid=$!
 [ -n "${SLURM_JOB_ID:-}" ] && echo "imgpipe: SLURM job $SLURM_JOB_ID${SLURM_STEP_ID:+ step $SLURM_STEP_ID} on $(hostname)" >&5
-if command -v python3 > /dev/null 2>&1; then
-  (trap - PIPE; exec setsid -- python3 -I -S -c "$acct" "$tok" "$@") < /dev/null 4<&- >&5 2>&5 5>&- &
+py=python3  # imgpipe's own interpreter here, the agent's on a node: a pyenv shim costs 0.1 s a call
+[ -n "${IMGPIPE_PYTHON:-}" ] && [ -x "$IMGPIPE_PYTHON" ] && py=$IMGPIPE_PYTHON
+if command -v "$py" > /dev/null 2>&1; then
+  (trap - PIPE; exec setsid -- "$py" -I -S -c "$acct" "$tok" "$@") < /dev/null 4<&- >&5 2>&5 5>&- &
 else
   (trap - PIPE; exec setsid -- "$@") < /dev/null 4<&- >&5 2>&5 5>&- 6>&- &
 fi

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from typing import Callable
@@ -49,6 +50,7 @@ def run_local(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env={**os.environ, "IMGPIPE_PYTHON": sys.executable},  # the wrapper's launcher (see job_script)
             text=True,
             errors="replace",
         )
