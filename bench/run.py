@@ -94,12 +94,18 @@ def bench_overhead(tmp: Path) -> dict:
     subprocess.run(["xargs", "-P", "4", "-L", "1", "-I", "{}", "bash", "-c", "{}"], input="".join(lines.splitlines(True)[:4]), text=True, check=True, capture_output=True)
     xargs4 = time.perf_counter() - t0
     imgpipe4, _ = timed([PY, "-m", "imgpipe", str(cfg), *ms[:4], "--force"], env=env)
+    (tmp / "trace").unlink(missing_ok=True)
     imgpipe50, _ = timed([PY, "-m", "imgpipe", str(cfg), *ms, "--force"], env=env)
-    startup = imgpipe4 - xargs4
-    per_job = (imgpipe50 - xargs50 - startup) / 50
+    # from the jobs' own trace: the fixed part is what the run spends outside its jobs'
+    # span (before the first start, after the last end); per job, what the span adds to xargs'
+    times = [float(line.split()[0]) for line in (tmp / "trace").read_text().splitlines()]
+    span = max(times) - min(times)
+    startup = imgpipe50 - span
+    per_job = (span - xargs50) / 50
     return {
         "xargs_50_s": xargs50, "imgpipe_50_s": imgpipe50, "ratio": imgpipe50 / xargs50,
-        "startup_s": startup, "per_job_s": per_job, "ratio_without_startup": (imgpipe50 - startup) / xargs50,
+        "startup_s": startup, "per_job_s": per_job, "ratio_without_startup": span / xargs50,
+        "jobs_span_s": span, "imgpipe_4_s": imgpipe4, "xargs_4_s": xargs4,
     }
 
 
@@ -288,7 +294,7 @@ def main() -> None:
         "",
         "| benchmark | figures | ratio | target |",
         "|---|---|---|---|",
-        f"| 1. overhead, 50 × 1 s jobs, 4 slots | imgpipe {o['imgpipe_50_s']:.1f} s, xargs -P 4 {o['xargs_50_s']:.1f} s; start-up {o['startup_s']:.1f} s, per job {o['per_job_s'] * 1000:.0f} ms | {o['ratio']:.2f} ({o['ratio_without_startup']:.2f} without start-up) | ≤ 1.05 |",
+        f"| 1. overhead, 50 × 1 s jobs, 4 slots | imgpipe {o['imgpipe_50_s']:.1f} s, xargs -P 4 {o['xargs_50_s']:.1f} s; fixed (before the first job and after the last) {o['startup_s']:.1f} s, per job {o['per_job_s'] * 1000:.0f} ms | {o['ratio']:.2f} ({o['ratio_without_startup']:.2f} from first job start to last job end) | ≤ 1.05 |",
     ]
     if "skipped" in u:
         lines.append(f"| 2. slot utilisation, SSH | skipped: {u['skipped']} | | ≥ 0.95 |")
