@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -366,4 +367,40 @@ def test_a_node_that_cannot_run_the_agent_gets_a_session_per_job(healthy_nodes, 
     warnings = [r.getMessage() for r in caplog.records if "no node agent" in r.getMessage()]
     assert len(warnings) == 1 and "no-such-python3" in warnings[0] and "one SSH session per job" in warnings[0]
     assert sessions(healthy_nodes)["node102"] - before == 1 + 3  # the agent's attempt, then one per job
+    ssh.POOL.close_all()
+
+
+def test_a_cancel_drops_an_agent_that_stopped_answering(healthy_nodes, tmp_path):
+    """The agent on node101 is frozen (SIGSTOP) while its job runs: a cancel still ends the
+    job's wait within the grace (the agent's session is dropped), and once the node runs
+    again the lost session stops the job there."""
+    from imgpipe.execution import ssh
+    from imgpipe.plan import Job
+
+    ssh.POOL.close_all()
+    ssh.POOL.configure(ssh.SSHSettings(str(healthy_nodes.ssh_config)))
+    node = healthy_nodes["node101"]
+    agent = ssh.POOL.agent("node101")
+    lines, out = [], {}
+    job = Job("node101", ("bash", "-c", "echo $$; exec sleep 120"), (), None, None, str(tmp_path / "out"), "frozen")
+    thread = threading.Thread(target=lambda: out.setdefault("r", ssh.run_ssh(job, None, lines.append)))
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not lines and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = int(lines[0])
+    os.kill(agent.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        ssh.cancel_all(grace_s=0.5)
+        thread.join(15)
+        assert not thread.is_alive() and time.monotonic() - t0 < 10
+        assert out["r"].status == "cancelled" and alive(pid)  # the frozen node has not acted yet
+    finally:
+        os.kill(agent.pid, signal.SIGCONT)
+        ssh.reset()
+    deadline = time.monotonic() + 15
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(pid) and healthy_nodes.jobs_on(node) == []
     ssh.POOL.close_all()

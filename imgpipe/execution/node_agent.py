@@ -24,8 +24,17 @@ class AgentLost(Exception):
 class NodeAgent:
     """One agent process on one node; any thread may start jobs through it."""
 
-    def __init__(self, lines: Iterable[bytes], write: Callable[[bytes], None], close_input: Callable[[], None], name: str = ""):
+    def __init__(
+        self,
+        lines: Iterable[bytes],
+        write: Callable[[bytes], None],
+        close_input: Callable[[], None],
+        name: str = "",
+        abort: Callable[[], None] | None = None,
+    ):
+        """``abort`` drops the transport at once (default: ``close_input``), for an agent that no longer answers."""
         self._lines, self._write, self._close_input = lines, write, close_input
+        self._abort = abort or close_input
         self.name = name
         self.chatter = ""
         """The last line printed before the agent ran (the login shell's: e.g. python3 not found)."""
@@ -106,6 +115,14 @@ class NodeAgent:
     def forget(self, jid: bytes) -> None:
         with self._lock:
             self._jobs.pop(jid, None)
+
+    def abort(self) -> None:
+        """Drop the agent without waiting: its jobs' queues get LOST, and on the node the
+        lost session closes the agent's input, so the wrappers stop their jobs."""
+        try:
+            self._abort()
+        except Exception:
+            pass
 
     def shutdown(self, timeout_s: float = 2.0) -> bool:
         """End the agent's input (it stops what still runs and exits); True if it ended within ``timeout_s``."""

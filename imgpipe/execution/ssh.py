@@ -140,6 +140,7 @@ class SSHPool:
         self._lock = threading.Lock()
         self._known_hosts_lock = threading.Lock()
         self._agents: dict[str, tuple[NodeAgent, _Connection, paramiko.Channel] | None] = {}
+        self._agent_locks: dict[str, threading.Lock] = {}
         """Each node's agent with its connection and channel; None: that node cannot run one."""
 
     def configure(self, settings: SSHSettings) -> None:
@@ -212,7 +213,7 @@ class SSHPool:
 
     def _agent_lock(self, host: str) -> threading.Lock:
         with self._lock:
-            return self._host_locks.setdefault("agent " + host, threading.Lock())
+            return self._agent_locks.setdefault(host, threading.Lock())
 
     def _take(self, host: str) -> _Connection:
         """A live connection to ``host`` with a free channel (connecting if needed)."""
@@ -270,14 +271,14 @@ class SSHPool:
             return entry[0] if entry else None
 
     def _start_agent(self, host: str) -> tuple[NodeAgent, _Connection, paramiko.Channel] | None:
-        conn = self._take(host)
+        conn, chan = self.open_channel(host)
         try:
-            chan = conn.client.get_transport().open_session(timeout=DEFAULT_CONNECT_TIMEOUT)
             chan.exec_command(f"exec {shlex.quote(AGENT_PYTHON)} -I -S -c {shlex.quote(AGENT)} 2>&1")
         except (OSError, EOFError, paramiko.SSHException) as err:
+            chan.close()
             self._give_back(host, conn)
             raise NodeUnreachable(host, f"cannot start the node agent: {err or type(err).__name__}") from None
-        agent = NodeAgent(chan.makefile("rb"), chan.sendall, chan.shutdown_write, host)
+        agent = NodeAgent(chan.makefile("rb"), chan.sendall, chan.shutdown_write, host, abort=chan.close)
         if agent.wait_ready(AGENT_START_TIMEOUT_S):
             return agent, conn, chan
         chan.close()
@@ -409,8 +410,8 @@ class _AgentJob:
         self._agent.tell(self._jid, f"stop {grace_s:g}", close=True)
 
     def drop(self) -> None:
-        """The node does not answer: ending the agent's input stops every job of that node."""
-        self._agent.shutdown(0)
+        """The node does not answer: dropping the agent's session stops every job of that node."""
+        self._agent.abort()
 
 
 def _run_in_session(host: str, argv: list[str], parser: OutputParser, on_line) -> tuple[bool, str]:
