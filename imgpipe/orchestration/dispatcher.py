@@ -168,7 +168,7 @@ class Dispatcher:
         wants = {}
         for host in self.plan.hosts():
             if host not in down:
-                can_run = sum(1 for q in self.scheduler.queued() if q.job.host == host or (q.job.host is None and host in self.plan.pool))
+                can_run = sum(1 for q in self.scheduler.queued() if self._can_run_on(q.job, host))
                 wants[host] = min(self.worker.max_concurrent, can_run)
         if sum(wants.values()) > self.scheduler.pending:
             return  # fewer jobs than slots: the loop asks for what they need
@@ -210,9 +210,11 @@ class Dispatcher:
 
     def _waiting_for(self, host: str) -> int:
         now = time.monotonic()
-        return sum(
-            1 for q in self.scheduler.queued() if q.not_before <= now and (q.job.host == host or (q.job.host is None and host in self.plan.pool))
-        )
+        return sum(1 for q in self.scheduler.queued() if q.not_before <= now and self._can_run_on(q.job, host))
+
+    def _can_run_on(self, job: Job, host: str) -> bool:
+        """Pinned to ``host``, or a pool job and ``host`` is in the pool."""
+        return job.host == host or (job.host is None and host in self.plan.pool)
 
     def _handle(self, kind: str, sid, result) -> None:
         if kind == "acquired":

@@ -57,7 +57,7 @@ def limit_name(host: str) -> str:
 
 
 class SharedSlot:
-    """One slot of a lease that holds several (see :meth:`NodeLimits.try_acquire_many`)."""
+    """One slot of a lease that holds several (see :meth:`NodeLimits.try_acquire_slots`)."""
 
     def __init__(self, lease_id: UUID):
         self.lease_id = lease_id
