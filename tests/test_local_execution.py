@@ -183,13 +183,19 @@ def test_peak_memory_and_cpu_of_the_job_itself_are_measured(tmp_path):
     assert result.ok and 200 < result.max_rss_mb < 300 and result.cpu_s > 0.05
 
 
-def test_the_accounting_launcher_is_imgpipes_own_python_not_a_path_lookup(tmp_path):
-    """``python3`` on PATH may be a pyenv shim (0.1 s a call): the wrapper's launcher is the
-    interpreter imgpipe runs on, still with -I -S."""
+def test_the_job_runs_right_under_its_wrapper_and_srun_jobs_under_imgpipes_python(tmp_path):
+    """Locally imgpipe reaps the wrapper itself (wait4 gives the job's cost), so no launcher
+    process stands between the wrapper and the job (it cost ~40 ms a job). Behind a launcher
+    command (``srun``) the job's cost must be measured where it runs: through the python3
+    launcher, which is the interpreter imgpipe runs on (``python3`` on PATH may be a pyenv
+    shim, 0.1 s a call), still with -I -S."""
     import sys
 
+    parent = ["bash", "-c", "tr '\\0' ' ' < /proc/$PPID/cmdline; echo"]
     lines = []
-    job = job_for(tmp_path, ["bash", "-c", "tr '\\0' ' ' < /proc/$PPID/cmdline; echo"])
-    result = local.run_local(job, None, lines.append)
+    result = local.run_local(job_for(tmp_path, parent), None, lines.append)
+    assert result.ok and lines[0].startswith("bash --norc --noprofile -c ") and result.max_rss_mb > 0
+    lines = []
+    result = local.run_local(job_for(tmp_path, parent), None, lines.append, launcher=("env",))
     assert result.ok and lines[0].startswith(f"{sys.executable} -I -S -c ")
     assert result.max_rss_mb is not None  # measured by that launcher

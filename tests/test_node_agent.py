@@ -46,6 +46,11 @@ def messages(queue, timeout_s: float = 30.0) -> list:
     raise AssertionError(f"no end in {timeout_s} s: {out}")
 
 
+def said(queue) -> list:
+    """``messages``, with an exit as its status alone."""
+    return [(kind, value.status if kind == EXITED else value) for kind, value in messages(queue)]
+
+
 def wait_for(predicate, timeout_s: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -60,11 +65,15 @@ def test_jobs_run_at_once_and_each_gets_its_own_output_and_status(agent):
     _, qa = node.start(["bash", "-c", "for i in 1 2 3; do echo a$i; sleep 0.2; done; exit 3"])
     _, qb = node.start(["python3", "-c", "print('x' * 100000); print('é ü')"])
     t0 = time.monotonic()
-    assert messages(qa) == [(OUTPUT, "a1"), (OUTPUT, "a2"), (OUTPUT, "a3"), (EXITED, 3)]
-    assert messages(qb) == [(OUTPUT, "x" * 100000), (OUTPUT, "é ü"), (EXITED, 0)]
+    assert said(qa) == [(OUTPUT, "a1"), (OUTPUT, "a2"), (OUTPUT, "a3"), (EXITED, 3)]
+    assert said(qb) == [(OUTPUT, "x" * 100000), (OUTPUT, "é ü"), (EXITED, 0)]
     assert time.monotonic() - t0 < 3
-    _, qd = node.start(["bash", "-c", "echo $IMGPIPE_PYTHON"])  # the wrappers' launcher: the agent's own python
-    assert messages(qd) == [(OUTPUT, sys.executable), (EXITED, 0)]
+    # the agent reaps each wrapper with wait4: the job's peak memory and CPU come with its exit
+    hold = "b = bytearray(120 << 20); b[::4096] = b'x' * len(b[::4096]); sum(range(3_000_000)); print('held')"
+    _, qd = node.start(["bash", "-c", f"{sys.executable} -c \"{hold}\"; echo after"])
+    (_, held), (_, after), (kind, exited) = messages(qd)
+    assert (held, after, kind, exited.status) == ("held", "after", EXITED, 0)
+    assert 120 * 1024 < exited.max_rss_kb < 200 * 1024 and exited.user_s + exited.sys_s > 0.05
     _, qc = node.start(["/no/such/program"])
     (kind, why), = messages(qc)
     assert kind == NOT_STARTED and "No such file" in why
@@ -93,7 +102,7 @@ def test_the_wrapper_stops_its_job_on_stop_and_when_the_agent_goes(agent, tmp_pa
     rest = messages(queue, 10)
     for kind, value in rest[:-1]:
         parser.take(value, lambda line: None)
-    assert rest[-1] == (EXITED, 143) and parser.state.exit_code == 143  # SIGTERM
+    assert rest[-1][0] == EXITED and rest[-1][1].status == 143 and parser.state.exit_code == 143  # SIGTERM
     assert wait_for(lambda: not alive(pid))
 
     # the agent's input ends (imgpipe done, or its connection gone): running jobs are stopped

@@ -300,12 +300,15 @@ def test_host_keys_unknown_refused_accepted_when_asked_changed_always_refused(he
     ssh.POOL.close_all()
 
 
-def test_exit_status_and_setup_errors_over_ssh(healthy_nodes, tmp_path):
-    """The remote wrapper reports WSClean's exit, a signal, and an env_file the node cannot read."""
+@pytest.mark.parametrize("node_agent", [True, False])
+def test_exit_status_and_setup_errors_over_ssh(healthy_nodes, tmp_path, node_agent):
+    """The remote wrapper reports WSClean's exit, a signal, and an env_file the node cannot read;
+    peak memory and CPU are the job's, measured on the node (by the agent's wait4, or by the
+    wrapper's python3 launcher in a session of its own)."""
     from imgpipe.execution import ssh
     from imgpipe.plan import Job
 
-    ssh.POOL.configure(ssh.SSHSettings(str(healthy_nodes.ssh_config)))
+    ssh.POOL.configure(ssh.SSHSettings(str(healthy_nodes.ssh_config), node_agent=node_agent))
 
     def run(argv, env_file=None):
         lines = []

@@ -12,8 +12,9 @@ Protocol, one line per message (job ids are short tokens without spaces):
 imgpipe → agent: ``run <id> <json argv>``, ``in <id> <text>`` (a line to the job's
 stdin), ``close <id>`` (close the job's stdin).
 agent → imgpipe: ``ready <pid>`` once, ``o <id> <line>`` (a line of the job's output),
-``x <id> <exit status>`` when the wrapper has ended, ``e <id> <message>`` when it could
-not be started.
+``x <id> <exit status> <peak RSS kB> <user s> <sys s>`` when the wrapper has ended (the
+agent reaps it with ``wait4``: the job's peak memory and CPU time, so the wrapper needs
+no accounting launcher of its own), ``e <id> <message>`` when it could not be started.
 
 The agent needs python3 (3.5 or later, standard library only) on the node; without it
 imgpipe opens an SSH session per job as before.
@@ -39,11 +40,13 @@ def say(data):
 def pump(jid, proc):
     for line in proc.stdout:
         say(b"o " + jid + b" " + line.rstrip(b"\r\n") + b"\n")
-    code = proc.wait()
+    _, status, ru = os.wait4(proc.pid, 0)  # the wrapper and what it reaped: the job, tee
+    proc.returncode = code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
     jobs.pop(jid, None)
     close(proc)
     proc.stdout.close()
-    say(b"x " + jid + b" " + str(code).encode() + b"\n")
+    usage = "%d %d %.3f %.3f" % (code, ru.ru_maxrss, ru.ru_utime, ru.ru_stime)
+    say(b"x " + jid + b" " + usage.encode() + b"\n")
 
 def close(proc):
     try:
@@ -51,7 +54,6 @@ def close(proc):
     except OSError:
         pass
 
-os.environ["IMGPIPE_PYTHON"] = sys.executable  # the wrappers' launcher: no PATH lookup, no shim
 say(b"ready " + str(os.getpid()).encode() + b"\n")
 for line in sys.stdin.buffer:
     cmd, _, rest = line.rstrip(b"\n").partition(b" ")

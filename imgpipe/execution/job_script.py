@@ -15,10 +15,10 @@ one thing every node has.
 - Control lines carry a per-job random token, so WSClean output can never be taken
   for one: ``@imgpipe-<token> started <pid>``, ``@imgpipe-<token> exit <rc>``
   followed by the output of bash's ``times`` (CPU time of the job) and ``... end``,
-  ``... rusage <maxrss kB> <user s> <sys s>`` (peak memory and CPU, measured on the
-  node by a small python3 launcher when the node has python3: ``$IMGPIPE_PYTHON`` if
-  set, which imgpipe sets to its own interpreter locally and the node agent to its
-  own, since ``python3`` on PATH may be a slow pyenv shim), ``... timeout <s>``,
+  ``... rusage <maxrss kB> <user s> <sys s>`` (peak memory and CPU of the job, from a
+  small python3 launcher around it, used only where nothing else waits for the
+  wrapper on the job's node: an SSH session per job, or ``srun``; ``$IMGPIPE_PYTHON``
+  if set, since ``python3`` on PATH may be a slow pyenv shim), ``... timeout <s>``,
   ``... slurm <job id>`` and ``... setup <what>`` when the env_file or out_dir step fails.
 
 Values are positional parameters (``"$@"``) or shlex-quoted by the caller, never
@@ -65,7 +65,7 @@ sys.exit(code)
 """
 
 # $1 token, $2 env file ('' for none), $3 out dir, $4 log file, $5 kill grace (s),
-# $6 max time (s, '' for none), $7 accounting launcher, $8... argv
+# $6 max time (s, '' for none), $7 accounting launcher ('' for none), $8... argv
 _SCRIPT = r"""exec 2>&1
 trap '' PIPE  # a dead connection must not kill the wrapper before its watcher runs
 tok=$1; t="@imgpipe-$1"; f=$2; d=$3; log=$4; grace=$5; maxt=$6; acct=$7; shift 7
@@ -77,9 +77,9 @@ mkdir -p -- "$d" || { echo "$t setup out_dir"; exit 126; }
 exec 4<&0 5> >(exec tee -- "$log") 6>&1
 tee_pid=$!
 [ -n "${SLURM_JOB_ID:-}" ] && echo "imgpipe: SLURM job $SLURM_JOB_ID${SLURM_STEP_ID:+ step $SLURM_STEP_ID} on $(hostname)" >&5
-py=python3  # imgpipe's own interpreter here, the agent's on a node: a pyenv shim costs 0.1 s a call
+py=python3  # or imgpipe's own interpreter when set: a pyenv shim costs 0.1 s a call
 [ -n "${IMGPIPE_PYTHON:-}" ] && [ -x "$IMGPIPE_PYTHON" ] && py=$IMGPIPE_PYTHON
-if command -v "$py" > /dev/null 2>&1; then
+if [ -n "$acct" ] && command -v "$py" > /dev/null 2>&1; then
   (trap - PIPE; exec setsid -- "$py" -I -S -c "$acct" "$tok" "$@") < /dev/null 4<&- >&5 2>&5 5>&- &
 else
   (trap - PIPE; exec setsid -- "$@") < /dev/null 4<&- >&5 2>&5 5>&- 6>&- &
@@ -125,17 +125,23 @@ def wrapped_argv(
     token: str,
     grace_s: float,
     max_time_s: int | None = None,
+    rusage_launcher: bool = False,
 ) -> list[str]:
     """argv that runs ``argv`` under the wrapper (a ``bash -c`` script and its arguments).
 
     ``grace_s``: SIGTERM → SIGKILL delay when the job is stopped; ``max_time_s``: the
     job is stopped (and reported timed out) after this many seconds.
+    ``rusage_launcher``: start the job through the python3 launcher that reports its
+    peak memory and CPU. Not needed where the wrapper's own parent reaps it on the
+    job's node (imgpipe locally, the node agent): ``wait4`` of the wrapper gives the
+    same figures, without the ~40 ms the launcher adds to each job's start and end.
     """
     # --norc: bash started below sshd would read ~/.bashrc again (the login shell or the
     # node agent has already set the environment; the env_file is sourced explicitly)
     return [
         "bash", "--norc", "--noprofile", "-c", _SCRIPT, "imgpipe-job", token, env_file or "", out_dir, log_path,
-        f"{grace_s:g}", "" if max_time_s is None else str(int(max_time_s)), _ACCOUNTING, *argv,
+        f"{grace_s:g}", "" if max_time_s is None else str(int(max_time_s)),
+        _ACCOUNTING if rusage_launcher else "", *argv,
     ]
 
 
@@ -185,6 +191,12 @@ class OutputParser:
             self.last_words = line
         on_line(line)
 
+    def measured(self, max_rss_kb: int, user_s: float, sys_s: float) -> None:
+        """The job's peak memory and CPU time, from ``getrusage`` on its node (they replace bash's ``times``)."""
+        self.state.max_rss_mb = max_rss_kb / 1024.0
+        self.state.cpu_s = user_s + sys_s
+        self._have_rusage = True
+
     def feed(self, line: str) -> bool:
         """Record ``line`` if it is a control line (→ True); False for job output."""
         if not line.startswith(self._prefix):
@@ -206,9 +218,7 @@ class OutputParser:
         elif words[:1] == ["setup"] and len(words) == 2:
             self.state.setup_failed = words[1]
         elif words[:1] == ["rusage"] and len(words) == 4:
-            self.state.max_rss_mb = int(words[1]) / 1024.0
-            self.state.cpu_s = float(words[2]) + float(words[3])
-            self._have_rusage = True
+            self.measured(int(words[1]), float(words[2]), float(words[3]))
         elif words[:1] == ["timeout"] and len(words) == 2:
             self.state.timed_out = int(words[1])
         elif words[:1] == ["slurm"] and len(words) == 2:

@@ -45,12 +45,14 @@ def run_local(
     parser = OutputParser(token)
     try:
         proc = subprocess.Popen(
-            [*launcher, *wrapped_argv(job.argv, job.out_dir, job.log_path, env_file, token, grace_s, max_time_s)],
+            # here, wait4 of the wrapper measures the job; through srun it would measure srun
+            [*launcher, *wrapped_argv(job.argv, job.out_dir, job.log_path, env_file, token, grace_s, max_time_s,
+                                      rusage_launcher=bool(launcher))],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, "IMGPIPE_PYTHON": sys.executable},  # the wrapper's launcher (see job_script)
+            env={**os.environ, "IMGPIPE_PYTHON": sys.executable},  # the launcher under srun, if this path is there
             text=True,
             errors="replace",
         )
@@ -80,8 +82,8 @@ def run_local(
         code = proc.returncode
         reason = f"{launcher[0]} failed ({reason_of(code)}): {last or 'no output'}"
     status_, reason = as_cancelled(status_, reason, _running.cancelled.is_set() or (stop is not None and stop.is_set()))
-    # the job's own cost, measured by its launcher on the node (python3 there, or SLURM);
-    # otherwise that of the whole wrapper, from wait4
+    # the job's cost from wait4 of its wrapper (the job, tee and the wrapper's bash: the
+    # job's peak, and its CPU plus a few ms); through srun, from the launcher on the node
     on_node = state.max_rss_mb is not None or bool(launcher)
     return JobResult(
         job,

@@ -11,10 +11,21 @@ import json
 import queue
 import secrets
 import threading
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 OUTPUT, EXITED, NOT_STARTED, LOST = "o", "x", "e", "lost"
-"""What a job's queue carries: (OUTPUT, line), (EXITED, status), (NOT_STARTED, why), (LOST, why)."""
+"""What a job's queue carries: (OUTPUT, line), (EXITED, Exited), (NOT_STARTED, why), (LOST, why)."""
+
+
+class Exited(NamedTuple):
+    """How a job's wrapper ended, as the agent reaped it on the node."""
+
+    status: int
+    """Exit status (negative: killed by that signal)."""
+    max_rss_kb: int
+    """Peak resident memory of the wrapper and what it reaped: the job's peak."""
+    user_s: float
+    sys_s: float
 
 
 class AgentLost(Exception):
@@ -71,7 +82,8 @@ class NodeAgent:
                 if kind == b"o":
                     jobs.put((OUTPUT, arg.decode("utf-8", "replace")))
                 elif kind == b"x":
-                    jobs.put((EXITED, int(arg)))
+                    status, max_rss, user, system = arg.split()
+                    jobs.put((EXITED, Exited(int(status), int(max_rss), float(user), float(system))))
                 elif kind == b"e":
                     jobs.put((NOT_STARTED, arg.decode("utf-8", "replace")))
         except Exception as err:  # any failure of the transport means the agent is lost

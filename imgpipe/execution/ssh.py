@@ -364,9 +364,12 @@ def run_ssh(
         return JobResult(job, CANCELLED, "run cancelled before the job started")
     token = new_token()
     parser = OutputParser(token)
-    argv = wrapped_argv(job.argv, job.out_dir, job.log_path, env_file, token, grace_s, max_time_s)
     try:
         agent = POOL.agent(job.host)
+        # through the agent, the agent's wait4 measures the job; in a session of its own,
+        # the wrapper's python3 launcher does (nothing else waits for it on the node)
+        argv = wrapped_argv(job.argv, job.out_dir, job.log_path, env_file, token, grace_s, max_time_s,
+                            rusage_launcher=agent is None)
         if agent is None:
             sent, lost = _run_in_session(job.host, argv, parser, on_line)
         else:
@@ -449,6 +452,7 @@ def _run_through_agent(agent: NodeAgent, argv: list[str], parser: OutputParser, 
             if kind == OUTPUT:
                 parser.take(value, on_line)
             elif kind == EXITED:
+                parser.measured(value.max_rss_kb, value.user_s, value.sys_s)
                 return True, ""
             elif kind == LOST:
                 return True, f" ({value})"
