@@ -64,7 +64,7 @@ class SlotScheduler:
         return self._max - self.running[host]
 
     def take_ready(self, now: float = 0.0) -> list[tuple[Queued, str]]:
-        """(job, node) pairs that may start now, their slots counted as taken, in plan order."""
+        """(job, node) pairs that may start now, their slots counted as taken, in queue order."""
         ready, left = [], []
         for queued in self._pending:
             host = self._place(queued, now)

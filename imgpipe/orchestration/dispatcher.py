@@ -37,6 +37,7 @@ from typing import Callable
 
 from imgpipe import events
 from imgpipe.config import WorkerConfig
+from imgpipe.job_order import LARGEST_FIRST, largest_first
 from imgpipe.plan import Job, Plan
 from imgpipe.results import CANCELLED, FAILED, JobResult
 from imgpipe.scheduling import Queued, SlotScheduler
@@ -69,7 +70,7 @@ class Dispatcher:
     def __init__(self, plan: Plan, worker: WorkerConfig, start: Callable, outcome: Callable, limits, logger):
         self.plan, self.worker, self.logger = plan, worker, logger
         self._start, self._outcome, self._limits = start, outcome, limits
-        self.scheduler = SlotScheduler(plan.jobs, plan.pool, worker.max_concurrent)
+        self.scheduler = SlotScheduler(self.start_order(plan, worker), plan.pool, worker.max_concurrent)
         self._order = {id(job): i for i, job in enumerate(plan.jobs)}
         self.results: dict[int, JobResult] = {}
         self._inbox: queue.Queue = queue.Queue()
@@ -77,6 +78,14 @@ class Dispatcher:
         self._idle_leases: dict[str, list] = defaultdict(list)
         self._acquiring = 0
         """Slot requests to Prefect still unanswered (their jobs hold a scheduler slot)."""
+
+    @staticmethod
+    def start_order(plan: Plan, worker: WorkerConfig) -> list[Job]:
+        """The order in which waiting jobs take free slots ([worker] order); sized only
+        when some jobs must wait (when every job starts at once, order does not matter)."""
+        if worker.order == LARGEST_FIRST and len(plan.jobs) > len(plan.hosts()) * worker.max_concurrent:
+            return largest_first(plan.jobs)
+        return list(plan.jobs)
 
     # -- events from task threads ---------------------------------------------------
     def _on_event(self, event: str, payload) -> None:
