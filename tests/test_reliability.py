@@ -54,6 +54,8 @@ def test_sshd_killed_and_restarted_during_a_40_job_run(healthy_nodes, run_imgpip
         for (s1, e1), (s2, _) in zip(runs, runs[1:]):
             assert e1 is not None and e1 <= s2, f"{name} ran twice at once"
     assert "retry" in err or all(s == "OK" for s, _ in rows)
+    if "retry" in err:  # a retry is a task run of its own, named for its attempt
+        assert re.search(r"Task run 'wsclean obs_\d+\.MS @ node10\d \(attempt 2\)' - ", err)
     assert any(s == "OK" and "@ node102" in rest for s, rest in rows)  # node102 took work again after its restart
 
 

@@ -16,6 +16,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 
 from imgpipe import events, execution
 from imgpipe.mpi import distributed, parse_nodes_mpi
@@ -117,13 +118,13 @@ def imgpipe_flow(
         def start(job, attempt, submission_id):
             # No task tags: a tag makes Prefect take a tag-concurrency lease per task (two
             # more API calls on the path of every job); node slots are NodeLimits' work.
-            name = f"wsclean {job.label}" + (f" (attempt {attempt})" if attempt > 1 else "")
-            task = run_job_task.with_options(task_run_name=name)
             if dask_jobs is not None:
                 parameters = dict(job=job, worker=cfg.worker, attempt=attempt, submission_id=submission_id,
                                   dask_stop=dask_jobs.stop_event_name)
-                return dask_jobs.submit(task, parameters, job.host)
-            return task.submit(job, cfg.worker, attempt, submission_id)
+                return dask_jobs.submit(run_job_task, parameters, job.host)
+            # quote: plain records with no futures inside, so Prefect need not walk them
+            # (twice per task run) on the way to WSClean
+            return run_job_task.submit(quote(job), quote(cfg.worker), attempt, submission_id)
 
         dispatcher = Dispatcher(plan, cfg.worker, start, _outcome, limits, logger)
         try:
