@@ -55,8 +55,7 @@ def _run_ssh(host: str, command: str) -> str:
     except (OSError, EOFError, paramiko.SSHException) as err:
         raise NodeError(f"{host}: cannot check for commands: {err or type(err).__name__}") from None
     finally:
-        chan.close()
-        POOL.release(host, conn)
+        POOL.close_channel(host, conn, chan)
 
 
 def check_mpi(config) -> None:

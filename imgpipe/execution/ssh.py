@@ -247,7 +247,9 @@ class SSHPool:
             self._give_back(host, conn)
             raise NodeUnreachable(host, f"cannot open a channel: {err or type(err).__name__}") from None
 
-    def release(self, host: str, conn: _Connection) -> None:
+    def close_channel(self, host: str, conn: _Connection, chan: paramiko.Channel) -> None:
+        """Close a channel from :meth:`open_channel` and free its place on the connection."""
+        chan.close()
         self._give_back(host, conn)
 
     def agent(self, host: str) -> NodeAgent | None:
@@ -265,8 +267,7 @@ class SSHPool:
                 agent, conn, chan = entry
                 if agent.lost is None:
                     return agent
-                chan.close()  # its connection dropped: start another
-                self._give_back(host, conn)
+                self.close_channel(host, conn, chan)  # its connection dropped: start another
             self._agents[host] = entry = self._start_agent(host)
             return entry[0] if entry else None
 
@@ -275,14 +276,12 @@ class SSHPool:
         try:
             chan.exec_command(f"exec {shlex.quote(AGENT_PYTHON)} -I -S -c {shlex.quote(AGENT)} 2>&1")
         except (OSError, EOFError, paramiko.SSHException) as err:
-            chan.close()
-            self._give_back(host, conn)
+            self.close_channel(host, conn, chan)
             raise NodeUnreachable(host, f"cannot start the node agent: {err or type(err).__name__}") from None
         agent = NodeAgent(chan.makefile("rb"), chan.sendall, chan.shutdown_write, host, abort=chan.close)
         if agent.wait_ready(AGENT_START_TIMEOUT_S):
             return agent, conn, chan
-        chan.close()
-        self._give_back(host, conn)
+        self.close_channel(host, conn, chan)
         if not conn.alive:
             raise NodeUnreachable(host, "connection lost while starting the node agent")
         why = agent.chatter or agent.lost or f"no answer in {AGENT_START_TIMEOUT_S:g} s"
@@ -298,8 +297,7 @@ class SSHPool:
             agent.shutdown(0)
         for agent, conn, chan in entries:
             agent.shutdown(max(0.0, deadline - time.monotonic()))
-            chan.close()
-            self._give_back(agent.name, conn)
+            self.close_channel(agent.name, conn, chan)
 
     def close_all(self) -> None:
         self.close_agents(0)
@@ -433,8 +431,7 @@ def _run_in_session(host: str, argv: list[str], parser: OutputParser, on_line) -
         lost = f" ({err or type(err).__name__})"
     finally:
         _running.remove(id(job))
-        chan.close()
-        POOL.release(host, conn)
+        POOL.close_channel(host, conn, chan)
     return sent, lost
 
 

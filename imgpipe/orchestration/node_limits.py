@@ -137,14 +137,13 @@ class NodeLimits:
     def release(self, lease_id: "UUID | SharedSlot | None") -> None:
         if lease_id is None:
             return
-        if isinstance(lease_id, SharedSlot):
-            with self._lock:
-                self._shared[lease_id.lease_id] -= 1
-                if self._shared[lease_id.lease_id] > 0:
-                    return
-                del self._shared[lease_id.lease_id]
-            lease_id = lease_id.lease_id
         with self._lock:
+            if isinstance(lease_id, SharedSlot):
+                lease_id = lease_id.lease_id
+                self._shared[lease_id] -= 1
+                if self._shared[lease_id] > 0:
+                    return  # other slots of this lease are still in use
+                del self._shared[lease_id]
             self._held.pop(lease_id, None)
         try:
             self._call(self._client.release_concurrency_slots_with_lease, lease_id)

@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging.handlers import APILogHandler
 from prefect.logging.loggers import PrefectLogAdapter
 from prefect.states import Cancelled, Failed
+from prefect.utilities.annotations import quote
 
 from imgpipe import events, provenance
 from imgpipe.config import Config, WorkerConfig, load_config
@@ -136,7 +137,6 @@ def _job_run_name() -> str:
     (reading its source to key it), ~2 ms per job on the dispatcher's thread.
     """
     from prefect.runtime import task_run
-    from prefect.utilities.annotations import quote
 
     parameters = task_run.parameters
     job = parameters["job"]
