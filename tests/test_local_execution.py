@@ -39,6 +39,35 @@ def test_killed_by_signal_is_named(tmp_path):
     assert result.status == FAILED and result.reason == "killed by SIGSEGV"
 
 
+def test_bash_notice_of_a_signal_never_reaches_the_control_stream(tmp_path):
+    """Bash prints "Segmentation fault ..." when it reaps a job killed by a signal outside
+    `wait`; that notice raced the control lines and became the job's "last words" (seen in
+    CI under load). Made certain here: the wrapper's stdout is a full pipe, so it is stuck
+    writing "started" while the job dies and bash reaps it."""
+    import fcntl
+    import subprocess
+
+    r, w = os.pipe()
+    fcntl.fcntl(w, fcntl.F_SETFL, os.O_NONBLOCK)
+    filled = 0
+    try:
+        while True:
+            filled += os.write(w, b"x" * 4096)
+    except BlockingIOError:
+        pass
+    fcntl.fcntl(w, fcntl.F_SETFL, 0)
+    argv = wrapped_argv(["bash", "-c", "kill -SEGV $$"], str(tmp_path / "o"), str(tmp_path / "o.log"), None, "t0k", 1)
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=w)
+    os.close(w)
+    time.sleep(0.5)  # the job is dead by now; the wrapper is still blocked on its first write
+    with os.fdopen(r, "rb") as pipe:
+        out = pipe.read()[filled:].decode()
+    proc.stdin.close()
+    assert proc.wait() == 139
+    assert out.splitlines()[0] == f"@imgpipe-t0k started {out.split()[2]}"
+    assert out.splitlines()[1:2] == ["@imgpipe-t0k exit 139"] and "Segmentation" not in out
+
+
 def test_missing_executable(tmp_path):
     result = local.run_local(job_for(tmp_path, ["no-such-wsclean-xyz"]), None)
     assert result.status == FAILED and result.exit_code == 127

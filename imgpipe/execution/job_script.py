@@ -79,6 +79,10 @@ tee_pid=$!
 [ -n "${SLURM_JOB_ID:-}" ] && echo "imgpipe: SLURM job $SLURM_JOB_ID${SLURM_STEP_ID:+ step $SLURM_STEP_ID} on $(hostname)" >&5
 py=python3  # or imgpipe's own interpreter when set: a pyenv shim costs 0.1 s a call
 [ -n "${IMGPIPE_PYTHON:-}" ] && [ -x "$IMGPIPE_PYTHON" ] && py=$IMGPIPE_PYTHON
+# From here bash's own stderr could only carry its notice of the job's death by a
+# signal ("Segmentation fault ..."), printed whenever it happens to reap the job: it
+# would race the control lines, and imgpipe reports the signal itself.
+exec 2> /dev/null
 if [ -n "$acct" ] && command -v "$py" > /dev/null 2>&1; then
   (trap - PIPE; exec setsid -- "$py" -I -S -c "$acct" "$tok" "$@") < /dev/null 4<&- >&5 2>&5 5>&- &
 else
