@@ -71,7 +71,7 @@ trap '' PIPE  # a dead connection must not kill the wrapper before its watcher r
 tok=$1; t="@imgpipe-$1"; f=$2; d=$3; log=$4; grace=$5; maxt=$6; acct=$7; shift 7
 case $f in "~/"*) f=$HOME/${f#"~/"};; esac
 if [ -n "$f" ]; then source "$f" || { echo "$t setup env_file"; exit 126; }; fi
-mkdir -p -- "$d" || { echo "$t setup out_dir"; exit 126; }
+[ -d "$d" ] || mkdir -p -- "$d" || { echo "$t setup out_dir"; exit 126; }
 : > "$log" || { echo "$t setup log"; exit 126; }
 [ -n "${SLURM_JOB_ID:-}" ] && echo "$t slurm $SLURM_JOB_ID${SLURM_STEP_ID:+.$SLURM_STEP_ID}"
 exec 4<&0 5> >(exec tee -- "$log") 6>&1
