@@ -22,13 +22,10 @@ import os
 import platform
 import random
 import shlex
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -126,34 +123,15 @@ def bench_overhead(tmp: Path) -> dict:
 
 @contextlib.contextmanager
 def prefect_server(home: Path):
-    """A real ``prefect server start`` on 127.0.0.1 (own PREFECT_HOME); yields the env that uses it."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**env_for(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_SERVER_UI_ENABLED": "false"}
-    prefect = str(Path(PY).parent / "prefect")
-    server = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                              start_new_session=True)
+    """A real ``prefect server start`` on 127.0.0.1 (the tests' helper); yields the env that uses it."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from prefect_api_server import running_server
+
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("prefect server start did not answer in 120 s") from None
-                time.sleep(0.5)
-        yield env
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        with running_server(home, home.parent / "server.log") as env:
+            yield env
+    except RuntimeError as err:
+        raise SystemExit(str(err)) from None
 
 
 def bench_ssh_utilisation(tmp: Path) -> dict:

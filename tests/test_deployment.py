@@ -5,12 +5,8 @@ parameter override, wait for Completed, check the image. Everything started is s
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from datetime import datetime, timedelta, timezone
@@ -19,55 +15,19 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, SOURCE_DEC, SOURCE_RA, alive, requires_wsclean
+from prefect_api_server import PREFECT, running_server, stop_group
 
 pytestmark = [requires_wsclean, pytest.mark.prefect]
-PREFECT = str(Path(sys.executable).parent / "prefect")
-
-
-def stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM to the process group, SIGKILL after 30 s."""
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def prefect_server(tmp_path):
     """A real Prefect server on 127.0.0.1 with its own PREFECT_HOME; yields the env to talk to it."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect-server-home"),
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-        "CI": "true",
-    }
-    log = open(tmp_path / "server.log", "w")
-    server = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        os.killpg(server.pid, signal.SIGKILL)
-        pytest.fail("prefect server did not start: " + (tmp_path / "server.log").read_text()[-3000:])
-    yield env
-    stop_group(server)
+    try:
+        with running_server(tmp_path / "prefect-server-home", tmp_path / "server.log") as env:
+            yield env
+    except RuntimeError as err:
+        pytest.fail(str(err))
 
 
 def prefect(env, *args, timeout=180) -> str:
