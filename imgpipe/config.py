@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from imgpipe.errors import ConfigError
-from imgpipe.job_order import ORDERS
+from imgpipe.job_order import LARGEST_FIRST, ORDERS
 from imgpipe.nodes import DASK, SLURM, expand_nodes
 from imgpipe.tokens import NAME_TOKENS, check_tokens
 from imgpipe.toml_file import read_toml
@@ -68,7 +68,7 @@ class WorkerConfig:
     """Extra ``srun`` options for ``nodes = 'slurm'`` (e.g. ``-p cpu -c 16 --mem=64G``)."""
     slurm_nodes: int | None = None
     """With ``nodes = 'slurm'``: run the jobs as steps of one allocation of this many nodes."""
-    order: str = "largest_first"
+    order: str = LARGEST_FIRST
     """Which waiting job starts first when a slot frees: ``largest_first`` (by the bytes of its MSs, so the run ends on short jobs) or ``as_given`` (plan order)."""
 
 
@@ -285,7 +285,7 @@ def _parse_worker(table: dict, path: Path, prefect: PrefectConfig = PrefectConfi
             f"{path}: [worker] run_on_file_host is not supported with nodes = 'slurm' "
             "(SLURM places the jobs; use slurm_options, e.g. '--nodelist=...')"
         )
-    if values.get("order", ORDERS[0]) not in ORDERS:
+    if values.get("order", LARGEST_FIRST) not in ORDERS:
         raise ConfigError(f"{path}: [worker] order = {values['order']!r}: must be {' or '.join(map(repr, ORDERS))}")
     for key in ("retries", "retry_delay_seconds", "host_cooldown_s", "kill_grace_s"):
         if values.get(key, 0) < 0:

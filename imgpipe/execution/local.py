@@ -52,7 +52,9 @@ def run_local(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, "IMGPIPE_PYTHON": sys.executable},  # the launcher under srun, if this path is there
+            # the python3 launcher's interpreter, read only behind a launcher (srun) and valid
+            # where this path is shared; a local job inherits this environment as it is
+            env={**os.environ, "IMGPIPE_PYTHON": sys.executable} if launcher else None,
             text=True,
             errors="replace",
         )
