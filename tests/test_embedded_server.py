@@ -43,5 +43,3 @@ def test_a_memo_without_the_registration_does_not_count(tmp_path, monkeypatch):
     memo.write_text("block_auto_registration = 'abc'\n")
     monkeypatch.setenv("PREFECT_MEMO_STORE_PATH", str(memo))
     assert block_types_registered()
-
-

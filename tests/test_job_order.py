@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from imgpipe.config import WorkerConfig, load_config
@@ -79,5 +78,3 @@ def test_order_must_be_one_of_the_two(tmp_path):
     assert load_config(cfg).worker.order == "as_given"
     cfg.write_text("[wsclean]\nname = 'img'\n")
     assert load_config(cfg).worker.order == "largest_first"
-
-
