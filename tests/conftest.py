@@ -171,7 +171,9 @@ FAKE_WSCLEAN = r"""#!/bin/bash
 if [ $# -eq 0 ]; then exec wsclean; fi
 echo "${IMGPIPE_NODE:-local} $$ start $(date +%s.%N) ${@: -1}" >> "TRACE"
 echo "fake wsclean on ${IMGPIPE_NODE:-local}: $*"
-sleep "$(cat "TRACE.seconds" 2> /dev/null || echo 1)"
+# "end" only when the sleep ran out: SLURM (proctrack/linuxproc) signals a cancelled step's
+# processes one by one, and a sleep killed before its bash must not look like a finished job
+sleep "$(cat "TRACE.seconds" 2> /dev/null || echo 1)" || exit
 echo "${IMGPIPE_NODE:-local} $$ end $(date +%s.%N) ${@: -1}" >> "TRACE"
 """
 
