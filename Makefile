@@ -1,13 +1,17 @@
 # imgpipe: two commands for a new user on Debian.
 #   make demo   set everything up (apt wsclean, .venv, imgpipe) and image the demo data
 #   make test   the same set-up, then the whole test suite
+# and the maintainers' loops: make unit, make lint, make docs, make bench, make lock.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := wsclean
+# Every Python package .venv gets, at the version the suite last passed with
+# (docs/development.md: "The lock"). make lock refreshes it.
+LOCK   := constraints.txt
+EXTRAS := test,lint,docs
 
-.PHONY: setup system-deps test-deps demo test bench clean
+.PHONY: setup system-deps test-deps demo test unit lint docs bench lock clean
 
 system-deps:
 	@missing=""; \
@@ -35,10 +39,15 @@ test-deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
-$(BIN)/imgpipe: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+# .venv from the lock: pip, setuptools and wheel first (imgpipe is then built with the
+# locked setuptools, not whatever PyPI serves today), then imgpipe and every dependency
+# pinned by $(LOCK). A change to the lock or to pyproject.toml re-runs this, and pip
+# moves each package to its locked version, up or down.
+$(BIN)/imgpipe: pyproject.toml $(LOCK)
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	@echo "installing Python packages from the lock: $(LOCK) ($$(grep -c '==' $(LOCK)) pins; $$(sed -n 's/^# locked: //p' $(LOCK)))"
+	$(BIN)/python -m pip install -q -c $(LOCK) pip setuptools wheel
+	$(BIN)/python -m pip install -q --no-build-isolation -c $(LOCK) -e '.[$(EXTRAS)]'
 	touch $@
 
 setup: system-deps $(BIN)/imgpipe
@@ -51,9 +60,24 @@ demo: setup
 test: setup test-deps
 	$(BIN)/python -m pytest -ra
 
+# Refresh the lock: resolve pyproject.toml's ranges against today's releases in a
+# throw-away venv and write every version it got. Land it only with `make test` green.
+lock:
+	rm -rf build/lock-venv
+	$(PYTHON) -m venv build/lock-venv
+	build/lock-venv/bin/python -m pip install -q --upgrade pip setuptools wheel
+	build/lock-venv/bin/python -m pip install -q '.[$(EXTRAS)]'
+	{ echo "# The Python packages 'make demo' and 'make test' install, each at the version the"; \
+	  echo "# test suite passed with. Written by 'make lock' (docs/development.md): do not edit."; \
+	  echo "# locked: $$(date -u +%Y-%m-%d) with $$(build/lock-venv/bin/python -V)"; \
+	  build/lock-venv/bin/python -m pip freeze --all | grep -v -i '^imgpipe\b' | LC_ALL=C sort -f; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf build/lock-venv
+	@echo "$(LOCK) rewritten: run 'make test' before committing it"
+
 # Benchmarks (not tests): ratios against baselines measured in the same run → bench/RESULTS.md
 bench: setup test-deps
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf demo .pytest_cache
+	rm -rf demo .pytest_cache build
