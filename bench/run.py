@@ -228,7 +228,7 @@ def bench_planning(tmp: Path) -> dict:
 
 
 def bench_imaging(tmp: Path) -> dict:
-    from imgpipe.simulate import PointSource, make_ms
+    from imgpipe.demo.simulate import PointSource, make_ms
 
     for name, freqs in (("SW01.MS", [60e6, 61e6, 62e6, 63e6]), ("SW02.MS", [64e6, 65e6, 66e6, 67e6])):
         make_ms(str(tmp / name), [PointSource(151.0, 50.3, 10.0)], 150.0, 50.0, freqs, n_ant=24, n_time=120, seed=1)

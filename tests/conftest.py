@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
-# The simulated sky (see imgpipe.simulate): phase centre and one bright source.
+# The simulated sky (see imgpipe.demo.simulate): phase centre and one bright source.
 RA0, DEC0 = 150.0, 50.0
 SOURCE_RA, SOURCE_DEC = 151.0, 50.3
 
@@ -35,7 +35,7 @@ requires_wsclean = pytest.mark.skipif(shutil.which("wsclean") is None, reason="w
 @pytest.fixture(scope="session")
 def sim_dir(tmp_path_factory) -> Path:
     """Three simulated MSs: SW01, SW02 (4 channels each, different bands) and SW03 (3 channels)."""
-    from imgpipe.simulate import PointSource, make_ms
+    from imgpipe.demo.simulate import PointSource, make_ms
 
     folder = tmp_path_factory.mktemp("sim")
     bands = {

@@ -19,7 +19,7 @@ scale = '1amin'
 
 def test_help_and_version_do_not_import_heavy_modules():
     code = (
-        "import sys\nfrom imgpipe.cli import main\n"
+        "import sys\nfrom imgpipe.cli.command import main\n"
         "for args in (['--help'], ['--version']):\n"
         "    try:\n        main(args, prog_name='imgpipe')\n    except SystemExit as e:\n        assert e.code == 0, e.code\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'prefect', 'casacore', 'astropy', 'paramiko', 'numpy'})\n"

@@ -2,8 +2,8 @@
 
 import pytest
 
-from imgpipe.config import DEFAULT_OUT_DIR, load_config
-from imgpipe.errors import ConfigError
+from imgpipe.core.config import DEFAULT_OUT_DIR, load_config
+from imgpipe.core.errors import ConfigError
 
 MINIMAL = "[wsclean]\nname = 'img'\n"
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from imgpipe.data_handler import load_data_handler
-from imgpipe.errors import DataHandlerError
+from imgpipe.core.data_handler import load_data_handler
+from imgpipe.core.errors import DataHandlerError
 
 DH = """
 [data_level_path]

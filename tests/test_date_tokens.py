@@ -4,8 +4,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from imgpipe.date_tokens import expand_date_tokens
-from imgpipe.errors import InputError
+from imgpipe.core.date_tokens import expand_date_tokens
+from imgpipe.core.errors import InputError
 
 RUN = datetime(2023, 12, 2, 7, 0, tzinfo=timezone.utc)  # the 08:00 Paris run after the night of Dec 1
 

@@ -92,12 +92,14 @@ def test_nightly_deployment_runs_for_real(prefect_server, sim_dir, tmp_path):
         assert state == "COMPLETED", (state, (tmp_path / "worker.log").read_text()[-4000:])
     finally:
         stop_group(worker)
-    from imgpipe.fits_peak import pixel_distance
+    from imgpipe.products.fits_peak import pixel_distance
 
     image = tmp_path / "images" / f"{yesterday}_SW01.MS" / "img-image.fits"
     assert pixel_distance(str(image), SOURCE_RA, SOURCE_DEC) <= 1.0
     artifacts = api(env, "POST", "/artifacts/filter", {"artifacts": {"key": {"any_": ["imgpipe-summary"]}}})
     assert any(f"{yesterday}_SW01.MS" in (a.get("data") or "") for a in artifacts)
+    # the run is named after what it imaged, not a random Prefect name
+    assert api(env, "GET", f"/flow_runs/{run_id}")["name"] == f"nightly.toml {yesterday}_SW01.MS · 1 job"
 
 
 def test_cancelling_a_deployment_run_stops_its_wsclean(prefect_server, fake_wsclean, tmp_path):

@@ -10,11 +10,11 @@ import logging
 import threading
 from concurrent.futures import Future
 
-from imgpipe import events
-from imgpipe.config import WorkerConfig
+from imgpipe.core import events
+from imgpipe.core.config import WorkerConfig
 from imgpipe.orchestration.dispatcher import JOB_ENDED, Dispatcher
-from imgpipe.plan import Job, Plan
-from imgpipe.results import FAILED, OK, JobResult
+from imgpipe.core.plan import Job, Plan
+from imgpipe.core.results import FAILED, OK, JobResult
 
 
 def job(i, host=None):

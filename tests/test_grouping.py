@@ -1,7 +1,7 @@
 """Grouping rules: one job per MS, --combine, --combine_obs_ids."""
 
-from imgpipe.data_handler import ResolvedMS, Selection
-from imgpipe.grouping import group_paths, group_selections
+from imgpipe.core.data_handler import ResolvedMS, Selection
+from imgpipe.core.grouping import group_paths, group_selections
 
 
 def ms(obs, sw, n=1):

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from conftest import SMALL_IMAGE, SOURCE_DEC, SOURCE_RA, requires_wsclean
-from imgpipe.fits_peak import pixel_distance
+from imgpipe.products.fits_peak import pixel_distance
 
 pytestmark = [requires_wsclean, pytest.mark.prefect]
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from imgpipe.config import WorkerConfig, load_config
-from imgpipe.errors import ConfigError
-from imgpipe.job_order import largest_first, ms_bytes
-from imgpipe.plan import Job, Plan
+from imgpipe.core.config import WorkerConfig, load_config
+from imgpipe.core.errors import ConfigError
+from imgpipe.core.job_order import largest_first
+from imgpipe.core.plan import Job, Plan
+from imgpipe.facts.ms_sizes import ms_bytes, ms_sizes
 
 
 def make_ms(folder, name, main_bytes, subtable_bytes=0):
@@ -39,7 +40,7 @@ def test_jobs_go_largest_first_by_the_sum_of_their_ms_and_ties_keep_plan_order(t
     other_mid = make_ms(tmp_path, "mid2.MS", 3000)
     jobs = [job_of(small), job_of(mid), job_of(big), job_of(other_mid), job_of(small, small.replace("small", "nothing"))]
     combined = job_of(small, mid)  # 4000 bytes in two MSs: between big and mid
-    ordered = largest_first([*jobs, combined])
+    ordered = largest_first([*jobs, combined], ms_sizes(ms for job in [*jobs, combined] for ms in job.ms))
     assert [j.ms for j in ordered] == [(big,), combined.ms, (mid,), (other_mid,), (small,), jobs[4].ms]
 
 
@@ -52,7 +53,7 @@ def test_the_dispatcher_sizes_jobs_only_when_some_must_wait(tmp_path, monkeypatc
     assert [j.ms[0] for j in order(plan, WorkerConfig(nodes=("n1",), max_concurrent=2))] == [c, b, a]
     assert [j.ms[0] for j in order(plan, WorkerConfig(nodes=("n1",), max_concurrent=2, order="as_given"))] == [a, b, c]
     sized = []
-    monkeypatch.setattr(dispatcher, "largest_first", lambda jobs: sized.append(jobs) or list(jobs))
+    monkeypatch.setattr(dispatcher, "largest_first", lambda jobs, size: sized.append(jobs) or list(jobs))
     assert [j.ms[0] for j in order(plan, WorkerConfig(nodes=("n1",), max_concurrent=3))] == [a, b, c]
     assert sized == []  # every job starts at once: no MS is read
 

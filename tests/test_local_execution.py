@@ -9,10 +9,10 @@ import shlex
 import threading
 import time
 
-from imgpipe.execution import local
-from imgpipe.execution.job_script import wrapped_argv
-from imgpipe.plan import Job
-from imgpipe.results import CANCELLED, FAILED, OK
+from imgpipe.backends import local
+from imgpipe.backends.job_script import wrapped_argv
+from imgpipe.core.plan import Job
+from imgpipe.core.results import CANCELLED, FAILED, OK
 
 
 def job_for(tmp_path, argv, name="img"):
@@ -161,7 +161,7 @@ def test_the_job_dies_with_imgpipe(tmp_path):
 
     pid_file = tmp_path / "pid"
     code = (
-        "import sys; from imgpipe.execution import local; from imgpipe.plan import Job; "
+        "import sys; from imgpipe.backends import local; from imgpipe.core.plan import Job; "
         f"local.run_local(Job('localhost', ('bash', '-c', 'echo $$ > {pid_file}; sleep 60'), (), None, None, {str(tmp_path)!r}, 'j'), None)"
     )
     runner = subprocess.Popen([sys.executable, "-c", code])

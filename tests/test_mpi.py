@@ -12,9 +12,9 @@ import shutil
 import pytest
 
 from conftest import requires_wsclean
-from imgpipe.config import MPIConfig
-from imgpipe.errors import ConfigError
-from imgpipe.mpi import mpirun_prefix, parse_nodes_mpi
+from imgpipe.core.config import MPIConfig
+from imgpipe.core.errors import ConfigError
+from imgpipe.core.mpi import mpirun_prefix, parse_nodes_mpi
 
 CONFIG = """
 [wsclean]

@@ -11,9 +11,9 @@ import time
 import pytest
 
 from conftest import alive
-from imgpipe.execution.agent_script import AGENT
-from imgpipe.execution.job_script import OutputParser, new_token, wrapped_argv
-from imgpipe.execution.node_agent import EXITED, LOST, NOT_STARTED, OUTPUT, AgentLost, NodeAgent
+from imgpipe.backends.agent_script import AGENT
+from imgpipe.backends.job_script import OutputParser, new_token, wrapped_argv
+from imgpipe.backends.node_agent import EXITED, LOST, NOT_STARTED, OUTPUT, AgentLost, NodeAgent
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 import pytest
 
-from imgpipe.errors import ConfigError
-from imgpipe.nodes import expand_nodes, is_local
+from imgpipe.core.errors import ConfigError
+from imgpipe.core.nodes import expand_nodes, is_local
 
 
 @pytest.mark.parametrize(

@@ -5,10 +5,11 @@ import json
 import pytest
 
 from conftest import requires_wsclean
-from imgpipe.config import load_config
-from imgpipe.errors import ConfigError, InputError
-from imgpipe.ms_metadata import channel_frequencies, count_distinct_channels
-from imgpipe.plan import build_plan, write_plan_json
+from imgpipe.core.config import load_config
+from imgpipe.core.errors import ConfigError, InputError
+from imgpipe.facts.ms_metadata import channel_frequencies, count_distinct_channels
+from imgpipe.core.plan import write_plan_json
+from imgpipe.prepare import build_plan
 
 pytestmark = requires_wsclean
 
@@ -166,3 +167,13 @@ def test_run_on_file_host_and_plan_json(dh_config, tmp_path):
         "sw": "SW01",
         "out_dir": f"{tmp_path}/20231201_A/SW01",
     }
+
+
+def test_a_run_is_named_after_what_it_images():
+    from imgpipe.core.plan import run_name
+
+    assert run_name("/etc/imgpipe/nightly.toml", ["20231201_*"], 48) == "nightly.toml 20231201_* · 48 jobs"
+    assert run_name("img.toml", ["/data/obs1/SW01.MS", "/data/obs1/SW02.MS/"], 1) == "img.toml SW01.MS SW02.MS · 1 job"
+    many = run_name("img.toml", [f"/d/SB{i:03d}.MS" for i in range(100)], 100, width=30)
+    assert many.startswith("img.toml SB000.MS SB001.MS SB002.MS") and "… (+" in many and many.endswith("· 100 jobs")
+    assert run_name("img.toml", []) == "img.toml"

@@ -1,7 +1,7 @@
 """The end-of-run accounting: per-job rows, totals, per-node slot utilisation."""
 
-from imgpipe.plan import Job
-from imgpipe.results import FAILED, OK, JobResult, RunSummary, format_duration
+from imgpipe.core.plan import Job
+from imgpipe.core.results import FAILED, OK, JobResult, RunSummary, format_duration
 
 
 def result(host, i, wall, status=OK, **kw):
@@ -40,7 +40,7 @@ def test_durations_read_as_written_in_configs():
 
 
 def test_image_statistics_in_the_table():
-    from imgpipe.image_stats import ImageStats
+    from imgpipe.products.image_stats import ImageStats
 
     st = ImageStats("/out/i1-MFS-image.fits", 9.61, 151.0, 50.3, 0.0079, 1216.5, 301.5, 262.3, 129.8, "JY/BEAM")
     summary = RunSummary([result("n1", 1, 10.0, exit_code=0, image=st.image, stats=st)], wall_s=10.0, slots_per_node=1)

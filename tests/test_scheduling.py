@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from conftest import requires_wsclean
-from imgpipe.plan import Job
-from imgpipe.scheduling import Queued, SlotScheduler
+from imgpipe.core.plan import Job
+from imgpipe.core.scheduling import Queued, SlotScheduler
 
 
 def job(host, i):

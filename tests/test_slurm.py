@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from conftest import alive, SOURCE_DEC, SOURCE_RA, peak_overlap, read_trace, requires_wsclean
-from imgpipe.config import WorkerConfig
-from imgpipe.execution.slurm import srun_argv
-from imgpipe.plan import Job
+from imgpipe.core.config import WorkerConfig
+from imgpipe.backends.slurm import srun_argv
+from imgpipe.core.plan import Job
 
 
 def test_srun_command_line():
@@ -59,7 +59,7 @@ def ms_dirs(tmp_path, n):
 @requires_wsclean
 @pytest.mark.prefect
 def test_real_wsclean_through_slurm(slurm, run_imgpipe, ms_copy, tmp_path):
-    from imgpipe.fits_peak import pixel_distance
+    from imgpipe.products.fits_peak import pixel_distance
 
     mss = ms_copy("SW01.MS", "SW02.MS")
     body = "[wsclean]\nname = 'img'\nout-dir = '$ms_in$/images'\nsize = [128, 128]\nscale = '2amin'\nniter = 200\nauto-threshold = 3\nweight = 'natural'\nj = 1\n"

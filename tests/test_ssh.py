@@ -137,7 +137,7 @@ def test_jobs_run_on_the_node_that_holds_their_ms(healthy_nodes, run_imgpipe, fa
 
 def test_real_wsclean_images_over_ssh(healthy_nodes, run_imgpipe, sim_dir, tmp_path):
     """Real WSClean through SSH on the node holding each MS; the source is where it was simulated."""
-    from imgpipe.fits_peak import pixel_distance
+    from imgpipe.products.fits_peak import pixel_distance
 
     mss = []
     for node, name in (("node101", "SW01.MS"), ("node102", "SW02.MS")):
@@ -272,9 +272,9 @@ def test_ctrl_c_stops_remote_jobs(healthy_nodes, run_imgpipe, fake_wsclean, tmp_
 
 
 def test_host_keys_unknown_refused_accepted_when_asked_changed_always_refused(healthy_nodes, tmp_path):
-    from imgpipe.config import WorkerConfig
-    from imgpipe.errors import NodeError
-    from imgpipe.execution import reach_nodes, ssh
+    from imgpipe.core.config import WorkerConfig
+    from imgpipe.core.errors import NodeError
+    from imgpipe.backends import reach_nodes, ssh
 
     known = tmp_path / "known_hosts"
     config = tmp_path / "ssh_config"
@@ -305,8 +305,8 @@ def test_exit_status_and_setup_errors_over_ssh(healthy_nodes, tmp_path, node_age
     """The remote wrapper reports WSClean's exit, a signal, and an env_file the node cannot read;
     peak memory and CPU are the job's, measured on the node (by the agent's wait4, or by the
     wrapper's python3 launcher in a session of its own)."""
-    from imgpipe.execution import ssh
-    from imgpipe.plan import Job
+    from imgpipe.backends import ssh
+    from imgpipe.core.plan import Job
 
     ssh.POOL.configure(ssh.SSHSettings(str(healthy_nodes.ssh_config), node_agent=node_agent))
 
@@ -341,7 +341,7 @@ def test_exit_status_and_setup_errors_over_ssh(healthy_nodes, tmp_path, node_age
 
 def test_ssh_config_file_wins_over_the_user_one(tmp_path, monkeypatch):
     """[worker] ssh_config is read first (first value wins, as in OpenSSH); ~/.ssh/config fills the rest."""
-    from imgpipe.execution.ssh import SSHPool, SSHSettings
+    from imgpipe.backends.ssh import SSHPool, SSHSettings
 
     (tmp_path / ".ssh").mkdir()
     (tmp_path / ".ssh" / "config").write_text("Host node*\n  User astro\n  Port 2222\n  HostName %h.cluster\n")
@@ -354,8 +354,8 @@ def test_ssh_config_file_wins_over_the_user_one(tmp_path, monkeypatch):
 
 def test_a_node_that_cannot_run_the_agent_gets_a_session_per_job(healthy_nodes, tmp_path, monkeypatch, caplog):
     """No python3 on the node for the agent: one warning, and jobs still run (a session each)."""
-    from imgpipe.execution import ssh
-    from imgpipe.plan import Job
+    from imgpipe.backends import ssh
+    from imgpipe.core.plan import Job
 
     monkeypatch.setattr(ssh, "AGENT_PYTHON", "no-such-python3")
     ssh.POOL.close_all()
@@ -377,8 +377,8 @@ def test_a_cancel_drops_an_agent_that_stopped_answering(healthy_nodes, tmp_path)
     """The agent on node101 is frozen (SIGSTOP) while its job runs: a cancel still ends the
     job's wait within the grace (the agent's session is dropped), and once the node runs
     again the lost session stops the job there."""
-    from imgpipe.execution import ssh
-    from imgpipe.plan import Job
+    from imgpipe.backends import ssh
+    from imgpipe.core.plan import Job
 
     ssh.POOL.close_all()
     ssh.POOL.configure(ssh.SSHSettings(str(healthy_nodes.ssh_config)))

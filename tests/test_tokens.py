@@ -1,7 +1,7 @@
 import pytest
 
-from imgpipe.errors import ConfigError
-from imgpipe.tokens import check_tokens, expand_tokens, token_values
+from imgpipe.core.errors import ConfigError
+from imgpipe.core.tokens import check_tokens, expand_tokens, token_values
 
 
 def test_values_come_from_the_last_ms():

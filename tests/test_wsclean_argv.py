@@ -3,9 +3,10 @@
 import pytest
 
 from conftest import requires_wsclean
-from imgpipe.errors import ConfigError, InputError
-from imgpipe.wsclean_argv import build_argv, option_items, resolve_channels_out
-from imgpipe.wsclean_options import check_option_names, known_options, parse_help
+from imgpipe.core.errors import ConfigError, InputError
+from imgpipe.core.wsclean_argv import build_argv, option_items, resolve_channels_out
+from imgpipe.core.wsclean_argv import check_option_names
+from imgpipe.facts.wsclean_options import known_options, parse_help
 
 
 @pytest.mark.parametrize(
@@ -95,14 +96,14 @@ def test_installed_wsclean_options_and_suggestion(tmp_path, monkeypatch):
 
 
 def test_missing_wsclean_is_a_clear_error():
-    from imgpipe.wsclean_options import WSCleanNotFound
+    from imgpipe.core.errors import WSCleanNotFound
 
     with pytest.raises(WSCleanNotFound, match="WSClean not found: 'no-such-wsclean-xyz' is not on PATH"):
         known_options(("no-such-wsclean-xyz",))
 
 
 def test_not_wsclean_is_refused(tmp_path, monkeypatch):
-    from imgpipe.wsclean_options import WSCleanNotFound
+    from imgpipe.core.errors import WSCleanNotFound
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     with pytest.raises(WSCleanNotFound, match="does not look like WSClean"):

@@ -1,7 +1,7 @@
 """Execution backends: how one job's command runs on its host.
 
-Every backend takes a :class:`~imgpipe.plan.Job` (with its host decided), the
-env_file and a line callback, and returns a :class:`~imgpipe.results.JobResult`; the
+Every backend takes a :class:`~imgpipe.core.plan.Job` (with its host decided), the
+env_file and a line callback, and returns a :class:`~imgpipe.core.results.JobResult`; the
 orchestration layer does not care where. ``localhost`` runs a local process
 (``local``), any other host runs over SSH (``ssh``, imported only when needed: it
 loads paramiko).
@@ -12,10 +12,10 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from imgpipe.nodes import SLURM, is_local, is_ssh
+from imgpipe.backends.running import CANCEL_GRACE_S
+from imgpipe.core.nodes import SLURM, is_local, is_ssh
 
-CANCEL_GRACE_S = 10.0
-"""SIGTERM → SIGKILL grace when a run is cancelled (Ctrl-C, SIGTERM): everything is gone within it."""
+__all__ = ["CANCEL_GRACE_S", "cancel_all", "close_nodes", "reach_nodes", "reset", "run_job"]
 
 
 def run_job(job, worker, on_line: Callable[[str], None] = lambda line: None, stop=None):
@@ -24,14 +24,14 @@ def run_job(job, worker, on_line: Callable[[str], None] = lambda line: None, sto
     ``stop`` (a threading.Event, local jobs only): set it to stop this job alone.
     """
     if job.host == SLURM:
-        from imgpipe.execution.slurm import run_slurm
+        from imgpipe.backends.slurm import run_slurm
 
         return run_slurm(job, worker, on_line)
     if is_local(job.host):
-        from imgpipe.execution.local import run_local
+        from imgpipe.backends.local import run_local
 
         return run_local(job, worker.env_file, on_line, worker.kill_grace_s, worker.max_time, stop=stop)
-    from imgpipe.execution.ssh import run_ssh
+    from imgpipe.backends.ssh import run_ssh
 
     return run_ssh(job, worker.env_file, on_line, worker.kill_grace_s, worker.max_time)
 
@@ -40,13 +40,13 @@ def cancel_all(grace_s: float = CANCEL_GRACE_S) -> None:
     """Stop every running job of this process, local and remote, in parallel."""
     import threading
 
-    from imgpipe.execution import local
+    from imgpipe.backends import local
 
-    slurm = sys.modules.get("imgpipe.execution.slurm")
+    slurm = sys.modules.get("imgpipe.backends.slurm")
     if slurm is not None:
         slurm.cancel_all()  # scancel what was submitted, before the srun processes go
     stoppers = [threading.Thread(target=local.cancel_all, args=(grace_s,))]
-    ssh = sys.modules.get("imgpipe.execution.ssh")
+    ssh = sys.modules.get("imgpipe.backends.ssh")
     if ssh is not None:
         stoppers.append(threading.Thread(target=ssh.cancel_all, args=(grace_s,)))
     for t in stoppers:
@@ -57,17 +57,17 @@ def cancel_all(grace_s: float = CANCEL_GRACE_S) -> None:
 
 def close_nodes() -> None:
     """The run's jobs have ended: stop the SSH node agents (no process of the run stays on a node)."""
-    ssh = sys.modules.get("imgpipe.execution.ssh")
+    ssh = sys.modules.get("imgpipe.backends.ssh")
     if ssh is not None:
         ssh.close_nodes()
 
 
 def reset() -> None:
     """A new run in the same process: forget an earlier cancellation."""
-    from imgpipe.execution import local
+    from imgpipe.backends import local
 
     local.reset()
-    ssh = sys.modules.get("imgpipe.execution.ssh")
+    ssh = sys.modules.get("imgpipe.backends.ssh")
     if ssh is not None:
         ssh.reset()
 
@@ -86,8 +86,8 @@ def reach_nodes(worker, hosts: list[str], on_retry: Callable[[str], None] = lamb
         return {}
     import time
 
-    from imgpipe.errors import NodeError
-    from imgpipe.execution import ssh
+    from imgpipe.core.errors import NodeError
+    from imgpipe.backends import ssh
 
     ssh.POOL.configure(ssh.SSHSettings(worker.ssh_config, worker.accept_new_host_keys, worker.node_agent))
     # The CLI checks the nodes before starting Prefect, then the flow (same process) does

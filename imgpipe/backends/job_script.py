@@ -264,7 +264,7 @@ def outcome(
 
 def as_cancelled(status: str, reason: str, cancelled: bool) -> tuple[str, str]:
     """A job that failed while its run was being cancelled was stopped by the cancel: CANCELLED."""
-    from imgpipe.results import CANCELLED, FAILED
+    from imgpipe.core.results import CANCELLED, FAILED
 
     if status == FAILED and cancelled:
         return CANCELLED, f"cancelled ({reason})"
@@ -272,7 +272,7 @@ def as_cancelled(status: str, reason: str, cancelled: bool) -> tuple[str, str]:
 
 
 def _outcome(state: ControlState, last_line: str, grace_s: float | None) -> tuple[str, int | None, str]:
-    from imgpipe.results import FAILED, OK, TIMED_OUT, describe_exit, format_duration
+    from imgpipe.core.results import FAILED, OK, TIMED_OUT, describe_exit, format_duration
 
     if state.timed_out is not None:
         code = None if state.exit_code is None else wrapper_exit(state.exit_code)

@@ -15,11 +15,11 @@ import threading
 import time
 from typing import Callable
 
-from imgpipe.execution.job_script import OutputParser, as_cancelled, new_token, outcome, wrapped_argv
-from imgpipe.execution.running import RunningJobs
-from imgpipe.plan import Job
-from imgpipe.results import CANCELLED, FAILED, JobResult
-from imgpipe.results import describe_exit as reason_of
+from imgpipe.backends.job_script import OutputParser, as_cancelled, new_token, outcome, wrapped_argv
+from imgpipe.backends.running import CANCEL_GRACE_S, RunningJobs
+from imgpipe.core.plan import Job
+from imgpipe.core.results import CANCELLED, FAILED, JobResult
+from imgpipe.core.results import describe_exit as reason_of
 
 _running = RunningJobs()  # pid → (Popen, OutputParser)
 
@@ -102,8 +102,6 @@ def run_local(
 
 
 def _stop_when_set(stop: threading.Event, finished: threading.Event, proc: subprocess.Popen) -> None:
-    from imgpipe.execution import CANCEL_GRACE_S
-
     while not finished.is_set():
         if stop.wait(0.5):
             if not finished.is_set():

@@ -10,8 +10,8 @@ from __future__ import annotations
 import shlex
 import subprocess
 
-from imgpipe.errors import NodeError
-from imgpipe.nodes import is_ssh
+from imgpipe.core.errors import NodeError
+from imgpipe.core.nodes import is_ssh
 
 PROBE_TIMEOUT_S = 30.0
 
@@ -42,7 +42,7 @@ def missing_commands(host: str, env_file: str | None, names: list[str]) -> list[
 def _run_ssh(host: str, command: str) -> str:
     import paramiko
 
-    from imgpipe.execution.ssh import POOL, NodeUnreachable
+    from imgpipe.backends.ssh import POOL, NodeUnreachable
 
     try:
         conn, chan = POOL.open_channel(host)
@@ -60,7 +60,7 @@ def _run_ssh(host: str, command: str) -> str:
 
 def check_mpi(config) -> None:
     """NodeError unless the first ``--nodes_mpi`` node has mpirun and wsclean-mp (after env_file)."""
-    from imgpipe.mpi import WSCLEAN_MP_HELP
+    from imgpipe.core.mpi import WSCLEAN_MP_HELP
 
     host, mpi = config.nodes_mpi[0], config.mpi
     missing = missing_commands(host, config.worker.env_file, [mpi.mpirun[0], mpi.wsclean_mp[0]])

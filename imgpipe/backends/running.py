@@ -5,6 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
+CANCEL_GRACE_S = 10.0
+"""SIGTERM → SIGKILL grace when a run is cancelled (Ctrl-C, SIGTERM): everything is gone within it."""
+
 
 class RunningJobs:
     """A registry of running jobs (any handle: a process, a channel) plus the run's cancel flag."""

@@ -17,10 +17,10 @@ import subprocess
 import threading
 from typing import Callable
 
-from imgpipe.errors import ImgpipeError
-from imgpipe.execution import local
-from imgpipe.plan import Job
-from imgpipe.results import JobResult
+from imgpipe.core.errors import ImgpipeError
+from imgpipe.backends import local
+from imgpipe.core.plan import Job
+from imgpipe.core.results import JobResult
 
 _allocation: dict[str, str] = {}
 _lock = threading.Lock()

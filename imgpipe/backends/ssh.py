@@ -30,12 +30,12 @@ from typing import Callable
 
 import paramiko
 
-from imgpipe.execution.agent_script import AGENT
-from imgpipe.execution.job_script import OutputParser, new_token, outcome, wrapped_argv
-from imgpipe.execution.node_agent import EXITED, LOST, NOT_STARTED, OUTPUT, AgentLost, NodeAgent
-from imgpipe.execution.running import RunningJobs
-from imgpipe.plan import Job
-from imgpipe.results import CANCELLED, FAILED, JobResult
+from imgpipe.backends.agent_script import AGENT
+from imgpipe.backends.job_script import OutputParser, new_token, outcome, wrapped_argv
+from imgpipe.backends.node_agent import EXITED, LOST, NOT_STARTED, OUTPUT, AgentLost, NodeAgent
+from imgpipe.backends.running import RunningJobs
+from imgpipe.core.plan import Job
+from imgpipe.core.results import CANCELLED, FAILED, JobResult
 
 CHANNELS_PER_CONNECTION = 8
 DEFAULT_CONNECT_TIMEOUT = 10.0

@@ -64,11 +64,11 @@ def _drain_prefect_workers() -> None:
 
 
 def _run_flow_with(server, config_file, inputs, combine, combine_obs_ids, plan_json, n_jobs, force, tz, nodes_mpi):
-    from imgpipe import execution
-    from imgpipe.errors import ImgpipeError
+    from imgpipe import backends
+    from imgpipe.core.errors import ImgpipeError
     from imgpipe.orchestration.flow import imgpipe_flow
-    from imgpipe.results import RunSummary
-    from imgpipe.progress import progress_display
+    from imgpipe.core.results import RunSummary
+    from imgpipe.cli.progress import progress_display
 
     stopper: list = []
     partial: list = []
@@ -77,7 +77,7 @@ def _run_flow_with(server, config_file, inputs, combine, combine_obs_ids, plan_j
         if event == "interrupted":
             partial.append(payload)
 
-    from imgpipe import events
+    from imgpipe.core import events
 
     events.subscribe(remember)
 
@@ -85,7 +85,7 @@ def _run_flow_with(server, config_file, inputs, combine, combine_obs_ids, plan_j
         # Stop the WSClean processes at once (the flow engine would otherwise wait for
         # them while it unwinds), then unwind the flow.
         if not stopper:
-            stopper.append(threading.Thread(target=execution.cancel_all, daemon=True))
+            stopper.append(threading.Thread(target=backends.cancel_all, daemon=True))
             stopper[0].start()
         raise KeyboardInterrupt
 
@@ -93,7 +93,7 @@ def _run_flow_with(server, config_file, inputs, combine, combine_obs_ids, plan_j
         if stopper:
             stopper[0].join()
         else:
-            execution.cancel_all()
+            backends.cancel_all()
         for line in partial[0].lines() if partial else []:
             click.echo(line)
         click.echo("imgpipe: interrupted: running WSClean jobs were stopped", err=True)
@@ -152,18 +152,19 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
     MS_INS_OR_OBS_IDS are Measurement Set paths, or, when the config has a
     [data_handler] section, obs_id patterns GLOB[,GLOB...][:SWGLOB].
     """
-    from imgpipe.config import load_config
-    from imgpipe.errors import ImgpipeError
-    from imgpipe.nodes import is_ssh
-    from imgpipe.plan import build_plan, write_plan_json
+    from imgpipe.core.config import load_config
+    from imgpipe.core.errors import ImgpipeError
+    from imgpipe.core.nodes import is_ssh
+    from imgpipe.core.plan import write_plan_json
+    from imgpipe.prepare import build_plan
 
     try:
-        from imgpipe.date_tokens import expand_date_tokens
+        from imgpipe.core.date_tokens import expand_date_tokens
 
         inputs = [expand_date_tokens(arg, None, tz) for arg in ms_ins_or_obs_ids]
         config = load_config(config_file)
         if nodes_mpi is not None:
-            from imgpipe.mpi import distributed, parse_nodes_mpi
+            from imgpipe.core.mpi import distributed, parse_nodes_mpi
 
             config = distributed(config, parse_nodes_mpi(nodes_mpi))
         plan = build_plan(config, inputs, combine, combine_obs_ids, os.getcwd())
@@ -178,7 +179,7 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
                 write_plan_json(plan, plan_json)
         except ImgpipeError as err:
             _fail(str(err))
-        from imgpipe.provenance import done_before
+        from imgpipe.products.provenance import done_before
 
         lines = [
             line + ("  # done before: would be skipped (--force redoes it)" if not force and done_before(job) is not None else "")
@@ -192,7 +193,7 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
         return
     if not config.prefect.dask and any(is_ssh(h) for h in plan.hosts()):
         # Reach the SSH nodes before starting Prefect: an unreachable node fails in seconds.
-        from imgpipe.execution import reach_nodes
+        from imgpipe.backends import reach_nodes
 
         try:
             down = reach_nodes(config.worker, plan.hosts(), lambda m: click.echo(f"imgpipe: warning: {m}", err=True))
@@ -211,7 +212,7 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
         for why in down.values():
             click.echo(f"imgpipe: warning: skipping {why}", err=True)
     if config.nodes_mpi:
-        from imgpipe.execution.probe import check_mpi
+        from imgpipe.backends.probe import check_mpi
 
         try:
             check_mpi(config)

@@ -6,7 +6,7 @@ import os
 import sys
 from contextlib import contextmanager
 
-from imgpipe import events
+from imgpipe.core import events
 
 
 def _interactive() -> bool:
@@ -20,7 +20,7 @@ def progress_display(n_jobs: int):
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from imgpipe.results import OK
+    from imgpipe.core.results import OK
 
     progress = Progress(
         TextColumn("[bold]imaging"),

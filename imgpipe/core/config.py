@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imgpipe.errors import ConfigError
-from imgpipe.job_order import LARGEST_FIRST, ORDERS
-from imgpipe.nodes import DASK, SLURM, expand_nodes
-from imgpipe.tokens import NAME_TOKENS, check_tokens
-from imgpipe.toml_file import read_toml
-from imgpipe.wsclean_argv import CHANNELS_OUT, check_channels_out
+from imgpipe.core.errors import ConfigError
+from imgpipe.core.job_order import LARGEST_FIRST, ORDERS
+from imgpipe.core.nodes import DASK, SLURM, expand_nodes
+from imgpipe.core.tokens import NAME_TOKENS, check_tokens
+from imgpipe.core.toml_file import read_toml
+from imgpipe.core.wsclean_argv import CHANNELS_OUT, check_channels_out
 
 DEFAULT_OUT_DIR = "$ms_in$/images"
 DEFAULT_FILE_HOST_PATTERN = r"\/net/(node\d{3})"

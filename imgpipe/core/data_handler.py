@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from imgpipe.errors import DataHandlerError
-from imgpipe.toml_file import read_toml
+from imgpipe.core.errors import DataHandlerError
+from imgpipe.core.toml_file import read_toml
 
 _DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})")
 

@@ -14,7 +14,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from imgpipe.errors import InputError
+from imgpipe.core.errors import InputError
 
 _TOKEN = re.compile(r"\{([A-Za-z_]+)(?::([^{}]*))?\}")
 _OFFSETS = {"today": 0, "yesterday": -1}

@@ -13,6 +13,10 @@ class ConfigError(ImgpipeError):
     """Invalid imgpipe config file."""
 
 
+class WSCleanNotFound(ConfigError):
+    """The configured WSClean executable cannot be run on this machine."""
+
+
 class DataHandlerError(ImgpipeError):
     """Invalid data handler file or a pattern that resolves to nothing."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imgpipe.data_handler import ResolvedMS, Selection
+from imgpipe.core.data_handler import ResolvedMS, Selection
 
 
 @dataclass(frozen=True)

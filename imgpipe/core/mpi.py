@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from imgpipe.config import Config, MPIConfig
-from imgpipe.errors import ConfigError
-from imgpipe.nodes import DASK, SLURM, expand_nodes
+from imgpipe.core.config import Config, MPIConfig
+from imgpipe.core.errors import ConfigError
+from imgpipe.core.nodes import DASK, SLURM, expand_nodes
 
 WSCLEAN_MP_HELP = (
     "Debian's wsclean package has no MPI build: build WSClean from source with MPI "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from imgpipe.errors import ConfigError
+from imgpipe.core.errors import ConfigError
 
 _ITEM = re.compile(r"([^,\[\]]*)(?:\[([^\]]*)\])?([^,\[\]]*)")
 _PART = re.compile(r"^(\d+)(?:-(\d+))?$")

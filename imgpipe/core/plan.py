@@ -14,13 +14,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from imgpipe.config import Config, compile_file_host_pattern
-from imgpipe.data_handler import ResolvedMS, load_data_handler
-from imgpipe.errors import InputError
-from imgpipe.grouping import Group, group_paths, group_selections
-from imgpipe.nodes import is_ssh
-from imgpipe.tokens import expand_tokens, token_values
-from imgpipe.wsclean_argv import CHANNELS_OUT, build_argv, resolve_channels_out
+from imgpipe.core.config import Config, compile_file_host_pattern
+from imgpipe.core.data_handler import ResolvedMS, load_data_handler
+from imgpipe.core.errors import InputError, WSCleanNotFound
+from imgpipe.core.grouping import Group, group_paths, group_selections
+from imgpipe.core.mpi import mpirun_prefix
+from imgpipe.core.nodes import is_ssh
+from imgpipe.core.tokens import expand_tokens, token_values
+from imgpipe.core.wsclean_argv import CHANNELS_OUT, build_argv, check_option_names, resolve_channels_out
+
+KnownOptions = Callable[[tuple[str, ...]], frozenset[str]]
+"""WSClean prefix → the option names it accepts (raises WSCleanNotFound)."""
+CountChannels = Callable[[list[str]], int]
+"""MS paths → number of distinct channels (for ``channels-out = 'all'``)."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,26 @@ class Plan:
         return [f"{job.host or anywhere}: {job.command_line()}" for job in self.jobs]
 
 
+def run_name(config_path: str | Path, inputs: list[str] | tuple[str, ...], n_jobs: int | None = None, width: int = 60) -> str:
+    """What a run images, as its name in the Prefect UI: ``nightly.toml 20231201_* · 48 jobs``.
+
+    Inputs that are paths show their last part (``/data/obs1/SW01.MS`` → ``SW01.MS``);
+    a long list is cut with ``… (+N)`` so the UI's run list stays readable.
+    """
+    shown = [os.path.basename(os.path.normpath(i)) if "/" in i else i for i in inputs]
+    text, used = "", 0
+    for item in shown:
+        candidate = f"{text} {item}".strip()
+        if len(candidate) > width and text:
+            text += f" … (+{len(shown) - used})"
+            break
+        text, used = candidate, used + 1
+    name = f"{Path(config_path).name} {text}".strip()
+    if n_jobs is not None:
+        name += f" · {n_jobs} job{'s' if n_jobs != 1 else ''}"
+    return name
+
+
 def write_plan_json(plan: Plan, path: str | Path) -> None:
     """Write the plan atomically: a reader never sees half a file."""
     path = Path(path)
@@ -154,12 +180,17 @@ def build_plan(
     combine: bool = False,
     combine_obs_ids: bool = False,
     cwd: str | None = None,
-    known_options: Callable[[tuple[str, ...]], frozenset[str]] | None = None,
-    count_channels: Callable[[list[str]], int] | None = None,
+    *,
+    known_options: KnownOptions,
+    count_channels: CountChannels,
 ) -> Plan:
-    """Resolve the inputs and decide every job, in submission order."""
+    """Resolve the inputs and decide every job, in submission order.
+
+    ``known_options`` and ``count_channels`` are facts of the world, handed in
+    (:mod:`imgpipe.prepare` passes the real readers) so that planning stays pure.
+    """
     groups, warnings = resolve_groups(config, inputs, combine, combine_obs_ids, cwd)
-    return plan_jobs(config, groups, warnings, cwd, known_options, count_channels)
+    return plan_jobs(config, groups, warnings, cwd, known_options=known_options, count_channels=count_channels)
 
 
 def plan_jobs(
@@ -167,13 +198,11 @@ def plan_jobs(
     groups: list[Group],
     warnings: list[str] | tuple[str, ...] = (),
     cwd: str | None = None,
-    known_options: Callable[[tuple[str, ...]], frozenset[str]] | None = None,
-    count_channels: Callable[[list[str]], int] | None = None,
+    *,
+    known_options: KnownOptions,
+    count_channels: CountChannels,
 ) -> Plan:
     """Groups → jobs: host, WSClean argv, output directory; checks option names and MSs."""
-    from imgpipe.wsclean_options import WSCleanNotFound, check_option_names
-    from imgpipe.wsclean_options import known_options as installed_options
-
     cwd = cwd or os.getcwd()
     where = str(config.path)
     has_dh = config.data_handler is not None
@@ -190,7 +219,7 @@ def plan_jobs(
     runs_here = [here(h) if h else pool_local for h in hosts]
     any_local = any(runs_here) or not groups
     try:
-        known = (known_options or installed_options)(config.worker.wsclean)
+        known = known_options(config.worker.wsclean)
     except WSCleanNotFound:
         if any_local:
             raise
@@ -199,13 +228,8 @@ def plan_jobs(
     if known is not None:
         check_option_names([k for k, _ in config.options], known, where)
 
-    if count_channels is None:
-        from imgpipe.ms_metadata import count_distinct_channels as count_channels
-
     prefix = config.worker.wsclean
     if config.nodes_mpi:
-        from imgpipe.mpi import mpirun_prefix
-
         prefix = tuple(mpirun_prefix(config.mpi, config.nodes_mpi))
     jobs = []
     for group, host, check_ms in zip(groups, hosts, runs_here):

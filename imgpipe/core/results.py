@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass, field
 
-from imgpipe.plan import Job
+from imgpipe.core.plan import Job
 
 OK, FAILED, CANCELLED, TIMED_OUT, SKIPPED = "ok", "failed", "cancelled", "timed-out", "skipped"
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, replace
 
-from imgpipe.plan import Job
+from imgpipe.core.plan import Job
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 
-from imgpipe.errors import ConfigError
+from imgpipe.core.errors import ConfigError
 
 _TOKEN = re.compile(r"\$([^$/]*)\$")
 TOKENS = ("ms_in", "ms_basename", "name", "obs_id", "sw")

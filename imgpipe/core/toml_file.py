@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import sys
+import tomllib  # the standard library's tomli (Python 3.11+)
 from pathlib import Path
 
-from imgpipe.errors import ImgpipeError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+from imgpipe.core.errors import ImgpipeError
 
 
 def read_toml(path: Path, what: str, error: type[ImgpipeError] = ImgpipeError) -> dict:

@@ -7,12 +7,13 @@ becomes its text, an array gives one item per element, ``true`` gives the bare f
 
 from __future__ import annotations
 
+import difflib
 import re
 import shlex
 from functools import lru_cache
 from typing import Any, Callable, Iterable
 
-from imgpipe.errors import ConfigError, InputError
+from imgpipe.core.errors import ConfigError, InputError
 
 CHANNELS_OUT = "channels-out"
 _EVERY = re.compile(r"^every(\d+)$")
@@ -81,3 +82,12 @@ def build_argv(
             value = channels_out
         argv += option_items(key, value)
     return argv + list(ms_paths)
+
+
+def check_option_names(keys: list[str], known: frozenset[str], where: str) -> None:
+    """Reject option names WSClean does not know, suggesting the closest one."""
+    for key in keys:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f" (did you mean -{close[0]}?)" if close else ""
+            raise ConfigError(f"{where}: [wsclean] {key}: WSClean has no option -{key}{hint}")

@@ -18,7 +18,7 @@ SPECTRAL_WINDOWS = {"SW01": [60e6, 61e6, 62e6, 63e6], "SW02": [64e6, 65e6, 66e6,
 
 
 def make(folder: str) -> list[str]:
-    from imgpipe.simulate import PointSource, make_ms
+    from imgpipe.demo.simulate import PointSource, make_ms
 
     os.makedirs(folder, exist_ok=True)
     paths = []
@@ -31,7 +31,7 @@ def make(folder: str) -> list[str]:
 
 
 def check(folder: str) -> bool:
-    from imgpipe.fits_peak import brightest_pixel, pixel_distance
+    from imgpipe.products.fits_peak import brightest_pixel, pixel_distance
 
     images = sorted(glob.glob(os.path.join(folder, "**", "*-MFS-image.fits"), recursive=True))
     images = images or sorted(glob.glob(os.path.join(folder, "**", "*-image.fits"), recursive=True))

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from imgpipe.errors import InputError
+from imgpipe.core.errors import InputError
 
 
 @functools.lru_cache(maxsize=None)

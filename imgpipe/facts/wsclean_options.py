@@ -8,7 +8,6 @@ a container prefix can take seconds to start.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import hashlib
 import json
@@ -18,15 +17,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from imgpipe.errors import ConfigError
+from imgpipe.core.errors import WSCleanNotFound
 
 _OPTION_LINE = re.compile(r"^-[A-Za-z]")
 _OPTION = re.compile(r"(?<![\w-])-([A-Za-z][A-Za-z0-9-]*)")
 _BRACKETS = re.compile(r"<[^>]*>|\[[^\]]*\]|\"[^\"]*\"")
-
-
-class WSCleanNotFound(ConfigError):
-    """The configured WSClean executable cannot be run on this machine."""
 
 
 def parse_help(text: str) -> frozenset[str]:
@@ -84,12 +79,3 @@ def known_options(prefix: tuple[str, ...]) -> frozenset[str]:
     except OSError:
         pass  # a read-only home only costs a re-run of the help next time
     return names
-
-
-def check_option_names(keys: list[str], known: frozenset[str], where: str) -> None:
-    """Reject option names WSClean does not know, suggesting the closest one."""
-    for key in keys:
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-            hint = f" (did you mean -{close[0]}?)" if close else ""
-            raise ConfigError(f"{where}: [wsclean] {key}: WSClean has no option -{key}{hint}")

@@ -95,7 +95,7 @@ def match_nodes(nodes: list[str], workers: dict[str, dict]) -> tuple[dict[str, l
     A node matches a worker by the worker's name, its host, or the node's IP address.
     Returns ``(found, down)``; ``down`` says why for each node without a worker.
     """
-    from imgpipe.nodes import DASK
+    from imgpipe.core.nodes import DASK
 
     found: dict[str, list[str]] = {}
     down: dict[str, str] = {}
@@ -122,7 +122,7 @@ def check_cluster(address: str, nodes: list[str], skip_unreachable: bool, timeou
     """
     from distributed import Client
 
-    from imgpipe.errors import NodeError
+    from imgpipe.core.errors import NodeError
 
     try:
         with Client(address, timeout=timeout_s, set_as_default=False) as client:
@@ -135,7 +135,7 @@ def check_cluster(address: str, nodes: list[str], skip_unreachable: bool, timeou
 
 def allowed_down(down: dict[str, str], skip_unreachable: bool) -> dict[str, str]:
     """``down`` if the run may go on without those nodes; NodeError naming them otherwise."""
-    from imgpipe.errors import NodeError
+    from imgpipe.core.errors import NodeError
 
     if down and not skip_unreachable:
         raise NodeError(

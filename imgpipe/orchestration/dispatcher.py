@@ -35,12 +35,13 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from imgpipe import events
-from imgpipe.config import WorkerConfig
-from imgpipe.job_order import LARGEST_FIRST, largest_first
-from imgpipe.plan import Job, Plan
-from imgpipe.results import CANCELLED, FAILED, JobResult
-from imgpipe.scheduling import Queued, SlotScheduler
+from imgpipe.core import events
+from imgpipe.core.config import WorkerConfig
+from imgpipe.core.job_order import LARGEST_FIRST, largest_first
+from imgpipe.core.plan import Job, Plan
+from imgpipe.core.results import CANCELLED, FAILED, JobResult
+from imgpipe.core.scheduling import Queued, SlotScheduler
+from imgpipe.facts.ms_sizes import ms_sizes
 
 BUSY_RECHECK_S = 0.2
 """How soon to ask Prefect again for a node whose slots another run holds."""
@@ -84,7 +85,7 @@ class Dispatcher:
         """The order in which waiting jobs take free slots ([worker] order); sized only
         when some jobs must wait (when every job starts at once, order does not matter)."""
         if worker.order == LARGEST_FIRST and len(plan.jobs) > len(plan.hosts()) * worker.max_concurrent:
-            return largest_first(plan.jobs)
+            return largest_first(plan.jobs, ms_sizes(ms for job in plan.jobs for ms in job.ms))
         return list(plan.jobs)
 
     # -- events from task threads ---------------------------------------------------

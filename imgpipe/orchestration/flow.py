@@ -18,8 +18,9 @@ from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from imgpipe import events, execution
-from imgpipe.mpi import distributed, parse_nodes_mpi
+from imgpipe.core import events
+from imgpipe import backends
+from imgpipe.core.mpi import distributed, parse_nodes_mpi
 from imgpipe.orchestration.dispatcher import Dispatcher
 from imgpipe.orchestration.node_limits import NodeLimits
 from imgpipe.orchestration.tasks import (
@@ -34,9 +35,9 @@ from imgpipe.orchestration.tasks import (
     run_job_task,
     slurm_allocation_task,
 )
-from imgpipe.date_tokens import expand_date_tokens
-from imgpipe.plan import write_plan_json
-from imgpipe.results import CANCELLED, FAILED, JobResult, RunSummary
+from imgpipe.core.date_tokens import expand_date_tokens
+from imgpipe.core.plan import run_name, write_plan_json
+from imgpipe.core.results import CANCELLED, FAILED, JobResult, RunSummary
 
 
 def scheduled_time() -> datetime:
@@ -45,6 +46,25 @@ def scheduled_time() -> datetime:
 
     when = flow_run.scheduled_start_time
     return when if isinstance(when, datetime) else datetime.now(dt_timezone.utc)
+
+
+def _name_this_run(name: str) -> None:
+    """Rename the running flow run (its planned job count is known only now)."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(flow_run_id=flow_run.id, name=name)
+    except Exception as err:  # a name is a convenience: never fail a night for it
+        get_run_logger().warning("could not name the flow run %r: %s", name, err)
+
+
+def _initial_name() -> str:
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters
+    return run_name(params.get("config", "imgpipe"), params.get("patterns") or [])
 
 
 def _outcome(job, future) -> JobResult:
@@ -59,7 +79,7 @@ def _outcome(job, future) -> JobResult:
     return JobResult(job, status, f"{state.name}: {err}")
 
 
-@flow(name="imgpipe", task_runner=ThreadPoolTaskRunner(max_workers=512), validate_parameters=False)
+@flow(name="imgpipe", flow_run_name=_initial_name, task_runner=ThreadPoolTaskRunner(max_workers=512), validate_parameters=False)
 def imgpipe_flow(
     config: str,
     patterns: list[str],
@@ -91,6 +111,7 @@ def imgpipe_flow(
         logger.info("patterns for the run of %s (%s): %s", when.isoformat(), timezone, " ".join(inputs))
     groups, warnings = resolve_inputs_task(cfg, inputs, combine, combine_obs_ids, cwd)
     plan = plan_jobs_task(cfg, groups, warnings, cwd)
+    _name_this_run(run_name(config, inputs, len(plan.jobs)))
     if plan_json:
         write_plan_json(plan, plan_json)
     events.emit("planned", plan)
@@ -99,7 +120,7 @@ def imgpipe_flow(
             logger.info("dry run: %s", line)
         return RunSummary([], time.time() - started)
 
-    execution.reset()
+    backends.reset()
     done_before = {} if force else resume_check_task(plan)
     hosts = plan.hosts()
     with ExitStack() as stack:
@@ -136,7 +157,7 @@ def imgpipe_flow(
             # running WSClean now, here and on the nodes, before the process goes away.
             if dask_jobs is not None:
                 dask_jobs.stop()
-            execution.cancel_all()
+            backends.cancel_all()
             partial = RunSummary(dispatcher.partial_results(), time.time() - started, cfg.worker.max_concurrent)
             events.emit("interrupted", partial)  # the CLI prints it
             for line in partial.lines():
@@ -144,9 +165,9 @@ def imgpipe_flow(
             raise
         finally:
             limits.close()
-            execution.close_nodes()
+            backends.close_nodes()
             if cfg.worker.slurm_nodes:
-                from imgpipe.execution import slurm
+                from imgpipe.backends import slurm
 
                 slurm.release()
     summary = RunSummary(results, time.time() - started, cfg.worker.max_concurrent)

@@ -41,7 +41,7 @@ from prefect import get_client
 from prefect.context import SettingsContext
 from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, get_current_settings
 
-from imgpipe.nodes import is_local
+from imgpipe.core.nodes import is_local
 
 LEASE_S = 60.0
 RENEW_EVERY_S = 15.0

@@ -12,14 +12,16 @@ from prefect.logging.loggers import PrefectLogAdapter
 from prefect.states import Cancelled, Failed
 from prefect.utilities.annotations import quote
 
-from imgpipe import events, provenance
-from imgpipe.config import Config, WorkerConfig, load_config
-from imgpipe.execution import reach_nodes, run_job
-from imgpipe.job_outputs import finish, skipped, wsclean_version
+from imgpipe.core import events
+from imgpipe.products import provenance
+from imgpipe.core.config import Config, WorkerConfig, load_config
+from imgpipe.backends import reach_nodes, run_job
+from imgpipe.products.job_outputs import finish, skipped, wsclean_version
 from imgpipe.orchestration.dispatcher import JOB_ENDED
-from imgpipe.nodes import LOCALHOST
-from imgpipe.plan import Job, Plan, plan_jobs, resolve_groups
-from imgpipe.results import CANCELLED, FAILED, JobResult, RunSummary
+from imgpipe.core.nodes import LOCALHOST
+from imgpipe.core.plan import Job, Plan, resolve_groups
+from imgpipe.prepare import plan_jobs
+from imgpipe.core.results import CANCELLED, FAILED, JobResult, RunSummary
 
 
 def _output_logger() -> logging.Logger:
@@ -82,7 +84,7 @@ def find_dask_workers_task(dask_jobs, worker: WorkerConfig, hosts: list[str]) ->
 @task(name="check-mpi", cache_policy=NO_CACHE)
 def check_mpi_task(config: Config) -> None:
     """mpirun and wsclean-mp on the first MPI node, before any job (Debian's WSClean has no wsclean-mp)."""
-    from imgpipe.execution.probe import check_mpi
+    from imgpipe.backends.probe import check_mpi
 
     check_mpi(config)
     get_run_logger().info("MPI over %s: %s", ",".join(config.nodes_mpi), " ".join(config.mpi.mpirun + config.mpi.wsclean_mp))
@@ -106,7 +108,7 @@ def report_task(summary: RunSummary) -> str | None:
     """report.html in the output root: every job with its quick-look, stats, command, log."""
     from prefect.runtime import flow_run
 
-    from imgpipe.report import write_report
+    from imgpipe.products.report import write_report
 
     logger = get_run_logger()
     try:
@@ -122,7 +124,7 @@ def report_task(summary: RunSummary) -> str | None:
 @task(name="slurm-allocation", cache_policy=NO_CACHE)
 def slurm_allocation_task(worker: WorkerConfig) -> str:
     """One SLURM allocation for the whole run (slurm_nodes): the jobs become its steps."""
-    from imgpipe.execution import slurm
+    from imgpipe.backends import slurm
 
     logger = get_run_logger()
     job_id = slurm.allocate(worker, logger.info)

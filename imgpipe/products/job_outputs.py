@@ -13,10 +13,10 @@ import re
 from dataclasses import replace
 from typing import Callable
 
-from imgpipe import provenance
+from imgpipe.products import provenance
 from imgpipe._version import __version__
-from imgpipe.image_stats import image_stats, main_image, quicklook_png
-from imgpipe.results import SKIPPED, JobResult
+from imgpipe.products.image_stats import image_stats, main_image, quicklook_png
+from imgpipe.core.results import SKIPPED, JobResult
 
 _VERSION = re.compile(r"WSClean version (\S+)")
 
@@ -63,7 +63,7 @@ def finish(result: JobResult, wsclean: str | None, flow_run_id: str | None, warn
 
 def skipped(job, record: dict) -> JobResult:
     """The result shown for a job already done by an earlier run."""
-    from imgpipe.image_stats import ImageStats
+    from imgpipe.products.image_stats import ImageStats
 
     stats = ImageStats(**record["stats"]) if record.get("stats") else None
     image = stats.image if stats else None

@@ -14,7 +14,7 @@ import os
 import shutil
 from datetime import datetime
 
-from imgpipe.results import RunSummary
+from imgpipe.core.results import RunSummary
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}

@@ -1,0 +1,1 @@
+"""What a run leaves beside its images: statistics, quick-looks, provenance records, report."""
