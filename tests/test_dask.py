@@ -11,8 +11,9 @@ import time
 
 import pytest
 
-from conftest import SMALL_IMAGE, SOURCE_DEC, SOURCE_RA, alive, logs_of_last_flow_run, peak_overlap, read_trace, requires_wsclean
 from imgpipe.products.fits_peak import pixel_distance
+
+from conftest import SMALL_IMAGE, SOURCE_DEC, SOURCE_RA, alive, logs_of_last_flow_run, peak_overlap, read_trace, requires_wsclean
 
 pytestmark = [requires_wsclean, pytest.mark.prefect]
 

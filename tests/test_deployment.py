@@ -13,9 +13,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from prefect_api_server import PREFECT, running_server, stop_group
 
 from conftest import REPO, SOURCE_DEC, SOURCE_RA, alive, requires_wsclean
-from prefect_api_server import PREFECT, running_server, stop_group
 
 pytestmark = [requires_wsclean, pytest.mark.prefect]
 

@@ -12,9 +12,9 @@ from concurrent.futures import Future
 
 from imgpipe.core import events
 from imgpipe.core.config import WorkerConfig
-from imgpipe.orchestration.dispatcher import JOB_ENDED, Dispatcher
 from imgpipe.core.plan import Job, Plan
 from imgpipe.core.results import FAILED, OK, JobResult
+from imgpipe.orchestration.dispatcher import JOB_ENDED, Dispatcher
 
 
 def job(i, host=None):
@@ -87,7 +87,7 @@ def ok(j, attempt):
 
 def test_a_job_that_never_started_is_retried_on_another_node():
     plan = Plan((job(0), job(1)), pool=("a", "b"))
-    worker = WorkerConfig(nodes=("a", "b"), max_concurrent=1, retries=2, retry_delay_seconds=0.01, host_cooldown_s=5)
+    worker = WorkerConfig(nodes=("a", "b"), max_concurrent=1, retries=2, retry_delay=0.01, host_cooldown=5)
 
     def outcomes(j, attempt):
         if j.host == "a":
@@ -103,7 +103,7 @@ def test_a_job_that_never_started_is_retried_on_another_node():
 
 def test_a_job_that_started_and_lost_its_connection_is_never_retried():
     plan = Plan((job(0, "a"),), pool=("a",))
-    worker = WorkerConfig(nodes=("a",), retries=5, retry_delay_seconds=0.01)
+    worker = WorkerConfig(nodes=("a",), retries=5, retry_delay=0.01)
 
     def lost(j, attempt):
         return JobResult(j, FAILED, "a: connection lost while WSClean was running", connection_error=True, pid=42)
@@ -118,9 +118,9 @@ def test_wsclean_errors_are_retried_only_when_asked():
     def fails(j, attempt):
         return JobResult(j, FAILED, "exit code 1", exit_code=1, pid=7)
 
-    worker = WorkerConfig(nodes=("a",), retries=2, retry_delay_seconds=0.01)
+    worker = WorkerConfig(nodes=("a",), retries=2, retry_delay=0.01)
     assert len(run(plan, worker, fails, Limits(4))[1]) == 1
-    worker = WorkerConfig(nodes=("a",), retries=2, retry_delay_seconds=0.01, retry_failed_jobs=True)
+    worker = WorkerConfig(nodes=("a",), retries=2, retry_delay=0.01, retry_failed_jobs=True)
     results, attempts = run(plan, worker, fails, Limits(4))
     assert [a[2] for a in attempts] == [1, 2, 3] and results[0].attempt == 3 and results[0].status == FAILED
 

@@ -8,8 +8,9 @@ import json
 
 import pytest
 
-from conftest import SMALL_IMAGE, SOURCE_DEC, SOURCE_RA, requires_wsclean
 from imgpipe.products.fits_peak import pixel_distance
+
+from conftest import SMALL_IMAGE, SOURCE_DEC, SOURCE_RA, requires_wsclean
 
 pytestmark = [requires_wsclean, pytest.mark.prefect]
 

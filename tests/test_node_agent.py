@@ -10,10 +10,11 @@ import time
 
 import pytest
 
-from conftest import alive
 from imgpipe.backends.agent_script import AGENT
 from imgpipe.backends.job_script import OutputParser, new_token, wrapped_argv
 from imgpipe.backends.node_agent import EXITED, LOST, NOT_STARTED, OUTPUT, AgentLost, NodeAgent
+
+from conftest import alive
 
 
 @pytest.fixture
@@ -100,7 +101,7 @@ def test_the_wrapper_stops_its_job_on_stop_and_when_the_agent_goes(agent, tmp_pa
     assert alive(pid) and parser.state.pid is not None
     node.tell(jid, "stop 1", close=True)
     rest = messages(queue, 10)
-    for kind, value in rest[:-1]:
+    for _kind, value in rest[:-1]:
         parser.take(value, lambda line: None)
     assert rest[-1][0] == EXITED and rest[-1][1].status == 143 and parser.state.exit_code == 143  # SIGTERM
     assert wait_for(lambda: not alive(pid))
@@ -127,3 +128,47 @@ def test_a_killed_agent_is_lost_and_its_jobs_still_stop(agent, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     assert messages(queue, 10)[-1][0] == LOST and node.lost
     assert wait_for(lambda: not alive(pid))  # the wrapper saw its stdin close
+
+
+class _Stdin:
+    closed = False
+
+    def write(self, data):
+        self.written = data
+
+    def flush(self):
+        pass
+
+    def close(self):
+        self.closed = True
+
+
+class _Wrapper:
+    """What the agent holds of a running wrapper: its stdin."""
+
+    def __init__(self):
+        self.stdin = _Stdin()
+
+
+class _EndsWhenLookedAt(dict):
+    """A job table whose job ends (its pump thread removes it) right after any membership
+    test: the interleaving that made ``jid in jobs`` then ``jobs[jid]`` raise KeyError."""
+
+    def __contains__(self, jid):
+        found = dict.__contains__(self, jid)
+        self.pop(jid, None)
+        return found
+
+
+@pytest.mark.parametrize("message", [b"close j1\n", b"in j1 stop 1\n"])
+def test_a_job_ending_while_its_message_is_handled_does_not_end_the_agent(message):
+    import io
+
+    from imgpipe.backends.scripts.node_agent import Agent
+
+    agent = Agent(io.BytesIO())
+    wrapper = _Wrapper()
+    agent.jobs = _EndsWhenLookedAt({b"j1": wrapper})
+    agent.handle(message)  # before the fix: KeyError, and the agent (every job of the node) was gone
+    agent.handle(b"close no-such-job\n")
+    assert wrapper.stdin.closed == message.startswith(b"close")

@@ -4,12 +4,13 @@ import json
 
 import pytest
 
-from conftest import requires_wsclean
 from imgpipe.core.config import load_config
 from imgpipe.core.errors import ConfigError, InputError
-from imgpipe.facts.ms_metadata import channel_frequencies, count_distinct_channels
 from imgpipe.core.plan import write_plan_json
+from imgpipe.facts.ms_metadata import channel_frequencies, count_distinct_channels
 from imgpipe.prepare import build_plan
+
+from conftest import requires_wsclean
 
 pytestmark = requires_wsclean
 
@@ -117,7 +118,7 @@ def dh_config(write_config, tmp_path, sim_dir):
 
     root = tmp_path / "net"
     for obs, nodes in (("20231201_A", ("node101", "node102")), ("20231202_A", ("node102", "node101"))):
-        for sw, node in zip(("SW01", "SW02"), nodes):
+        for sw, node in zip(("SW01", "SW02"), nodes, strict=True):
             shutil.copytree(sim_dir / f"{sw}.MS", root / node / obs / f"{sw}.MS")
     (tmp_path / "dh.toml").write_text(DH.format(root=root))
 

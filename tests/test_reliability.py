@@ -3,15 +3,16 @@ nothing run twice at once, the cap never exceeded, imgpipe's memory flat."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 import time
 from collections import defaultdict
 
 import pytest
+from test_ssh import make_ms_dirs, node_config, summary_rows
 
 from conftest import peak_overlap, read_trace, requires_wsclean
-from test_ssh import make_ms_dirs, node_config, summary_rows
 
 pytestmark = [requires_wsclean, pytest.mark.prefect]
 
@@ -51,7 +52,7 @@ def test_sshd_killed_and_restarted_during_a_40_job_run(healthy_nodes, run_imgpip
     # none runs twice at the same time: a second run of an MS starts only after the first ended
     for name, runs in runs_per_ms(trace).items():
         runs.sort()
-        for (s1, e1), (s2, _) in zip(runs, runs[1:]):
+        for (_, e1), (s2, _) in itertools.pairwise(runs):
             assert e1 is not None and e1 <= s2, f"{name} ran twice at once"
     assert "retry" in err or all(s == "OK" for s, _ in rows)
     if "retry" in err:  # a retry is a task run of its own, named for its attempt

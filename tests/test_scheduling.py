@@ -6,9 +6,10 @@ import sys
 
 import pytest
 
-from conftest import requires_wsclean
 from imgpipe.core.plan import Job
 from imgpipe.core.scheduling import Queued, SlotScheduler
+
+from conftest import requires_wsclean
 
 
 def job(host, i):

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from test_ssh import node_config
 
 from conftest import logs_of_last_flow_run, requires_wsclean
-from test_ssh import node_config
 
 pytestmark = [requires_wsclean, pytest.mark.prefect]
 

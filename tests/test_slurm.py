@@ -10,15 +10,37 @@ from pathlib import Path
 
 import pytest
 
-from conftest import alive, SOURCE_DEC, SOURCE_RA, peak_overlap, read_trace, requires_wsclean
-from imgpipe.core.config import WorkerConfig
 from imgpipe.backends.slurm import srun_argv
+from imgpipe.core.config import WorkerConfig
 from imgpipe.core.plan import Job
+
+from conftest import SOURCE_DEC, SOURCE_RA, alive, peak_overlap, read_trace, requires_wsclean
+
+
+@pytest.mark.parametrize(("scancel", "why"), [
+    ("#!/bin/sh\necho 'scancel: error: Invalid job id specified' >&2\nexit 1\n",
+     r"scancel exited with 1: scancel: error: Invalid job id specified"),
+    (None, r"cannot run scancel: No such file or directory"),
+])
+def test_a_failing_scancel_is_logged_not_raised(tmp_path, monkeypatch, caplog, scancel, why):
+    """release() runs in the flow's finally: an error there would hide the run's own."""
+    from imgpipe.backends import slurm
+
+    if scancel is not None:
+        (tmp_path / "scancel").write_text(scancel)
+        (tmp_path / "scancel").chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setitem(slurm._allocation, "id", "4242")
+    assert slurm.release() is False
+    assert "id" not in slurm._allocation
+    (record,) = [r for r in caplog.records if r.name == "imgpipe.backends.slurm"]
+    assert re.fullmatch(rf"could not cancel SLURM allocation 4242: {why} \(check with squeue; scancel it by hand\)",
+                        record.getMessage()), record.getMessage()
 
 
 def test_srun_command_line():
     job = Job("slurm", ("wsclean", "x.MS"), ("x.MS",), None, None, "/out", "img")
-    worker = WorkerConfig(nodes=("slurm",), slurm_options=("-p", "cpu", "-c", "16", "--mem=64G"), max_time=3600, kill_grace_s=30)
+    worker = WorkerConfig(nodes=("slurm",), slurm_options=("-p", "cpu", "-c", "16", "--mem=64G"), max_time=3600, kill_grace=30)
     assert srun_argv(job, worker) == [
         "srun", "--job-name=imgpipe:img", "--ntasks=1", "--nodes=1", "--time=61", "-p", "cpu", "-c", "16", "--mem=64G",
     ]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import alive, SOURCE_DEC, logs_of_last_flow_run, SOURCE_RA, peak_overlap, read_trace, requires_wsclean
+from conftest import SOURCE_DEC, SOURCE_RA, alive, logs_of_last_flow_run, peak_overlap, read_trace, requires_wsclean
 
 pytestmark = [requires_wsclean, pytest.mark.prefect]
 
@@ -162,7 +162,7 @@ def test_real_wsclean_images_over_ssh(healthy_nodes, run_imgpipe, sim_dir, tmp_p
     # (the line from imgpipe reading WSClean's option list here, "here wsclean", is not a job)
     where = [line for line in (tmp_path / "where").read_text().splitlines() if line.split()[1:] != ["wsclean"]]
     assert sorted(line.split()[0] for line in where) == ["node101", "node102"]
-    for ms, node in zip(mss, ("node101", "node102")):
+    for ms, node in zip(mss, ("node101", "node102"), strict=True):
         assert any(line.startswith(f"{node} wsclean") and line.endswith(ms) for line in where)
         image = Path(ms).parent / "images" / Path(ms).name / "img-image.fits"
         assert pixel_distance(str(image), SOURCE_RA, SOURCE_DEC) <= 1.0  # the brightest pixel is the source
@@ -272,9 +272,9 @@ def test_ctrl_c_stops_remote_jobs(healthy_nodes, run_imgpipe, fake_wsclean, tmp_
 
 
 def test_host_keys_unknown_refused_accepted_when_asked_changed_always_refused(healthy_nodes, tmp_path):
+    from imgpipe.backends import reach_nodes, ssh
     from imgpipe.core.config import WorkerConfig
     from imgpipe.core.errors import NodeError
-    from imgpipe.backends import reach_nodes, ssh
 
     known = tmp_path / "known_hosts"
     config = tmp_path / "ssh_config"

@@ -30,10 +30,10 @@ def run_job(job, worker, on_line: Callable[[str], None] = lambda line: None, sto
     if is_local(job.host):
         from imgpipe.backends.local import run_local
 
-        return run_local(job, worker.env_file, on_line, worker.kill_grace_s, worker.max_time, stop=stop)
+        return run_local(job, worker.env_file, on_line, worker.kill_grace, worker.max_time, stop=stop)
     from imgpipe.backends.ssh import run_ssh
 
-    return run_ssh(job, worker.env_file, on_line, worker.kill_grace_s, worker.max_time)
+    return run_ssh(job, worker.env_file, on_line, worker.kill_grace, worker.max_time)
 
 
 def cancel_all(grace_s: float = CANCEL_GRACE_S) -> None:
@@ -86,8 +86,8 @@ def reach_nodes(worker, hosts: list[str], on_retry: Callable[[str], None] = lamb
         return {}
     import time
 
-    from imgpipe.core.errors import NodeError
     from imgpipe.backends import ssh
+    from imgpipe.core.errors import NodeError
 
     ssh.POOL.configure(ssh.SSHSettings(worker.ssh_config, worker.accept_new_host_keys, worker.node_agent))
     # The CLI checks the nodes before starting Prefect, then the flow (same process) does
@@ -95,7 +95,7 @@ def reach_nodes(worker, hosts: list[str], on_retry: Callable[[str], None] = lamb
     last = _last_check.pop("result", None)
     if last is not None and last[0] == (tuple(remote), worker) and time.monotonic() - last[1] < 60:
         return dict(last[2])
-    errors = ssh.check_nodes(remote, worker.retries, worker.retry_delay_seconds, on_retry)
+    errors = ssh.check_nodes(remote, worker.retries, worker.retry_delay, on_retry)
     if errors and not worker.skip_unreachable_nodes:
         lines = "; ".join(str(e) for e in errors.values())
         raise NodeError(

@@ -22,68 +22,7 @@ imgpipe opens an SSH session per job as before.
 
 from __future__ import annotations
 
-AGENT = r"""
-import json, os, subprocess, sys, threading
-out = sys.stdout.buffer
-lock = threading.Lock()
-jobs = {}
-pumps = []
+from pathlib import Path
 
-def say(data):
-    with lock:
-        try:
-            out.write(data)
-            out.flush()
-        except (OSError, ValueError):  # imgpipe is gone: the jobs still get drained and stopped
-            pass
-
-def pump(jid, proc):
-    for line in proc.stdout:
-        say(b"o " + jid + b" " + line.rstrip(b"\r\n") + b"\n")
-    _, status, ru = os.wait4(proc.pid, 0)  # the wrapper and what it reaped: the job, tee
-    proc.returncode = code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-    jobs.pop(jid, None)
-    close(proc)
-    proc.stdout.close()
-    usage = "%d %d %.3f %.3f" % (code, ru.ru_maxrss, ru.ru_utime, ru.ru_stime)
-    say(b"x " + jid + b" " + usage.encode() + b"\n")
-
-def close(proc):
-    try:
-        proc.stdin.close()
-    except OSError:
-        pass
-
-say(b"ready " + str(os.getpid()).encode() + b"\n")
-for line in sys.stdin.buffer:
-    cmd, _, rest = line.rstrip(b"\n").partition(b" ")
-    jid, _, arg = rest.partition(b" ")
-    if cmd == b"run":
-        try:
-            proc = subprocess.Popen(json.loads(arg.decode()), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        except (OSError, ValueError) as err:
-            say(b"e " + jid + b" " + str(err).encode("utf-8", "replace") + b"\n")
-            continue
-        jobs[jid] = proc
-        t = threading.Thread(target=pump, args=(jid, proc))
-        t.start()
-        pumps = [p for p in pumps if p.is_alive()] + [t]
-    elif cmd in (b"in", b"close") and jid in jobs:
-        proc = jobs[jid]
-        if cmd == b"in":
-            try:
-                proc.stdin.write(arg + b"\n")
-                proc.stdin.flush()
-            except (OSError, ValueError):
-                pass
-        else:
-            close(proc)
-# No more input: imgpipe is done, or gone. Closing each wrapper's stdin makes it stop its
-# job (SIGTERM, SIGKILL after the grace); stay to drain their output until they end.
-for proc in list(jobs.values()):
-    close(proc)
-for t in pumps:
-    t.join()
-"""
-"""The agent's source, run as ``python3 -I -S -c AGENT`` on the node."""
+AGENT = (Path(__file__).parent / "scripts" / "node_agent.py").read_text()
+"""The agent's source (``scripts/node_agent.py``), run as ``python3 -I -S -c AGENT`` on the node."""

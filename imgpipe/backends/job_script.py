@@ -31,89 +31,15 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 SETUP_FAILED = 126
 
-# Runs the job as its child when python3 is on the node: getrusage of the child gives
-# its peak memory and CPU time, which bash cannot. It survives the SIGTERM sent to the
-# job's group, reports, then dies the way the job died.
-_ACCOUNTING = r"""
-import os, signal, sys
-token, argv = sys.argv[1], sys.argv[2:]
-for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-    signal.signal(s, signal.SIG_IGN)
-pid = os.fork()
-if pid == 0:
-    os.close(6)
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
-        signal.signal(s, signal.SIG_DFL)
-    try:
-        os.execvp(argv[0], argv)
-    except OSError as err:
-        print(f"imgpipe: cannot run {argv[0]}: {err.strerror}", flush=True)
-        os._exit(127)
-_, status, ru = os.wait4(pid, 0)
-try:
-    os.write(6, f"@imgpipe-{token} rusage {ru.ru_maxrss} {ru.ru_utime:.3f} {ru.ru_stime:.3f}\n".encode())
-except OSError:  # imgpipe is gone (lost connection): nobody to tell
-    pass
-code = os.waitstatus_to_exitcode(status)
-if code < 0:
-    signal.signal(-code, signal.SIG_DFL)
-    os.kill(os.getpid(), -code)
-sys.exit(code)
-"""
-
-# $1 token, $2 env file ('' for none), $3 out dir, $4 log file, $5 kill grace (s),
-# $6 max time (s, '' for none), $7 accounting launcher ('' for none), $8... argv
-_SCRIPT = r"""exec 2>&1
-trap '' PIPE  # a dead connection must not kill the wrapper before its watcher runs
-tok=$1; t="@imgpipe-$1"; f=$2; d=$3; log=$4; grace=$5; maxt=$6; acct=$7; shift 7
-case $f in "~/"*) f=$HOME/${f#"~/"};; esac
-if [ -n "$f" ]; then source "$f" || { echo "$t setup env_file"; exit 126; }; fi
-[ -d "$d" ] || mkdir -p -- "$d" || { echo "$t setup out_dir"; exit 126; }
-: > "$log" || { echo "$t setup log"; exit 126; }
-[ -n "${SLURM_JOB_ID:-}" ] && echo "$t slurm $SLURM_JOB_ID${SLURM_STEP_ID:+.$SLURM_STEP_ID}"
-exec 4<&0 5> >(exec tee -- "$log") 6>&1
-tee_pid=$!
-[ -n "${SLURM_JOB_ID:-}" ] && echo "imgpipe: SLURM job $SLURM_JOB_ID${SLURM_STEP_ID:+ step $SLURM_STEP_ID} on $(hostname)" >&5
-py=python3  # or imgpipe's own interpreter when set: a pyenv shim costs 0.1 s a call
-[ -n "${IMGPIPE_PYTHON:-}" ] && [ -x "$IMGPIPE_PYTHON" ] && py=$IMGPIPE_PYTHON
-# From here bash's own stderr could only carry its notice of the job's death by a
-# signal ("Segmentation fault ..."), printed whenever it happens to reap the job: it
-# would race the control lines, and imgpipe reports the signal itself.
-exec 2> /dev/null
-if [ -n "$acct" ] && command -v "$py" > /dev/null 2>&1; then
-  (trap - PIPE; exec setsid -- "$py" -I -S -c "$acct" "$tok" "$@") < /dev/null 4<&- >&5 2>&5 5>&- &
-else
-  (trap - PIPE; exec setsid -- "$@") < /dev/null 4<&- >&5 2>&5 5>&- 6>&- &
-fi
-pid=$!
-echo "$t started $pid"
-(
-  SECONDS=0
-  while :; do
-    if [ -n "$maxt" ]; then
-      left=$((maxt - SECONDS))
-      [ "$left" -le 0 ] && { echo "$t timeout $maxt" >&6; break; }
-      read -r -t "$left" -u 4 cmd g; r=$?
-      [ "$r" -gt 128 ] && { echo "$t timeout $maxt" >&6; break; }
-    else
-      read -r -u 4 cmd g; r=$?
-    fi
-    [ "$r" -ne 0 ] && break
-    [ "$cmd" = stop ] && break
-  done
-  kill -TERM -- "-$pid"; sleep "${g:-$grace}" 6>&-; kill -KILL -- "-$pid"
-) 5>&- > /dev/null 2>&1 &
-watcher=$!
-wait "$pid" 2> /dev/null; rc=$?
-kill "$watcher" 2> /dev/null
-exec 5>&-
-wait "$tee_pid"
-echo "$t exit $rc"; times; echo "$t end"
-exit "$rc"
-"""
+SCRIPTS = Path(__file__).parent / "scripts"
+_SCRIPT = (SCRIPTS / "job_wrapper.sh").read_text()
+"""The wrapper (``scripts/job_wrapper.sh``), run as ``bash -c`` with its arguments."""
+_ACCOUNTING = (SCRIPTS / "rusage_launcher.py").read_text()
+"""The accounting launcher (``scripts/rusage_launcher.py``), run as ``python3 -I -S -c``."""
 
 
 def new_token() -> str:

@@ -15,11 +15,14 @@ from imgpipe.core.nodes import is_ssh
 
 PROBE_TIMEOUT_S = 30.0
 
-# $1 env file ('' for none), then the command names; prints "missing <name>" per missing one
+# $1 env file ('' for none), then the command names; prints "missing <name>" per missing
+# one, then "done": a shell that died on the way (an env_file that exits, a node without
+# bash) says nothing of what is missing, and must not pass for a node that has it all.
 _SCRIPT = r"""f=$1; shift
 case $f in "~/"*) f=$HOME/${f#"~/"};; esac
 if [ -n "$f" ]; then source "$f" > /dev/null 2>&1 || { echo "envfail"; exit 0; }; fi
 for c; do command -v -- "$c" > /dev/null 2>&1 || echo "missing $c"; done
+echo done
 """
 
 
@@ -27,19 +30,25 @@ def missing_commands(host: str, env_file: str | None, names: list[str]) -> list[
     """The commands among ``names`` that ``host`` does not find on its PATH; NodeError if it cannot tell."""
     argv = ["bash", "-c", _SCRIPT, "imgpipe-probe", env_file or "", *names]
     if is_ssh(host):
-        out = _run_ssh(host, shlex.join(argv))
+        out, status = _run_ssh(host, shlex.join(argv))
     else:
         try:
-            out = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL).stdout
+            res = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL)
         except (OSError, subprocess.TimeoutExpired) as err:
             raise NodeError(f"{host}: cannot check for {', '.join(names)}: {err}") from None
+        out, status = res.stdout + res.stderr, res.returncode
     lines = out.split("\n")
     if "envfail" in lines:
         raise NodeError(f"{host}: env_file {env_file} fails when sourced")
+    if status != 0 or "done" not in lines:
+        said = next((line for line in reversed(lines) if line.strip()), "no output")
+        why = f"the shell exited with status {status}" if status else "the shell stopped early"
+        hint = f" (does env_file {env_file} call exit?)" if env_file else ""
+        raise NodeError(f"{host}: cannot check for {', '.join(names)}: {why}: {said}{hint}")
     return [line.split(" ", 1)[1] for line in lines if line.startswith("missing ")]
 
 
-def _run_ssh(host: str, command: str) -> str:
+def _run_ssh(host: str, command: str) -> tuple[str, int]:
     import paramiko
 
     from imgpipe.backends.ssh import POOL, NodeUnreachable
@@ -50,8 +59,10 @@ def _run_ssh(host: str, command: str) -> str:
         raise NodeError(str(err)) from None
     try:
         chan.settimeout(PROBE_TIMEOUT_S)
+        chan.set_combine_stderr(True)
         chan.exec_command(command)
-        return chan.makefile("rb").read().decode("utf-8", "replace")
+        out = chan.makefile("rb").read().decode("utf-8", "replace")
+        return out, chan.recv_exit_status()
     except (OSError, EOFError, paramiko.SSHException) as err:
         raise NodeError(f"{host}: cannot check for commands: {err or type(err).__name__}") from None
     finally:

@@ -11,18 +11,20 @@ backstop: the wrapper stops the job at max_time itself).
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import subprocess
 import threading
 from typing import Callable
 
-from imgpipe.core.errors import ImgpipeError
 from imgpipe.backends import local
+from imgpipe.core.errors import ImgpipeError
 from imgpipe.core.plan import Job
 from imgpipe.core.results import JobResult
 
 _allocation: dict[str, str] = {}
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
 
 
@@ -30,7 +32,7 @@ def time_limit(worker) -> list[str]:
     """``--time=<minutes>`` for max_time (plus the kill grace), or nothing."""
     if worker.max_time is None:
         return []
-    return [f"--time={math.ceil((worker.max_time + worker.kill_grace_s) / 60)}"]
+    return [f"--time={math.ceil((worker.max_time + worker.kill_grace) / 60)}"]
 
 
 def srun_argv(job: Job, worker, allocation: str | None = None) -> list[str]:
@@ -44,7 +46,7 @@ def srun_argv(job: Job, worker, allocation: str | None = None) -> list[str]:
 def run_slurm(job: Job, worker, on_line: Callable[[str], None] = lambda line: None) -> JobResult:
     """Run ``job`` with srun (in the run's allocation if there is one)."""
     launcher = srun_argv(job, worker, _allocation.get("id"))
-    return local.run_local(job, worker.env_file, on_line, worker.kill_grace_s, worker.max_time, tuple(launcher))
+    return local.run_local(job, worker.env_file, on_line, worker.kill_grace, worker.max_time, tuple(launcher))
 
 
 def allocate(worker, on_line: Callable[[str], None] = lambda line: None) -> str:
@@ -81,12 +83,31 @@ def allocate(worker, on_line: Callable[[str], None] = lambda line: None) -> str:
     return granted
 
 
-def release() -> None:
-    """End the run's allocation (scancel), if any."""
+SCANCEL_TIMEOUT_S = 30.0
+
+
+def _scancel(ids: list[str], what: str) -> bool:
+    """``scancel ids``; a failure is logged (naming what stays behind), never raised: this
+    runs while a run ends or is interrupted, and must not hide why it did."""
+    try:
+        res = subprocess.run(["scancel", *ids], capture_output=True, text=True, timeout=SCANCEL_TIMEOUT_S,
+                             stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        why = f"cannot run scancel: {err.strerror}" if isinstance(err, OSError) else f"scancel gave no answer in {SCANCEL_TIMEOUT_S:g} s"
+    else:
+        if res.returncode == 0:
+            return True
+        said = next((line for line in reversed((res.stderr + res.stdout).splitlines()) if line.strip()), "no output")
+        why = f"scancel exited with {res.returncode}: {said}"
+    log.warning("could not cancel %s %s: %s (check with squeue; scancel it by hand)", what, " ".join(ids), why)
+    return False
+
+
+def release() -> bool:
+    """End the run's allocation (scancel), if any; False when it may still be held (logged)."""
     with _lock:
         job_id = _allocation.pop("id", None)
-    if job_id:
-        subprocess.run(["scancel", job_id], capture_output=True)
+    return _scancel([job_id], "SLURM allocation") if job_id else True
 
 
 def cancel_all() -> None:
@@ -96,4 +117,4 @@ def cancel_all() -> None:
         if "id" in _allocation:
             ids.append(_allocation["id"])
     if ids:
-        subprocess.run(["scancel", *sorted(set(ids))], capture_output=True)
+        _scancel(sorted(set(ids)), "SLURM jobs")

@@ -65,10 +65,10 @@ def _drain_prefect_workers() -> None:
 
 def _run_flow_with(server, config_file, inputs, combine, combine_obs_ids, plan_json, n_jobs, force, tz, nodes_mpi):
     from imgpipe import backends
-    from imgpipe.core.errors import ImgpipeError
-    from imgpipe.orchestration.flow import imgpipe_flow
-    from imgpipe.core.results import RunSummary
     from imgpipe.cli.progress import progress_display
+    from imgpipe.core.errors import ImgpipeError
+    from imgpipe.core.results import RunSummary
+    from imgpipe.orchestration.flow import imgpipe_flow
 
     stopper: list = []
     partial: list = []
@@ -183,7 +183,7 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
 
         lines = [
             line + ("  # done before: would be skipped (--force redoes it)" if not force and done_before(job) is not None else "")
-            for job, line in zip(plan.jobs, plan.dry_run_lines())
+            for job, line in zip(plan.jobs, plan.dry_run_lines(), strict=True)
         ]
         if lines:
             click.echo("\n".join(lines))  # one write: 16 000 echo calls cost 0.3 s

@@ -16,6 +16,7 @@ from typing import Any
 from imgpipe.core.errors import ConfigError
 from imgpipe.core.job_order import LARGEST_FIRST, ORDERS
 from imgpipe.core.nodes import DASK, SLURM, expand_nodes
+from imgpipe.core.schema import ARGV, BOOLEAN, DURATION, INTEGER, NAMES, OPTIONAL_STRING, STRING, TABLE, key, parse_section
 from imgpipe.core.tokens import NAME_TOKENS, check_tokens
 from imgpipe.core.toml_file import read_toml
 from imgpipe.core.wsclean_argv import CHANNELS_OUT, check_channels_out
@@ -30,60 +31,79 @@ OptionValue = Any  # str | int | float | bool | list, as read from TOML
 class WorkerConfig:
     """Where and how WSClean jobs run (``[worker]``)."""
 
-    nodes: tuple[str, ...] = ("localhost",)
-    """Hosts that run jobs; ``localhost`` runs local processes, others go over SSH."""
-    max_concurrent: int = 4
-    """Maximum number of WSClean jobs running at once on one node."""
-    env_file: str | None = None
-    """Shell file sourced (bash) before each job, e.g. to load a module or a venv."""
-    dry_run: bool = False
-    """Print the commands instead of running them."""
-    run_on_file_host: bool = False
-    """Run each job on the node that holds its (last) MS, read from the MS path."""
-    run_on_file_host_pattern: str = DEFAULT_FILE_HOST_PATTERN
-    """Regex whose first group, searched in the MS path, is the host name."""
-    wsclean: tuple[str, ...] = ("wsclean",)
-    """WSClean executable, or a prefix such as ``singularity exec img.sif wsclean``."""
-    ssh_config: str | None = None
-    """Extra ssh_config file (absolute), read before ``~/.ssh/config``."""
-    accept_new_host_keys: bool = False
-    """Accept and remember the host key of a node not yet in known_hosts (a changed key is always refused)."""
-    node_agent: bool = True
-    """Start SSH jobs through one small python3 process per node (one login per node for the run) rather than one SSH session per job."""
-    retries: int = 2
-    """How often a job is tried again after a connection failure (or a WSClean failure with retry_failed_jobs)."""
-    retry_delay_seconds: float = 10.0
-    """Wait before each retry."""
-    retry_failed_jobs: bool = False
-    """Also retry jobs whose WSClean exited with an error (off: a bad option fails the same way twice)."""
-    skip_unreachable_nodes: bool = False
-    """Go on with the other nodes when a node cannot be reached at start."""
-    host_cooldown_s: float = 10.0
-    """After a connection failure, a node gets no new job for this long while another node can take it."""
-    max_time: int | None = None
-    """Seconds a job may run; then SIGTERM, SIGKILL after kill_grace_s, reported timed out (SLURM: --time)."""
-    kill_grace_s: float = 30.0
-    """Seconds between SIGTERM and SIGKILL when a job is stopped for max_time or a lost connection."""
-    slurm_options: tuple[str, ...] = ()
-    """Extra ``srun`` options for ``nodes = 'slurm'`` (e.g. ``-p cpu -c 16 --mem=64G``)."""
-    slurm_nodes: int | None = None
-    """With ``nodes = 'slurm'``: run the jobs as steps of one allocation of this many nodes."""
-    order: str = LARGEST_FIRST
-    """Which waiting job starts first when a slot frees: ``largest_first`` (by the bytes of its MSs, so the run ends on short jobs) or ``as_given`` (plan order)."""
+    nodes: tuple[str, ...] = key(
+        ("localhost",), "comma list of hosts; ranges `node[101-104,110]` expand. `localhost` runs local processes, "
+        "`slurm` (alone) sends every job through SLURM, `dask` (alone, with `[prefect] task_runner = 'dask'`) lets "
+        "Dask place them; any other name is an SSH host. Jobs not pinned by `run_on_file_host` go to the first node "
+        "with a free slot", STRING, shown="'localhost'")
+    max_concurrent: int = key(
+        4, "most WSClean jobs running at once on one node, also across imgpipe runs that share the nodes and the "
+        "Prefect database", INTEGER, minimum=1)
+    env_file: str | None = key(
+        None, "file sourced by bash before each job (a leading `~/` is the home on the job's node); a failing "
+        "`source` fails the job with the shell's message. `''` = not set", OPTIONAL_STRING)
+    dry_run: bool = key(False, "as `--dry-run`: print the jobs, run nothing", BOOLEAN)
+    run_on_file_host: bool = key(False, "run each job on the host read from its (last) MS path", BOOLEAN)
+    run_on_file_host_pattern: str = key(
+        DEFAULT_FILE_HOST_PATTERN, "regex searched in the MS path; its group 1 is the host. No match: the job goes "
+        "to the `nodes` pool. A pattern without a group is an error", STRING)
+    wsclean: tuple[str, ...] = key(
+        ("wsclean",), "the WSClean executable, or a prefix such as `'singularity exec /img/wsclean.sif wsclean'`", ARGV)
+    ssh_config: str | None = key(
+        None, "an ssh_config file read before `~/.ssh/config` (its values win); relative to the config file's "
+        "folder; must exist", OPTIONAL_STRING)
+    accept_new_host_keys: bool = key(
+        False, "accept and remember (in known_hosts) the key of a node never seen before; a *changed* key is "
+        "always refused", BOOLEAN)
+    node_agent: bool = key(
+        True, "SSH nodes: start jobs through one small `python3` process per node, started once per run (the "
+        "login shell and `~/.bashrc` run once per node, not per job); `false`: one SSH session per job", BOOLEAN)
+    retries: int = key(
+        2, "extra attempts for a job whose WSClean never started because of a connection problem (or, with "
+        "`retry_failed_jobs`, that failed); also for reaching each node at start", INTEGER, minimum=0)
+    retry_delay: float = key(10.0, "wait before each retry", DURATION, minimum=0, old_names=("retry_delay_seconds",))
+    retry_failed_jobs: bool = key(
+        False, "also retry jobs whose WSClean exited with an error (off: a bad option fails the same way twice)",
+        BOOLEAN)
+    skip_unreachable_nodes: bool = key(
+        False, "a node unreachable at start is skipped (warning) instead of stopping the run; jobs pinned to it "
+        "fail with the reason", BOOLEAN)
+    host_cooldown: float = key(
+        10.0, "after a connection failure a node gets no new job for this long, doubled for each failure in a row "
+        "(at most 5 min), while the other nodes go on", DURATION, minimum=0, old_names=("host_cooldown_s",))
+    max_time: float | None = key(
+        None, "longest a job may run; then SIGTERM to its process group on its node, SIGKILL after `kill_grace`; "
+        "reported `TIMED-OUT`, never ok, not retried. With SLURM also `--time` (minutes, rounded up, plus the "
+        "grace)", DURATION, minimum=1)
+    kill_grace: float = key(
+        30.0, "time between SIGTERM and SIGKILL when a job is stopped for `max_time` or a lost connection "
+        "(Ctrl-C uses at most 10 s)", DURATION, minimum=0, old_names=("kill_grace_s",))
+    slurm_options: tuple[str, ...] = key(
+        (), "with `nodes = 'slurm'`: extra `srun` options, e.g. `'-p cpu -c 16 --mem=64G'`", ARGV)
+    slurm_nodes: int | None = key(
+        None, "with `nodes = 'slurm'`: run the jobs as steps of one allocation of this many nodes (`salloc "
+        "--no-shell`, then `srun --jobid`), released at the end of the run", INTEGER, minimum=1)
+    order: str = key(
+        LARGEST_FIRST, "which waiting job takes a freed slot: `'largest_first'` (the job whose MSs' main tables "
+        "hold the most bytes, so the run ends on short jobs) or `'as_given'` (plan order). The plan, dry run and "
+        "summary stay in plan order", STRING, choices=ORDERS)
 
 
 @dataclass(frozen=True)
 class PrefectConfig:
     """How the flow runs its WSClean tasks (``[prefect]``)."""
 
-    task_runner: str = "threads"
-    """``threads``: imgpipe starts every job itself (local, SSH, SLURM); ``dask``: jobs run on Dask workers."""
-    dask_address: str | None = None
-    """Scheduler of an existing Dask cluster (``tcp://host:8786``); none: a temporary cluster (``cluster_class``)."""
-    cluster_class: str | None = None
-    """Temporary cluster to start, e.g. ``dask_jobqueue.SLURMCluster`` (default ``distributed.LocalCluster``)."""
-    cluster_kwargs: tuple[tuple[str, Any], ...] = ()
-    """Keyword arguments of ``cluster_class`` (a TOML table), in file order."""
+    task_runner: str = key(
+        "threads", "`'threads'`: imgpipe starts every job itself (local, SSH, SLURM); `'dask'`: jobs run on Dask "
+        "workers", STRING, choices=("threads", "dask"))
+    dask_address: str | None = key(
+        None, "scheduler of an existing Dask cluster (`'tcp://host:8786'`); none: a temporary cluster "
+        "(`cluster_class`)", OPTIONAL_STRING)
+    cluster_class: str | None = key(
+        None, "temporary cluster to start, e.g. `'dask_jobqueue.SLURMCluster'` (default "
+        "`distributed.LocalCluster`)", OPTIONAL_STRING)
+    cluster_kwargs: tuple[tuple[str, Any], ...] = key(
+        (), "keyword arguments of `cluster_class` (a TOML table), in file order", TABLE, shown="{}")
 
     @property
     def dask(self) -> bool:
@@ -99,28 +119,26 @@ class PrefectConfig:
 class MPIConfig:
     """How ``--nodes_mpi`` runs one distributed WSClean per job (``[mpi]``)."""
 
-    mpirun: tuple[str, ...] = ("mpirun",)
-    """The MPI launcher, run on the first node."""
-    np_per_node: int = 1
-    """MPI processes per node (``-np`` is this times the number of nodes)."""
-    extra_args: tuple[str, ...] = ()
-    """More mpirun options, e.g. ``--bind-to none`` or ``--mca btl_tcp_if_include eth0``."""
-    wsclean_mp: tuple[str, ...] = ("wsclean-mp",)
-    """The MPI build of WSClean (not in Debian's package: build WSClean with MPI)."""
-    export_env: tuple[str, ...] = ("PATH", "LD_LIBRARY_PATH")
-    """Variables mpirun passes to the other nodes (``-x``), after env_file was sourced on the first."""
-    max_concurrent: int = 1
-    """Distributed jobs running at once (each takes all the MPI nodes)."""
+    mpirun: tuple[str, ...] = key(("mpirun",), "the MPI launcher, run on the first node", ARGV)
+    np_per_node: int = key(1, "MPI processes per node (`-np` is this times the number of nodes)", INTEGER, minimum=1)
+    extra_args: tuple[str, ...] = key(
+        (), "more mpirun options, e.g. `'--bind-to none'` or `'--mca btl_tcp_if_include eth0'`", ARGV)
+    wsclean_mp: tuple[str, ...] = key(
+        ("wsclean-mp",), "the MPI build of WSClean (Debian's package has none: see `make wsclean-mp`)", ARGV)
+    export_env: tuple[str, ...] = key(
+        ("PATH", "LD_LIBRARY_PATH"), "variables mpirun passes to the other nodes (`-x`), after env_file was "
+        "sourced on the first", NAMES, shown="['PATH', 'LD_LIBRARY_PATH']")
+    max_concurrent: int = key(1, "distributed jobs running at once (each takes all the MPI nodes)", INTEGER, minimum=1)
 
 
 @dataclass(frozen=True)
 class DataHandlerRef:
     """Which data handler file to use and at which data level (``[data_handler]``)."""
 
-    config_file: Path
-    """Data handler TOML file (absolute; relative paths are read against the config's folder)."""
-    data_level: str = "L2"
-    """Data level (a key of ``[data_level_path]``) whose MSs are imaged."""
+    config_file: Path = key(
+        None, "the data handler TOML file (required), relative to the config file's folder", STRING,
+        shown="(required)")
+    data_level: str = key("L2", "data level (a key of `[data_level_path]`) whose MSs are imaged", STRING)
 
 
 @dataclass(frozen=True)
@@ -143,80 +161,14 @@ class Config:
     """Set from ``--nodes_mpi`` (not the file): each job is one MPI WSClean over these nodes."""
 
 
-_WORKER_KEYS = {
-    "nodes": str,
-    "max_concurrent": int,
-    "env_file": str,
-    "dry_run": bool,
-    "run_on_file_host": bool,
-    "run_on_file_host_pattern": str,
-    "wsclean": str,
-    "ssh_config": str,
-    "accept_new_host_keys": bool,
-    "node_agent": bool,
-    "retries": int,
-    "retry_delay_seconds": float,
-    "retry_failed_jobs": bool,
-    "skip_unreachable_nodes": bool,
-    "host_cooldown_s": float,
-    "max_time": (int, str),
-    "kill_grace_s": float,
-    "slurm_options": str,
-    "slurm_nodes": int,
-    "order": str,
-}
-_DATA_HANDLER_KEYS = {"config_file": str, "data_level": str}
-_PREFECT_KEYS = {"task_runner": str, "dask_address": str, "cluster_class": str, "cluster_kwargs": dict}
-_MPI_KEYS = {"mpirun": str, "np_per_node": int, "extra_args": str, "wsclean_mp": str, "export_env": list, "max_concurrent": int}
 _SECTIONS = ("worker", "data_handler", "wsclean", "prefect", "mpi")
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "a table", list: "an array"}
 
 
-def _typed(section: str, table: dict, key: str, kind: type, path: Path) -> Any:
-    value = table[key]
-    if kind == (int, str):  # a duration: seconds, or '2h', '30m', '1h30m', '90s'
-        try:
-            return parse_duration(value)
-        except ValueError:
-            raise ConfigError(
-                f"{path}: [{section}] {key} = {value!r}: must be seconds (a positive integer) or like '2h', '45m', '1h30m'"
-            ) from None
-    accepted = (int, float) if kind is float else kind
-    ok = isinstance(value, accepted) and not (kind in (int, float) and isinstance(value, bool))
-    if not ok:
-        raise ConfigError(f"{path}: [{section}] {key} = {value!r}: must be {_TYPE_NAMES[kind]}")
-    return float(value) if kind is float else value
-
-
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-
-
-def parse_duration(value: Any) -> int:
-    """``7200``, ``'2h'``, ``'1h30m'``, ``'90s'``, ``'3600'`` → seconds (> 0); ValueError otherwise."""
-    if isinstance(value, bool):
-        raise ValueError(value)
-    if isinstance(value, int):
-        seconds = value
-    elif isinstance(value, str) and value.strip().isdigit():
-        seconds = int(value.strip())
-    elif isinstance(value, str) and (m := _DURATION.match(value.strip().lower())) and any(m.groups()):
-        h, mi, se = (int(g or 0) for g in m.groups())
-        seconds = h * 3600 + mi * 60 + se
-    else:
-        raise ValueError(value)
-    if seconds <= 0:
-        raise ValueError(value)
-    return seconds
-
-
-def _check_keys(section: str, table: Any, allowed: dict, path: Path) -> None:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path}: {section} must be a section ([{section}])")
-    for key in table:
-        if key not in allowed:
-            raise ConfigError(
-                f"{path}: unknown key {key!r} in [{section}] (known: {', '.join(allowed)})"
-            )
+def _values(section: str, cls: type, table: Any, path: Path) -> dict:
+    try:
+        return parse_section(section, cls, table, str(path))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def compile_file_host_pattern(pattern: str, path: Path | str = "config") -> re.Pattern:
@@ -234,32 +186,14 @@ def compile_file_host_pattern(pattern: str, path: Path | str = "config") -> re.P
 
 
 def _parse_worker(table: dict, path: Path, prefect: PrefectConfig = PrefectConfig()) -> WorkerConfig:
-    _check_keys("worker", table, _WORKER_KEYS, path)
-    values = {key: _typed("worker", table, key, kind, path) for key, kind in _WORKER_KEYS.items() if key in table}
+    values = _values("worker", WorkerConfig, table, path)
     if "nodes" in values:
         try:
             values["nodes"] = tuple(expand_nodes(values["nodes"]))
         except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from None
-    if values.get("max_concurrent", 1) < 1:
-        raise ConfigError(f"{path}: [worker] max_concurrent = {values['max_concurrent']}: must be at least 1")
-    if "wsclean" in values:
-        try:
-            prefix = tuple(shlex.split(values["wsclean"]))
-        except ValueError as err:
-            raise ConfigError(f"{path}: [worker] wsclean = {values['wsclean']!r}: {err}") from None
-        if not prefix:
-            raise ConfigError(f"{path}: [worker] wsclean is empty")
-        values["wsclean"] = prefix
-    if values.get("env_file") == "":
-        values["env_file"] = None
-    if "slurm_options" in values:
-        try:
-            values["slurm_options"] = tuple(shlex.split(values["slurm_options"]))
-        except ValueError as err:
-            raise ConfigError(f"{path}: [worker] slurm_options = {table['slurm_options']!r}: {err}") from None
-    if values.get("slurm_nodes", 1) < 1:
-        raise ConfigError(f"{path}: [worker] slurm_nodes = {values['slurm_nodes']}: must be at least 1")
+    if values.get("wsclean") == ():
+        raise ConfigError(f"{path}: [worker] wsclean is empty")
     if prefect.dask and "nodes" not in values:
         values["nodes"] = (DASK,)  # Dask places the jobs
     nodes = values.get("nodes", ())
@@ -285,11 +219,6 @@ def _parse_worker(table: dict, path: Path, prefect: PrefectConfig = PrefectConfi
             f"{path}: [worker] run_on_file_host is not supported with nodes = 'slurm' "
             "(SLURM places the jobs; use slurm_options, e.g. '--nodelist=...')"
         )
-    if values.get("order", LARGEST_FIRST) not in ORDERS:
-        raise ConfigError(f"{path}: [worker] order = {values['order']!r}: must be {' or '.join(map(repr, ORDERS))}")
-    for key in ("retries", "retry_delay_seconds", "host_cooldown_s", "kill_grace_s"):
-        if values.get(key, 0) < 0:
-            raise ConfigError(f"{path}: [worker] {key} = {values[key]}: must not be negative")
     if values.get("ssh_config"):
         ssh_config = Path(values["ssh_config"]).expanduser()
         values["ssh_config"] = str(ssh_config if ssh_config.is_absolute() else path.parent / ssh_config)
@@ -301,19 +230,9 @@ def _parse_worker(table: dict, path: Path, prefect: PrefectConfig = PrefectConfi
     return WorkerConfig(**values)
 
 
-def _split(section: str, key: str, value: str, path: Path) -> tuple[str, ...]:
-    try:
-        return tuple(shlex.split(value))
-    except ValueError as err:
-        raise ConfigError(f"{path}: [{section}] {key} = {value!r}: {err}") from None
-
-
 def _parse_prefect(table: Any, path: Path) -> PrefectConfig:
-    _check_keys("prefect", table, _PREFECT_KEYS, path)
-    values = {key: _typed("prefect", table, key, kind, path) for key, kind in _PREFECT_KEYS.items() if key in table}
+    values = _values("prefect", PrefectConfig, table, path)
     runner = values.get("task_runner", "threads")
-    if runner not in ("threads", "dask"):
-        raise ConfigError(f"{path}: [prefect] task_runner = {runner!r}: must be 'threads' or 'dask'")
     dask_keys = [k for k in ("dask_address", "cluster_class", "cluster_kwargs") if k in values]
     if dask_keys and runner != "dask":
         raise ConfigError(f"{path}: [prefect] {dask_keys[0]} needs task_runner = 'dask'")
@@ -328,41 +247,24 @@ def _parse_prefect(table: Any, path: Path) -> PrefectConfig:
         raise ConfigError(
             f"{path}: [prefect] cluster_class = {values['cluster_class']!r}: expected a dotted name like 'dask_jobqueue.SLURMCluster'"
         )
-    if "cluster_kwargs" in values:
-        values["cluster_kwargs"] = tuple(values["cluster_kwargs"].items())
     return PrefectConfig(**values)
 
 
 def _parse_mpi(table: Any, path: Path) -> MPIConfig:
-    _check_keys("mpi", table, _MPI_KEYS, path)
-    values = {key: _typed("mpi", table, key, kind, path) for key, kind in _MPI_KEYS.items() if key in table}
-    for key in ("mpirun", "wsclean_mp", "extra_args"):
-        if key in values:
-            values[key] = _split("mpi", key, values[key], path)
-            if not values[key] and key != "extra_args":
-                raise ConfigError(f"{path}: [mpi] {key} is empty")
-    for key in ("np_per_node", "max_concurrent"):
-        if values.get(key, 1) < 1:
-            raise ConfigError(f"{path}: [mpi] {key} = {values[key]}: must be at least 1")
-    if "export_env" in values:
-        names = values["export_env"]
-        bad = [n for n in names if not isinstance(n, str) or not re.match(r"^[A-Za-z_]\w*$", n)]
-        if bad:
-            raise ConfigError(f"{path}: [mpi] export_env: {bad[0]!r} is not an environment variable name")
-        values["export_env"] = tuple(names)
+    values = _values("mpi", MPIConfig, table, path)
+    for name in ("mpirun", "wsclean_mp"):
+        if values.get(name) == ():
+            raise ConfigError(f"{path}: [mpi] {name} is empty")
     return MPIConfig(**values)
 
 
 def _parse_data_handler(table: dict, path: Path) -> DataHandlerRef:
-    _check_keys("data_handler", table, _DATA_HANDLER_KEYS, path)
-    if "config_file" not in table:
+    values = _values("data_handler", DataHandlerRef, table, path)
+    if "config_file" not in values:
         raise ConfigError(f"{path}: [data_handler] needs config_file (the data handler TOML file)")
-    file_name = _typed("data_handler", table, "config_file", str, path)
-    level = _typed("data_handler", table, "data_level", str, path) if "data_level" in table else "L2"
-    dh_path = Path(file_name).expanduser()
-    if not dh_path.is_absolute():
-        dh_path = path.parent / dh_path
-    return DataHandlerRef(config_file=dh_path, data_level=level)
+    dh_path = Path(values["config_file"]).expanduser()
+    values["config_file"] = dh_path if dh_path.is_absolute() else path.parent / dh_path
+    return DataHandlerRef(**values)
 
 
 def _check_option_value(key: str, value: Any, path: Path) -> None:
@@ -428,8 +330,8 @@ def load_config(path: str | Path) -> Config:
     name, out_dir, options = _parse_wsclean(data["wsclean"], path)
     check_tokens(out_dir, "out-dir", data_handler is not None, str(path))
     check_tokens(name, "name", data_handler is not None, str(path), allowed=NAME_TOKENS)
-    for key, value in options:
-        if key == CHANNELS_OUT:
+    for option, value in options:
+        if option == CHANNELS_OUT:
             check_channels_out(value, str(path))
     return Config(
         path=path, worker=worker, data_handler=data_handler, name=name, out_dir=out_dir, options=options,

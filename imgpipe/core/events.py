@@ -6,7 +6,10 @@ serialisable for deployments.
 
 from __future__ import annotations
 
+import logging
 from typing import Callable
+
+log = logging.getLogger(__name__)
 
 _listeners: list[Callable[[str, object], None]] = []
 
@@ -25,5 +28,6 @@ def emit(event: str, payload: object) -> None:
     for listener in list(_listeners):
         try:
             listener(event, payload)
-        except Exception:  # a display problem must never fail a job
-            pass
+        except Exception as err:  # a display problem must never fail a job, but it is said
+            log.warning("%s listener %s failed: %s: %s", event, getattr(listener, "__qualname__", listener),
+                        type(err).__name__, err)

@@ -232,7 +232,7 @@ def plan_jobs(
     if config.nodes_mpi:
         prefix = tuple(mpirun_prefix(config.mpi, config.nodes_mpi))
     jobs = []
-    for group, host, check_ms in zip(groups, hosts, runs_here):
+    for group, host, check_ms in zip(groups, hosts, runs_here, strict=True):
         ms_paths = [m.path for m in group.ms]
         if check_ms:
             for path in ms_paths:

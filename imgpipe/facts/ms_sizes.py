@@ -31,4 +31,4 @@ def ms_sizes(paths: Iterable[str], threads: int = 16) -> dict[str, int]:
     """``{path: bytes}`` for every distinct path, read ``threads`` at a time."""
     paths = sorted(set(paths))
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(paths)))) as pool:
-        return dict(zip(paths, pool.map(ms_bytes, paths)))
+        return dict(zip(paths, pool.map(ms_bytes, paths), strict=True))

@@ -17,8 +17,8 @@ Why it is fast: a freed slot is refilled without waiting for Prefect.
 
 Retry rules (as the original imgpipe's worker pool): a job is tried again only if its
 command never reached the node (connection refused or timed out, channel refused), up
-to ``retries`` times after ``retry_delay_seconds``, preferably on another node; a node
-that failed a connection gets no new job for ``host_cooldown_s`` while another node
+to ``retries`` times after ``retry_delay``, preferably on another node; a node
+that failed a connection gets no new job for ``host_cooldown`` while another node
 can take it. A WSClean error is retried only with ``retry_failed_jobs``. A job whose
 connection was lost once its command was sent (WSClean running or starting) is never
 retried: the node kills it, but a second copy could otherwise write the same images
@@ -243,9 +243,9 @@ class Dispatcher:
         if why:
             self.logger.warning(
                 "retry %s (attempt %d of %d in %g s): %s",
-                sub.queued.job.label, sub.queued.attempt + 1, self.worker.retries + 1, self.worker.retry_delay_seconds, why,
+                sub.queued.job.label, sub.queued.attempt + 1, self.worker.retries + 1, self.worker.retry_delay, why,
             )
-            self.scheduler.requeue(sub.queued.retry(time.monotonic() + self.worker.retry_delay_seconds, avoid=sub.job.host))
+            self.scheduler.requeue(sub.queued.retry(time.monotonic() + self.worker.retry_delay, avoid=sub.job.host))
             return
         if result.connection_error and (result.pid is not None or result.maybe_started):
             where = f"pid {result.pid}" if result.pid is not None else "its start was under way"
@@ -259,7 +259,7 @@ class Dispatcher:
         self.scheduler.release(sub.job.host)
         self._idle_leases[sub.job.host].append(sub.lease)
         if result.connection_error:
-            wait = self.scheduler.connection_failed(sub.job.host, time.monotonic(), self.worker.host_cooldown_s)
+            wait = self.scheduler.connection_failed(sub.job.host, time.monotonic(), self.worker.host_cooldown)
             self.logger.warning("%s: no new job there for %g s (connection failed)", sub.job.host, wait)
         elif result.pid is not None:
             self.scheduler.connection_ok(sub.job.host)

@@ -18,9 +18,12 @@ from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from imgpipe.core import events
 from imgpipe import backends
+from imgpipe.core import events
+from imgpipe.core.date_tokens import expand_date_tokens
 from imgpipe.core.mpi import distributed, parse_nodes_mpi
+from imgpipe.core.plan import run_name, write_plan_json
+from imgpipe.core.results import CANCELLED, FAILED, JobResult, RunSummary
 from imgpipe.orchestration.dispatcher import Dispatcher
 from imgpipe.orchestration.node_limits import NodeLimits
 from imgpipe.orchestration.tasks import (
@@ -29,15 +32,12 @@ from imgpipe.orchestration.tasks import (
     find_dask_workers_task,
     load_config_task,
     plan_jobs_task,
-    resolve_inputs_task,
     report_task,
+    resolve_inputs_task,
     resume_check_task,
     run_job_task,
     slurm_allocation_task,
 )
-from imgpipe.core.date_tokens import expand_date_tokens
-from imgpipe.core.plan import run_name, write_plan_json
-from imgpipe.core.results import CANCELLED, FAILED, JobResult, RunSummary
 
 
 def scheduled_time() -> datetime:

@@ -12,16 +12,16 @@ from prefect.logging.loggers import PrefectLogAdapter
 from prefect.states import Cancelled, Failed
 from prefect.utilities.annotations import quote
 
-from imgpipe.core import events
-from imgpipe.products import provenance
-from imgpipe.core.config import Config, WorkerConfig, load_config
 from imgpipe.backends import reach_nodes, run_job
-from imgpipe.products.job_outputs import finish, skipped, wsclean_version
-from imgpipe.orchestration.dispatcher import JOB_ENDED
+from imgpipe.core import events
+from imgpipe.core.config import Config, WorkerConfig, load_config
 from imgpipe.core.nodes import LOCALHOST
 from imgpipe.core.plan import Job, Plan, resolve_groups
-from imgpipe.prepare import plan_jobs
 from imgpipe.core.results import CANCELLED, FAILED, JobResult, RunSummary
+from imgpipe.orchestration.dispatcher import JOB_ENDED
+from imgpipe.prepare import plan_jobs
+from imgpipe.products import provenance
+from imgpipe.products.job_outputs import finish, skipped, wsclean_version
 
 
 def _output_logger() -> logging.Logger:
@@ -64,7 +64,7 @@ def connect_nodes_task(config: Config, hosts: list[str]) -> dict[str, str]:
     """Open the SSH connections now: an unreachable node is named before any job starts."""
     logger = get_run_logger()
     down = reach_nodes(config.worker, hosts, logger.warning)
-    for host, why in down.items():
+    for why in down.values():
         logger.error("skipping unreachable node %s", why)
     return down
 

@@ -13,10 +13,10 @@ import re
 from dataclasses import replace
 from typing import Callable
 
-from imgpipe.products import provenance
 from imgpipe._version import __version__
-from imgpipe.products.image_stats import image_stats, main_image, quicklook_png
 from imgpipe.core.results import SKIPPED, JobResult
+from imgpipe.products import provenance
+from imgpipe.products.image_stats import image_stats, main_image, quicklook_png
 
 _VERSION = re.compile(r"WSClean version (\S+)")
 
