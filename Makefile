@@ -57,8 +57,23 @@ demo: setup
 	$(BIN)/imgpipe examples/demo.toml demo/SW01.MS demo/SW02.MS
 	$(BIN)/python -m imgpipe.demo check demo/images
 
-test: setup test-deps
+test: setup test-deps lint docs
 	$(BIN)/python -m pytest -ra
+
+# The maintainers' fast loops. unit: every test that needs no daemon (no sshd, SLURM,
+# Dask or Prefect server); lint: ruff (pinned rule set) and shellcheck on the shell
+# files; docs: the manual (Sphinx), warnings as errors, into build/docs.
+unit: setup
+	$(BIN)/python -m pytest -q -m "not daemon and not pythons"
+
+SHELL_FILES := $(wildcard imgpipe/backends/scripts/*.sh tests/support/*.sh .ci/run)
+lint: setup
+	$(BIN)/ruff check imgpipe tests bench flows docs
+	$(BIN)/shellcheck $(SHELL_FILES)
+
+docs: setup
+	$(BIN)/sphinx-build -q -W --keep-going -b html docs build/docs
+	@echo "manual: build/docs/index.html"
 
 # Refresh the lock: resolve pyproject.toml's ranges against today's releases in a
 # throw-away venv and write every version it got. Land it only with `make test` green.

@@ -29,6 +29,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# The test suite's helpers (tests/support: real sshd nodes, a real Prefect server) run the
+# benchmarks' daemons too, so that both start them the same way.
+sys.path.insert(0, str(REPO / "tests"))
 PY = sys.executable
 # The fake WSClean: sleeps (1 s, or what seconds/<MS name> says) between two trace lines.
 # Only bash builtins around the sleep ($EPOCHREALTIME, read): with date, cat, dirname
@@ -124,8 +127,7 @@ def bench_overhead(tmp: Path) -> dict:
 @contextlib.contextmanager
 def prefect_server(home: Path):
     """A real ``prefect server start`` on 127.0.0.1 (the tests' helper); yields the env that uses it."""
-    sys.path.insert(0, str(REPO / "tests"))
-    from prefect_api_server import running_server
+    from support.prefect_server import running_server
 
     try:
         with running_server(home, home.parent / "server.log") as env:
@@ -138,8 +140,7 @@ def bench_ssh_utilisation(tmp: Path) -> dict:
     """Two runs of the same 60 jobs: [worker] order = 'largest_first' (the default, the
     headline figure) and 'as_given'. Each fake MS's main table holds bytes in proportion
     to its job's length, as WSClean's time follows the visibilities it reads."""
-    sys.path.insert(0, str(REPO / "tests"))
-    from sshd_nodes import SSHNodes, sshd_available
+    from support.sshd_nodes import SSHNodes, sshd_available
 
     if not sshd_available():
         return {"skipped": "openssh-server is not installed"}

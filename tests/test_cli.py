@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import requires_wsclean
+from support.markers import requires_wsclean
 
 CONFIG = """
 [wsclean]

@@ -13,7 +13,11 @@ import pytest
 
 from imgpipe.products.fits_peak import pixel_distance
 
-from conftest import SMALL_IMAGE, SOURCE_DEC, SOURCE_RA, alive, logs_of_last_flow_run, peak_overlap, read_trace, requires_wsclean
+from support.fake_wsclean import peak_overlap, read_trace
+from support.markers import requires_wsclean
+from support.prefect_logs import logs_of_last_flow_run
+from support.processes import alive
+from support.sky import SMALL_IMAGE, SOURCE_DEC, SOURCE_RA
 
 pytestmark = [requires_wsclean, pytest.mark.prefect]
 
@@ -29,7 +33,7 @@ exit $rc
 
 @pytest.fixture(scope="module")
 def dask_cluster(tmp_path_factory):
-    from dask_cluster import DaskCluster
+    from support.dask_cluster import DaskCluster
 
     cluster = DaskCluster(tmp_path_factory.mktemp("dask"), {"node-a": 4, "node-b": 4})
     yield cluster

@@ -13,9 +13,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from prefect_api_server import PREFECT, running_server, stop_group
 
-from conftest import REPO, SOURCE_DEC, SOURCE_RA, alive, requires_wsclean
+from support.markers import requires_wsclean
+from support.paths import REPO
+from support.prefect_server import PREFECT, running_server, stop_group
+from support.processes import alive
+from support.sky import SOURCE_DEC, SOURCE_RA
 
 pytestmark = [requires_wsclean, pytest.mark.prefect]
 

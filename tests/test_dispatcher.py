@@ -12,13 +12,15 @@ from concurrent.futures import Future
 
 from imgpipe.core import events
 from imgpipe.core.config import WorkerConfig
-from imgpipe.core.plan import Job, Plan
+from imgpipe.core.plan import Plan
 from imgpipe.core.results import FAILED, OK, JobResult
 from imgpipe.orchestration.dispatcher import JOB_ENDED, Dispatcher
 
+from support.jobs import make_job
+
 
 def job(i, host=None):
-    return Job(host, ("wsclean", str(i)), (f"/d/{i}.MS",), None, None, "/out", f"j{i}")
+    return make_job(host, ("wsclean", str(i)), (f"/d/{i}.MS",), name=f"j{i}")
 
 
 class Limits:

@@ -10,7 +10,8 @@ import pytest
 
 from imgpipe.products.fits_peak import pixel_distance
 
-from conftest import SMALL_IMAGE, SOURCE_DEC, SOURCE_RA, requires_wsclean
+from support.markers import requires_wsclean
+from support.sky import SMALL_IMAGE, SOURCE_DEC, SOURCE_RA
 
 pytestmark = [requires_wsclean, pytest.mark.prefect]
 

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from conftest import alive, requires_wsclean
+from support.markers import requires_wsclean
+from support.processes import alive
 
 pytestmark = [requires_wsclean, pytest.mark.prefect]
 
@@ -48,7 +49,7 @@ def test_ctrl_c_or_sigterm_stops_running_jobs(prefect_home, ms_copy, tmp_path, s
 
 
 def test_the_embedded_prefect_server_goes_with_imgpipe_even_on_sigkill(run_imgpipe, write_config, ms_copy, tmp_path):
-    from sshd_nodes import descendants
+    from support.sshd_nodes import descendants
 
     fake = tmp_path / "fakews"
     marker = tmp_path / "pids"

@@ -7,8 +7,10 @@ import pytest
 from imgpipe.core.config import WorkerConfig, load_config
 from imgpipe.core.errors import ConfigError
 from imgpipe.core.job_order import largest_first
-from imgpipe.core.plan import Job, Plan
+from imgpipe.core.plan import Plan
 from imgpipe.facts.ms_sizes import ms_bytes, ms_sizes
+
+from support.jobs import make_job
 
 
 def make_ms(folder, name, main_bytes, subtable_bytes=0):
@@ -24,7 +26,7 @@ def make_ms(folder, name, main_bytes, subtable_bytes=0):
 
 
 def job_of(*ms, host=None):
-    return Job(host, ("wsclean", *ms), tuple(ms), None, None, "/out", ms[-1].rsplit("/", 1)[-1])
+    return make_job(host, ("wsclean", *ms), ms, name=ms[-1].rsplit("/", 1)[-1])
 
 
 def test_an_ms_is_sized_by_its_main_table_alone(tmp_path):

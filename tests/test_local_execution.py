@@ -11,12 +11,13 @@ import time
 
 from imgpipe.backends import local
 from imgpipe.backends.job_script import wrapped_argv
-from imgpipe.core.plan import Job
 from imgpipe.core.results import CANCELLED, FAILED, OK
+
+from support.jobs import make_job
 
 
 def job_for(tmp_path, argv, name="img"):
-    return Job("localhost", tuple(argv), ("/x.MS",), None, None, str(tmp_path / "out dir"), name)
+    return make_job("localhost", argv, ("/x.MS",), tmp_path / "out dir", name)
 
 
 def test_output_is_streamed_to_log_and_callback(tmp_path):
@@ -92,7 +93,7 @@ def test_unreadable_env_file_fails_with_the_shell_message(tmp_path):
 def test_unwritable_out_dir(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    job = Job("localhost", ("true",), (), None, None, str(blocker / "sub"), "img")
+    job = make_job("localhost", ("true",), out_dir=blocker / "sub")
     result = local.run_local(job, None)
     assert result.status == FAILED and result.exit_code == 126
     assert result.reason.startswith("cannot create the output directory: mkdir: cannot create directory")
@@ -103,7 +104,7 @@ def test_hostile_values_are_never_run_by_a_shell(tmp_path):
     os.chdir(tmp_path)
     evil = "x'; touch pwned; echo '$(touch pwned2)`touch pwned3`"
     lines = []
-    job = Job("localhost", ("printf", "%s\\n", evil), (), None, None, str(tmp_path / f"out {evil}"), "img")
+    job = make_job("localhost", ("printf", "%s\\n", evil), out_dir=tmp_path / f"out {evil}")
     result = local.run_local(job, str(tmp_path / f"env {evil}"), lines.append)
     assert result.status == FAILED  # the env file does not exist, so nothing ran
     result = local.run_local(job, None, lines.append)

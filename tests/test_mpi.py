@@ -15,7 +15,7 @@ from imgpipe.core.config import MPIConfig
 from imgpipe.core.errors import ConfigError
 from imgpipe.core.mpi import mpirun_prefix, parse_nodes_mpi
 
-from conftest import requires_wsclean
+from support.markers import requires_wsclean
 
 CONFIG = """
 [wsclean]

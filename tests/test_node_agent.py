@@ -14,7 +14,7 @@ from imgpipe.backends.agent_script import AGENT
 from imgpipe.backends.job_script import OutputParser, new_token, wrapped_argv
 from imgpipe.backends.node_agent import EXITED, LOST, NOT_STARTED, OUTPUT, AgentLost, NodeAgent
 
-from conftest import alive
+from support.processes import alive
 
 
 @pytest.fixture

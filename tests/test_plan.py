@@ -10,7 +10,7 @@ from imgpipe.core.plan import write_plan_json
 from imgpipe.facts.ms_metadata import channel_frequencies, count_distinct_channels
 from imgpipe.prepare import build_plan
 
-from conftest import requires_wsclean
+from support.markers import requires_wsclean
 
 pytestmark = requires_wsclean
 

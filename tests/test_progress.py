@@ -8,12 +8,13 @@ from rich.console import Console
 
 from imgpipe.cli.progress import progress_display
 from imgpipe.core import events
-from imgpipe.core.plan import Job
 from imgpipe.core.results import FAILED, OK, SKIPPED, JobResult
+
+from support.jobs import make_job
 
 
 def result(i: int, status: str) -> JobResult:
-    return JobResult(Job("localhost", ("wsclean",), (f"/d/SW0{i}.MS",), None, None, "/out", f"i{i}"), status)
+    return JobResult(make_job(ms=(f"/d/SW0{i}.MS",), name=f"i{i}"), status)
 
 
 def test_skipped_jobs_are_not_counted_as_failed():

@@ -12,7 +12,8 @@ from collections import defaultdict
 import pytest
 from test_ssh import make_ms_dirs, node_config, summary_rows
 
-from conftest import peak_overlap, read_trace, requires_wsclean
+from support.fake_wsclean import peak_overlap, read_trace
+from support.markers import requires_wsclean
 
 pytestmark = [requires_wsclean, pytest.mark.prefect]
 

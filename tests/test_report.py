@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import requires_wsclean
+from support.markers import requires_wsclean
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

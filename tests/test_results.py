@@ -1,11 +1,12 @@
 """The end-of-run accounting: per-job rows, totals, per-node slot utilisation."""
 
-from imgpipe.core.plan import Job
 from imgpipe.core.results import FAILED, OK, JobResult, RunSummary, format_duration
+
+from support.jobs import make_job
 
 
 def result(host, i, wall, status=OK, **kw):
-    job = Job(host, ("wsclean",), (f"/d/SW0{i}.MS",), None, None, "/out", f"i{i}")
+    job = make_job(host, ms=(f"/d/SW0{i}.MS",), name=f"i{i}")
     return JobResult(job, status, started_at=100.0, ended_at=100.0 + wall, **kw)
 
 

@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from conftest import SOURCE_DEC, SOURCE_RA, requires_wsclean
+from support.markers import requires_wsclean
+from support.sky import SOURCE_DEC, SOURCE_RA
 
 pytestmark = [requires_wsclean, pytest.mark.prefect]
 

@@ -6,14 +6,14 @@ import sys
 
 import pytest
 
-from imgpipe.core.plan import Job
 from imgpipe.core.scheduling import Queued, SlotScheduler
 
-from conftest import requires_wsclean
+from support.jobs import make_job
+from support.markers import requires_wsclean
 
 
 def job(host, i):
-    return Job(host, ("wsclean", str(i)), (f"/{i}.MS",), None, None, "/out", f"i{i}")
+    return make_job(host, ("wsclean", str(i)), (f"/{i}.MS",), name=f"i{i}")
 
 
 def taken(pairs):

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from test_ssh import node_config
 
-from conftest import logs_of_last_flow_run, requires_wsclean
+from support.markers import requires_wsclean
+from support.prefect_logs import logs_of_last_flow_run
 
 pytestmark = [requires_wsclean, pytest.mark.prefect]
 

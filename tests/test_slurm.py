@@ -12,9 +12,12 @@ import pytest
 
 from imgpipe.backends.slurm import srun_argv
 from imgpipe.core.config import WorkerConfig
-from imgpipe.core.plan import Job
 
-from conftest import SOURCE_DEC, SOURCE_RA, alive, peak_overlap, read_trace, requires_wsclean
+from support.fake_wsclean import peak_overlap, read_trace
+from support.jobs import make_job
+from support.markers import requires_wsclean
+from support.processes import alive
+from support.sky import SOURCE_DEC, SOURCE_RA
 
 
 @pytest.mark.parametrize(("scancel", "why"), [
@@ -39,7 +42,7 @@ def test_a_failing_scancel_is_logged_not_raised(tmp_path, monkeypatch, caplog, s
 
 
 def test_srun_command_line():
-    job = Job("slurm", ("wsclean", "x.MS"), ("x.MS",), None, None, "/out", "img")
+    job = make_job("slurm", ("wsclean", "x.MS"), ("x.MS",))
     worker = WorkerConfig(nodes=("slurm",), slurm_options=("-p", "cpu", "-c", "16", "--mem=64G"), max_time=3600, kill_grace=30)
     assert srun_argv(job, worker) == [
         "srun", "--job-name=imgpipe:img", "--ntasks=1", "--nodes=1", "--time=61", "-p", "cpu", "-c", "16", "--mem=64G",

@@ -17,7 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SOURCE_DEC, SOURCE_RA, alive, logs_of_last_flow_run, peak_overlap, read_trace, requires_wsclean
+from support.fake_wsclean import peak_overlap, read_trace
+from support.jobs import make_job
+from support.markers import requires_wsclean
+from support.prefect_logs import logs_of_last_flow_run
+from support.processes import alive
+from support.sky import SOURCE_DEC, SOURCE_RA
 
 pytestmark = [requires_wsclean, pytest.mark.prefect]
 
@@ -306,13 +311,12 @@ def test_exit_status_and_setup_errors_over_ssh(healthy_nodes, tmp_path, node_age
     peak memory and CPU are the job's, measured on the node (by the agent's wait4, or by the
     wrapper's python3 launcher in a session of its own)."""
     from imgpipe.backends import ssh
-    from imgpipe.core.plan import Job
 
     ssh.POOL.configure(ssh.SSHSettings(str(healthy_nodes.ssh_config), node_agent=node_agent))
 
     def run(argv, env_file=None):
         lines = []
-        job = Job("node103", tuple(argv), (), None, None, str(tmp_path / "out"), "j")
+        job = make_job("node103", argv, out_dir=tmp_path / "out", name="j")
         return ssh.run_ssh(job, env_file, lines.append), lines
 
     result, lines = run(["bash", "-c", "echo $IMGPIPE_NODE; exit 3"])
@@ -331,7 +335,7 @@ def test_exit_status_and_setup_errors_over_ssh(healthy_nodes, tmp_path, node_age
     assert result.ok and 150 < result.max_rss_mb < 250 and result.cpu_s > 0.05
     # max_time is enforced on the node
     lines = []
-    job = Job("node103", ("bash", "-c", "trap '' TERM; echo $$; sleep 60"), (), None, None, str(tmp_path / "out"), "t")
+    job = make_job("node103", ("bash", "-c", "trap '' TERM; echo $$; sleep 60"), out_dir=tmp_path / "out", name="t")
     t0 = time.monotonic()
     result = ssh.run_ssh(job, None, lines.append, grace_s=1, max_time_s=1)
     assert result.status == "timed-out" and "killed by SIGKILL" in result.reason and time.monotonic() - t0 < 6
@@ -355,7 +359,6 @@ def test_ssh_config_file_wins_over_the_user_one(tmp_path, monkeypatch):
 def test_a_node_that_cannot_run_the_agent_gets_a_session_per_job(healthy_nodes, tmp_path, monkeypatch, caplog):
     """No python3 on the node for the agent: one warning, and jobs still run (a session each)."""
     from imgpipe.backends import ssh
-    from imgpipe.core.plan import Job
 
     monkeypatch.setattr(ssh, "AGENT_PYTHON", "no-such-python3")
     ssh.POOL.close_all()
@@ -363,7 +366,7 @@ def test_a_node_that_cannot_run_the_agent_gets_a_session_per_job(healthy_nodes, 
     before = sessions(healthy_nodes)["node102"]
     results = []
     for i in range(3):
-        job = Job("node102", ("bash", "-c", "echo $IMGPIPE_NODE"), (), None, None, str(tmp_path / "out"), f"j{i}")
+        job = make_job("node102", ("bash", "-c", "echo $IMGPIPE_NODE"), out_dir=tmp_path / "out", name=f"j{i}")
         lines = []
         results.append((ssh.run_ssh(job, None, lines.append), lines))
     assert all(r.ok and lines == ["node102"] for r, lines in results)
@@ -378,14 +381,13 @@ def test_a_cancel_drops_an_agent_that_stopped_answering(healthy_nodes, tmp_path)
     job's wait within the grace (the agent's session is dropped), and once the node runs
     again the lost session stops the job there."""
     from imgpipe.backends import ssh
-    from imgpipe.core.plan import Job
 
     ssh.POOL.close_all()
     ssh.POOL.configure(ssh.SSHSettings(str(healthy_nodes.ssh_config)))
     node = healthy_nodes["node101"]
     agent = ssh.POOL.agent("node101")
     lines, out = [], {}
-    job = Job("node101", ("bash", "-c", "echo $$; exec sleep 120"), (), None, None, str(tmp_path / "out"), "frozen")
+    job = make_job("node101", ("bash", "-c", "echo $$; exec sleep 120"), out_dir=tmp_path / "out", name="frozen")
     thread = threading.Thread(target=lambda: out.setdefault("r", ssh.run_ssh(job, None, lines.append)))
     thread.start()
     deadline = time.monotonic() + 30

@@ -6,7 +6,7 @@ from imgpipe.core.errors import ConfigError, InputError
 from imgpipe.core.wsclean_argv import build_argv, check_option_names, option_items, resolve_channels_out
 from imgpipe.facts.wsclean_options import known_options, parse_help
 
-from conftest import requires_wsclean
+from support.markers import requires_wsclean
 
 
 @pytest.mark.parametrize(
