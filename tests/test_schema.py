@@ -70,7 +70,8 @@ def test_the_unknown_key_check_lists_the_schema_keys(tmp_path):
 def test_the_reference_table_shows_each_key_its_default_unit_and_old_name():
     table = reference_table("worker", WorkerConfig)
     lines = table.splitlines()
-    assert lines[0] == "### `[worker]`"
+    assert lines[0] == "## `[worker]`"
+    assert reference_table("mpi", MPIConfig, "optional").splitlines()[0] == "## `[mpi]` (optional)"
     assert len([line for line in lines if line.startswith("| `")]) == len(keys_of(WorkerConfig))
     assert "| `max_concurrent` | integer | `4` |" in table and "at least 1" in table
     assert "| `kill_grace` | duration (s) | `30` |" in table and "old name: `kill_grace_s`" in table

@@ -32,7 +32,7 @@ class WorkerConfig:
     """Where and how WSClean jobs run (``[worker]``)."""
 
     nodes: tuple[str, ...] = key(
-        ("localhost",), "comma list of hosts; ranges `node[101-104,110]` expand. `localhost` runs local processes, "
+        ("localhost",), "comma list of hosts; ranges `node[101-104,110]` expand. `localhost` (or `127.0.0.1`) runs local processes, "
         "`slurm` (alone) sends every job through SLURM, `dask` (alone, with `[prefect] task_runner = 'dask'`) lets "
         "Dask place them; any other name is an SSH host. Jobs not pinned by `run_on_file_host` go to the first node "
         "with a free slot", STRING, shown="'localhost'")
@@ -48,7 +48,8 @@ class WorkerConfig:
         DEFAULT_FILE_HOST_PATTERN, "regex searched in the MS path; its group 1 is the host. No match: the job goes "
         "to the `nodes` pool. A pattern without a group is an error", STRING)
     wsclean: tuple[str, ...] = key(
-        ("wsclean",), "the WSClean executable, or a prefix such as `'singularity exec /img/wsclean.sif wsclean'`", ARGV)
+        ("wsclean",), "the WSClean executable, or a prefix such as `'singularity exec /img/wsclean.sif wsclean'` "
+        "(split like a shell command line)", ARGV)
     ssh_config: str | None = key(
         None, "an ssh_config file read before `~/.ssh/config` (its values win); relative to the config file's "
         "folder; must exist", OPTIONAL_STRING)
@@ -100,10 +101,12 @@ class PrefectConfig:
         None, "scheduler of an existing Dask cluster (`'tcp://host:8786'`); none: a temporary cluster "
         "(`cluster_class`)", OPTIONAL_STRING)
     cluster_class: str | None = key(
-        None, "temporary cluster to start, e.g. `'dask_jobqueue.SLURMCluster'` (default "
-        "`distributed.LocalCluster`)", OPTIONAL_STRING)
+        None, "with `'dask'` and no `dask_address`: the cluster class to start, a dotted name such as "
+        "`'dask_jobqueue.SLURMCluster'` (install `dask-jobqueue` yourself)", OPTIONAL_STRING,
+        shown="'distributed.LocalCluster'")
     cluster_kwargs: tuple[tuple[str, Any], ...] = key(
-        (), "keyword arguments of `cluster_class` (a TOML table), in file order", TABLE, shown="{}")
+        (), "keyword arguments of `cluster_class`, a TOML table (`[prefect.cluster_kwargs]`); LocalCluster's "
+        "default: one worker with `max_concurrent` threads", TABLE, shown="{}")
 
     @property
     def dask(self) -> bool:
@@ -119,16 +122,23 @@ class PrefectConfig:
 class MPIConfig:
     """How ``--nodes_mpi`` runs one distributed WSClean per job (``[mpi]``)."""
 
-    mpirun: tuple[str, ...] = key(("mpirun",), "the MPI launcher, run on the first node", ARGV)
-    np_per_node: int = key(1, "MPI processes per node (`-np` is this times the number of nodes)", INTEGER, minimum=1)
+    mpirun: tuple[str, ...] = key(("mpirun",), "the MPI launcher, run on the first MPI node", ARGV)
+    np_per_node: int = key(
+        1, "MPI processes per node: `-np` is this times the number of nodes; above 1 the hosts carry slot counts "
+        "(`-host n1:2,n2:2`)", INTEGER, minimum=1)
     extra_args: tuple[str, ...] = key(
-        (), "more mpirun options, e.g. `'--bind-to none'` or `'--mca btl_tcp_if_include eth0'`", ARGV)
+        (), "more mpirun options, e.g. `'--bind-to none --mca btl_tcp_if_include ib0'` (as root Open MPI also "
+        "wants `--allow-run-as-root`)", ARGV)
     wsclean_mp: tuple[str, ...] = key(
-        ("wsclean-mp",), "the MPI build of WSClean (Debian's package has none: see `make wsclean-mp`)", ARGV)
+        ("wsclean-mp",), "the MPI build of WSClean (Debian's package has none), or a prefix such as "
+        "`'singularity exec ws.sif wsclean-mp'`", ARGV)
     export_env: tuple[str, ...] = key(
-        ("PATH", "LD_LIBRARY_PATH"), "variables mpirun passes to the other nodes (`-x`), after env_file was "
-        "sourced on the first", NAMES, shown="['PATH', 'LD_LIBRARY_PATH']")
-    max_concurrent: int = key(1, "distributed jobs running at once (each takes all the MPI nodes)", INTEGER, minimum=1)
+        ("PATH", "LD_LIBRARY_PATH"), "variables passed to every rank with `-x`, as set after `env_file` was "
+        "sourced on the first node; Open MPI warns about, and skips, an unset one", NAMES,
+        shown="['PATH', 'LD_LIBRARY_PATH']")
+    max_concurrent: int = key(
+        1, "distributed jobs at once (each takes every MPI node); replaces `[worker] max_concurrent` for "
+        "`--nodes_mpi` runs", INTEGER, minimum=1)
 
 
 @dataclass(frozen=True)

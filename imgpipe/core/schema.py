@@ -218,9 +218,10 @@ def parse_section(section: str, section_class: type, table: Any, where: str, ign
     return values
 
 
-def reference_table(section: str, section_class: type) -> str:
-    """The section's keys as a Markdown table for the docs' config reference."""
-    rows = [f"### `[{section}]`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+def reference_table(section: str, section_class: type, note: str = "") -> str:
+    """The section's keys as a Markdown table (under a ``##`` heading) for the docs' config reference."""
+    heading = f"## `[{section}]`" + (f" ({note})" if note else "")
+    rows = [heading, "", "| key | type | default | meaning |", "|---|---|---|---|"]
     for spec in keys_of(section_class):
         extra = []
         if spec.choices:
