@@ -1,16 +1,26 @@
-"""Plan a run with this machine's facts: the pure planner fed by :mod:`imgpipe.facts`.
+"""Prepare a run: a request → a checked plan, with this machine's facts.
 
-The core decides every job from the config and from facts handed in; here those facts
-are the real ones: the option list of the installed WSClean (read once from its help
-text and cached) and the channel counts of the MSs (casacore, loaded only when
-``channels-out = 'all'`` needs it).
+The one way a run is prepared, for the CLI and the flow alike: expand the date tokens,
+read the config, resolve the inputs into groups, plan the jobs. The core decides every
+job from the config and from facts handed in; here those facts are the real ones: the
+option list of the installed WSClean (read once from its help text and cached) and the
+channel counts of the MSs (casacore, loaded only when ``channels-out = 'all'`` needs
+it). A CLI run prepares before Prefect starts (a bad input fails in milliseconds) and
+hands the result to the flow; a deployment run prepares inside the flow, step by step
+as tasks.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+from datetime import datetime
+
 from imgpipe.core import plan as core_plan
-from imgpipe.core.config import Config
+from imgpipe.core.config import Config, load_config
+from imgpipe.core.date_tokens import expand_date_tokens
 from imgpipe.core.grouping import Group
+from imgpipe.core.mpi import distributed, parse_nodes_mpi
+from imgpipe.core.request import RunRequest
 from imgpipe.facts.wsclean_options import known_options
 
 
@@ -21,15 +31,55 @@ def count_channels(ms_paths: list[str]) -> int:
     return count_distinct_channels(ms_paths)
 
 
+@dataclass(frozen=True)
+class PreparedRun:
+    """A request made into a plan, and what was checked of the nodes meanwhile."""
+
+    request: RunRequest
+    inputs: tuple[str, ...]
+    """The request's patterns with their date tokens expanded."""
+    config: Config
+    plan: core_plan.Plan
+    down: dict[str, str] | None = None
+    """Nodes found unreachable (``{host: why}``) once they were checked; None: not checked yet."""
+    mpi_checked: bool = False
+
+    def __iter__(self):
+        # What Prefect records of this flow parameter (its encoder takes dict(obj)): a
+        # summary, not every job's argv; the jobs are the run's task runs.
+        yield "planned_by", "imgpipe command line"
+        yield "jobs", len(self.plan.jobs)
+
+    def checked(self, down: dict[str, str] | None = None, mpi: bool = False) -> "PreparedRun":
+        return replace(self, down=down if down is not None else self.down, mpi_checked=self.mpi_checked or mpi)
+
+
+def expand_inputs(request: RunRequest, when: datetime | None = None) -> tuple[str, ...]:
+    """The patterns with ``{yesterday}``/``{today}`` for ``when`` (None: now) in the request's time zone."""
+    return tuple(expand_date_tokens(p, when, request.timezone) for p in request.patterns)
+
+
+def read_config(request: RunRequest) -> Config:
+    config = load_config(request.config)
+    return distributed(config, parse_nodes_mpi(request.nodes_mpi)) if request.nodes_mpi else config
+
+
+def plan_jobs(config: Config, groups: list[Group], warnings=(), cwd: str | None = None) -> core_plan.Plan:
+    """Groups → jobs (see :func:`imgpipe.core.plan.plan_jobs`), with the real facts."""
+    return core_plan.plan_jobs(config, groups, warnings, cwd, known_options=known_options, count_channels=count_channels)
+
+
 def build_plan(
     config: Config, inputs: list[str], combine: bool = False, combine_obs_ids: bool = False, cwd: str | None = None
 ) -> core_plan.Plan:
     """Resolve the inputs and decide every job (see :func:`imgpipe.core.plan.build_plan`)."""
-    return core_plan.build_plan(
-        config, inputs, combine, combine_obs_ids, cwd, known_options=known_options, count_channels=count_channels
-    )
+    groups, warnings = core_plan.resolve_groups(config, list(inputs), combine, combine_obs_ids, cwd)
+    return plan_jobs(config, groups, warnings, cwd)
 
 
-def plan_jobs(config: Config, groups: list[Group], warnings=(), cwd: str | None = None) -> core_plan.Plan:
-    """Groups → jobs (see :func:`imgpipe.core.plan.plan_jobs`)."""
-    return core_plan.plan_jobs(config, groups, warnings, cwd, known_options=known_options, count_channels=count_channels)
+def prepare_run(request: RunRequest, when: datetime | None = None) -> PreparedRun:
+    """The whole preparation in one call; raises ImgpipeError (one clear line) on bad input."""
+    inputs = expand_inputs(request, when)
+    config = read_config(request)
+    plan = build_plan(config, list(inputs), request.combine, request.combine_obs_ids, request.cwd)
+    return PreparedRun(request, inputs, config, plan)

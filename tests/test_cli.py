@@ -177,7 +177,7 @@ def test_unknown_cli_option(run_imgpipe, tmp_path):
 
 @requires_wsclean
 def test_nightly_example_plans_on_the_file_hosts(run_imgpipe, tmp_path):
-    from conftest import REPO
+    from support.paths import REPO
 
     res = run_imgpipe(REPO / "examples" / "nightly.toml", "2023120*", "--combine", "--dry-run", "--plan-json", tmp_path / "p.json")
     assert res.returncode == 0, res.stderr
@@ -201,3 +201,20 @@ def test_an_embedded_prefect_server_that_cannot_start_is_one_clear_line(run_imgp
         "sqlalchemy.exc.NoSuchModuleError: Can't load plugin: sqlalchemy.dialects:nosuchdb"
     ), res.stderr
     assert not (tmp_path / "SW01.MS" / "images").exists()  # nothing was run
+
+
+def test_the_run_s_signal_handlers_are_undone_however_it_ends():
+    import signal
+
+    from imgpipe.cli.command import handling_signals
+
+    def mine(signum, frame):
+        pass
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    with handling_signals(mine):
+        assert signal.getsignal(signal.SIGINT) is mine and signal.getsignal(signal.SIGTERM) is mine
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+    with pytest.raises(RuntimeError), handling_signals(mine):
+        raise RuntimeError("the run failed")
+    assert {sig: signal.getsignal(sig) for sig in before} == before

@@ -214,3 +214,62 @@ def test_a_job_whose_start_was_under_way_is_not_retried():
     never = JobResult(job(0, "a"), FAILED, "a: connection refused", connection_error=True)
     maybe = JobResult(job(0, "a"), FAILED, "a: connection lost while starting WSClean", connection_error=True, maybe_started=True)
     assert retry_reason(never, worker, 1) and retry_reason(maybe, worker, 1) is None
+
+
+def test_a_failing_slot_request_is_asked_again_and_does_not_end_the_run(monkeypatch, caplog):
+    """Before: one unexpected HTTP error on a slot request raised out of the loop and
+    cancelled every running job."""
+    from imgpipe.orchestration import dispatcher
+
+    monkeypatch.setattr(dispatcher, "SLOT_ERROR_BACKOFF_S", (0.01, 0.02))
+    plan = Plan((job(0, "a"), job(1, "b")), pool=("a", "b"))
+    worker = WorkerConfig(nodes=("a", "b"), max_concurrent=1)
+
+    class FlakyLimits(Limits):
+        failures = 1
+
+        def try_acquire(self, host):
+            if host == "a" and self.failures:
+                self.failures -= 1
+                raise RuntimeError("HTTP 500 from the Prefect API")
+            return super().try_acquire(host)
+
+    with caplog.at_level(logging.WARNING, logger="t"):
+        results, attempts = run(plan, worker, ok, FlakyLimits(1))
+    assert [r.status for r in results] == [OK, OK]
+    assert "a: slot request to Prefect failed (RuntimeError: HTTP 500 from the Prefect API); asking again in 0.01 s" in caplog.text
+
+
+def test_a_node_whose_slot_requests_keep_failing_fails_only_its_own_jobs(monkeypatch):
+    from imgpipe.orchestration import dispatcher
+
+    monkeypatch.setattr(dispatcher, "SLOT_ERROR_BACKOFF_S", (0.01, 0.01, 0.01))
+    plan = Plan((job(0, "a"), job(1, "b"), job(2, "a")), pool=("a", "b"))
+    worker = WorkerConfig(nodes=("a", "b"), max_concurrent=1)
+
+    class BrokenForA(Limits):
+        def try_acquire(self, host):
+            if host == "a":
+                raise RuntimeError("HTTP 500")
+            return super().try_acquire(host)
+
+    results, attempts = run(plan, worker, ok, BrokenForA(1))
+    assert [r.status for r in results] == [FAILED, OK, FAILED]
+    assert results[0].reason == "no node slot from Prefect for a: RuntimeError: HTTP 500"
+    assert {h for _, h, _ in attempts} == {"b"}  # nothing was started on 'a'
+
+
+def test_every_slot_is_back_in_prefect_when_the_run_returns():
+    """Slot releases run in threads; before, the run could return (and NodeLimits.close()
+    run) while some were still under way."""
+    import time
+
+    class SlowRelease(Limits):
+        def release(self, lease):
+            time.sleep(0.2)
+            super().release(lease)
+
+    limits = SlowRelease(2)
+    results, _ = run(Plan(tuple(job(i) for i in range(3)), pool=("a", "b")), WorkerConfig(nodes=("a", "b"), max_concurrent=2), ok, limits)
+    assert all(r.ok for r in results)
+    assert limits.held == {}  # immediately, not "eventually"

@@ -72,3 +72,33 @@ def test_the_embedded_prefect_server_goes_with_imgpipe_even_on_sigkill(run_imgpi
         time.sleep(0.2)
     assert not alive(servers[0]), "the embedded Prefect server outlived imgpipe"
     assert not alive(job), "WSClean outlived imgpipe"
+
+
+def test_a_second_ctrl_c_while_jobs_are_stopped_leaves_at_once_without_a_traceback(run_imgpipe, write_config, ms_copy, tmp_path):
+    """The job ignores SIGTERM, so the first Ctrl-C's stop waits out its grace; a second
+    Ctrl-C meanwhile used to print a KeyboardInterrupt traceback."""
+    fake = tmp_path / "fakews"
+    marker = tmp_path / "pids"
+    fake.write_text(f"#!/bin/bash\nif [ $# -eq 0 ]; then exec wsclean; fi\ntrap '' TERM\necho $$ >> \"{marker}\"\nsleep 120\n")
+    fake.chmod(0o755)
+    (a,) = ms_copy("SW01.MS")
+    cfg = write_config(f"[worker]\nwsclean = '{fake}'\nkill_grace = 1\n[wsclean]\nname = 'i'\nout-dir = '$ms_basename$'\n")
+    proc = run_imgpipe.popen(cfg, a)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not marker.exists():
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    job = int(marker.read_text().split()[0])
+    proc.send_signal(signal.SIGINT)
+    time.sleep(1.0)
+    assert proc.poll() is None  # still stopping the job (it ignores SIGTERM: up to 10 s)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - t0 < 5
+    assert "imgpipe: interrupted again: leaving now" in err and "Traceback" not in err, err
+    deadline = time.monotonic() + 20  # its wrapper sees imgpipe gone: SIGTERM, SIGKILL after kill_grace
+    while time.monotonic() < deadline and alive(job):
+        time.sleep(0.2)
+    assert not alive(job), "the job outlived imgpipe"

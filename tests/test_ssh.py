@@ -353,7 +353,8 @@ def test_ssh_config_file_wins_over_the_user_one(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     opts = SSHPool(SSHSettings(str(tmp_path / "extra"))).options("node101")
     assert (opts["hostname"], opts["port"], opts["user"]) == ("node101.cluster", "2200", "astro")
-    assert SSHPool().address("node102") == "node102.cluster:2222"
+    other = SSHPool().options("node102")
+    assert (other["hostname"], other["port"]) == ("node102.cluster", "2222")
 
 
 def test_a_node_that_cannot_run_the_agent_gets_a_session_per_job(healthy_nodes, tmp_path, monkeypatch, caplog):

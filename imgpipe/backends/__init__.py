@@ -72,9 +72,6 @@ def reset() -> None:
         ssh.reset()
 
 
-_last_check: dict = {}
-
-
 def reach_nodes(worker, hosts: list[str], on_retry: Callable[[str], None] = lambda message: None) -> dict[str, str]:
     """Connect to the SSH nodes among ``hosts`` (connections kept for the jobs).
 
@@ -84,17 +81,10 @@ def reach_nodes(worker, hosts: list[str], on_retry: Callable[[str], None] = lamb
     remote = [h for h in hosts if is_ssh(h)]
     if not remote:
         return {}
-    import time
-
-    from imgpipe.backends import ssh
+    from imgpipe.backends import ssh  # paramiko: only for runs that use SSH nodes
     from imgpipe.core.errors import NodeError
 
     ssh.POOL.configure(ssh.SSHSettings(worker.ssh_config, worker.accept_new_host_keys, worker.node_agent))
-    # The CLI checks the nodes before starting Prefect, then the flow (same process) does
-    # again: the second check takes the first one's answer rather than retrying a dead node.
-    last = _last_check.pop("result", None)
-    if last is not None and last[0] == (tuple(remote), worker) and time.monotonic() - last[1] < 60:
-        return dict(last[2])
     errors = ssh.check_nodes(remote, worker.retries, worker.retry_delay, on_retry)
     if errors and not worker.skip_unreachable_nodes:
         lines = "; ".join(str(e) for e in errors.values())
@@ -102,6 +92,4 @@ def reach_nodes(worker, hosts: list[str], on_retry: Callable[[str], None] = lamb
             f"cannot reach {len(errors)} node(s): {lines} "
             "(set [worker] skip_unreachable_nodes = true to run on the other nodes)"
         )
-    down = {host: str(err) for host, err in errors.items()}
-    _last_check["result"] = ((tuple(remote), worker), time.monotonic(), down)
-    return down
+    return {host: str(err) for host, err in errors.items()}

@@ -11,7 +11,7 @@ dead imgpipe or a dead agent all close it and the wrapper stops its job.
 Protocol, one line per message (job ids are short tokens without spaces):
 imgpipe → agent: ``run <id> <json argv>``, ``in <id> <text>`` (a line to the job's
 stdin), ``close <id>`` (close the job's stdin).
-agent → imgpipe: ``ready <pid>`` once, ``o <id> <line>`` (a line of the job's output),
+agent → imgpipe: ``ready`` once, ``o <id> <line>`` (a line of the job's output),
 ``x <id> <exit status> <peak RSS kB> <user s> <sys s>`` when the wrapper has ended (the
 agent reaps it with ``wait4``: the job's peak memory and CPU time, so the wrapper needs
 no accounting launcher of its own), ``e <id> <message>`` when it could not be started.

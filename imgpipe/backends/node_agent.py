@@ -54,7 +54,6 @@ class NodeAgent:
         self._send_lock = threading.Lock()
         self.lost: str | None = None
         """Why the agent is gone (None while it runs)."""
-        self.pid: int | None = None
         self._ready = threading.Event()
         self._reader = threading.Thread(target=self._read, name=f"imgpipe-agent-{name}", daemon=True)
         self._reader.start()
@@ -70,7 +69,6 @@ class NodeAgent:
                 kind, _, rest = raw.rstrip(b"\r\n").partition(b" ")
                 if not self._ready.is_set():
                     if kind == b"ready":  # lines before it are the login shell's own chatter
-                        self.pid = int(rest) if rest.isdigit() else None
                         self._ready.set()
                     elif raw.strip():
                         self.chatter = raw.decode("utf-8", "replace").strip()[:300]

@@ -162,10 +162,6 @@ class SSHPool:
         """What the ssh config says about ``host`` (HostName, Port, User, ...)."""
         return dict(self._ssh_config().lookup(host))
 
-    def address(self, host: str) -> str:
-        opts = self.options(host)
-        return f"{opts.get('hostname', host)}:{opts.get('port', 22)}"
-
     def _connect(self, host: str) -> paramiko.SSHClient:
         opts = self.options(host)
         hostname, port = opts.get("hostname", host), int(opts.get("port", 22))

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 
 import click
 
@@ -24,8 +25,8 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     sys.exit(code)
 
 
-def _run_flow(config_file: str, inputs: list[str], combine: bool, combine_obs_ids: bool, plan_json: str | None, n_jobs: int, force: bool, tz: str, nodes_mpi: str | None):
-    """Run the Prefect flow for real; returns (summary or None, exit code)."""
+def _run_flow(prepared):
+    """Run the Prefect flow for real on a prepared run; returns (summary or None, exit code)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # Prefect gives its embedded server 20 s to start; a busy head node can take longer,
     # and a nightly run should not be lost to that.
@@ -42,7 +43,7 @@ def _run_flow(config_file: str, inputs: list[str], combine: bool, combine_obs_id
         server = EmbeddedServer()
         os.environ["PREFECT_API_URL"] = server.start()
     try:
-        return _run_flow_with(server, config_file, inputs, combine, combine_obs_ids, plan_json, n_jobs, force, tz, nodes_mpi)
+        return _run_flow_with(server, prepared)
     finally:
         if server is not None:
             _drain_prefect_workers()  # logs and events still queued go out while the server is up
@@ -63,12 +64,20 @@ def _drain_prefect_workers() -> None:
         pass
 
 
-def _run_flow_with(server, config_file, inputs, combine, combine_obs_ids, plan_json, n_jobs, force, tz, nodes_mpi):
+@contextmanager
+def handling_signals(handler, signals=(signal.SIGINT, signal.SIGTERM)):
+    """``handler`` for Ctrl-C and SIGTERM while the run lasts; the previous handlers after
+    it, however it ended (a program that embeds imgpipe gets its own back)."""
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _run_flow_with(server, prepared):
     from imgpipe import backends
-    from imgpipe.cli.progress import progress_display
-    from imgpipe.core.errors import ImgpipeError
-    from imgpipe.core.results import RunSummary
-    from imgpipe.orchestration.flow import imgpipe_flow
 
     stopper: list = []
     partial: list = []
@@ -84,9 +93,13 @@ def _run_flow_with(server, config_file, inputs, combine, combine_obs_ids, plan_j
     def interrupt(signum, frame):
         # Stop the WSClean processes at once (the flow engine would otherwise wait for
         # them while it unwinds), then unwind the flow.
-        if not stopper:
-            stopper.append(threading.Thread(target=backends.cancel_all, daemon=True))
-            stopper[0].start()
+        if stopper:
+            # Again, while the jobs are being stopped: leave now, in one line. Each job's
+            # wrapper stops its WSClean when imgpipe's pipe or SSH connection to it closes.
+            os.write(2, b"imgpipe: interrupted again: leaving now (the jobs stop as their connections close)\n")
+            os._exit(EXIT_INTERRUPTED)
+        stopper.append(threading.Thread(target=backends.cancel_all, daemon=True))
+        stopper[0].start()
         raise KeyboardInterrupt
 
     def interrupted():
@@ -99,8 +112,19 @@ def _run_flow_with(server, config_file, inputs, combine, combine_obs_ids, plan_j
         click.echo("imgpipe: interrupted: running WSClean jobs were stopped", err=True)
         return None, EXIT_INTERRUPTED
 
-    signal.signal(signal.SIGINT, interrupt)
-    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        with handling_signals(interrupt):
+            return _run_until_done(server, prepared, interrupted, stopper)
+    finally:
+        events.unsubscribe(remember)
+
+
+def _run_until_done(server, prepared, interrupted, stopper):
+    from imgpipe.cli.progress import progress_display
+    from imgpipe.core.errors import ImgpipeError
+    from imgpipe.core.results import RunSummary
+    from imgpipe.orchestration.flow import imgpipe_flow
+
     if server is not None:
         try:
             server.wait_ready(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]))
@@ -108,21 +132,9 @@ def _run_flow_with(server, config_file, inputs, combine, combine_obs_ids, plan_j
             return interrupted()
         except RuntimeError as err:
             _fail(str(err), EXIT_JOBS_FAILED)
-    with progress_display(n_jobs):
+    with progress_display(len(prepared.plan.jobs)):
         try:
-            state = imgpipe_flow(
-                config=config_file,
-                patterns=inputs,
-                force=force,
-                timezone=tz,
-                combine=combine,
-                combine_obs_ids=combine_obs_ids,
-                dry_run=False,
-                plan_json=plan_json,
-                nodes_mpi=nodes_mpi,
-                cwd=os.getcwd(),
-                return_state=True,
-            )
+            state = imgpipe_flow(**prepared.request.flow_parameters(), prepared=prepared, return_state=True)
         except KeyboardInterrupt:
             return interrupted()
     if stopper:  # the signal came while Prefect was finishing the run
@@ -152,33 +164,24 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
     MS_INS_OR_OBS_IDS are Measurement Set paths, or, when the config has a
     [data_handler] section, obs_id patterns GLOB[,GLOB...][:SWGLOB].
     """
-    from imgpipe.core.config import load_config
     from imgpipe.core.errors import ImgpipeError
     from imgpipe.core.nodes import is_ssh
     from imgpipe.core.plan import write_plan_json
-    from imgpipe.prepare import build_plan
+    from imgpipe.core.request import RunRequest
+    from imgpipe.prepare import prepare_run
 
+    request = RunRequest(os.path.abspath(os.path.expanduser(config_file)), tuple(ms_ins_or_obs_ids), combine, combine_obs_ids, nodes_mpi, dry_run, force, tz,
+                         plan_json, os.getcwd())
     try:
-        from imgpipe.core.date_tokens import expand_date_tokens
-
-        inputs = [expand_date_tokens(arg, None, tz) for arg in ms_ins_or_obs_ids]
-        config = load_config(config_file)
-        if nodes_mpi is not None:
-            from imgpipe.core.mpi import distributed, parse_nodes_mpi
-
-            config = distributed(config, parse_nodes_mpi(nodes_mpi))
-        plan = build_plan(config, inputs, combine, combine_obs_ids, os.getcwd())
+        prepared = prepare_run(request)
+        if plan_json:
+            write_plan_json(prepared.plan, plan_json)
     except ImgpipeError as err:
         _fail(str(err))
+    config, plan = prepared.config, prepared.plan
     for warning in plan.warnings:
         click.echo(f"imgpipe: warning: {warning}", err=True)
-    dry = config.worker.dry_run if dry_run is None else dry_run
-    if dry:
-        try:
-            if plan_json:
-                write_plan_json(plan, plan_json)
-        except ImgpipeError as err:
-            _fail(str(err))
+    if config.worker.dry_run if dry_run is None else dry_run:
         from imgpipe.products.provenance import done_before
 
         lines = [
@@ -192,7 +195,8 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
         click.echo("imgpipe: nothing to do (no job)")
         return
     if not config.prefect.dask and any(is_ssh(h) for h in plan.hosts()):
-        # Reach the SSH nodes before starting Prefect: an unreachable node fails in seconds.
+        # Reach the SSH nodes before starting Prefect: an unreachable node fails in seconds
+        # (the connections stay open for the jobs, and the flow takes this answer).
         from imgpipe.backends import reach_nodes
 
         try:
@@ -201,6 +205,7 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
             _fail(str(err))
         for why in down.values():
             click.echo(f"imgpipe: warning: skipping unreachable node {why}", err=True)
+        prepared = prepared.checked(down=down)
     if config.prefect.dask_address:
         # An existing Dask cluster: its scheduler and a worker on every node, before Prefect starts.
         from imgpipe.orchestration.dask_jobs import check_cluster
@@ -218,7 +223,8 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
             check_mpi(config)
         except ImgpipeError as err:
             _fail(str(err))
-    summary, code = _run_flow(str(config.path), inputs, combine, combine_obs_ids, plan_json, len(plan.jobs), force, tz, nodes_mpi)
+        prepared = prepared.checked(mpi=True)
+    summary, code = _run_flow(prepared)
     if summary is not None:  # (its wall time is the flow's: Prefect's start-up is not the nodes' fault)
         for line in summary.lines():
             click.echo(line)

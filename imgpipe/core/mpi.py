@@ -28,10 +28,7 @@ WSCLEAN_MP_HELP = (
 
 def parse_nodes_mpi(spec: str) -> tuple[str, ...]:
     """``'node1,node2'`` or ``'node[1-4]'`` → node names; ConfigError when it cannot be used."""
-    try:
-        nodes = tuple(expand_nodes(spec))
-    except ConfigError as err:
-        raise ConfigError(f"--nodes_mpi {spec!r}: {str(err).removeprefix('[worker] nodes: ')}") from None
+    nodes = tuple(expand_nodes(spec, what=f"--nodes_mpi {spec!r}"))
     for special in (SLURM, DASK):
         if special in nodes:
             raise ConfigError(f"--nodes_mpi {spec!r}: {special!r} is not a node name (give the MPI nodes by name)")

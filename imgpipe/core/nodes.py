@@ -20,19 +20,22 @@ DASK = "dask"
 """``nodes = 'dask'`` (with ``[prefect] task_runner = 'dask'``): Dask puts each job on a worker."""
 
 
-def _expand_range(prefix: str, body: str, suffix: str, spec: str) -> list[str]:
+def _expand_range(prefix: str, body: str, suffix: str, spec: str, what: str) -> list[str]:
     names = []
     for part in body.split(","):
         m = _PART.match(part.strip())
         if m is None or int(m.group(2) or m.group(1)) < int(m.group(1)):
-            raise ConfigError(f"[worker] nodes: bad range [{body}] in {spec!r} (expected e.g. node[101-104])")
+            raise ConfigError(f"{what}: bad range [{body}] in {spec!r} (expected e.g. node[101-104])")
         first, last = m.group(1), m.group(2) or m.group(1)
         names += [f"{prefix}{n:0{len(first)}d}{suffix}" for n in range(int(first), int(last) + 1)]
     return names
 
 
-def expand_nodes(spec: str) -> list[str]:
-    """Expand a comma list with ``prefix[a-b,c]`` ranges, keeping order and dropping repeats."""
+def expand_nodes(spec: str, what: str = "[worker] nodes") -> list[str]:
+    """Expand a comma list with ``prefix[a-b,c]`` ranges, keeping order and dropping repeats.
+
+    ``what`` names the list in errors (``--nodes_mpi 'n[1-'``, by default ``[worker] nodes``).
+    """
     nodes: list[str] = []
     pos = 0
     while pos <= len(spec):
@@ -40,17 +43,17 @@ def expand_nodes(spec: str) -> list[str]:
         prefix, body, suffix = m.group(1).strip(), m.group(2), m.group(3).strip()
         end = m.end()
         if end < len(spec) and spec[end] != ",":
-            raise ConfigError(f"[worker] nodes: cannot read {spec!r} near {spec[end:]!r}")
-        names = [prefix + suffix] if body is None else _expand_range(prefix, body, suffix, spec)
+            raise ConfigError(f"{what}: cannot read {spec!r} near {spec[end:]!r}")
+        names = [prefix + suffix] if body is None else _expand_range(prefix, body, suffix, spec, what)
         for name in names:
             if name and name not in nodes:
                 nodes.append(name)
         pos = end + 1
     if not nodes:
-        raise ConfigError("[worker] nodes is empty")
+        raise ConfigError(f"{what} is empty")
     for name in nodes:
         if any(c.isspace() for c in name) or name.startswith("-"):
-            raise ConfigError(f"[worker] nodes: {name!r} is not a valid host name")
+            raise ConfigError(f"{what}: {name!r} is not a valid host name")
     return nodes
 
 

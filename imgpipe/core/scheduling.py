@@ -134,8 +134,3 @@ class SlotScheduler:
         times = [q.not_before for q in self._pending if q.not_before > now]
         times += [t for t in self._blocked_until.values() if t > now]
         return min(times) - now if times else None
-
-    def drop_pending(self) -> list[Queued]:
-        """Forget the jobs not started yet (cancellation) and return them."""
-        dropped, self._pending = self._pending, []
-        return dropped

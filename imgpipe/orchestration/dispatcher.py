@@ -49,6 +49,13 @@ BUSY_RECHECK_S = 0.2
 IDLE_RECHECK_S = 1.0
 """Longest sleep while jobs wait and no clock event is due (a safety net)."""
 
+SLOT_ERROR_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0)
+"""Waits after a slot request to Prefect failed (an HTTP error, a dropped connection),
+one per failure in a row on that node; after the last, the node's waiting jobs fail."""
+
+RELEASE_JOIN_S = 10.0
+"""How long the end of a run waits for slot releases still under way (then they expire)."""
+
 JOB_ENDED = "job-ended"
 """Event emitted by the task, payload ``(submission id, JobResult)``."""
 
@@ -79,6 +86,10 @@ class Dispatcher:
         self._idle_leases: dict[str, list] = defaultdict(list)
         self._acquiring = 0
         """Slot requests to Prefect still unanswered (their jobs hold a scheduler slot)."""
+        self._slot_errors: dict[str, int] = defaultdict(int)
+        """Failed slot requests in a row, per node."""
+        self._releases: list[threading.Thread] = []
+        """Slot releases under way: joined before the run returns, so none races NodeLimits.close()."""
 
     @staticmethod
     def start_order(plan: Plan, worker: WorkerConfig) -> list[Job]:
@@ -134,6 +145,9 @@ class Dispatcher:
                     if lease is not None and not isinstance(lease, Exception):
                         self._idle_leases[what[1]].append(lease)
             self._return_idle_leases(everything=True)
+            deadline = time.monotonic() + RELEASE_JOIN_S
+            for thread in self._releases:
+                thread.join(max(0.0, deadline - time.monotonic()))
         for sub in self._subs.values():  # every task's final state is recorded before the flow ends
             sub.future.wait()
         return [self.results[i] for i in sorted(self.results)]
@@ -196,12 +210,29 @@ class Dispatcher:
     def _acquired(self, queued: Queued, host: str, lease) -> None:
         self._acquiring -= 1
         if isinstance(lease, Exception):
-            raise lease
+            self._slot_request_failed(queued, host, lease)
+            return
+        self._slot_errors.pop(host, None)
         if lease is None:  # another imgpipe run holds this node's slots: ask again soon
             self.scheduler.give_back(queued, host)
             self.scheduler.block(host, time.monotonic() + BUSY_RECHECK_S)
             return
         self._submit(queued, host, lease)
+
+    def _slot_request_failed(self, queued: Queued, host: str, err: Exception) -> None:
+        """Prefect did not answer a slot request (the job never started): ask again later,
+        and give up on the node only when it keeps failing, not at the first error."""
+        self.scheduler.give_back(queued, host)
+        failures = self._slot_errors[host] = self._slot_errors[host] + 1
+        why = f"{type(err).__name__}: {err}"
+        if failures > len(SLOT_ERROR_BACKOFF_S):
+            self.logger.error("%s: no node slot from Prefect after %d tries (%s): its waiting jobs fail", host, failures, why)
+            for dropped in self.scheduler.mark_down(host):
+                self._record(dropped, JobResult(dropped.job, FAILED, f"no node slot from Prefect for {host}: {why}"))
+            return
+        wait = SLOT_ERROR_BACKOFF_S[failures - 1]
+        self.logger.warning("%s: slot request to Prefect failed (%s); asking again in %g s", host, why, wait)
+        self.scheduler.block(host, time.monotonic() + wait)
 
     def _submit(self, queued: Queued, host: str, lease) -> None:
         sid = uuid.uuid4().hex
@@ -215,7 +246,9 @@ class Dispatcher:
         for host, leases in self._idle_leases.items():
             keep = 0 if everything else min(len(leases), self._waiting_for(host))
             for lease in leases[keep:]:
-                threading.Thread(target=self._limits.release, args=(lease,), daemon=not everything).start()
+                thread = threading.Thread(target=self._limits.release, args=(lease,), daemon=True)
+                thread.start()
+                self._releases = [t for t in self._releases if t.is_alive()] + [thread]
             del leases[keep:]
 
     def _waiting_for(self, host: str) -> int:

@@ -20,9 +20,8 @@ from prefect.utilities.annotations import quote
 
 from imgpipe import backends
 from imgpipe.core import events
-from imgpipe.core.date_tokens import expand_date_tokens
-from imgpipe.core.mpi import distributed, parse_nodes_mpi
 from imgpipe.core.plan import run_name, write_plan_json
+from imgpipe.core.request import RunRequest
 from imgpipe.core.results import CANCELLED, FAILED, JobResult, RunSummary
 from imgpipe.orchestration.dispatcher import Dispatcher
 from imgpipe.orchestration.node_limits import NodeLimits
@@ -38,6 +37,7 @@ from imgpipe.orchestration.tasks import (
     run_job_task,
     slurm_allocation_task,
 )
+from imgpipe.prepare import PreparedRun, expand_inputs
 
 
 def scheduled_time() -> datetime:
@@ -67,6 +67,20 @@ def _initial_name() -> str:
     return run_name(params.get("config", "imgpipe"), params.get("patterns") or [])
 
 
+def _prepare(request: RunRequest, logger) -> PreparedRun:
+    """A deployment run's preparation, each step a task of the flow run."""
+    when = scheduled_time()
+    inputs = expand_inputs(request, when)
+    if list(inputs) != list(request.patterns):
+        logger.info("patterns for the run of %s (%s): %s", when.isoformat(), request.timezone, " ".join(inputs))
+    cfg = load_config_task(request)
+    groups, warnings = resolve_inputs_task(cfg, list(inputs), request.combine, request.combine_obs_ids, request.cwd)
+    plan = plan_jobs_task(cfg, groups, warnings, request.cwd)
+    if request.plan_json:
+        write_plan_json(plan, request.plan_json)
+    return PreparedRun(request, inputs, cfg, plan)
+
+
 def _outcome(job, future) -> JobResult:
     future.wait()  # the task has returned; this records its final state
     state = future.state
@@ -91,6 +105,7 @@ def imgpipe_flow(
     plan_json: str | None = None,
     nodes_mpi: str | None = None,
     cwd: str | None = None,
+    prepared: PreparedRun | None = None,
 ) -> RunSummary:
     """Image Measurement Sets with WSClean as CONFIG says.
 
@@ -98,30 +113,27 @@ def imgpipe_flow(
     ``{yesterday}``/``{today}`` (optionally ``{yesterday:%Y-%m-%d}``) stand for the run's
     scheduled date in ``timezone``. force: redo jobs already done by an earlier run.
     nodes_mpi: ``node1,node2``: each job is one distributed WSClean over these nodes.
+    prepared: the run as the command line prepared it (its plan, its node checks); a
+    deployment run leaves it out and prepares here, each step a task.
     """
     started = time.time()
     logger = get_run_logger()
-    cwd = cwd or os.getcwd()
-    cfg = load_config_task(config)
-    if nodes_mpi:
-        cfg = distributed(cfg, parse_nodes_mpi(nodes_mpi))
-    when = scheduled_time()
-    inputs = [expand_date_tokens(p, when, timezone) for p in patterns]
-    if inputs != list(patterns):
-        logger.info("patterns for the run of %s (%s): %s", when.isoformat(), timezone, " ".join(inputs))
-    groups, warnings = resolve_inputs_task(cfg, inputs, combine, combine_obs_ids, cwd)
-    plan = plan_jobs_task(cfg, groups, warnings, cwd)
-    _name_this_run(run_name(config, inputs, len(plan.jobs)))
-    if plan_json:
-        write_plan_json(plan, plan_json)
+    if prepared is None:
+        request = RunRequest(config, tuple(patterns), combine, combine_obs_ids, nodes_mpi, dry_run, force, timezone,
+                             plan_json, cwd or os.getcwd())
+        prepared = _prepare(request, logger)
+    else:
+        logger.info("planned by the command line: %d job(s)", len(prepared.plan.jobs))
+    request, cfg, plan = prepared.request, prepared.config, prepared.plan
+    _name_this_run(run_name(request.config, prepared.inputs, len(plan.jobs)))
     events.emit("planned", plan)
-    if cfg.worker.dry_run if dry_run is None else dry_run:
+    if cfg.worker.dry_run if request.dry_run is None else request.dry_run:
         for line in plan.dry_run_lines():
             logger.info("dry run: %s", line)
         return RunSummary([], time.time() - started)
 
     backends.reset()
-    done_before = {} if force else resume_check_task(plan)
+    done_before = {} if request.force else resume_check_task(plan)
     hosts = plan.hosts()
     with ExitStack() as stack:
         dask_jobs = None
@@ -130,9 +142,11 @@ def imgpipe_flow(
 
             dask_jobs = stack.enter_context(DaskJobs(cfg.prefect, cfg.worker.max_concurrent, logger))
             down = find_dask_workers_task(dask_jobs, cfg.worker, hosts)
+        elif prepared.down is not None:  # checked by the command line, connections kept
+            down = prepared.down
         else:
             down = connect_nodes_task(cfg, hosts)
-        if cfg.nodes_mpi:
+        if cfg.nodes_mpi and not prepared.mpi_checked:
             check_mpi_task(cfg)
         limits = NodeLimits([h for h in hosts if h not in down], cfg.worker.max_concurrent)
 

@@ -14,12 +14,13 @@ from prefect.utilities.annotations import quote
 
 from imgpipe.backends import reach_nodes, run_job
 from imgpipe.core import events
-from imgpipe.core.config import Config, WorkerConfig, load_config
+from imgpipe.core.config import Config, WorkerConfig
 from imgpipe.core.nodes import LOCALHOST
 from imgpipe.core.plan import Job, Plan, resolve_groups
+from imgpipe.core.request import RunRequest
 from imgpipe.core.results import CANCELLED, FAILED, JobResult, RunSummary
 from imgpipe.orchestration.dispatcher import JOB_ENDED
-from imgpipe.prepare import plan_jobs
+from imgpipe.prepare import plan_jobs, read_config
 from imgpipe.products import provenance
 from imgpipe.products.job_outputs import finish, skipped, wsclean_version
 
@@ -35,8 +36,8 @@ def _output_logger() -> logging.Logger:
 
 
 @task(name="load-config", cache_policy=NO_CACHE)
-def load_config_task(config_path: str) -> Config:
-    return load_config(config_path)
+def load_config_task(request: RunRequest) -> Config:
+    return read_config(request)
 
 
 @task(name="resolve-inputs", cache_policy=NO_CACHE)

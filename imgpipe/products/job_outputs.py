@@ -33,7 +33,8 @@ def finish(result: JobResult, wsclean: str | None, flow_run_id: str | None, warn
     if not os.path.isdir(job.out_dir):
         warn(f"{job.out_dir} is not visible here: no image statistics, quick-look or provenance record")
         return result
-    outputs = provenance.fits_outputs(job.image_prefix, since=result.started_at)
+    skew = provenance.clock_offset(job.out_dir)
+    outputs = provenance.fits_outputs(job.image_prefix, since=result.started_at, clock_offset=skew)
     image = stats = png = None
     if result.ok:
         image = main_image(job.image_prefix)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import glob
 import json
 import os
+import tempfile
+import time
 from datetime import datetime, timezone
 
 RECORD_SUFFIX = ".imgpipe.json"
@@ -35,12 +37,32 @@ def clear(path: str) -> None:
         pass
 
 
-def fits_outputs(image_prefix: str, since: float | None = None) -> list[dict]:
-    """The FITS files ``<prefix>-*.fits`` (written at or after ``since``), with their sizes."""
+_now = time.time  # this machine's clock (a test stands in another one)
+
+
+def clock_offset(folder: str) -> float:
+    """How far the clock of ``folder``'s file server is ahead of this machine's (seconds).
+
+    Why: a FITS file's mtime is set by the file server (NFS), a job's start time by this
+    machine; with skewed clocks a file written during the job can look older than its
+    start. Measured by writing a small temporary file there (0.0 if that fails).
+    """
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".imgpipe-clock-") as probe:
+            probe.write(b"t")
+            probe.flush()
+            return os.fstat(probe.fileno()).st_mtime - _now()
+    except OSError:
+        return 0.0
+
+
+def fits_outputs(image_prefix: str, since: float | None = None, clock_offset: float = 0.0) -> list[dict]:
+    """The FITS files ``<prefix>-*.fits`` written at or after ``since`` (this machine's
+    clock; ``clock_offset``: the file server's clock minus this one), with their sizes."""
     out = []
     for path in sorted(glob.glob(glob.escape(image_prefix) + "-*.fits")):
         st = os.stat(path)
-        if since is None or st.st_mtime >= since - 2:
+        if since is None or st.st_mtime >= since + clock_offset - 2:
             out.append({"path": os.path.basename(path), "size": st.st_size})
     return out
 

@@ -87,7 +87,7 @@ def close(proc):
 
 def main():
     agent = Agent(sys.stdout.buffer)
-    agent.say(b"ready " + str(os.getpid()).encode() + b"\n")
+    agent.say(b"ready\n")
     for line in sys.stdin.buffer:
         agent.handle(line)
     agent.finish()
