@@ -12,7 +12,6 @@ as tasks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from datetime import datetime
 
 from imgpipe.core import plan as core_plan
@@ -31,27 +30,36 @@ def count_channels(ms_paths: list[str]) -> int:
     return count_distinct_channels(ms_paths)
 
 
-@dataclass(frozen=True)
 class PreparedRun:
-    """A request made into a plan, and what was checked of the nodes meanwhile."""
+    """A request made into a plan, and what was checked of the nodes meanwhile.
 
-    request: RunRequest
-    inputs: tuple[str, ...]
-    """The request's patterns with their date tokens expanded."""
-    config: Config
-    plan: core_plan.Plan
-    down: dict[str, str] | None = None
-    """Nodes found unreachable (``{host: why}``) once they were checked; None: not checked yet."""
-    mpi_checked: bool = False
+    A plain class, not a dataclass, on purpose: the CLI hands it to the flow as a
+    parameter, and Prefect records a parameter through FastAPI's encoder, which would
+    expand a dataclass into every job's argv; this class gives it ``dict(self)``, a
+    two-field summary (the jobs themselves are the run's task runs).
+    """
+
+    __slots__ = ("request", "inputs", "config", "plan", "down", "mpi_checked")
+
+    def __init__(self, request: RunRequest, inputs: tuple[str, ...], config: Config, plan: core_plan.Plan,
+                 down: dict[str, str] | None = None, mpi_checked: bool = False):
+        self.request = request
+        self.inputs = inputs
+        """The request's patterns with their date tokens expanded."""
+        self.config = config
+        self.plan = plan
+        self.down = down
+        """Nodes found unreachable (``{host: why}``) once they were checked; None: not checked yet."""
+        self.mpi_checked = mpi_checked
 
     def __iter__(self):
-        # What Prefect records of this flow parameter (its encoder takes dict(obj)): a
-        # summary, not every job's argv; the jobs are the run's task runs.
         yield "planned_by", "imgpipe command line"
         yield "jobs", len(self.plan.jobs)
 
     def checked(self, down: dict[str, str] | None = None, mpi: bool = False) -> "PreparedRun":
-        return replace(self, down=down if down is not None else self.down, mpi_checked=self.mpi_checked or mpi)
+        """The same run, with what a check found (unreachable nodes, the MPI commands)."""
+        return PreparedRun(self.request, self.inputs, self.config, self.plan,
+                           down if down is not None else self.down, self.mpi_checked or mpi)
 
 
 def expand_inputs(request: RunRequest, when: datetime | None = None) -> tuple[str, ...]:
