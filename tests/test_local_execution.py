@@ -11,6 +11,7 @@ import time
 
 from imgpipe.backends import local
 from imgpipe.backends.job_script import wrapped_argv
+from imgpipe.backends.running import RunningJobs
 from imgpipe.core.results import CANCELLED, FAILED, OK
 
 from support.jobs import make_job
@@ -120,8 +121,8 @@ def test_cancel_all_stops_the_process_group(tmp_path):
     pid_file = tmp_path / "child.pid"
     job = job_for(tmp_path, ["bash", "-c", f"sleep 60 & echo $! > '{pid_file}'; wait"])
     out = {}
-    thread = threading.Thread(target=lambda: out.setdefault("r", local.run_local(job, None)))
-    local.reset()
+    running = RunningJobs()
+    thread = threading.Thread(target=lambda: out.setdefault("r", local.run_local(job, None, running=running)))
     thread.start()
     for _ in range(100):
         if pid_file.exists() and pid_file.read_text().strip():
@@ -129,30 +130,29 @@ def test_cancel_all_stops_the_process_group(tmp_path):
         time.sleep(0.05)
     child = int(pid_file.read_text())
     t0 = time.monotonic()
-    assert local.cancel_all(grace_s=5) == 1
+    assert local.cancel_all(running, grace_s=5) == 1
     thread.join(10)
     assert out["r"].status == CANCELLED and time.monotonic() - t0 < 5
     assert not os.path.exists(f"/proc/{child}") or open(f"/proc/{child}/stat").read().split()[2] == "Z"
     assert out["r"].pid is not None and not os.path.exists(f"/proc/{out['r'].pid}")
-    assert local.run_local(job, None).status == CANCELLED  # nothing starts after a cancel
-    local.reset()
+    assert local.run_local(job, None, running=running).status == CANCELLED  # nothing of this run starts after a cancel
+    assert local.run_local(job_for(tmp_path, ["true"]), None).ok  # another run's job does (nothing shared)
 
 
 def test_a_job_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path):
     job = job_for(tmp_path, ["bash", "-c", "trap '' TERM; echo ready; sleep 60"])
     out = {}
     lines = []
-    thread = threading.Thread(target=lambda: out.setdefault("r", local.run_local(job, None, lines.append)))
-    local.reset()
+    running = RunningJobs()
+    thread = threading.Thread(target=lambda: out.setdefault("r", local.run_local(job, None, lines.append, running=running)))
     thread.start()
     while "ready" not in lines:
         time.sleep(0.02)
     t0 = time.monotonic()
-    local.cancel_all(grace_s=1)
+    local.cancel_all(running, grace_s=1)
     thread.join(10)
     took = time.monotonic() - t0
     assert out["r"].status == CANCELLED and "SIGKILL" in out["r"].reason and 0.9 < took < 4
-    local.reset()
 
 
 def test_the_job_dies_with_imgpipe(tmp_path):

@@ -33,9 +33,10 @@ def test_a_failing_scancel_is_logged_not_raised(tmp_path, monkeypatch, caplog, s
         (tmp_path / "scancel").write_text(scancel)
         (tmp_path / "scancel").chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setitem(slurm._allocation, "id", "4242")
-    assert slurm.release() is False
-    assert "id" not in slurm._allocation
+    backend = slurm.SlurmBackend(WorkerConfig(nodes=("slurm",)))
+    backend.allocation = "4242"
+    assert backend.release() is False
+    assert backend.allocation is None
     (record,) = [r for r in caplog.records if r.name == "imgpipe.backends.slurm"]
     assert re.fullmatch(rf"could not cancel SLURM allocation 4242: {why} \(check with squeue; scancel it by hand\)",
                         record.getMessage()), record.getMessage()

@@ -277,7 +277,7 @@ def test_ctrl_c_stops_remote_jobs(healthy_nodes, run_imgpipe, fake_wsclean, tmp_
 
 
 def test_host_keys_unknown_refused_accepted_when_asked_changed_always_refused(healthy_nodes, tmp_path):
-    from imgpipe.backends import reach_nodes, ssh
+    from imgpipe.backends import RunBackends
     from imgpipe.core.config import WorkerConfig
     from imgpipe.core.errors import NodeError
 
@@ -287,9 +287,9 @@ def test_host_keys_unknown_refused_accepted_when_asked_changed_always_refused(he
     node = healthy_nodes["node101"]
 
     def reach(accept: bool):
-        ssh.POOL.close_all()
         worker = WorkerConfig(nodes=("node101",), ssh_config=str(config), accept_new_host_keys=accept, retries=0)
-        return reach_nodes(worker, ["node101"])
+        with RunBackends(worker) as backends:  # a run of its own each time: fresh connections
+            return backends.reach_nodes(["node101"])
 
     with pytest.raises(NodeError, match=r"node101: the host key of 127.0.0.2:\d+ is unknown .* accept_new_host_keys = true"):
         reach(False)
@@ -302,8 +302,15 @@ def test_host_keys_unknown_refused_accepted_when_asked_changed_always_refused(he
     known.write_text(f"[{node.address}]:{node.port} " + " ".join(Path(f"{other}.pub").read_text().split()[:2]) + "\n")
     with pytest.raises(NodeError, match=r"node101: the host key of 127.0.0.2:\d+ has CHANGED"):
         reach(True)
-    ssh.POOL.close_all()
 
+
+
+def ssh_backend(healthy_nodes, **worker_options):
+    """An SSH backend of its own (fresh connections and agents) on the test nodes."""
+    from imgpipe.backends.ssh import SSHBackend
+    from imgpipe.core.config import WorkerConfig
+
+    return SSHBackend(WorkerConfig(ssh_config=str(healthy_nodes.ssh_config), **worker_options))
 
 @pytest.mark.parametrize("node_agent", [True, False])
 def test_exit_status_and_setup_errors_over_ssh(healthy_nodes, tmp_path, node_agent):
@@ -312,12 +319,12 @@ def test_exit_status_and_setup_errors_over_ssh(healthy_nodes, tmp_path, node_age
     wrapper's python3 launcher in a session of its own)."""
     from imgpipe.backends import ssh
 
-    ssh.POOL.configure(ssh.SSHSettings(str(healthy_nodes.ssh_config), node_agent=node_agent))
+    backend = ssh_backend(healthy_nodes, node_agent=node_agent)
 
     def run(argv, env_file=None):
         lines = []
         job = make_job("node103", argv, out_dir=tmp_path / "out", name="j")
-        return ssh.run_ssh(job, env_file, lines.append), lines
+        return ssh.run_ssh(job, env_file, lines.append, pool=backend.pool), lines
 
     result, lines = run(["bash", "-c", "echo $IMGPIPE_NODE; exit 3"])
     assert (result.status, result.exit_code, result.reason, lines) == ("failed", 3, "exit code 3: node103", ["node103"])
@@ -337,10 +344,10 @@ def test_exit_status_and_setup_errors_over_ssh(healthy_nodes, tmp_path, node_age
     lines = []
     job = make_job("node103", ("bash", "-c", "trap '' TERM; echo $$; sleep 60"), out_dir=tmp_path / "out", name="t")
     t0 = time.monotonic()
-    result = ssh.run_ssh(job, None, lines.append, grace_s=1, max_time_s=1)
+    result = ssh.run_ssh(job, None, lines.append, grace_s=1, max_time_s=1, pool=backend.pool)
     assert result.status == "timed-out" and "killed by SIGKILL" in result.reason and time.monotonic() - t0 < 6
     assert not alive(int(lines[0]))
-    ssh.POOL.close_all()
+    backend.close()
 
 
 def test_ssh_config_file_wins_over_the_user_one(tmp_path, monkeypatch):
@@ -362,51 +369,49 @@ def test_a_node_that_cannot_run_the_agent_gets_a_session_per_job(healthy_nodes, 
     from imgpipe.backends import ssh
 
     monkeypatch.setattr(ssh, "AGENT_PYTHON", "no-such-python3")
-    ssh.POOL.close_all()
-    ssh.POOL.configure(ssh.SSHSettings(str(healthy_nodes.ssh_config)))
+    backend = ssh_backend(healthy_nodes)
     before = sessions(healthy_nodes)["node102"]
     results = []
     for i in range(3):
         job = make_job("node102", ("bash", "-c", "echo $IMGPIPE_NODE"), out_dir=tmp_path / "out", name=f"j{i}")
         lines = []
-        results.append((ssh.run_ssh(job, None, lines.append), lines))
+        results.append((backend.run(job, lines.append), lines))
     assert all(r.ok and lines == ["node102"] for r, lines in results)
     warnings = [r.getMessage() for r in caplog.records if "no node agent" in r.getMessage()]
     assert len(warnings) == 1 and "no-such-python3" in warnings[0] and "one SSH session per job" in warnings[0]
     assert sessions(healthy_nodes)["node102"] - before == 1 + 3  # the agent's attempt, then one per job
-    ssh.POOL.close_all()
+    backend.close()
 
 
 def test_a_cancel_drops_an_agent_that_stopped_answering(healthy_nodes, tmp_path):
     """The agent on node101 is frozen (SIGSTOP) while its job runs: a cancel still ends the
     job's wait within the grace (the agent's session is dropped), and once the node runs
     again the lost session stops the job there."""
-    from imgpipe.backends import ssh
+    from support.sshd_nodes import descendants
 
-    ssh.POOL.close_all()
-    ssh.POOL.configure(ssh.SSHSettings(str(healthy_nodes.ssh_config)))
+    backend = ssh_backend(healthy_nodes)
     node = healthy_nodes["node101"]
-    agent = ssh.POOL.agent("node101")
+    backend.pool.agent("node101")
+    (agent_pid,) = [p for p in descendants(node.proc.pid) if b"-I\0-S\0-c\0" in open(f"/proc/{p}/cmdline", "rb").read()]
     lines, out = [], {}
     job = make_job("node101", ("bash", "-c", "echo $$; exec sleep 120"), out_dir=tmp_path / "out", name="frozen")
-    thread = threading.Thread(target=lambda: out.setdefault("r", ssh.run_ssh(job, None, lines.append)))
+    thread = threading.Thread(target=lambda: out.setdefault("r", backend.run(job, lines.append)))
     thread.start()
     deadline = time.monotonic() + 30
     while not lines and time.monotonic() < deadline:
         time.sleep(0.05)
     pid = int(lines[0])
-    os.kill(agent.pid, signal.SIGSTOP)
+    os.kill(agent_pid, signal.SIGSTOP)
     try:
         t0 = time.monotonic()
-        ssh.cancel_all(grace_s=0.5)
+        backend.cancel(grace_s=0.5)
         thread.join(15)
         assert not thread.is_alive() and time.monotonic() - t0 < 10
         assert out["r"].status == "cancelled" and alive(pid)  # the frozen node has not acted yet
     finally:
-        os.kill(agent.pid, signal.SIGCONT)
-        ssh.reset()
+        os.kill(agent_pid, signal.SIGCONT)
     deadline = time.monotonic() + 15
     while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(pid) and healthy_nodes.jobs_on(node) == []
-    ssh.POOL.close_all()
+    backend.close()

@@ -1,95 +1,128 @@
-"""Execution backends: how one job's command runs on its host.
+"""Execution backends: how one job's command runs on its host, owned by the run.
 
-Every backend takes a :class:`~imgpipe.core.plan.Job` (with its host decided), the
-env_file and a line callback, and returns a :class:`~imgpipe.core.results.JobResult`; the
-orchestration layer does not care where. ``localhost`` runs a local process
-(``local``), any other host runs over SSH (``ssh``, imported only when needed: it
-loads paramiko).
+Each backend (:class:`~imgpipe.backends.base.Backend`: run a job, cancel, close) is
+made by the run that uses it, on first use: ``local`` for this machine, ``ssh`` for SSH
+nodes (imported only then: it loads paramiko), ``slurm`` for ``nodes = 'slurm'``.
+:class:`RunBackends` holds them for one run and releases everything they hold when the
+run ends, whatever raised; nothing lives in module globals, so two runs in one process
+(tests, a program embedding imgpipe) never share connections or cancellations.
 """
 
 from __future__ import annotations
 
-import sys
+import logging
+import threading
 from typing import Callable
 
+from imgpipe.backends.base import Backend
 from imgpipe.backends.running import CANCEL_GRACE_S
 from imgpipe.core.nodes import SLURM, is_local, is_ssh
 
-__all__ = ["CANCEL_GRACE_S", "cancel_all", "close_nodes", "reach_nodes", "reset", "run_job"]
+__all__ = ["CANCEL_GRACE_S", "Backend", "RunBackends"]
+
+log = logging.getLogger(__name__)
+
+LOCAL, SSH = "local", "ssh"
 
 
-def run_job(job, worker, on_line: Callable[[str], None] = lambda line: None, stop=None):
-    """Run ``job`` on ``job.host`` (local, SSH or SLURM) as ``worker`` says; returns its JobResult.
+class RunBackends:
+    """The backends of one run. Use it as a context manager: on exit every backend made is
+    closed (SSH connections and node agents, the SLURM allocation), each even if another's
+    close raised."""
 
-    ``stop`` (a threading.Event, local jobs only): set it to stop this job alone.
-    """
-    if job.host == SLURM:
-        from imgpipe.backends.slurm import run_slurm
+    def __init__(self, worker):
+        self.worker = worker
+        self._made: dict[str, Backend] = {}
+        self._lock = threading.Lock()
 
-        return run_slurm(job, worker, on_line)
-    if is_local(job.host):
-        from imgpipe.backends.local import run_local
+    def __enter__(self) -> "RunBackends":
+        return self
 
-        return run_local(job, worker.env_file, on_line, worker.kill_grace, worker.max_time, stop=stop)
-    from imgpipe.backends.ssh import run_ssh
+    def __exit__(self, *exc) -> None:
+        self.close()
 
-    return run_ssh(job, worker.env_file, on_line, worker.kill_grace, worker.max_time)
+    def __iter__(self):
+        # what Prefect records if this is handed to the flow as a parameter
+        yield "backends", sorted(self._made)
 
+    def _get(self, kind: str) -> Backend:
+        with self._lock:
+            if kind not in self._made:
+                if kind == SSH:
+                    from imgpipe.backends.ssh import SSHBackend  # paramiko: only for runs with SSH nodes
 
-def cancel_all(grace_s: float = CANCEL_GRACE_S) -> None:
-    """Stop every running job of this process, local and remote, in parallel."""
-    import threading
+                    self._made[kind] = SSHBackend(self.worker)
+                elif kind == SLURM:
+                    from imgpipe.backends.slurm import SlurmBackend
 
-    from imgpipe.backends import local
+                    self._made[kind] = SlurmBackend(self.worker)
+                else:
+                    from imgpipe.backends.local import LocalBackend
 
-    slurm = sys.modules.get("imgpipe.backends.slurm")
-    if slurm is not None:
-        slurm.cancel_all()  # scancel what was submitted, before the srun processes go
-    stoppers = [threading.Thread(target=local.cancel_all, args=(grace_s,))]
-    ssh = sys.modules.get("imgpipe.backends.ssh")
-    if ssh is not None:
-        stoppers.append(threading.Thread(target=ssh.cancel_all, args=(grace_s,)))
-    for t in stoppers:
-        t.start()
-    for t in stoppers:
-        t.join()
+                    self._made[kind] = LocalBackend(self.worker)
+            return self._made[kind]
 
+    @property
+    def ssh(self):
+        """The run's SSH backend (its connections and node agents)."""
+        return self._get(SSH)
 
-def close_nodes() -> None:
-    """The run's jobs have ended: stop the SSH node agents (no process of the run stays on a node)."""
-    ssh = sys.modules.get("imgpipe.backends.ssh")
-    if ssh is not None:
-        ssh.close_nodes()
+    @property
+    def slurm(self):
+        """The run's SLURM backend (its allocation)."""
+        return self._get(SLURM)
 
+    def for_host(self, host: str) -> Backend:
+        if host == SLURM:
+            return self._get(SLURM)
+        return self._get(LOCAL if is_local(host) else SSH)
 
-def reset() -> None:
-    """A new run in the same process: forget an earlier cancellation."""
-    from imgpipe.backends import local
+    def run_job(self, job, on_line: Callable[[str], None] = lambda line: None, stop=None):
+        """Run ``job`` on ``job.host`` (local, SSH or SLURM); returns its JobResult.
 
-    local.reset()
-    ssh = sys.modules.get("imgpipe.backends.ssh")
-    if ssh is not None:
-        ssh.reset()
+        ``stop`` (a threading.Event, local jobs): set it to stop this job alone.
+        """
+        return self.for_host(job.host).run(job, on_line, stop)
 
+    def reach_nodes(self, hosts: list[str], on_retry: Callable[[str], None] = lambda message: None) -> dict[str, str]:
+        """Connect to the SSH nodes among ``hosts`` now (connections kept for the jobs).
 
-def reach_nodes(worker, hosts: list[str], on_retry: Callable[[str], None] = lambda message: None) -> dict[str, str]:
-    """Connect to the SSH nodes among ``hosts`` (connections kept for the jobs).
+        Returns ``{host: why}`` for nodes that stayed unreachable when
+        ``skip_unreachable_nodes`` is set; otherwise raises :class:`NodeError` naming them.
+        """
+        remote = [h for h in hosts if is_ssh(h)]
+        if not remote:
+            return {}
+        from imgpipe.core.errors import NodeError
 
-    Returns ``{host: why}`` for nodes that stayed unreachable when
-    ``skip_unreachable_nodes`` is set; otherwise raises :class:`NodeError` naming them.
-    """
-    remote = [h for h in hosts if is_ssh(h)]
-    if not remote:
-        return {}
-    from imgpipe.backends import ssh  # paramiko: only for runs that use SSH nodes
-    from imgpipe.core.errors import NodeError
+        errors = self.ssh.reach(remote, on_retry)
+        if errors and not self.worker.skip_unreachable_nodes:
+            lines = "; ".join(str(e) for e in errors.values())
+            raise NodeError(
+                f"cannot reach {len(errors)} node(s): {lines} "
+                "(set [worker] skip_unreachable_nodes = true to run on the other nodes)"
+            )
+        return {host: str(err) for host, err in errors.items()}
 
-    ssh.POOL.configure(ssh.SSHSettings(worker.ssh_config, worker.accept_new_host_keys, worker.node_agent))
-    errors = ssh.check_nodes(remote, worker.retries, worker.retry_delay, on_retry)
-    if errors and not worker.skip_unreachable_nodes:
-        lines = "; ".join(str(e) for e in errors.values())
-        raise NodeError(
-            f"cannot reach {len(errors)} node(s): {lines} "
-            "(set [worker] skip_unreachable_nodes = true to run on the other nodes)"
-        )
-    return {host: str(err) for host, err in errors.items()}
+    def cancel_all(self, grace_s: float = CANCEL_GRACE_S) -> None:
+        """Stop every running job of the run, local and remote, in parallel (SLURM's are
+        scancelled first, before their srun processes go)."""
+        with self._lock:
+            made = dict(self._made)
+        if SLURM in made:
+            made.pop(SLURM).cancel(grace_s)
+        stoppers = [threading.Thread(target=b.cancel, args=(grace_s,)) for b in made.values()]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join()
+
+    def close(self) -> None:
+        """Release what every backend holds; an error in one is logged and the others still close."""
+        with self._lock:
+            made, self._made = list(self._made.items()), {}
+        for kind, backend in made:
+            try:
+                backend.close()
+            except Exception as err:
+                log.warning("closing the %s backend: %s: %s", kind, type(err).__name__, err)

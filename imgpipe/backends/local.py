@@ -21,7 +21,24 @@ from imgpipe.core.plan import Job
 from imgpipe.core.results import CANCELLED, FAILED, JobResult
 from imgpipe.core.results import describe_exit as reason_of
 
-_running = RunningJobs()  # pid → (Popen, OutputParser)
+
+class LocalBackend:
+    """Jobs as processes of this machine, for one run: started, stopped together, accounted."""
+
+    def __init__(self, worker):
+        self.worker = worker
+        self.running = RunningJobs()  # pid → (Popen, OutputParser)
+
+    def run(self, job: Job, on_line: Callable[[str], None] = lambda line: None,
+            stop: threading.Event | None = None) -> JobResult:
+        w = self.worker
+        return run_local(job, w.env_file, on_line, w.kill_grace, w.max_time, stop=stop, running=self.running)
+
+    def cancel(self, grace_s: float = CANCEL_GRACE_S) -> int:
+        return cancel_all(self.running, grace_s)
+
+    def close(self) -> None:
+        """Nothing is held between jobs: each job's process ends with it."""
 
 
 def run_local(
@@ -32,14 +49,17 @@ def run_local(
     max_time_s: int | None = None,
     launcher: tuple[str, ...] = (),
     stop: threading.Event | None = None,
+    running: RunningJobs | None = None,
 ) -> JobResult:
     """Run ``job`` here; its output goes to ``<out_dir>/<name>.log`` and, line by line, to ``on_line``.
 
     ``launcher`` runs the wrapper through another command (``srun ...`` for SLURM);
     setting ``stop`` stops this job alone (SIGTERM, SIGKILL after ``CANCEL_GRACE_S``), as
-    a cancelled run does on a Dask worker shared with other runs.
+    a cancelled run does on a Dask worker shared with other runs; ``running``: the run's
+    registry of jobs, through which a cancel reaches this one.
     """
-    if _running.cancelled.is_set():
+    registry = running if running is not None else RunningJobs()
+    if registry.cancelled.is_set():
         return JobResult(job, CANCELLED, "run cancelled before the job started")
     token = new_token()
     parser = OutputParser(token)
@@ -60,7 +80,7 @@ def run_local(
         )
     except OSError as err:
         return JobResult(job, FAILED, f"cannot start {(launcher or ('bash',))[0]}: {err.strerror}")
-    _running.add(proc.pid, (proc, parser))
+    registry.add(proc.pid, (proc, parser))
     finished = threading.Event()
     if stop is not None:
         threading.Thread(target=_stop_when_set, args=(stop, finished, proc), daemon=True).start()
@@ -71,7 +91,7 @@ def run_local(
         proc.returncode = os.waitstatus_to_exitcode(status)
     finally:
         finished.set()
-        _running.remove(proc.pid)
+        registry.remove(proc.pid)
         if proc.stdin:
             try:
                 proc.stdin.close()
@@ -83,7 +103,7 @@ def run_local(
     if launcher and state.exit_code is None and state.setup_failed is None:
         code = proc.returncode
         reason = f"{launcher[0]} failed ({reason_of(code)}): {last or 'no output'}"
-    status_, reason = as_cancelled(status_, reason, _running.cancelled.is_set() or (stop is not None and stop.is_set()))
+    status_, reason = as_cancelled(status_, reason, registry.cancelled.is_set() or (stop is not None and stop.is_set()))
     # the job's cost from wait4 of its wrapper (the job, tee and the wrapper's bash: the
     # job's peak, and its CPU plus a few ms); through srun, from the launcher on the node
     on_node = state.max_rss_mb is not None or bool(launcher)
@@ -113,25 +133,25 @@ def _stop_when_set(stop: threading.Event, finished: threading.Event, proc: subpr
             return
 
 
-def running_slurm_jobs() -> list[str]:
+def running_slurm_jobs(running: RunningJobs) -> list[str]:
     """SLURM job ids of the jobs running now (for scancel)."""
-    return [p.state.slurm_job for _, p in _running.items() if p.state.slurm_job]
+    return [p.state.slurm_job for _, p in running.items() if p.state.slurm_job]
 
 
-def cancel_all(grace_s: float = 10.0) -> int:
-    """Stop every running local job: SIGTERM to its process group, SIGKILL after ``grace_s``.
+def cancel_all(registry: RunningJobs, grace_s: float = CANCEL_GRACE_S) -> int:
+    """Stop every job of ``registry``: SIGTERM to its process group, SIGKILL after ``grace_s``.
 
     Returns the number of jobs that were running. Jobs not yet started will not start.
     """
-    _running.cancelled.set()
-    running = _running.items()
+    registry.cancelled.set()
+    running = registry.items()
     for proc, _ in running:
         try:  # the wrapper's watcher does the rest, on the node's own clock
             proc.stdin.write(f"stop {grace_s:g}\n")
             proc.stdin.close()
         except (OSError, ValueError):
             pass
-    for proc, parser in _running.wait_empty(grace_s + 2):  # the wrapper itself is stuck: kill both groups
+    for proc, parser in registry.wait_empty(grace_s + 2):  # the wrapper itself is stuck: kill both groups
         for pid in (parser.state.pid, proc.pid):
             if pid:
                 _signal_group(pid, signal.SIGKILL)
@@ -144,7 +164,3 @@ def _signal_group(pid: int, sig: int) -> None:
     except (ProcessLookupError, PermissionError):
         pass
 
-
-def reset() -> None:
-    """Forget an earlier cancellation (a new run in the same process)."""
-    _running.cancelled.clear()

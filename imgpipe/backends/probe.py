@@ -26,11 +26,14 @@ echo done
 """
 
 
-def missing_commands(host: str, env_file: str | None, names: list[str]) -> list[str]:
-    """The commands among ``names`` that ``host`` does not find on its PATH; NodeError if it cannot tell."""
+def missing_commands(host: str, env_file: str | None, names: list[str], ssh=None) -> list[str]:
+    """The commands among ``names`` that ``host`` does not find on its PATH; NodeError if it cannot tell.
+
+    ``ssh``: the run's SSH backend (its connections), for an SSH host.
+    """
     argv = ["bash", "-c", _SCRIPT, "imgpipe-probe", env_file or "", *names]
     if is_ssh(host):
-        out, status = _run_ssh(host, shlex.join(argv))
+        out, status = _run_ssh(ssh.pool, host, shlex.join(argv))
     else:
         try:
             res = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL)
@@ -48,13 +51,13 @@ def missing_commands(host: str, env_file: str | None, names: list[str]) -> list[
     return [line.split(" ", 1)[1] for line in lines if line.startswith("missing ")]
 
 
-def _run_ssh(host: str, command: str) -> tuple[str, int]:
-    import paramiko
+def _run_ssh(pool, host: str, command: str) -> tuple[str, int]:
+    import paramiko  # only for an SSH host
 
-    from imgpipe.backends.ssh import POOL, NodeUnreachable
+    from imgpipe.backends.ssh import NodeUnreachable
 
     try:
-        conn, chan = POOL.open_channel(host)
+        conn, chan = pool.open_channel(host)
     except NodeUnreachable as err:
         raise NodeError(str(err)) from None
     try:
@@ -66,15 +69,18 @@ def _run_ssh(host: str, command: str) -> tuple[str, int]:
     except (OSError, EOFError, paramiko.SSHException) as err:
         raise NodeError(f"{host}: cannot check for commands: {err or type(err).__name__}") from None
     finally:
-        POOL.close_channel(host, conn, chan)
+        pool.close_channel(host, conn, chan)
 
 
-def check_mpi(config) -> None:
-    """NodeError unless the first ``--nodes_mpi`` node has mpirun and wsclean-mp (after env_file)."""
+def check_mpi(config, ssh=None) -> None:
+    """NodeError unless the first ``--nodes_mpi`` node has mpirun and wsclean-mp (after env_file).
+
+    ``ssh``: the run's SSH backend, when that node is an SSH host.
+    """
     from imgpipe.core.mpi import WSCLEAN_MP_HELP
 
     host, mpi = config.nodes_mpi[0], config.mpi
-    missing = missing_commands(host, config.worker.env_file, [mpi.mpirun[0], mpi.wsclean_mp[0]])
+    missing = missing_commands(host, config.worker.env_file, [mpi.mpirun[0], mpi.wsclean_mp[0]], ssh)
     if mpi.wsclean_mp[0] in missing:
         raise NodeError(f"--nodes_mpi: {mpi.wsclean_mp[0]} not found on {host}: {WSCLEAN_MP_HELP}")
     if mpi.mpirun[0] in missing:

@@ -19,13 +19,12 @@ import threading
 from typing import Callable
 
 from imgpipe.backends import local
+from imgpipe.backends.running import CANCEL_GRACE_S, RunningJobs
 from imgpipe.core.errors import ImgpipeError
 from imgpipe.core.plan import Job
 from imgpipe.core.results import JobResult
 
-_allocation: dict[str, str] = {}
 log = logging.getLogger(__name__)
-_lock = threading.Lock()
 
 
 def time_limit(worker) -> list[str]:
@@ -43,44 +42,80 @@ def srun_argv(job: Job, worker, allocation: str | None = None) -> list[str]:
     return [*argv, *worker.slurm_options]
 
 
-def run_slurm(job: Job, worker, on_line: Callable[[str], None] = lambda line: None) -> JobResult:
-    """Run ``job`` with srun (in the run's allocation if there is one)."""
-    launcher = srun_argv(job, worker, _allocation.get("id"))
-    return local.run_local(job, worker.env_file, on_line, worker.kill_grace, worker.max_time, tuple(launcher))
+class SlurmBackend:
+    """Jobs through SLURM for one run: srun per job, in the run's allocation if it has one.
 
-
-def allocate(worker, on_line: Callable[[str], None] = lambda line: None) -> str:
-    """``salloc --no-shell`` of ``slurm_nodes`` nodes for this run; returns the SLURM job id.
-
-    The job id is remembered as soon as salloc prints it, while the request still waits
-    in the queue, so that an interrupted run cancels (``release``) even a pending
-    allocation, which would otherwise start later and hold its nodes for nothing.
+    Owns that allocation: ``close()`` gives it back (scancel), and ``cancel()`` scancels
+    the jobs submitted and the allocation, even one still waiting in the queue.
     """
-    argv = ["salloc", "--no-shell", f"--nodes={worker.slurm_nodes}", "--job-name=imgpipe", *worker.slurm_options]
-    try:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
-    except OSError as err:
-        raise ImgpipeError(f"cannot run salloc: {err.strerror} (is SLURM installed here?)") from None
-    lines, granted = [], None
-    try:
-        for line in proc.stdout:
-            line = line.rstrip("\n")
-            lines.append(line)
-            on_line(line)
-            if m := re.search(r"(Pending|Granted) job allocation (\d+)", line):
-                with _lock:
-                    _allocation["id"] = m.group(2)
-                granted = m.group(2) if m.group(1) == "Granted" else granted
-        rc = proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    if rc != 0 or granted is None:
-        release()
-        last = next((line for line in reversed(lines) if line.strip()), "no output")
-        raise ImgpipeError(f"salloc failed (exit {rc}): {last}")
-    return granted
+
+    def __init__(self, worker):
+        self.worker = worker
+        self.running = RunningJobs()  # the srun processes, here
+        self.allocation: str | None = None
+        """The SLURM job id of the run's allocation (known from salloc's first line)."""
+        self._lock = threading.Lock()
+
+    def run(self, job: Job, on_line: Callable[[str], None] = lambda line: None, stop=None) -> JobResult:
+        """Run ``job`` with srun (in the run's allocation if there is one)."""
+        w = self.worker
+        launcher = srun_argv(job, w, self.allocation)
+        return local.run_local(job, w.env_file, on_line, w.kill_grace, w.max_time, tuple(launcher), stop=stop,
+                               running=self.running)
+
+    def allocate(self, on_line: Callable[[str], None] = lambda line: None) -> str:
+        """``salloc --no-shell`` of ``slurm_nodes`` nodes for this run; returns the SLURM job id.
+
+        The job id is remembered as soon as salloc prints it, while the request still waits
+        in the queue, so that an interrupted run cancels (``release``) even a pending
+        allocation, which would otherwise start later and hold its nodes for nothing.
+        """
+        w = self.worker
+        argv = ["salloc", "--no-shell", f"--nodes={w.slurm_nodes}", "--job-name=imgpipe", *w.slurm_options]
+        try:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+        except OSError as err:
+            raise ImgpipeError(f"cannot run salloc: {err.strerror} (is SLURM installed here?)") from None
+        lines, granted = [], None
+        try:
+            for line in proc.stdout:
+                line = line.rstrip("\n")
+                lines.append(line)
+                on_line(line)
+                if m := re.search(r"(Pending|Granted) job allocation (\d+)", line):
+                    with self._lock:
+                        self.allocation = m.group(2)
+                    granted = m.group(2) if m.group(1) == "Granted" else granted
+            rc = proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if rc != 0 or granted is None:
+            self.release()
+            last = next((line for line in reversed(lines) if line.strip()), "no output")
+            raise ImgpipeError(f"salloc failed (exit {rc}): {last}")
+        return granted
+
+    def release(self) -> bool:
+        """End the run's allocation (scancel), if any; False when it may still be held (logged)."""
+        with self._lock:
+            job_id, self.allocation = self.allocation, None
+        return _scancel([job_id], "SLURM allocation") if job_id else True
+
+    def cancel(self, grace_s: float = CANCEL_GRACE_S) -> None:
+        """scancel every SLURM job (or step) this run started, and its allocation; then stop
+        the srun processes here."""
+        ids = local.running_slurm_jobs(self.running)
+        with self._lock:
+            if self.allocation:
+                ids.append(self.allocation)
+        if ids:
+            _scancel(sorted(set(ids)), "SLURM jobs")
+        local.cancel_all(self.running, grace_s)
+
+    def close(self) -> None:
+        self.release()
 
 
 SCANCEL_TIMEOUT_S = 30.0
@@ -101,20 +136,3 @@ def _scancel(ids: list[str], what: str) -> bool:
         why = f"scancel exited with {res.returncode}: {said}"
     log.warning("could not cancel %s %s: %s (check with squeue; scancel it by hand)", what, " ".join(ids), why)
     return False
-
-
-def release() -> bool:
-    """End the run's allocation (scancel), if any; False when it may still be held (logged)."""
-    with _lock:
-        job_id = _allocation.pop("id", None)
-    return _scancel([job_id], "SLURM allocation") if job_id else True
-
-
-def cancel_all() -> None:
-    """scancel every SLURM job (or step) this process started, and the allocation."""
-    ids = local.running_slurm_jobs()
-    with _lock:
-        if "id" in _allocation:
-            ids.append(_allocation["id"])
-    if ids:
-        _scancel(sorted(set(ids)), "SLURM jobs")

@@ -143,11 +143,6 @@ class SSHPool:
         self._agent_locks: dict[str, threading.Lock] = {}
         """Each node's agent with its connection and channel; None: that node cannot run one."""
 
-    def configure(self, settings: SSHSettings) -> None:
-        if settings != self.settings:
-            self.close_all()
-            self.settings = settings
-
     def _ssh_config(self) -> paramiko.SSHConfig:
         config = paramiko.SSHConfig()
         files = [self.settings.ssh_config, "~/.ssh/config"]
@@ -312,11 +307,46 @@ def _keepalive(sock: socket.socket) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
 
 
-POOL = SSHPool()
-_running = RunningJobs()  # id(handle) → _SessionJob or _AgentJob
+class SSHBackend:
+    """Jobs on SSH nodes for one run: its connections and node agents, and its running jobs.
+
+    ``close()`` stops the node agents and closes every connection: nothing of the run
+    stays on a node. ``cancel()`` stops every job it runs, on every node, in parallel.
+    """
+
+    def __init__(self, worker):
+        self.worker = worker
+        self.pool = SSHPool(SSHSettings(worker.ssh_config, worker.accept_new_host_keys, worker.node_agent))
+        self.running = RunningJobs()  # id(handle) → _SessionJob or _AgentJob
+
+    def reach(self, hosts: list[str], on_retry: Callable[[str], None] = lambda message: None) -> dict[str, NodeUnreachable]:
+        """Connect to ``hosts`` now (connections kept for the jobs); the ones that stayed unreachable, with why."""
+        return check_nodes(self.pool, hosts, self.worker.retries, self.worker.retry_delay, on_retry)
+
+    def run(self, job: Job, on_line: Callable[[str], None] = lambda line: None, stop=None) -> JobResult:
+        w = self.worker
+        return run_ssh(job, w.env_file, on_line, w.kill_grace, w.max_time, pool=self.pool, running=self.running)
+
+    def cancel(self, grace_s: float = 10.0) -> int:
+        """Stop every job running over SSH (SIGTERM on the node, SIGKILL after ``grace_s``)."""
+        self.running.cancelled.set()
+        jobs = self.running.items()
+        for job in jobs:
+            job.stop(grace_s)
+        for job in self.running.wait_empty(grace_s + 5):
+            job.drop()
+        return len(jobs)
+
+    def close(self) -> None:
+        """The run is over: stop the node agents (their jobs have ended), close every connection."""
+        try:
+            self.pool.close_agents()
+        finally:
+            self.pool.close_all()
 
 
 def check_nodes(
+    pool: SSHPool,
     hosts: list[str],
     retries: int = 0,
     retry_delay_s: float = 10.0,
@@ -328,8 +358,8 @@ def check_nodes(
     def try_host(host: str) -> None:
         for attempt in range(retries + 1):
             try:
-                POOL.check(host)
-                POOL.agent(host)
+                pool.check(host)
+                pool.agent(host)
                 return
             except NodeUnreachable as err:
                 if not err.transient or attempt == retries:
@@ -352,27 +382,33 @@ def run_ssh(
     on_line: Callable[[str], None] = lambda line: None,
     grace_s: float = 30.0,
     max_time_s: int | None = None,
+    *,
+    pool: SSHPool,
+    running: RunningJobs | None = None,
 ) -> JobResult:
-    """Run ``job`` on ``job.host``; output streams to ``on_line`` (and to the log on the node)."""
-    if _running.cancelled.is_set():
+    """Run ``job`` on ``job.host`` over ``pool``'s connection; output streams to ``on_line``
+    (and to the log on the node). ``running``: the run's registry, through which a cancel
+    reaches this job."""
+    running = running if running is not None else RunningJobs()
+    if running.cancelled.is_set():
         return JobResult(job, CANCELLED, "run cancelled before the job started")
     token = new_token()
     parser = OutputParser(token)
     try:
-        agent = POOL.agent(job.host)
+        agent = pool.agent(job.host)
         # through the agent, the agent's wait4 measures the job; in a session of its own,
         # the wrapper's python3 launcher does (nothing else waits for it on the node)
         argv = wrapped_argv(job.argv, job.out_dir, job.log_path, env_file, token, grace_s, max_time_s,
                             rusage_launcher=agent is None)
         if agent is None:
-            sent, lost = _run_in_session(job.host, argv, parser, on_line)
+            sent, lost = _run_in_session(pool, running, job.host, argv, parser, on_line)
         else:
-            sent, lost = _run_through_agent(agent, argv, parser, on_line)
+            sent, lost = _run_through_agent(running, agent, argv, parser, on_line)
     except NodeUnreachable as err:
         return JobResult(job, FAILED, str(err), connection_error=err.transient)
     except _NotStarted as err:
         return JobResult(job, FAILED, f"{job.host}: cannot start the job there: {err}")
-    return _result(job, parser, sent, lost, grace_s)
+    return _result(job, parser, sent, lost, grace_s, running.cancelled.is_set())
 
 
 class _NotStarted(Exception):
@@ -411,13 +447,13 @@ class _AgentJob:
         self._agent.abort()
 
 
-def _run_in_session(host: str, argv: list[str], parser: OutputParser, on_line) -> tuple[bool, str]:
+def _run_in_session(pool: SSHPool, running: RunningJobs, host: str, argv: list[str], parser: OutputParser, on_line) -> tuple[bool, str]:
     """(command sent?, why the connection was lost or '')."""
-    conn, chan = POOL.open_channel(host)
+    conn, chan = pool.open_channel(host)
     job = _SessionJob(chan)
     lost = ""
     sent = False
-    _running.add(id(job), job)
+    running.add(id(job), job)
     try:
         chan.exec_command(shlex.join(argv))
         sent = True
@@ -426,19 +462,19 @@ def _run_in_session(host: str, argv: list[str], parser: OutputParser, on_line) -
     except (OSError, EOFError, paramiko.SSHException) as err:
         lost = f" ({err or type(err).__name__})"
     finally:
-        _running.remove(id(job))
-        POOL.close_channel(host, conn, chan)
+        running.remove(id(job))
+        pool.close_channel(host, conn, chan)
     return sent, lost
 
 
-def _run_through_agent(agent: NodeAgent, argv: list[str], parser: OutputParser, on_line) -> tuple[bool, str]:
+def _run_through_agent(running: RunningJobs, agent: NodeAgent, argv: list[str], parser: OutputParser, on_line) -> tuple[bool, str]:
     """(command sent?, why the connection was lost or '')."""
     try:
         jid, messages = agent.start(argv)
     except AgentLost as err:
         return False, f" ({err})"
     job = _AgentJob(agent, jid)
-    _running.add(id(job), job)
+    running.add(id(job), job)
     try:
         while True:
             kind, value = messages.get()
@@ -452,17 +488,17 @@ def _run_through_agent(agent: NodeAgent, argv: list[str], parser: OutputParser, 
             elif kind == NOT_STARTED:
                 raise _NotStarted(value)
     finally:
-        _running.remove(id(job))
+        running.remove(id(job))
         agent.forget(jid)
 
 
-def _result(job: Job, parser: OutputParser, sent: bool, lost: str, grace_s: float) -> JobResult:
+def _result(job: Job, parser: OutputParser, sent: bool, lost: str, grace_s: float, cancelled: bool) -> JobResult:
     """The job's result from what its wrapper said, and whether its connection held."""
     ended = time.time()
     state, started, last = parser.state, parser.started_at, parser.last_words
     common = dict(started_at=started, ended_at=ended if started else None, cpu_s=state.cpu_s, max_rss_mb=state.max_rss_mb, pid=state.pid)
     if state.exit_code is None and state.setup_failed is None:
-        if _running.cancelled.is_set():
+        if cancelled:
             return JobResult(job, CANCELLED, "cancelled (connection closed)", **common)
         if state.pid is None and not sent:
             return JobResult(job, FAILED, f"{job.host}: connection lost before WSClean started{lost}", connection_error=True, **common)
@@ -484,26 +520,5 @@ def _result(job: Job, parser: OutputParser, sent: bool, lost: str, grace_s: floa
             connection_error=True,
             **common,
         )
-    status, code, reason = outcome(state, last, grace_s, _running.cancelled.is_set())
+    status, code, reason = outcome(state, last, grace_s, cancelled)
     return JobResult(job, status, reason, exit_code=code, **common)
-
-
-def cancel_all(grace_s: float = 10.0) -> int:
-    """Stop every job running over SSH (SIGTERM on the node, SIGKILL after ``grace_s``)."""
-    _running.cancelled.set()
-    jobs = _running.items()
-    for job in jobs:
-        job.stop(grace_s)
-    for job in _running.wait_empty(grace_s + 5):
-        job.drop()
-    return len(jobs)
-
-
-def close_nodes() -> None:
-    """The run is over: stop the node agents (their jobs have ended) and keep no session open."""
-    POOL.close_agents()
-
-
-def reset() -> None:
-    """Forget an earlier cancellation (a new run in the same process)."""
-    _running.cancelled.clear()

@@ -25,7 +25,7 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     sys.exit(code)
 
 
-def _run_flow(prepared):
+def _run_flow(prepared, run_backends):
     """Run the Prefect flow for real on a prepared run; returns (summary or None, exit code)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # Prefect gives its embedded server 20 s to start; a busy head node can take longer,
@@ -43,7 +43,7 @@ def _run_flow(prepared):
         server = EmbeddedServer()
         os.environ["PREFECT_API_URL"] = server.start()
     try:
-        return _run_flow_with(server, prepared)
+        return _run_flow_with(server, prepared, run_backends)
     finally:
         if server is not None:
             _drain_prefect_workers()  # logs and events still queued go out while the server is up
@@ -76,9 +76,7 @@ def handling_signals(handler, signals=(signal.SIGINT, signal.SIGTERM)):
             signal.signal(sig, old)
 
 
-def _run_flow_with(server, prepared):
-    from imgpipe import backends
-
+def _run_flow_with(server, prepared, run_backends):
     stopper: list = []
     partial: list = []
 
@@ -98,7 +96,7 @@ def _run_flow_with(server, prepared):
             # wrapper stops its WSClean when imgpipe's pipe or SSH connection to it closes.
             os.write(2, b"imgpipe: interrupted again: leaving now (the jobs stop as their connections close)\n")
             os._exit(EXIT_INTERRUPTED)
-        stopper.append(threading.Thread(target=backends.cancel_all, daemon=True))
+        stopper.append(threading.Thread(target=run_backends.cancel_all, daemon=True))
         stopper[0].start()
         raise KeyboardInterrupt
 
@@ -106,7 +104,7 @@ def _run_flow_with(server, prepared):
         if stopper:
             stopper[0].join()
         else:
-            backends.cancel_all()
+            run_backends.cancel_all()
         for line in partial[0].lines() if partial else []:
             click.echo(line)
         click.echo("imgpipe: interrupted: running WSClean jobs were stopped", err=True)
@@ -114,12 +112,12 @@ def _run_flow_with(server, prepared):
 
     try:
         with handling_signals(interrupt):
-            return _run_until_done(server, prepared, interrupted, stopper)
+            return _run_until_done(server, prepared, run_backends, interrupted, stopper)
     finally:
         events.unsubscribe(remember)
 
 
-def _run_until_done(server, prepared, interrupted, stopper):
+def _run_until_done(server, prepared, run_backends, interrupted, stopper):
     from imgpipe.cli.progress import progress_display
     from imgpipe.core.errors import ImgpipeError
     from imgpipe.core.results import RunSummary
@@ -134,7 +132,8 @@ def _run_until_done(server, prepared, interrupted, stopper):
             _fail(str(err), EXIT_JOBS_FAILED)
     with progress_display(len(prepared.plan.jobs)):
         try:
-            state = imgpipe_flow(**prepared.request.flow_parameters(), prepared=prepared, return_state=True)
+            state = imgpipe_flow(**prepared.request.flow_parameters(), prepared=prepared, backends=run_backends,
+                                 return_state=True)
         except KeyboardInterrupt:
             return interrupted()
     if stopper:  # the signal came while Prefect was finishing the run
@@ -194,37 +193,40 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
     if not plan.jobs:
         click.echo("imgpipe: nothing to do (no job)")
         return
-    if not config.prefect.dask and any(is_ssh(h) for h in plan.hosts()):
-        # Reach the SSH nodes before starting Prefect: an unreachable node fails in seconds
-        # (the connections stay open for the jobs, and the flow takes this answer).
-        from imgpipe.backends import reach_nodes
+    from imgpipe.backends import RunBackends
 
-        try:
-            down = reach_nodes(config.worker, plan.hosts(), lambda m: click.echo(f"imgpipe: warning: {m}", err=True))
-        except ImgpipeError as err:
-            _fail(str(err))
-        for why in down.values():
-            click.echo(f"imgpipe: warning: skipping unreachable node {why}", err=True)
-        prepared = prepared.checked(down=down)
-    if config.prefect.dask_address:
-        # An existing Dask cluster: its scheduler and a worker on every node, before Prefect starts.
-        from imgpipe.orchestration.dask_jobs import check_cluster
+    # The run's backends (its SSH connections and node agents, a SLURM allocation), from
+    # the node checks to the last job; released however the run ends.
+    with RunBackends(config.worker) as run_backends:
+        if not config.prefect.dask and any(is_ssh(h) for h in plan.hosts()):
+            # Reach the SSH nodes before starting Prefect: an unreachable node fails in seconds
+            # (the connections stay open for the jobs, and the flow takes this answer).
+            try:
+                down = run_backends.reach_nodes(plan.hosts(), lambda m: click.echo(f"imgpipe: warning: {m}", err=True))
+            except ImgpipeError as err:
+                _fail(str(err))
+            for why in down.values():
+                click.echo(f"imgpipe: warning: skipping unreachable node {why}", err=True)
+            prepared = prepared.checked(down=down)
+        if config.prefect.dask_address:
+            # An existing Dask cluster: its scheduler and a worker on every node, before Prefect starts.
+            from imgpipe.orchestration.dask_jobs import check_cluster
 
-        try:
-            down = check_cluster(config.prefect.dask_address, plan.hosts(), config.worker.skip_unreachable_nodes)
-        except ImgpipeError as err:
-            _fail(str(err))
-        for why in down.values():
-            click.echo(f"imgpipe: warning: skipping {why}", err=True)
-    if config.nodes_mpi:
-        from imgpipe.backends.probe import check_mpi
+            try:
+                down = check_cluster(config.prefect.dask_address, plan.hosts(), config.worker.skip_unreachable_nodes)
+            except ImgpipeError as err:
+                _fail(str(err))
+            for why in down.values():
+                click.echo(f"imgpipe: warning: skipping {why}", err=True)
+        if config.nodes_mpi:
+            from imgpipe.backends.probe import check_mpi
 
-        try:
-            check_mpi(config)
-        except ImgpipeError as err:
-            _fail(str(err))
-        prepared = prepared.checked(mpi=True)
-    summary, code = _run_flow(prepared)
+            try:
+                check_mpi(config, run_backends.ssh if is_ssh(config.nodes_mpi[0]) else None)
+            except ImgpipeError as err:
+                _fail(str(err))
+            prepared = prepared.checked(mpi=True)
+        summary, code = _run_flow(prepared, run_backends)
     if summary is not None:  # (its wall time is the flow's: Prefect's start-up is not the nodes' fault)
         for line in summary.lines():
             click.echo(line)

@@ -18,7 +18,7 @@ from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from imgpipe import backends
+from imgpipe.backends import RunBackends
 from imgpipe.core import events
 from imgpipe.core.plan import run_name, write_plan_json
 from imgpipe.core.request import RunRequest
@@ -106,6 +106,7 @@ def imgpipe_flow(
     nodes_mpi: str | None = None,
     cwd: str | None = None,
     prepared: PreparedRun | None = None,
+    backends: RunBackends | None = None,
 ) -> RunSummary:
     """Image Measurement Sets with WSClean as CONFIG says.
 
@@ -114,7 +115,9 @@ def imgpipe_flow(
     scheduled date in ``timezone``. force: redo jobs already done by an earlier run.
     nodes_mpi: ``node1,node2``: each job is one distributed WSClean over these nodes.
     prepared: the run as the command line prepared it (its plan, its node checks); a
-    deployment run leaves it out and prepares here, each step a task.
+    deployment run leaves it out and prepares here, each step a task. backends: the
+    command line's (they hold its node connections); otherwise the flow makes its own,
+    released when it ends.
     """
     started = time.time()
     logger = get_run_logger()
@@ -132,10 +135,10 @@ def imgpipe_flow(
             logger.info("dry run: %s", line)
         return RunSummary([], time.time() - started)
 
-    backends.reset()
     done_before = {} if request.force else resume_check_task(plan)
     hosts = plan.hosts()
-    with ExitStack() as stack:
+    with ExitStack() as stack:  # releases, in reverse order and whatever raised: node slots, then backends
+        run_backends = backends if backends is not None else stack.enter_context(RunBackends(cfg.worker))
         dask_jobs = None
         if cfg.prefect.dask:
             from imgpipe.orchestration.dask_jobs import DaskJobs
@@ -145,10 +148,11 @@ def imgpipe_flow(
         elif prepared.down is not None:  # checked by the command line, connections kept
             down = prepared.down
         else:
-            down = connect_nodes_task(cfg, hosts)
+            down = connect_nodes_task(quote(run_backends), hosts)
         if cfg.nodes_mpi and not prepared.mpi_checked:
-            check_mpi_task(cfg)
+            check_mpi_task(cfg, quote(run_backends))
         limits = NodeLimits([h for h in hosts if h not in down], cfg.worker.max_concurrent)
+        stack.callback(limits.close)
 
         def start(job, attempt, submission_id):
             # No task tags: a tag makes Prefect take a tag-concurrency lease per task (two
@@ -159,31 +163,24 @@ def imgpipe_flow(
                 return dask_jobs.submit(run_job_task, parameters, job.host)
             # quote: plain records with no futures inside, so Prefect need not walk them
             # (twice per task run) on the way to WSClean
-            return run_job_task.submit(quote(job), quote(cfg.worker), attempt, submission_id)
+            return run_job_task.submit(quote(job), quote(cfg.worker), attempt, submission_id, quote(run_backends))
 
         dispatcher = Dispatcher(plan, cfg.worker, start, _outcome, limits, logger)
         try:
             if cfg.worker.slurm_nodes and plan.jobs:  # (inside: an interrupted request is cancelled too)
-                slurm_allocation_task(cfg.worker)
+                slurm_allocation_task(quote(run_backends))
             results = dispatcher.run(down, done_before)
         except BaseException:
             # Ctrl-C, or SIGTERM (how a Prefect worker cancels a deployment run): stop every
             # running WSClean now, here and on the nodes, before the process goes away.
             if dask_jobs is not None:
                 dask_jobs.stop()
-            backends.cancel_all()
+            run_backends.cancel_all()
             partial = RunSummary(dispatcher.partial_results(), time.time() - started, cfg.worker.max_concurrent)
             events.emit("interrupted", partial)  # the CLI prints it
             for line in partial.lines():
                 logger.warning(line)
             raise
-        finally:
-            limits.close()
-            backends.close_nodes()
-            if cfg.worker.slurm_nodes:
-                from imgpipe.backends import slurm
-
-                slurm.release()
     summary = RunSummary(results, time.time() - started, cfg.worker.max_concurrent)
     report = report_task(summary)
     markdown = summary.markdown() + (f"\n\nReport: `{report}`" if report else "")

@@ -12,10 +12,10 @@ from prefect.logging.loggers import PrefectLogAdapter
 from prefect.states import Cancelled, Failed
 from prefect.utilities.annotations import quote
 
-from imgpipe.backends import reach_nodes, run_job
+from imgpipe.backends import RunBackends
 from imgpipe.core import events
 from imgpipe.core.config import Config, WorkerConfig
-from imgpipe.core.nodes import LOCALHOST
+from imgpipe.core.nodes import LOCALHOST, is_ssh
 from imgpipe.core.plan import Job, Plan, resolve_groups
 from imgpipe.core.request import RunRequest
 from imgpipe.core.results import CANCELLED, FAILED, JobResult, RunSummary
@@ -61,10 +61,10 @@ def plan_jobs_task(config: Config, groups, warnings, cwd: str) -> Plan:
 
 
 @task(name="connect-nodes", cache_policy=NO_CACHE)
-def connect_nodes_task(config: Config, hosts: list[str]) -> dict[str, str]:
+def connect_nodes_task(backends: RunBackends, hosts: list[str]) -> dict[str, str]:
     """Open the SSH connections now: an unreachable node is named before any job starts."""
     logger = get_run_logger()
-    down = reach_nodes(config.worker, hosts, logger.warning)
+    down = backends.reach_nodes(hosts, logger.warning)
     for why in down.values():
         logger.error("skipping unreachable node %s", why)
     return down
@@ -83,11 +83,11 @@ def find_dask_workers_task(dask_jobs, worker: WorkerConfig, hosts: list[str]) ->
 
 
 @task(name="check-mpi", cache_policy=NO_CACHE)
-def check_mpi_task(config: Config) -> None:
+def check_mpi_task(config: Config, backends: RunBackends) -> None:
     """mpirun and wsclean-mp on the first MPI node, before any job (Debian's WSClean has no wsclean-mp)."""
     from imgpipe.backends.probe import check_mpi
 
-    check_mpi(config)
+    check_mpi(config, backends.ssh if is_ssh(config.nodes_mpi[0]) else None)
     get_run_logger().info("MPI over %s: %s", ",".join(config.nodes_mpi), " ".join(config.mpi.mpirun + config.mpi.wsclean_mp))
 
 
@@ -123,13 +123,11 @@ def report_task(summary: RunSummary) -> str | None:
 
 
 @task(name="slurm-allocation", cache_policy=NO_CACHE)
-def slurm_allocation_task(worker: WorkerConfig) -> str:
+def slurm_allocation_task(backends: RunBackends) -> str:
     """One SLURM allocation for the whole run (slurm_nodes): the jobs become its steps."""
-    from imgpipe.backends import slurm
-
     logger = get_run_logger()
-    job_id = slurm.allocate(worker, logger.info)
-    logger.info("SLURM allocation %s of %d node(s)", job_id, worker.slurm_nodes)
+    job_id = backends.slurm.allocate(logger.info)
+    logger.info("SLURM allocation %s of %d node(s)", job_id, backends.worker.slurm_nodes)
     return job_id
 
 
@@ -150,16 +148,18 @@ def _job_run_name() -> str:
 
 @task(name="wsclean", cache_policy=NO_CACHE, task_run_name=_job_run_name)
 def run_job_task(
-    job: Job, worker: WorkerConfig, attempt: int = 1, submission_id: str | None = None, dask_stop: str | None = None,
+    job: Job, worker: WorkerConfig, attempt: int = 1, submission_id: str | None = None,
+    backends: RunBackends | None = None, dask_stop: str | None = None,
 ) -> JobResult:
     """Run one WSClean job on its node, then measure its image and write its provenance.
 
     Failed (or Cancelled) in Prefect if WSClean fails, with the JobResult as the state's data.
-    ``dask_stop``: the task runs on a Dask worker, which runs the job as a local process
-    and stops it when the run's Dask event of that name is set.
+    ``backends``: the run's (in the flow's process). ``dask_stop``: the task runs on a Dask
+    worker instead, which runs the job as a local process of its own and stops it when
+    the run's Dask event of that name is set.
     """
     try:
-        return _run_job(job, worker, attempt, submission_id, dask_stop)
+        return _run_job(job, worker, attempt, submission_id, backends, dask_stop)
     finally:
         if dask_stop:
             # A worker sends its logs in batches: send them now, while the run's API is
@@ -169,7 +169,8 @@ def run_job_task(
             APILogWorker.drain_all(timeout=5)
 
 
-def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | None, dask_stop: str | None):
+def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | None, backends: RunBackends | None,
+             dask_stop: str | None):
     from prefect.runtime import flow_run
 
     logger = get_run_logger()
@@ -205,9 +206,11 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
     events.emit("started", job)
     try:
         if dask_stop:  # here, on the Dask worker, is where the job runs
-            result = replace(run_job(replace(job, host=LOCALHOST), worker, on_line, stop), job=job, attempt=attempt)
+            from imgpipe.backends.local import LocalBackend
+
+            result = replace(LocalBackend(worker).run(replace(job, host=LOCALHOST), on_line, stop), job=job, attempt=attempt)
         else:
-            result = replace(run_job(job, worker, on_line), attempt=attempt)
+            result = replace(backends.run_job(job, on_line), attempt=attempt)
     finally:
         if finished is not None:
             finished.set()
