@@ -127,3 +127,33 @@ def test_the_rule_sees_lazy_imports_and_skips_type_checking_blocks(tmp_path):
     found = imports_of(source, "imgpipe.core.mod")
     assert {"prefect", "imgpipe.core.plan"} <= found
     assert "imgpipe.backends.ssh" not in found
+
+
+def _lazy_imports_without_a_reason(path: Path) -> list[str]:
+    """Imports inside functions with no comment on their line or above their block of imports."""
+    lines = path.read_text().splitlines()
+    tree = ast.parse("\n".join(lines))
+    bad = []
+    for fn in ast.walk(tree):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(fn):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            i = node.lineno - 1
+            while i >= fn.lineno and "#" not in lines[i]:
+                text = lines[i].strip()
+                if text and not text.startswith(("import ", "from ")) and i != node.lineno - 1:
+                    break  # reached other code: no reason given for this block of imports
+                i -= 1
+            if "#" not in lines[i]:
+                bad.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    return bad
+
+
+def test_every_lazy_import_says_why():
+    """An import inside a function is kept only where it saves start-up time (Prefect,
+    paramiko, casacore, astropy: --help, --version and a dry run never load them), and a
+    short comment says so; every other import is at the top of its module."""
+    bad = [line for path in MODULES.values() for line in _lazy_imports_without_a_reason(path)]
+    assert not bad, "lazy imports without a comment saying why:\n" + "\n".join(bad)

@@ -15,7 +15,10 @@ import threading
 from typing import Callable
 
 from imgpipe.backends.base import Backend
+from imgpipe.backends.local import LocalBackend
 from imgpipe.backends.running import CANCEL_GRACE_S
+from imgpipe.backends.slurm import SlurmBackend
+from imgpipe.core.errors import NodeError
 from imgpipe.core.nodes import SLURM, is_local, is_ssh
 
 __all__ = ["CANCEL_GRACE_S", "Backend", "RunBackends"]
@@ -53,12 +56,8 @@ class RunBackends:
 
                     self._made[kind] = SSHBackend(self.worker)
                 elif kind == SLURM:
-                    from imgpipe.backends.slurm import SlurmBackend
-
                     self._made[kind] = SlurmBackend(self.worker)
                 else:
-                    from imgpipe.backends.local import LocalBackend
-
                     self._made[kind] = LocalBackend(self.worker)
             return self._made[kind]
 
@@ -93,7 +92,6 @@ class RunBackends:
         remote = [h for h in hosts if is_ssh(h)]
         if not remote:
             return {}
-        from imgpipe.core.errors import NodeError
 
         errors = self.ssh.reach(remote, on_retry)
         if errors and not self.worker.skip_unreachable_nodes:

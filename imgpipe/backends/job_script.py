@@ -29,9 +29,12 @@ from __future__ import annotations
 
 import re
 import secrets
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from imgpipe.core.results import CANCELLED, FAILED, OK, TIMED_OUT, describe_exit, format_duration
 
 SETUP_FAILED = 126
 
@@ -165,7 +168,6 @@ _SETUP_REASONS = {
 
 def wrapper_exit(rc: int) -> int:
     """Exit status as Python reports it: 128+N from bash (killed by signal N) → -N."""
-    import signal
 
     if rc > 128:
         try:
@@ -190,7 +192,6 @@ def outcome(
 
 def as_cancelled(status: str, reason: str, cancelled: bool) -> tuple[str, str]:
     """A job that failed while its run was being cancelled was stopped by the cancel: CANCELLED."""
-    from imgpipe.core.results import CANCELLED, FAILED
 
     if status == FAILED and cancelled:
         return CANCELLED, f"cancelled ({reason})"
@@ -198,8 +199,6 @@ def as_cancelled(status: str, reason: str, cancelled: bool) -> tuple[str, str]:
 
 
 def _outcome(state: ControlState, last_line: str, grace_s: float | None) -> tuple[str, int | None, str]:
-    from imgpipe.core.results import FAILED, OK, TIMED_OUT, describe_exit, format_duration
-
     if state.timed_out is not None:
         code = None if state.exit_code is None else wrapper_exit(state.exit_code)
         how = "" if code is None else f" ({describe_exit(code)})"

@@ -11,6 +11,7 @@ import shlex
 import subprocess
 
 from imgpipe.core.errors import NodeError
+from imgpipe.core.mpi import WSCLEAN_MP_HELP
 from imgpipe.core.nodes import is_ssh
 
 PROBE_TIMEOUT_S = 30.0
@@ -52,7 +53,8 @@ def missing_commands(host: str, env_file: str | None, names: list[str], ssh=None
 
 
 def _run_ssh(pool, host: str, command: str) -> tuple[str, int]:
-    import paramiko  # only for an SSH host
+    # paramiko: only for an SSH host
+    import paramiko
 
     from imgpipe.backends.ssh import NodeUnreachable
 
@@ -77,7 +79,6 @@ def check_mpi(config, ssh=None) -> None:
 
     ``ssh``: the run's SSH backend, when that node is an SSH host.
     """
-    from imgpipe.core.mpi import WSCLEAN_MP_HELP
 
     host, mpi = config.nodes_mpi[0], config.mpi
     missing = missing_commands(host, config.worker.env_file, [mpi.mpirun[0], mpi.wsclean_mp[0]], ssh)

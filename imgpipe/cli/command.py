@@ -16,6 +16,17 @@ from contextlib import contextmanager
 import click
 
 from imgpipe._version import __version__
+from imgpipe.backends import RunBackends
+from imgpipe.backends.probe import check_mpi
+from imgpipe.cli.progress import progress_display
+from imgpipe.core import events
+from imgpipe.core.errors import ImgpipeError
+from imgpipe.core.nodes import is_ssh
+from imgpipe.core.plan import write_plan_json
+from imgpipe.core.request import RunRequest
+from imgpipe.core.results import RunSummary
+from imgpipe.prepare import prepare_run
+from imgpipe.products.provenance import done_before
 
 EXIT_OK, EXIT_JOBS_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -55,6 +66,7 @@ def _drain_prefect_workers() -> None:
     if "prefect" not in sys.modules:
         return
     try:
+        # only when this run imported Prefect (checked above)
         from prefect.events.worker import EventsWorker
         from prefect.logging.handlers import APILogWorker
 
@@ -84,7 +96,6 @@ def _run_flow_with(server, prepared, run_backends):
         if event == "interrupted":
             partial.append(payload)
 
-    from imgpipe.core import events
 
     events.subscribe(remember)
 
@@ -118,9 +129,7 @@ def _run_flow_with(server, prepared, run_backends):
 
 
 def _run_until_done(server, prepared, run_backends, interrupted, stopper):
-    from imgpipe.cli.progress import progress_display
-    from imgpipe.core.errors import ImgpipeError
-    from imgpipe.core.results import RunSummary
+    # Prefect (seconds): only once jobs really run, never for --help or a dry run
     from imgpipe.orchestration.flow import imgpipe_flow
 
     if server is not None:
@@ -163,11 +172,6 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
     MS_INS_OR_OBS_IDS are Measurement Set paths, or, when the config has a
     [data_handler] section, obs_id patterns GLOB[,GLOB...][:SWGLOB].
     """
-    from imgpipe.core.errors import ImgpipeError
-    from imgpipe.core.nodes import is_ssh
-    from imgpipe.core.plan import write_plan_json
-    from imgpipe.core.request import RunRequest
-    from imgpipe.prepare import prepare_run
 
     request = RunRequest(os.path.abspath(os.path.expanduser(config_file)), tuple(ms_ins_or_obs_ids), combine, combine_obs_ids, nodes_mpi, dry_run, force, tz,
                          plan_json, os.getcwd())
@@ -181,8 +185,6 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
     for warning in plan.warnings:
         click.echo(f"imgpipe: warning: {warning}", err=True)
     if config.worker.dry_run if dry_run is None else dry_run:
-        from imgpipe.products.provenance import done_before
-
         lines = [
             line + ("  # done before: would be skipped (--force redoes it)" if not force and done_before(job) is not None else "")
             for job, line in zip(plan.jobs, plan.dry_run_lines(), strict=True)
@@ -193,7 +195,6 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
     if not plan.jobs:
         click.echo("imgpipe: nothing to do (no job)")
         return
-    from imgpipe.backends import RunBackends
 
     # The run's backends (its SSH connections and node agents, a SLURM allocation), from
     # the node checks to the last job; released however the run ends.
@@ -219,8 +220,6 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
             for why in down.values():
                 click.echo(f"imgpipe: warning: skipping {why}", err=True)
         if config.nodes_mpi:
-            from imgpipe.backends.probe import check_mpi
-
             try:
                 check_mpi(config, run_backends.ssh if is_ssh(config.nodes_mpi[0]) else None)
             except ImgpipeError as err:

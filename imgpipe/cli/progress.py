@@ -24,6 +24,7 @@ def progress_display(n_jobs: int, console=None):
     if console is None and not _interactive():
         yield
         return
+    # rich: only for an interactive terminal
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     progress = Progress(

@@ -11,6 +11,8 @@ import glob
 import os
 import sys
 
+from imgpipe.products.fits_peak import brightest_pixel, pixel_distance
+
 # The demo sky: phase centre and one source, shared by `make` and `check`.
 RA0, DEC0 = 150.0, 50.0
 SOURCE = (151.0, 50.3, 10.0)
@@ -18,6 +20,7 @@ SPECTRAL_WINDOWS = {"SW01": [60e6, 61e6, 62e6, 63e6], "SW02": [64e6, 65e6, 66e6,
 
 
 def make(folder: str) -> list[str]:
+    # python-casacore: only to write the demo MSs
     from imgpipe.demo.simulate import PointSource, make_ms
 
     os.makedirs(folder, exist_ok=True)
@@ -31,8 +34,6 @@ def make(folder: str) -> list[str]:
 
 
 def check(folder: str) -> bool:
-    from imgpipe.products.fits_peak import brightest_pixel, pixel_distance
-
     images = sorted(glob.glob(os.path.join(folder, "**", "*-MFS-image.fits"), recursive=True))
     images = images or sorted(glob.glob(os.path.join(folder, "**", "*-image.fits"), recursive=True))
     ok = bool(images)

@@ -77,6 +77,7 @@ def make_ms(
     seed: int = 1,
 ) -> str:
     """Write a Measurement Set at ``path`` and return it."""
+    # python-casacore (~0.3 s): only when an MS is written
     from casacore import tables
 
     freqs = np.asarray(freqs_hz if freqs_hz is not None else [60e6, 61e6, 62e6, 63e6], dtype=float)

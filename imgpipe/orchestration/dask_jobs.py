@@ -20,6 +20,9 @@ import threading
 import uuid
 from contextlib import ExitStack
 
+from imgpipe.core.errors import NodeError
+from imgpipe.core.nodes import DASK
+
 STOP_POLL_S = 1.0
 """How often a job's task on a worker checks whether its run was cancelled."""
 
@@ -35,6 +38,7 @@ class DaskJobs:
         self.client = None
 
     def __enter__(self) -> "DaskJobs":
+        # Prefect and prefect-dask: check_cluster runs before Prefect is loaded
         from prefect.context import FlowRunContext
         from prefect.settings import PREFECT_API_URL, temporary_settings
         from prefect_dask import DaskTaskRunner
@@ -71,6 +75,7 @@ class DaskJobs:
 
     def submit(self, task, parameters: dict, host: str):
         """Submit a job's task to the workers of ``host`` (anywhere for ``dask``); a Prefect future."""
+        # prefect-dask: see __enter__
         from prefect_dask.task_runners import PrefectDaskFuture
 
         workers = self._workers.get(host)
@@ -81,6 +86,7 @@ class DaskJobs:
 
     def stop(self) -> None:
         """Stop this run's jobs on every worker (they watch the run's stop event)."""
+        # distributed: only for Dask runs
         from distributed import Event
 
         try:
@@ -95,7 +101,6 @@ def match_nodes(nodes: list[str], workers: dict[str, dict]) -> tuple[dict[str, l
     A node matches a worker by the worker's name, its host, or the node's IP address.
     Returns ``(found, down)``; ``down`` says why for each node without a worker.
     """
-    from imgpipe.core.nodes import DASK
 
     found: dict[str, list[str]] = {}
     down: dict[str, str] = {}
@@ -120,9 +125,9 @@ def check_cluster(address: str, nodes: list[str], skip_unreachable: bool, timeou
     Returns ``{node: why}`` of nodes without a worker when ``skip_unreachable``; otherwise
     raises NodeError naming them (or the scheduler that does not answer).
     """
+    # distributed: only to check a Dask cluster
     from distributed import Client
 
-    from imgpipe.core.errors import NodeError
 
     try:
         with Client(address, timeout=timeout_s, set_as_default=False) as client:
@@ -135,7 +140,6 @@ def check_cluster(address: str, nodes: list[str], skip_unreachable: bool, timeou
 
 def allowed_down(down: dict[str, str], skip_unreachable: bool) -> dict[str, str]:
     """``down`` if the run may go on without those nodes; NodeError naming them otherwise."""
-    from imgpipe.core.errors import NodeError
 
     if down and not skip_unreachable:
         raise NodeError(
@@ -154,6 +158,7 @@ def _address_of(node: str) -> str | None:
 
 def watch_stop_event(name: str, stop: threading.Event, done: threading.Event) -> None:
     """On a Dask worker: set ``stop`` when the run's stop event is set, until ``done``."""
+    # distributed: only on a Dask worker
     from distributed import Event, get_client
 
     event = Event(name, client=get_client())  # the worker's client is found in the task's thread only

@@ -87,6 +87,7 @@ class EmbeddedServer:
 
     def wait_ready(self, timeout_s: float) -> None:
         """Wait for the API to answer; RuntimeError with the server's own words if it does not."""
+        # httpx: only once the server was started
         import httpx
 
         deadline = time.monotonic() + timeout_s

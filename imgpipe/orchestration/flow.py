@@ -14,6 +14,8 @@ from datetime import timezone as dt_timezone
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.client.orchestration import get_client
+from prefect.runtime import flow_run
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
@@ -42,7 +44,6 @@ from imgpipe.prepare import PreparedRun, expand_inputs
 
 def scheduled_time() -> datetime:
     """When this run was scheduled to start (a deployment run), else now."""
-    from prefect.runtime import flow_run
 
     when = flow_run.scheduled_start_time
     return when if isinstance(when, datetime) else datetime.now(dt_timezone.utc)
@@ -50,8 +51,6 @@ def scheduled_time() -> datetime:
 
 def _name_this_run(name: str) -> None:
     """Rename the running flow run (its planned job count is known only now)."""
-    from prefect.client.orchestration import get_client
-    from prefect.runtime import flow_run
 
     try:
         with get_client(sync_client=True) as client:
@@ -61,8 +60,6 @@ def _name_this_run(name: str) -> None:
 
 
 def _initial_name() -> str:
-    from prefect.runtime import flow_run
-
     params = flow_run.parameters
     return run_name(params.get("config", "imgpipe"), params.get("patterns") or [])
 
@@ -141,6 +138,7 @@ def imgpipe_flow(
         run_backends = backends if backends is not None else stack.enter_context(RunBackends(cfg.worker))
         dask_jobs = None
         if cfg.prefect.dask:
+            # prefect-dask and distributed: only for Dask runs
             from imgpipe.orchestration.dask_jobs import DaskJobs
 
             dask_jobs = stack.enter_context(DaskJobs(cfg.prefect, cfg.worker.max_concurrent, logger))

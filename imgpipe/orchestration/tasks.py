@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import replace
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging.handlers import APILogHandler
 from prefect.logging.loggers import PrefectLogAdapter
+from prefect.runtime import flow_run, task_run
 from prefect.states import Cancelled, Failed
 from prefect.utilities.annotations import quote
 
 from imgpipe.backends import RunBackends
+from imgpipe.backends.local import LocalBackend
+from imgpipe.backends.probe import check_mpi
 from imgpipe.core import events
 from imgpipe.core.config import Config, WorkerConfig
 from imgpipe.core.nodes import LOCALHOST, is_ssh
@@ -23,6 +27,7 @@ from imgpipe.orchestration.dispatcher import JOB_ENDED
 from imgpipe.prepare import plan_jobs, read_config
 from imgpipe.products import provenance
 from imgpipe.products.job_outputs import finish, skipped, wsclean_version
+from imgpipe.products.report import write_report
 
 
 def _output_logger() -> logging.Logger:
@@ -73,6 +78,7 @@ def connect_nodes_task(backends: RunBackends, hosts: list[str]) -> dict[str, str
 @task(name="find-dask-workers", cache_policy=NO_CACHE)
 def find_dask_workers_task(dask_jobs, worker: WorkerConfig, hosts: list[str]) -> dict[str, str]:
     """The Dask workers of each node: a node without one is named before any job starts."""
+    # prefect-dask and distributed: only for Dask runs
     from imgpipe.orchestration.dask_jobs import allowed_down
 
     logger = get_run_logger()
@@ -85,7 +91,6 @@ def find_dask_workers_task(dask_jobs, worker: WorkerConfig, hosts: list[str]) ->
 @task(name="check-mpi", cache_policy=NO_CACHE)
 def check_mpi_task(config: Config, backends: RunBackends) -> None:
     """mpirun and wsclean-mp on the first MPI node, before any job (Debian's WSClean has no wsclean-mp)."""
-    from imgpipe.backends.probe import check_mpi
 
     check_mpi(config, backends.ssh if is_ssh(config.nodes_mpi[0]) else None)
     get_run_logger().info("MPI over %s: %s", ",".join(config.nodes_mpi), " ".join(config.mpi.mpirun + config.mpi.wsclean_mp))
@@ -107,9 +112,7 @@ def resume_check_task(plan: Plan) -> dict[int, JobResult]:
 @task(name="report", cache_policy=NO_CACHE)
 def report_task(summary: RunSummary) -> str | None:
     """report.html in the output root: every job with its quick-look, stats, command, log."""
-    from prefect.runtime import flow_run
 
-    from imgpipe.products.report import write_report
 
     logger = get_run_logger()
     try:
@@ -137,7 +140,6 @@ def _job_run_name() -> str:
     A name set here rather than with ``with_options`` per job: that rebuilds the task
     (reading its source to key it), ~2 ms per job on the dispatcher's thread.
     """
-    from prefect.runtime import task_run
 
     parameters = task_run.parameters
     job = parameters["job"]
@@ -171,15 +173,12 @@ def run_job_task(
 
 def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | None, backends: RunBackends | None,
              dask_stop: str | None):
-    from prefect.runtime import flow_run
-
     logger = get_run_logger()
     output = PrefectLogAdapter(_output_logger(), extra=dict(getattr(logger, "extra", {}) or {}))
     where = job.host
     stop = finished = None
     if dask_stop:
-        import threading
-
+        # distributed: only on a Dask worker
         from distributed import get_worker
 
         from imgpipe.orchestration.dask_jobs import watch_stop_event
@@ -206,7 +205,6 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
     events.emit("started", job)
     try:
         if dask_stop:  # here, on the Dask worker, is where the job runs
-            from imgpipe.backends.local import LocalBackend
 
             result = replace(LocalBackend(worker).run(replace(job, host=LOCALHOST), on_line, stop), job=job, attempt=attempt)
         else:

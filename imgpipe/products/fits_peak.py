@@ -6,6 +6,8 @@ out where it was put.
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass
 
 
@@ -19,8 +21,7 @@ class Peak:
 
 
 def _read(fits_path: str):
-    import warnings
-
+    # numpy and astropy (~0.5 s): only to read an image, never for --help or a dry run
     import numpy as np
     from astropy.io import fits
     from astropy.wcs import WCS, FITSFixedWarning
@@ -31,6 +32,7 @@ def _read(fits_path: str):
 
 
 def _peak(data, wcs) -> Peak:
+    # numpy and astropy (~0.5 s): only to read an image, never for --help or a dry run
     import numpy as np
 
     y, x = np.unravel_index(np.nanargmax(data), data.shape)
@@ -44,7 +46,6 @@ def brightest_pixel(fits_path: str) -> Peak:
 
 def pixel_distance(fits_path: str, ra_deg: float, dec_deg: float) -> float:
     """Distance in pixels between the brightest pixel and a sky position."""
-    import math
 
     data, wcs = _read(fits_path)  # one read for both the peak and the position
     peak = _peak(data, wcs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
+import warnings
 from dataclasses import asdict, dataclass
 
 
@@ -43,8 +44,7 @@ def main_image(image_prefix: str) -> str | None:
 
 
 def image_stats(fits_path: str) -> ImageStats:
-    import warnings
-
+    # numpy and astropy (~0.5 s): only once a job has an image
     import numpy as np
     from astropy.io import fits
     from astropy.wcs import WCS, FITSFixedWarning
@@ -83,12 +83,11 @@ def image_stats(fits_path: str) -> ImageStats:
 
 def quicklook_png(fits_path: str, png_path: str, title: str = "") -> str:
     """A PNG of the image with RA/Dec axes and a colour bar; written atomically."""
-    import warnings
-
+    # matplotlib, numpy and astropy (~1 s in all): only to draw a quick-look
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    matplotlib.use("Agg")  # no display on a compute node
+    import matplotlib.pyplot as plt  # (after the backend is chosen)
     import numpy as np
     from astropy.io import fits
     from astropy.visualization import ImageNormalize, PercentileInterval

@@ -16,7 +16,7 @@ from typing import Callable
 from imgpipe._version import __version__
 from imgpipe.core.results import SKIPPED, JobResult
 from imgpipe.products import provenance
-from imgpipe.products.image_stats import image_stats, main_image, quicklook_png
+from imgpipe.products.image_stats import ImageStats, image_stats, main_image, quicklook_png
 
 _VERSION = re.compile(r"WSClean version (\S+)")
 
@@ -64,7 +64,6 @@ def finish(result: JobResult, wsclean: str | None, flow_run_id: str | None, warn
 
 def skipped(job, record: dict) -> JobResult:
     """The result shown for a job already done by an earlier run."""
-    from imgpipe.products.image_stats import ImageStats
 
     stats = ImageStats(**record["stats"]) if record.get("stats") else None
     image = stats.image if stats else None
