@@ -20,6 +20,7 @@ from imgpipe.core.date_tokens import expand_date_tokens
 from imgpipe.core.grouping import Group
 from imgpipe.core.mpi import distributed, parse_nodes_mpi
 from imgpipe.core.request import RunRequest
+from imgpipe.facts.ms_files import find_chunks
 from imgpipe.facts.wsclean_options import known_options
 
 
@@ -68,7 +69,7 @@ def expand_inputs(request: RunRequest, when: datetime | None = None) -> tuple[st
 
 
 def read_config(request: RunRequest) -> Config:
-    config = load_config(request.config)
+    config = load_config(request.config, request.cwd)
     return distributed(config, parse_nodes_mpi(request.nodes_mpi)) if request.nodes_mpi else config
 
 
@@ -77,11 +78,17 @@ def plan_jobs(config: Config, groups: list[Group], warnings=(), cwd: str | None 
     return core_plan.plan_jobs(config, groups, warnings, cwd, known_options=known_options, count_channels=count_channels)
 
 
+def resolve_groups(config: Config, inputs: list[str], combine: bool = False, combine_obs_ids: bool = False,
+                   cwd: str | None = None) -> tuple[list[Group], list[str]]:
+    """Inputs → groups (see :func:`imgpipe.core.plan.resolve_groups`), chunks found on disk."""
+    return core_plan.resolve_groups(config, list(inputs), combine, combine_obs_ids, cwd, find_chunks=find_chunks)
+
+
 def build_plan(
     config: Config, inputs: list[str], combine: bool = False, combine_obs_ids: bool = False, cwd: str | None = None
 ) -> core_plan.Plan:
     """Resolve the inputs and decide every job (see :func:`imgpipe.core.plan.build_plan`)."""
-    groups, warnings = core_plan.resolve_groups(config, list(inputs), combine, combine_obs_ids, cwd)
+    groups, warnings = resolve_groups(config, inputs, combine, combine_obs_ids, cwd)
     return plan_jobs(config, groups, warnings, cwd)
 
 

@@ -15,7 +15,10 @@ def test_defaults(write_config):
     assert cfg.worker.env_file is None and cfg.worker.dry_run is False
     assert cfg.worker.wsclean == ("wsclean",)
     assert cfg.data_handler is None
-    assert cfg.name == "img" and cfg.out_dir == DEFAULT_OUT_DIR and cfg.options == ()
+    assert cfg.name == "img" and cfg.out_dir == DEFAULT_OUT_DIR
+    # nenucal's [wsclean] defaults, as its imgpipe applies them under every config
+    assert cfg.options == (("pol", "I"), ("weight", "briggs 0"), ("data-column", "CORRECTED_DATA"))
+    assert cfg.defaults_used == ("pol", "weight", "data-column")
 
 
 def test_cluster_keys(write_config, tmp_path):
@@ -90,7 +93,8 @@ multiscale = true
     assert cfg.worker.wsclean == ("singularity", "exec", "/img dir/ws.sif", "wsclean")
     assert cfg.data_handler.config_file == tmp_path / "dh.toml"
     assert cfg.data_handler.data_level == "L1"
-    assert [k for k, _ in cfg.options] == ["size", "scale", "niter", "multiscale"]
+    # nenucal's defaults not set here first, then the file's keys in file order (libpipe's merge)
+    assert [k for k, _ in cfg.options] == ["pol", "weight", "data-column", "size", "scale", "niter", "multiscale"]
     assert cfg.out_dir == "$obs_id$/$sw$"
 
 
@@ -108,8 +112,8 @@ BAD = [
     ("[worker]\nwsclean = 'a \"b'\n" + MINIMAL, r"No closing quotation"),
     ("[worker]\nrun_on_file_host_pattern = '/net/(node'\n" + MINIMAL, r"not a valid regex"),
     ("[worker]\nrun_on_file_host_pattern = '/net/node\\d+'\n" + MINIMAL, r"has no group"),
-    ("[wsclean]\nsize = '10 10'\n", r"needs name"),
-    ("[worker]\n", r"missing \[wsclean\] section"),
+    ("[wsclean]\nname = false\n", r"\[wsclean\] name must be a non-empty string"),
+    ("[wsclean]\nname = 'img'\n-name = 'x'\n", r"\[wsclean\] name is given twice"),
     ("[wsclean]\nname = 'a/b'\n", r"put directories in out-dir"),
     ("[wsclean]\nname = ''\n", r"name must be a non-empty string"),
     (MINIMAL + "[wsclean.sub]\nx = 1\n", r"sub is a table"),
@@ -134,7 +138,7 @@ BAD = [
     ("[worker]\nssh_config = 'no_such_file'\n" + MINIMAL, r"ssh_config = 'no_such_file': no such file"),
     ("[worker]\nslurm_options = '-p cpu'\n" + MINIMAL, r"slurm_options and slurm_nodes need nodes = 'slurm'"),
     ("[worker]\nnodes = 'slurm,node1'\n" + MINIMAL, r"'slurm' stands alone"),
-    ("[worker]\nnodes = 'slurm'\nslurm_nodes = 0\n" + MINIMAL, r"slurm_nodes = 0: must be at least 1"),
+    ("[worker]\nnodes = 'slurm'\nslurm_nodes = -1\n" + MINIMAL, r"slurm_nodes = -1: must not be negative"),
     ("[worker]\nnodes = 'slurm'\nslurm_options = '-p \"cpu'\n" + MINIMAL, r"slurm_options = .*No closing quotation"),
     ("[worker]\nnodes = 'slurm'\nrun_on_file_host = true\n" + MINIMAL, r"run_on_file_host is not supported with nodes = 'slurm'"),
     ("[prefect]\ntask_runner = 'ray'\n" + MINIMAL, r"task_runner = 'ray': must be 'threads' or 'dask'"),
@@ -174,3 +178,102 @@ def test_missing_unreadable_and_directory(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(ConfigError, match="not a text"):
         load_config(binary)
+
+
+# --- what nenucal's imgpipe accepts, with the same meaning ---------------------------------
+
+NENUCAL_STYLE = """
+[worker]
+nodes = 'localhost'
+max_concurrent = 4
+env_file = ''
+debug = false
+dry_run = false
+run_on_file_host = false
+run_on_file_host_pattern = ''
+slurm_nodes = 0
+
+[worker.resources]
+
+[data_handler]
+config_file = ''
+data_level = 'L2'
+
+[wsclean]
+size = '512 512'
+"""
+
+
+def test_a_config_in_nenucal_s_style_loads_with_its_meaning(write_config):
+    cfg = load_config(write_config(NENUCAL_STYLE))
+    w = cfg.worker
+    assert w.env_file is None and w.run_on_file_host_pattern is None and w.slurm_nodes is None and not w.debug
+    assert cfg.data_handler is None  # config_file = '': MS paths, as the original
+    assert {c.name: (c.cpus, c.mem_mb) for c in w.resources}["heavy"] == (12, 40 * 1024)
+    assert cfg.name == "img" and dict(cfg.options)["weight"] == "briggs 0"
+
+
+def test_resource_categories_in_the_original_format(write_config):
+    cfg = load_config(write_config("[worker.resources]\nheavy = {cpus = 16, mem = '64GB'}\nmedium = {mem = '100GB'}\n"
+                                   "gpu = {cpus = 4, mem = '512MB'}\n" + MINIMAL))
+    got = {c.name: (c.cpus, c.mem_mb) for c in cfg.worker.resources}
+    # given ones replace the defaults; every category but heavy is capped at heavy's
+    assert got == {"small": (1, 2048), "medium": (4, 64 * 1024), "high_mem": (2, 16384), "cpu": (12, 8192),
+                   "heavy": (16, 64 * 1024), "gpu": (4, 512)}
+
+
+@pytest.mark.parametrize("table, message", [
+    ("heavy = {cpus = 12, mem = 'lots'}", r"\[worker.resources\] heavy: mem = 'lots': expected a memory such as '40GB'"),
+    ("heavy = {cpus = 0, mem = '4GB'}", r"heavy: cpus = 0: must be an integer of at least 1"),
+    ("gpu = {cpus = 2}", r"gpu: give cpus and mem"),
+    ("heavy = {cpu = 2, mem = '4GB'}", r"heavy: unknown key 'cpu' \(known: cpus, mem\)"),
+    ("heavy = 12", r"heavy = 12: must be a table"),
+])
+def test_resource_errors(write_config, table, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write_config(f"[worker.resources]\n{table}\n" + MINIMAL))
+
+
+def test_the_original_wsclean_defaults_apply_unless_set_and_false_drops_one(write_config):
+    cfg = load_config(write_config("[wsclean]\nweight = 'uniform'\npol = false\nniter = 10\n"))
+    assert cfg.name == "img"
+    assert cfg.options == (("data-column", "CORRECTED_DATA"), ("pol", False), ("weight", "uniform"), ("niter", 10))
+    assert cfg.defaults_used == ("name", "data-column")
+
+
+def test_default_settings_chains_the_files_under_the_config(tmp_path):
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "root.toml").write_text("[worker]\nmax_concurrent = 8\nretries = 5\n[wsclean]\nsize = '2048 2048'\nniter = 1\n")
+    (tmp_path / "site" / "base.toml").write_text("default_settings = 'root.toml'\n[worker]\nretries = 1\n[wsclean]\nniter = 100\n")
+    (tmp_path / "img.toml").write_text("default_settings = 'site/base.toml'\n[wsclean]\nscale = '1amin'\nniter = 1000\n")
+    cfg = load_config(tmp_path / "img.toml")
+    assert (cfg.worker.max_concurrent, cfg.worker.retries) == (8, 1)  # nearest file wins
+    assert dict(cfg.options)["niter"] == 1000 and dict(cfg.options)["size"] == "2048 2048"
+    assert dict(cfg.options)["scale"] == "1amin"
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"a.toml": "default_settings = 'b.toml'\n", "b.toml": "default_settings = 'a.toml'\n"}, r"default_settings makes a loop: .*a.toml → .*b.toml → .*a.toml"),
+    ({"a.toml": "default_settings = 'none.toml'\n"}, r"a.toml: default_settings = 'none.toml': no such file"),
+    ({"a.toml": "default_settings = 3\n"}, r"a.toml: default_settings = 3: must be the path of a config file"),
+])
+def test_default_settings_errors(tmp_path, files, message):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path / "a.toml")
+
+
+def test_the_data_handler_file_is_read_beside_the_config_or_else_from_the_working_directory(tmp_path):
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "run").mkdir()
+    cfg_path = tmp_path / "conf" / "img.toml"
+    cfg_path.write_text("[data_handler]\nconfig_file = 'dh.toml'\n" + MINIMAL)
+    (tmp_path / "run" / "dh.toml").write_text("")
+    only_cwd = load_config(cfg_path, cwd=str(tmp_path / "run"))
+    assert only_cwd.data_handler.config_file == tmp_path / "run" / "dh.toml"
+    (warning,) = only_cwd.warnings
+    assert str(tmp_path / "conf" / "dh.toml") in warning and str(tmp_path / "run" / "dh.toml") in warning
+    (tmp_path / "conf" / "dh.toml").write_text("")
+    beside = load_config(cfg_path, cwd=str(tmp_path / "run"))
+    assert beside.data_handler.config_file == tmp_path / "conf" / "dh.toml" and beside.warnings == ()

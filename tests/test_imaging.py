@@ -56,7 +56,8 @@ def test_combine_two_ms_in_one_call(run_imgpipe, write_config, ms_copy, tmp_path
 
 def test_real_telescope_mss_and_a_failing_job(run_imgpipe, write_config, shared_ms, tmp_path):
     lwa = shared_ms("lwasv_4ant_4ch.ms")
-    res = run_imgpipe(write_config(CONFIG.replace("1amin", "30amin") + "channels-out = 'all'\n"), lwa)
+    # uncalibrated telescope data: DATA, not the default CORRECTED_DATA
+    res = run_imgpipe(write_config(CONFIG.replace("1amin", "30amin") + "channels-out = 'all'\ndata-column = 'DATA'\n"), lwa)
     assert res.returncode == 0, res.stdout + res.stderr
     out = tmp_path / "images" / "lwasv_4ant_4ch.ms"
     assert sorted(p.name for p in out.glob("img-*-image.fits")) == [f"img-{i:04d}-image.fits" for i in range(4)] + ["img-MFS-image.fits"]
@@ -64,7 +65,7 @@ def test_real_telescope_mss_and_a_failing_job(run_imgpipe, write_config, shared_
     # The real VLA MS has an empty SPECTRAL_WINDOW table: WSClean crashes on it. That
     # job fails with the reason, the other job still runs, and the exit code says so.
     vla = shared_ms("vla_J1008+0730_64ch.ms")
-    res = run_imgpipe(write_config(CONFIG.replace("img'", "all'")), vla, lwa)
+    res = run_imgpipe(write_config(CONFIG.replace("img'", "all'") + "data-column = 'DATA'\n"), vla, lwa)
     assert res.returncode == 1, res.stdout + res.stderr
     assert "2 job(s): 1 ok, 1 failed" in res.stdout
     failed = [line for line in res.stdout.splitlines() if line.strip().startswith("FAILED")]

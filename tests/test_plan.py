@@ -30,7 +30,10 @@ def test_one_job_per_ms_with_out_dir_tokens(write_config, ms_copy, tmp_path):
     plan = build_plan(load_config(write_config(BASE)), [str(a), "SW02.MS/"], cwd=str(tmp_path))
     assert [job.ms for job in plan.jobs] == [(str(a),), (str(b),)]
     assert [job.out_dir for job in plan.jobs] == [f"{tmp_path}/SW01.MS/images", f"{tmp_path}/SW02.MS/images"]
-    assert plan.jobs[0].argv == ("wsclean", "-name", f"{tmp_path}/SW01.MS/images/img", "-size", "64", "64", "-scale", "1amin", str(a))
+    assert plan.jobs[0].argv == (
+        "wsclean", "-name", f"{tmp_path}/SW01.MS/images/img", "-pol", "I", "-weight", "briggs", "0",
+        "-data-column", "CORRECTED_DATA", "-size", "64", "64", "-scale", "1amin", str(a),
+    )
     assert all(job.host == "localhost" for job in plan.jobs)
 
 

@@ -7,6 +7,7 @@ server, several seconds) is loaded only when jobs really run, so ``--help``,
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -20,6 +21,7 @@ from imgpipe.backends import RunBackends
 from imgpipe.backends.probe import check_mpi
 from imgpipe.cli.progress import progress_display
 from imgpipe.core import events
+from imgpipe.core.config import WSCLEAN_DEFAULTS
 from imgpipe.core.errors import ImgpipeError
 from imgpipe.core.nodes import is_ssh
 from imgpipe.core.plan import write_plan_json
@@ -29,6 +31,15 @@ from imgpipe.prepare import prepare_run
 from imgpipe.products.provenance import done_before
 
 EXIT_OK, EXIT_JOBS_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _debug_to_stderr() -> None:
+    """``[worker] debug = true``: imgpipe's own DEBUG lines on the terminal too."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("imgpipe: debug: %(name)s: %(message)s"))
+    logger = logging.getLogger("imgpipe")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
@@ -184,7 +195,13 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
     config, plan = prepared.config, prepared.plan
     for warning in plan.warnings:
         click.echo(f"imgpipe: warning: {warning}", err=True)
+    if config.worker.debug:
+        _debug_to_stderr()
     if config.worker.dry_run if dry_run is None else dry_run:
+        if config.defaults_used:
+            given = ", ".join(f"{k} = {v!r}" for k, v in WSCLEAN_DEFAULTS if k in config.defaults_used)
+            click.echo(f"imgpipe: note: [wsclean] defaults of nenucal's imgpipe applied: {given} "
+                       "(set a key to change it, or to false to drop it)", err=True)
         lines = [
             line + ("  # done before: would be skipped (--force redoes it)" if not force and done_before(job) is not None else "")
             for job, line in zip(plan.jobs, plan.dry_run_lines(), strict=True)

@@ -7,6 +7,7 @@ Everything is checked here, once, before any job starts: a typo in a key found a
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -16,12 +17,30 @@ from typing import Any
 from imgpipe.core.errors import ConfigError
 from imgpipe.core.job_order import LARGEST_FIRST, ORDERS
 from imgpipe.core.nodes import DASK, SLURM, expand_nodes
-from imgpipe.core.schema import ARGV, BOOLEAN, DURATION, INTEGER, NAMES, OPTIONAL_STRING, STRING, TABLE, key, parse_section
+from imgpipe.core.resources import Category
+from imgpipe.core.schema import (
+    ARGV,
+    BOOLEAN,
+    DURATION,
+    INTEGER,
+    NAMES,
+    OPTIONAL_STRING,
+    RESOURCES,
+    STRING,
+    TABLE,
+    key,
+    parse_section,
+)
 from imgpipe.core.tokens import NAME_TOKENS, check_tokens
 from imgpipe.core.toml_file import read_toml
 from imgpipe.core.wsclean_argv import CHANNELS_OUT, check_channels_out
 
 DEFAULT_OUT_DIR = "$ms_in$/images"
+WSCLEAN_DEFAULTS = (("name", "img"), ("pol", "I"), ("weight", "briggs 0"), ("data-column", "CORRECTED_DATA"))
+"""The ``[wsclean]`` keys of nenucal's template (``default_img_settings.toml``), applied
+under every config as the original does: without them a migrated config would image with
+WSClean's own defaults (uniform weighting, all polarisations: another image).
+``key = false`` drops one."""
 DEFAULT_FILE_HOST_PATTERN = r"\/net/(node\d{3})"
 
 OptionValue = Any  # str | int | float | bool | list, as read from TOML
@@ -42,11 +61,15 @@ class WorkerConfig:
     env_file: str | None = key(
         None, "file sourced by bash before each job (a leading `~/` is the home on the job's node); a failing "
         "`source` fails the job with the shell's message. `''` = not set", OPTIONAL_STRING)
+    debug: bool = key(
+        False, "more output: imgpipe's own decisions (which job starts where and when, slots held by other runs) "
+        "on the terminal, as `imgpipe: debug:` lines", BOOLEAN)
     dry_run: bool = key(False, "as `--dry-run`: print the jobs, run nothing", BOOLEAN)
     run_on_file_host: bool = key(False, "run each job on the host read from its (last) MS path", BOOLEAN)
-    run_on_file_host_pattern: str = key(
+    run_on_file_host_pattern: str | None = key(
         DEFAULT_FILE_HOST_PATTERN, "regex searched in the MS path; its group 1 is the host. No match: the job goes "
-        "to the `nodes` pool. A pattern without a group is an error", STRING)
+        "to the `nodes` pool. A pattern without a group is an error; `''` = no pattern, no job is pinned (as in "
+        "nenucal's template)", OPTIONAL_STRING)
     wsclean: tuple[str, ...] = key(
         ("wsclean",), "the WSClean executable, or a prefix such as `'singularity exec /img/wsclean.sif wsclean'` "
         "(split like a shell command line)", ARGV)
@@ -83,11 +106,16 @@ class WorkerConfig:
         (), "with `nodes = 'slurm'`: extra `srun` options, e.g. `'-p cpu -c 16 --mem=64G'`", ARGV)
     slurm_nodes: int | None = key(
         None, "with `nodes = 'slurm'`: run the jobs as steps of one allocation of this many nodes (`salloc "
-        "--no-shell`, then `srun --jobid`), released at the end of the run", INTEGER, minimum=1)
+        "--no-shell`, then `srun --jobid`), released at the end of the run; `0` = no allocation", INTEGER, minimum=0)
     order: str = key(
         LARGEST_FIRST, "which waiting job takes a freed slot: `'largest_first'` (the job whose MSs' main tables "
         "hold the most bytes, so the run ends on short jobs) or `'as_given'` (plan order). The plan, dry run and "
         "summary stay in plan order", STRING, choices=ORDERS)
+    resources: tuple[Category, ...] = key(
+        (), "resource categories (`[worker.resources]`, the original worker pool's format), e.g. "
+        "`heavy = {cpus = 12, mem = '40GB'}`; GB = 1024 MB as in SLURM; categories not given keep their defaults "
+        "(small 1/2GB, medium 4/8GB, high_mem 2/16GB, cpu 12/8GB, heavy 12/40GB), each capped at heavy's. WSClean "
+        "jobs are heavy", RESOURCES, shown="{}")
 
 
 @dataclass(frozen=True)
@@ -169,6 +197,10 @@ class Config:
     mpi: MPIConfig = MPIConfig()
     nodes_mpi: tuple[str, ...] = ()
     """Set from ``--nodes_mpi`` (not the file): each job is one MPI WSClean over these nodes."""
+    defaults_used: tuple[str, ...] = ()
+    """The ``[wsclean]`` keys that come from :data:`WSCLEAN_DEFAULTS` (the config does not set them)."""
+    warnings: tuple[str, ...] = ()
+    """Said once per run (e.g. a data handler file found only relative to the working directory)."""
 
 
 _SECTIONS = ("worker", "data_handler", "wsclean", "prefect", "mpi")
@@ -222,7 +254,9 @@ def _parse_worker(table: dict, path: Path, prefect: PrefectConfig = PrefectConfi
         )
     if SLURM in nodes and len(nodes) > 1:
         raise ConfigError(f"{path}: [worker] nodes = {table['nodes']!r}: 'slurm' stands alone (SLURM chooses the nodes)")
-    if ("slurm_options" in table or "slurm_nodes" in table) and nodes != (SLURM,):
+    if values.get("slurm_nodes") == 0:  # as in nenucal's template: no allocation
+        values["slurm_nodes"] = None
+    if (values.get("slurm_options") or values.get("slurm_nodes")) and nodes != (SLURM,):
         raise ConfigError(f"{path}: [worker] slurm_options and slurm_nodes need nodes = 'slurm'")
     if nodes == (SLURM,) and values.get("run_on_file_host"):
         raise ConfigError(
@@ -236,7 +270,9 @@ def _parse_worker(table: dict, path: Path, prefect: PrefectConfig = PrefectConfi
             raise ConfigError(f"{path}: [worker] ssh_config = {table['ssh_config']!r}: no such file ({values['ssh_config']})")
     else:
         values.pop("ssh_config", None)
-    compile_file_host_pattern(values.get("run_on_file_host_pattern", DEFAULT_FILE_HOST_PATTERN), path)
+    pattern = values.get("run_on_file_host_pattern", DEFAULT_FILE_HOST_PATTERN)
+    if pattern is not None:  # '' (nenucal's template): no job is pinned
+        compile_file_host_pattern(pattern, path)
     return WorkerConfig(**values)
 
 
@@ -268,13 +304,30 @@ def _parse_mpi(table: Any, path: Path) -> MPIConfig:
     return MPIConfig(**values)
 
 
-def _parse_data_handler(table: dict, path: Path) -> DataHandlerRef:
+def _parse_data_handler(table: dict, path: Path, cwd: str | None) -> tuple[DataHandlerRef | None, list[str]]:
+    """The data handler reference, or None when ``config_file`` is empty (nenucal's template)."""
     values = _values("data_handler", DataHandlerRef, table, path)
     if "config_file" not in values:
         raise ConfigError(f"{path}: [data_handler] needs config_file (the data handler TOML file)")
-    dh_path = Path(values["config_file"]).expanduser()
-    values["config_file"] = dh_path if dh_path.is_absolute() else path.parent / dh_path
-    return DataHandlerRef(**values)
+    if not values["config_file"]:
+        return None, []
+    given = Path(values["config_file"]).expanduser()
+    warnings = []
+    if given.is_absolute():
+        values["config_file"] = given
+    else:
+        # read against the config's folder; nenucal read it against the working directory,
+        # so a file found only there is still used, with a warning naming both
+        beside = path.parent / given
+        from_cwd = Path(cwd or os.getcwd()) / given
+        values["config_file"] = beside
+        if not beside.exists() and from_cwd.exists():
+            values["config_file"] = from_cwd
+            warnings.append(
+                f"{path}: [data_handler] config_file = {str(given)!r} is not in the config's folder ({beside}); "
+                f"using {from_cwd} (relative to the working directory, as nenucal did): make the path absolute"
+            )
+    return DataHandlerRef(**values), warnings
 
 
 def _check_option_value(key: str, value: Any, path: Path) -> None:
@@ -324,20 +377,65 @@ def _parse_wsclean(table: Any, path: Path) -> tuple[str, str, tuple]:
     return name, out_dir or DEFAULT_OUT_DIR, tuple(options)
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate an imgpipe config file; raises :class:`ConfigError` with one clear line."""
-    path = Path(path).expanduser().absolute()
+def _merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``, tables merged key by key (libpipe's settings order: keys
+    only in ``base``, then keys in both, then keys only in ``over``)."""
+    merged = {k: v for k, v in base.items() if k not in over}
+    for k, v in base.items():
+        if k in over:
+            merged[k] = _merge(v, over[k]) if isinstance(v, dict) and isinstance(over[k], dict) else over[k]
+    merged.update((k, v) for k, v in over.items() if k not in base)
+    return merged
+
+
+def read_settings_chain(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """The config file over its ``default_settings`` file (relative to it), recursively."""
+    if path in chain:
+        loop = " → ".join(str(p) for p in (*chain, path))
+        raise ConfigError(f"{chain[-1]}: default_settings makes a loop: {loop}")
     data = read_toml(path, "config file", ConfigError)
+    base_name = data.pop("default_settings", "")
+    if not isinstance(base_name, str):
+        raise ConfigError(f"{path}: default_settings = {base_name!r}: must be the path of a config file")
+    if not base_name:
+        return data
+    base = Path(base_name).expanduser()
+    base = base if base.is_absolute() else path.parent / base
+    if not base.is_file():
+        raise ConfigError(f"{path}: default_settings = {base_name!r}: no such file ({base})")
+    return _merge(read_settings_chain(base, (*chain, path)), data)
+
+
+def _with_wsclean_defaults(table: Any, path: Path) -> tuple[dict, tuple[str, ...]]:
+    """``[wsclean]`` over :data:`WSCLEAN_DEFAULTS`, keys without their dash; and which defaults applied."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: wsclean must be a section ([wsclean])")
+    keys: dict[str, Any] = {}
+    for raw, value in table.items():
+        if raw.lstrip("-") in keys:
+            raise ConfigError(f"{path}: [wsclean] {raw.lstrip('-')} is given twice")
+        keys[raw.lstrip("-")] = value
+    return _merge(dict(WSCLEAN_DEFAULTS), keys), tuple(k for k, _ in WSCLEAN_DEFAULTS if k not in keys)
+
+
+def load_config(path: str | Path, cwd: str | None = None) -> Config:
+    """Read and validate an imgpipe config file; raises :class:`ConfigError` with one clear line.
+
+    ``cwd``: the working directory (a data handler file may be found relative to it).
+    """
+    path = Path(path).expanduser().absolute()
+    data = read_settings_chain(path)
     for section in data:
         if section not in _SECTIONS:
             raise ConfigError(f"{path}: unknown section [{section}] (known: {', '.join('[' + s + ']' for s in _SECTIONS)})")
-    if "wsclean" not in data:
-        raise ConfigError(f"{path}: missing [wsclean] section (it needs at least name = '...')")
     prefect = _parse_prefect(data.get("prefect", {}), path)
     worker = _parse_worker(data.get("worker", {}), path, prefect)
     mpi = _parse_mpi(data.get("mpi", {}), path)
-    data_handler = _parse_data_handler(data["data_handler"], path) if "data_handler" in data else None
-    name, out_dir, options = _parse_wsclean(data["wsclean"], path)
+    data_handler, warnings = (None, [])
+    if "data_handler" in data:
+        data_handler, warnings = _parse_data_handler(data["data_handler"], path, cwd)
+    wsclean, defaults_used = _with_wsclean_defaults(data.get("wsclean", {}), path)
+    name, out_dir, options = _parse_wsclean(wsclean, path)
     check_tokens(out_dir, "out-dir", data_handler is not None, str(path))
     check_tokens(name, "name", data_handler is not None, str(path), allowed=NAME_TOKENS)
     for option, value in options:
@@ -345,5 +443,5 @@ def load_config(path: str | Path) -> Config:
             check_channels_out(value, str(path))
     return Config(
         path=path, worker=worker, data_handler=data_handler, name=name, out_dir=out_dir, options=options,
-        prefect=prefect, mpi=mpi,
+        prefect=prefect, mpi=mpi, defaults_used=defaults_used, warnings=tuple(warnings),
     )

@@ -9,6 +9,10 @@ class ImgpipeError(Exception):
     """A mistake in the user's input, reported as one clear line (exit status 2)."""
 
 
+class BadValue(ValueError):
+    """A config value that does not fit its key; the message says what is expected."""
+
+
 class ConfigError(ImgpipeError):
     """Invalid imgpipe config file."""
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from imgpipe.core.config import Config, compile_file_host_pattern
-from imgpipe.core.data_handler import ResolvedMS, load_data_handler
+from imgpipe.core.data_handler import FindChunks, ResolvedMS, load_data_handler
 from imgpipe.core.errors import InputError, WSCleanNotFound
 from imgpipe.core.grouping import Group, group_paths, group_selections
 from imgpipe.core.mpi import mpirun_prefix
@@ -129,13 +129,16 @@ def write_plan_json(plan: Plan, path: str | Path) -> None:
 
 
 def resolve_groups(
-    config: Config, inputs: list[str], combine: bool = False, combine_obs_ids: bool = False, cwd: str | None = None
+    config: Config, inputs: list[str], combine: bool = False, combine_obs_ids: bool = False, cwd: str | None = None,
+    *, find_chunks: FindChunks,
 ) -> tuple[list[Group], list[str]]:
-    """Command-line inputs (MS paths, or obs_id patterns with a data handler) → groups, warnings."""
+    """Command-line inputs (MS paths, or obs_id patterns with a data handler) → groups, warnings.
+
+    ``find_chunks``: which time chunks / LST bins are on disk (a fact handed in)."""
     cwd = cwd or os.getcwd()
     if not inputs:
         raise InputError("no Measurement Set or obs_id pattern given")
-    warnings = []
+    warnings = list(config.warnings)
     if config.data_handler is None:
         if combine_obs_ids:
             warnings.append("--combine_obs_ids has no effect without a [data_handler] section")
@@ -146,7 +149,7 @@ def resolve_groups(
             paths.append(ResolvedMS(os.path.normpath(os.path.join(cwd, os.path.expanduser(arg)))))
         return group_paths(paths, combine), warnings
     dh = load_data_handler(config.data_handler.config_file)
-    selections = dh.select(inputs, config.data_handler.data_level)
+    selections = dh.select(inputs, config.data_handler.data_level, find_chunks)
     for sel in selections:
         if not sel.ms:
             warnings.append(f"{sel.obs_id} {sel.sw}: no Measurement Set, skipped")
@@ -163,10 +166,11 @@ def _hosts(config: Config, groups: list[Group]) -> list[str | None]:
     here: jobs of uneven length would otherwise queue behind a busy node.
     """
     worker = config.worker
-    regex = compile_file_host_pattern(worker.run_on_file_host_pattern, config.path)
+    pattern = worker.run_on_file_host_pattern
+    regex = compile_file_host_pattern(pattern, config.path) if worker.run_on_file_host and pattern else None
     hosts: list[str | None] = []
     for group in groups:
-        match = regex.search(group.ms[-1].path) if worker.run_on_file_host else None
+        match = regex.search(group.ms[-1].path) if regex is not None else None
         if match is not None and match.group(1):
             hosts.append(match.group(1))
         else:
@@ -183,13 +187,14 @@ def build_plan(
     *,
     known_options: KnownOptions,
     count_channels: CountChannels,
+    find_chunks: FindChunks,
 ) -> Plan:
     """Resolve the inputs and decide every job, in submission order.
 
     ``known_options`` and ``count_channels`` are facts of the world, handed in
     (:mod:`imgpipe.prepare` passes the real readers) so that planning stays pure.
     """
-    groups, warnings = resolve_groups(config, inputs, combine, combine_obs_ids, cwd)
+    groups, warnings = resolve_groups(config, inputs, combine, combine_obs_ids, cwd, find_chunks=find_chunks)
     return plan_jobs(config, groups, warnings, cwd, known_options=known_options, count_channels=count_channels)
 
 

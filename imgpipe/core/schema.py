@@ -18,9 +18,8 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Callable
 
-
-class BadValue(ValueError):
-    """A value that does not fit its key; the message says what is expected."""
+from imgpipe.core.errors import BadValue
+from imgpipe.core.resources import parse_resources
 
 
 @dataclass(frozen=True)
@@ -108,6 +107,9 @@ DURATION = Kind("seconds (a number) or like '90s', '10m', '1h30m'", "duration", 
 ARGV = Kind("a string (split like a shell command line)", "string (shell words)", _argv)
 NAMES = Kind("an array of environment variable names", "array of names", _names)
 TABLE = Kind("a table", "table", _table)
+
+
+RESOURCES = Kind("a table of categories", "table of categories", parse_resources)
 
 
 def key(
@@ -203,6 +205,8 @@ def parse_section(section: str, section_class: type, table: Any, where: str, ign
         try:
             value = spec.kind.read(raw)
         except BadValue as err:
+            if isinstance(raw, dict):  # a table of its own: [section.name] key = value: why
+                raise ValueError(f"{where}: [{section}.{name}] {err}") from None
             raise ValueError(f"{where}: [{section}] {name} = {raw!r}: {err}") from None
         except ValueError:
             raise ValueError(f"{where}: [{section}] {name} = {raw!r}: must be {spec.kind.name}") from None

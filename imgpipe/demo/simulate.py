@@ -108,8 +108,11 @@ def make_ms(
     data[:, :, 0] = vis
     data[:, :, 3] = vis
 
-    data_desc = tables.makearrcoldesc("DATA", 0j, valuetype="complex", shape=[n_chan, n_corr])
-    ms = tables.default_ms(path, tables.maketabdesc([data_desc]))
+    # DATA and CORRECTED_DATA alike: a calibrated MS, as imgpipe images (nenucal's default
+    # [wsclean] data-column is CORRECTED_DATA)
+    columns = [tables.makearrcoldesc(name, 0j, valuetype="complex", shape=[n_chan, n_corr])
+               for name in ("DATA", "CORRECTED_DATA")]
+    ms = tables.default_ms(path, tables.maketabdesc(columns))
     n_row = len(u)
     t0 = MJD_2023_12_01 * 86400.0
     interval = hour_angle_span_h * 3600.0 / max(n_time - 1, 1)
@@ -123,6 +126,7 @@ def make_ms(
     ms.putcol("INTERVAL", np.full(n_row, interval))
     ms.putcol("EXPOSURE", np.full(n_row, interval))
     ms.putcol("DATA", data)
+    ms.putcol("CORRECTED_DATA", data)
     ms.putcol("FLAG", np.zeros((n_row, n_chan, n_corr), dtype=bool))
     ms.putcol("WEIGHT", np.ones((n_row, n_corr), dtype=np.float32))
     ms.putcol("SIGMA", np.ones((n_row, n_corr), dtype=np.float32))

@@ -27,6 +27,7 @@ meanwhile.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -42,6 +43,8 @@ from imgpipe.core.plan import Job, Plan
 from imgpipe.core.results import CANCELLED, FAILED, JobResult
 from imgpipe.core.scheduling import Queued, SlotScheduler
 from imgpipe.facts.ms_sizes import ms_sizes
+
+log = logging.getLogger(__name__)  # its DEBUG lines: [worker] debug = true
 
 BUSY_RECHECK_S = 0.2
 """How soon to ask Prefect again for a node whose slots another run holds."""
@@ -214,6 +217,7 @@ class Dispatcher:
             return
         self._slot_errors.pop(host, None)
         if lease is None:  # another imgpipe run holds this node's slots: ask again soon
+            log.debug("%s: its slots are held by another run; asking again in %g s", host, BUSY_RECHECK_S)
             self.scheduler.give_back(queued, host)
             self.scheduler.block(host, time.monotonic() + BUSY_RECHECK_S)
             return
@@ -237,6 +241,7 @@ class Dispatcher:
     def _submit(self, queued: Queued, host: str, lease) -> None:
         sid = uuid.uuid4().hex
         job = replace(queued.job, host=host)
+        log.debug("start %s on %s (attempt %d, %d job(s) waiting)", job.label, host, queued.attempt, self.scheduler.pending)
         sub = self._subs[sid] = _Submission(queued, job, lease)
         sub.future = self._start(job, queued.attempt, sid)
         sub.future.add_done_callback(lambda f, sid=sid: self._inbox.put(("done", sid, None)))

@@ -20,11 +20,11 @@ from imgpipe.backends.probe import check_mpi
 from imgpipe.core import events
 from imgpipe.core.config import Config, WorkerConfig
 from imgpipe.core.nodes import LOCALHOST, is_ssh
-from imgpipe.core.plan import Job, Plan, resolve_groups
+from imgpipe.core.plan import Job, Plan
 from imgpipe.core.request import RunRequest
 from imgpipe.core.results import CANCELLED, FAILED, JobResult, RunSummary
 from imgpipe.orchestration.dispatcher import JOB_ENDED
-from imgpipe.prepare import plan_jobs, read_config
+from imgpipe.prepare import plan_jobs, read_config, resolve_groups
 from imgpipe.products import provenance
 from imgpipe.products.job_outputs import finish, skipped, wsclean_version
 from imgpipe.products.report import write_report
