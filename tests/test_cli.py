@@ -42,10 +42,13 @@ def test_dry_run_prints_quoted_commands_and_creates_nothing(run_imgpipe, write_c
     res = run_imgpipe(cfg, weird, b, "--dry-run")
     assert res.returncode == 0, res.stderr
     lines = res.stdout.strip().splitlines()
+    defaults = "-pol I -weight briggs 0 -data-column CORRECTED_DATA"  # nenucal's, applied as the original does
     assert lines == [
-        f"localhost: wsclean -name '{weird}/images/img' -size 64 64 -scale 1amin '{weird}'",
-        f"localhost: wsclean -name {b}/images/img -size 64 64 -scale 1amin {b}",
+        f"localhost: wsclean -name '{weird}/images/img' {defaults} -size 64 64 -scale 1amin '{weird}'",
+        f"localhost: wsclean -name {b}/images/img {defaults} -size 64 64 -scale 1amin {b}",
     ]
+    assert ("imgpipe: note: [wsclean] defaults of nenucal's imgpipe applied: pol = 'I', weight = 'briggs 0', "
+            "data-column = 'CORRECTED_DATA' (set a key to change it, or to false to drop it)") in res.stderr
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
     assert not (tmp_path / "pwned").exists()
 
@@ -85,7 +88,8 @@ BAD_INPUT = [
     ("[worker]\nmax_concurent = 2\n" + CONFIG, ["{ms}"], r"unknown key 'max_concurent' in \[worker\]", {}),
     ("[worker]\nmax_concurrent = 'four'\n" + CONFIG, ["x.MS"], r"max_concurrent = 'four': must be an integer", {}),
     ("[worker]\nmax_concurrent = 0\n" + CONFIG, ["x.MS"], r"max_concurrent = 0: must be at least 1", {}),
-    ("[wsclean]\nsize = '64 64'\n", ["{ms}"], r"\[wsclean\] needs name", {}),
+    ("default_settings = 'imgpipe.toml'\n" + CONFIG, ["{ms}"], r"default_settings makes a loop", {}),
+    ("[worker.resources]\nheavy = {cpus = 4, mem = 'lots'}\n" + CONFIG, ["{ms}"], r"\[worker.resources\] heavy: mem = 'lots'", {}),
     (CONFIG + "auto-treshold = 3\n", ["{ms}"], r"did you mean -auto-threshold\?", {}),
     (CONFIG + "[wsclean.weight]\nmode = 'briggs'\n", ["{ms}"], r"\[wsclean\] weight is a table", {}),
     (CONFIG + "channels-out = 'some'\n", ["{ms}"], r"channels-out = 'some': expected a positive integer, 'all' or 'everyN'", {}),
@@ -98,6 +102,9 @@ BAD_INPUT = [
     (WITH_DH, ["2023*"], r"dh.toml: .*SW01 = \[5, 2\]", {"dh.toml": DH_OK.replace("[1, 2]", "[5, 2]")}),
     (WITH_DH, ["2023*"], r"20231201_A.* 1 node.* 2 spectral window", {"dh.toml": DH_OK.replace("['n1', 'n2']", "['n1']")}),
     (WITH_DH, ["2024*"], r"pattern '2024\*' matches no obs_id", {"dh.toml": DH_OK}),
+    (WITH_DH, ["2023*"], r"dh.toml: \[data_levels\] replaces \[data_level_path\]", {"dh.toml": DH_OK + "[data_levels.L3]\npath = '/x'\n"}),
+    (WITH_DH, ["2023*"], r"dh.toml: unknown key 'subband' in \[data_levels.L2\]",
+     {"dh.toml": DH_OK.replace("[data_level_path]\nL2 = ", "[data_levels.L2]\nsubband = true\npath = ")}),
     (CONFIG, ["{tmp}/missing.MS"], r"Measurement Set not found: .*missing.MS", {}),
     (CONFIG + "channels-out = 'all'\n", ["{tmp}/notms.MS"], r"not a Measurement Set \(no table.dat\): .*notms.MS", {"notms.MS/readme.txt": "hello"}),
     (CONFIG, ["{ms}", "--nodes_mpi", "node[2-1]"], r"--nodes_mpi .node\[2-1\].: bad range", {}),

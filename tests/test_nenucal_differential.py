@@ -222,3 +222,13 @@ def test_documented_difference_two_jobs_on_the_same_images_are_refused_not_overw
     with pytest.raises(InputError, match="two jobs would write the same images"):
         imgpipe_jobs(cfg, ["20231201_N2:SW01"])
 
+
+
+def test_the_original_s_own_settings_template_loads_unchanged(nenucal, tmp_path):
+    """The file nenucal's users copy (read from the installed wheel, not from this repository)."""
+    from imgpipe.core.config import load_config
+
+    template = nenucal[1] / "nenucal" / "templates" / "default_img_settings.toml"
+    cfg = load_config(template)
+    assert cfg.name == "img" and cfg.data_handler is None and cfg.worker.slurm_nodes is None
+    assert dict(cfg.options) == {"pol": "I", "weight": "briggs 0", "data-column": "CORRECTED_DATA"}
