@@ -254,7 +254,9 @@ def bench_imaging(tmp: Path) -> dict:
     return {"direct_s": direct, "imgpipe_s": wall, "ratio": wall / direct}
 
 
-NENUCAL_VENV = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "imgpipe-bench" / "nenucal-venv"
+NENUCAL = "0.29.2"
+"""The original imgpipe imgpipe is the drop-in for (its users run this version)."""
+NENUCAL_VENV = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "imgpipe-bench" / f"nenucal-{NENUCAL}-venv"
 """The original imgpipe's venv: made on the first run of benchmark 5, reused after (never in the repository)."""
 
 
@@ -264,7 +266,7 @@ def original_imgpipe() -> tuple[Path, str]:
     if not exe.exists():
         print(f"installing nenucal from PyPI into {NENUCAL_VENV} (once)", flush=True)
         subprocess.run(["python3", "-m", "venv", str(NENUCAL_VENV)], check=True)
-        subprocess.run([str(NENUCAL_VENV / "bin" / "pip"), "install", "-q", "nenucal"], check=True)
+        subprocess.run([str(NENUCAL_VENV / "bin" / "pip"), "install", "-q", f"nenucal=={NENUCAL}"], check=True)
     version = subprocess.run([str(NENUCAL_VENV / "bin" / "pip"), "show", "nenucal"], capture_output=True, text=True, check=True).stdout
     return exe, next(line.split()[1] for line in version.splitlines() if line.startswith("Version:"))
 
