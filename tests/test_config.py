@@ -5,6 +5,8 @@ import pytest
 from imgpipe.core.config import DEFAULT_OUT_DIR, load_config
 from imgpipe.core.errors import ConfigError
 
+from support.nenucal_style import nenucal_style
+
 MINIMAL = "[wsclean]\nname = 'img'\n"
 
 
@@ -182,30 +184,8 @@ def test_missing_unreadable_and_directory(tmp_path):
 
 # --- what nenucal's imgpipe accepts, with the same meaning ---------------------------------
 
-NENUCAL_STYLE = """
-[worker]
-nodes = 'localhost'
-max_concurrent = 4
-env_file = ''
-debug = false
-dry_run = false
-run_on_file_host = false
-run_on_file_host_pattern = ''
-slurm_nodes = 0
-
-[worker.resources]
-
-[data_handler]
-config_file = ''
-data_level = 'L2'
-
-[wsclean]
-size = '512 512'
-"""
-
-
 def test_a_config_in_nenucal_s_style_loads_with_its_meaning(write_config):
-    cfg = load_config(write_config(NENUCAL_STYLE))
+    cfg = load_config(write_config(nenucal_style("size = '512 512'\n")))
     w = cfg.worker
     assert w.env_file is None and w.run_on_file_host_pattern is None and w.slurm_nodes is None and not w.debug
     assert cfg.data_handler is None  # config_file = '': MS paths, as the original

@@ -18,6 +18,23 @@ from support.processes import alive
 pytestmark = [requires_wsclean, pytest.mark.prefect]
 
 
+def start_on_a_long_job(run_imgpipe, write_config, ms_copy, tmp_path, ignore_sigterm=False, worker=""):
+    """imgpipe on one MS whose fake WSClean sleeps 120 s; (imgpipe's Popen, the job's pid) once it runs."""
+    fake = tmp_path / "fakews"
+    marker = tmp_path / "pids"
+    trap = "trap '' TERM\n" if ignore_sigterm else ""
+    fake.write_text(f'#!/bin/bash\nif [ $# -eq 0 ]; then exec wsclean; fi\n{trap}echo $$ >> "{marker}"\nsleep 120\n')
+    fake.chmod(0o755)
+    (a,) = ms_copy("SW01.MS")
+    cfg = write_config(f"[worker]\nwsclean = '{fake}'\n{worker}[wsclean]\nname = 'i'\nout-dir = '$ms_basename$'\n")
+    proc = run_imgpipe.popen(cfg, a)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not marker.exists():
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    return proc, int(marker.read_text().split()[0])
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_or_sigterm_stops_running_jobs(prefect_home, ms_copy, tmp_path, sig):
     fake = tmp_path / "fakews"
@@ -51,20 +68,9 @@ def test_ctrl_c_or_sigterm_stops_running_jobs(prefect_home, ms_copy, tmp_path, s
 def test_the_embedded_prefect_server_goes_with_imgpipe_even_on_sigkill(run_imgpipe, write_config, ms_copy, tmp_path):
     from support.sshd_nodes import descendants
 
-    fake = tmp_path / "fakews"
-    marker = tmp_path / "pids"
-    fake.write_text(f'#!/bin/bash\nif [ $# -eq 0 ]; then exec wsclean; fi\necho $$ >> "{marker}"\nsleep 120\n')
-    fake.chmod(0o755)
-    (a,) = ms_copy("SW01.MS")
-    cfg = write_config(f"[worker]\nwsclean = '{fake}'\n[wsclean]\nname = 'i'\nout-dir = '$ms_basename$'\n")
-    proc = run_imgpipe.popen(cfg, a)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not marker.exists():
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.2)
+    proc, job = start_on_a_long_job(run_imgpipe, write_config, ms_copy, tmp_path)
     servers = [p for p in descendants(proc.pid) if b"uvicorn" in open(f"/proc/{p}/cmdline", "rb").read()]
     assert len(servers) == 1  # imgpipe's embedded Prefect server
-    job = int(marker.read_text().split()[0])
     proc.kill()
     proc.wait()
     deadline = time.monotonic() + 15
@@ -77,18 +83,7 @@ def test_the_embedded_prefect_server_goes_with_imgpipe_even_on_sigkill(run_imgpi
 def test_a_second_ctrl_c_while_jobs_are_stopped_leaves_at_once_without_a_traceback(run_imgpipe, write_config, ms_copy, tmp_path):
     """The job ignores SIGTERM, so the first Ctrl-C's stop waits out its grace; a second
     Ctrl-C meanwhile used to print a KeyboardInterrupt traceback."""
-    fake = tmp_path / "fakews"
-    marker = tmp_path / "pids"
-    fake.write_text(f"#!/bin/bash\nif [ $# -eq 0 ]; then exec wsclean; fi\ntrap '' TERM\necho $$ >> \"{marker}\"\nsleep 120\n")
-    fake.chmod(0o755)
-    (a,) = ms_copy("SW01.MS")
-    cfg = write_config(f"[worker]\nwsclean = '{fake}'\nkill_grace = 1\n[wsclean]\nname = 'i'\nout-dir = '$ms_basename$'\n")
-    proc = run_imgpipe.popen(cfg, a)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not marker.exists():
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.2)
-    job = int(marker.read_text().split()[0])
+    proc, job = start_on_a_long_job(run_imgpipe, write_config, ms_copy, tmp_path, ignore_sigterm=True, worker="kill_grace = 1\n")
     proc.send_signal(signal.SIGINT)
     time.sleep(1.0)
     assert proc.poll() is None  # still stopping the job (it ignores SIGTERM: up to 10 s)

@@ -23,6 +23,7 @@ from imgpipe.core.request import RunRequest
 from imgpipe.prepare import prepare_run
 
 from support.markers import requires_wsclean
+from support.nenucal_style import nenucal_style
 from support.original_imgpipe import original, plan_with_original
 
 pytestmark = requires_wsclean  # imgpipe checks option names against the installed WSClean
@@ -83,27 +84,7 @@ n1_obs_ids = ['20231201_NT04', '20231202_NT04']
 heavy = {{cpus = 8, mem = '30GB'}}
 """
 
-# a config as nenucal's users write them: its template's [worker] keys, its empty strings
-NENUCAL_STYLE = """
-[worker]
-nodes = 'node[101-104]'
-max_concurrent = 2
-env_file = ''
-debug = false
-dry_run = false
-run_on_file_host = false
-run_on_file_host_pattern = ''
-slurm_nodes = 0
-
-[worker.resources]
-heavy = {{cpus = 12, mem = '40GB'}}
-
-[data_handler]
-config_file = 'dh.toml'
-data_level = '{level}'
-
-[wsclean]
-out-dir = '{root}/images/{out}'
+WSCLEAN = """out-dir = '{root}/images/{out}'
 size = '512 512'
 scale = '1amin'
 niter = 1000
@@ -143,7 +124,7 @@ def _world(tmp_path: Path, dh: str, level: str, out: str, base: str | None = Non
     for chunk in CHUNKS:
         (tmp_path / chunk).mkdir(parents=True, exist_ok=True)
     (tmp_path / "dh.toml").write_text((OLD_DH if dh == "old" else NEW_DH).format(root=tmp_path))
-    text = NENUCAL_STYLE.format(root=tmp_path, level=level, out=out)
+    text = nenucal_style(WSCLEAN.format(root=tmp_path, out=out), nodes="node[101-104]", data_handler="dh.toml", level=level)
     if base is not None:
         (tmp_path / "base.toml").write_text(base)
         text = "default_settings = 'base.toml'\n" + text
