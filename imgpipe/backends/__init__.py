@@ -48,6 +48,12 @@ class RunBackends:
         # what Prefect records if this is handed to the flow as a parameter
         yield "backends", sorted(self._made)
 
+    def __reduce__(self):
+        # Sent to another process (prefect-dask pickles the flow run's context, parameters
+        # included, for each Dask task): a copy there holds nothing of this run's
+        # connections or jobs, and nothing there uses it (a Dask job runs as a local process).
+        return (RunBackends, (self.worker,))
+
     def _get(self, kind: str) -> Backend:
         with self._lock:
             if kind not in self._made:
