@@ -94,3 +94,64 @@ def test_a_record_that_cannot_be_removed_fails_that_job_only_without_a_traceback
     assert re.search(r"^  OK\s+SW02.MS", res.stdout, re.M)
     assert not (tmp_path / "images" / "SW01.MS" / "img-image.fits").exists()  # WSClean did not run over it
     assert "Traceback" not in res.stdout + res.stderr
+
+
+NIGHTS_DH = """
+[data_level_path]
+L2 = '{root}/%OBS_ID%'
+[spectral_windows]
+SW01 = [1, 1]
+[obs_ids]
+'20231201_NT04' = ['localhost']
+'20231202_NT04' = ['localhost']
+"""
+
+
+def two_nights(tmp_path, sim_dir, out_dir: str):
+    import hashlib
+    import shutil
+
+    for night in ("20231201_NT04", "20231202_NT04"):
+        shutil.copytree(sim_dir / "SW01.MS", tmp_path / "data" / night / "SW01.MS")
+    (tmp_path / "dh.toml").write_text(NIGHTS_DH.format(root=tmp_path / "data"))
+    cfg = tmp_path / "nights.toml"
+    cfg.write_text("[data_handler]\nconfig_file = 'dh.toml'\n" + CONFIG.replace("'img'", "'$sw$'").replace("images/$ms_basename$", out_dir))
+
+    def md5(path):
+        return hashlib.md5(path.read_bytes()).hexdigest()
+
+    return cfg, md5
+
+
+@pytest.mark.parametrize("order", ["one night first", "both nights first"])
+def test_a_job_never_silently_replaces_another_job_s_images(run_imgpipe, sim_dir, tmp_path, order):
+    """Same out-dir/name, other MSs: the one-night image and the two-night image of SW01."""
+    cfg, md5 = two_nights(tmp_path, sim_dir, "images/$sw$")
+    one_night, both = ["20231202_NT04", "--combine"], ["2023120*", "--combine", "--combine_obs_ids"]
+    first, second = (one_night, both) if order == "one night first" else (both, one_night)
+    image = tmp_path / "images" / "SW01" / "SW01-image.fits"
+    res = run_imgpipe(cfg, *first)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    before = md5(image)
+    dry = run_imgpipe(cfg, *second, "--dry-run")
+    assert "# would be refused: " in dry.stdout, dry.stdout  # the plan says so first
+    res = run_imgpipe(cfg, *second)
+    assert res.returncode == 1, res.stdout[-3000:]
+    n_theirs, n_ours = (1, 2) if order == "one night first" else (2, 1)
+    assert re.search(rf"^  FAILED +SW01 .*\(refused: {image.parent}/SW01 holds the images of SW01( 20231202_NT04)? "
+                     rf"\({n_theirs} MS, complete, .*\), not of this job \({n_ours} MS\): .*--replace", res.stdout, re.M), res.stdout
+    assert md5(image) == before  # untouched
+    replaced = run_imgpipe(cfg, *second, "--replace")
+    assert replaced.returncode == 0, replaced.stdout[-3000:]
+    record = json.loads((tmp_path / "images" / "SW01" / "SW01.imgpipe.json").read_text())
+    assert len(record["ms"]) == n_ours and record["complete"] is True
+
+
+def test_obs_id_of_a_job_over_several_nights_is_never_a_single_night(run_imgpipe, sim_dir, tmp_path):
+    """The nightly example's layout: out-dir '$obs_id$', run both ways, in any order: nothing lost."""
+    cfg, md5 = two_nights(tmp_path, sim_dir, "images/$obs_id$")
+    deep = run_imgpipe(cfg, "2023120*", "--combine", "--combine_obs_ids")
+    nightly = run_imgpipe(cfg, "2023120*", "--combine")
+    assert deep.returncode == 0 and nightly.returncode == 0, deep.stdout[-2000:] + nightly.stdout[-2000:]
+    folders = sorted(p.parent.name for p in (tmp_path / "images").glob("*/SW01-image.fits"))
+    assert folders == ["20231201_NT04", "20231201_NT04-20231202_NT04", "20231202_NT04"]

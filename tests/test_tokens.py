@@ -16,3 +16,11 @@ def test_check_tokens():
         check_tokens("$MS_IN$", "out-dir", True, "c.toml")
     with pytest.raises(ConfigError, match=r"\$sw\$ needs a \[data_handler\]"):
         check_tokens("x/$sw$", "out-dir", False, "c.toml")
+
+
+def test_obs_id_of_a_job_is_its_own_or_a_range_over_several():
+    from imgpipe.core.tokens import obs_id_of
+
+    assert obs_id_of(["20231201_NT04", "20231201_NT04"]) == "20231201_NT04"
+    assert obs_id_of(["20231201_NT04", "20231202_NT04", "20231203_NT04"]) == "20231201_NT04-20231203_NT04"
+    assert obs_id_of([None, None]) is None

@@ -1,8 +1,9 @@
 """Command line: ``imgpipe CONFIG.toml MS_OR_OBS_IDS... [--combine] [--combine_obs_ids]``.
 
-Only click and the pure core are imported at start; Prefect (and its embedded
-server, several seconds) is loaded only when jobs really run, so ``--help``,
-``--version``, dry runs and config errors answer at once.
+Only click and imgpipe's light modules (the core, the facts, the backends' records)
+are imported at start; Prefect (and its embedded server, several seconds) is loaded
+only when jobs really run, so ``--help``, ``--version``, dry runs and config errors
+answer at once (``tests/test_cli.py`` checks which modules ``--help`` loads).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from imgpipe.core.plan import write_plan_json
 from imgpipe.core.request import RunRequest
 from imgpipe.core.results import RunSummary
 from imgpipe.prepare import prepare_run
-from imgpipe.products.provenance import done_before
+from imgpipe.products.provenance import done_before, other_jobs_images, refusal
 
 EXIT_OK, EXIT_JOBS_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -40,6 +41,16 @@ def _debug_to_stderr() -> None:
     logger = logging.getLogger("imgpipe")
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
+
+
+def _dry_run_note(job, force: bool, replace: bool) -> str:
+    """What a real run would do with this job, when it is not simply running it."""
+    theirs = None if replace else other_jobs_images(job)
+    if theirs is not None:
+        return f"  # would be {refusal(job, theirs)}"
+    if not force and done_before(job) is not None:
+        return "  # done before: would be skipped (--force redoes it)"
+    return ""
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
@@ -106,7 +117,6 @@ def _run_flow_with(server, prepared, run_backends):
     def remember(event, payload):
         if event == "interrupted":
             partial.append(payload)
-
 
     events.subscribe(remember)
 
@@ -176,16 +186,17 @@ def _run_until_done(server, prepared, run_backends, interrupted, stopper):
 @click.option("--dry-run/--no-dry-run", "dry_run", default=None, help="Print 'HOST: command' per job and run nothing (overrides [worker] dry_run).")
 @click.option("--plan-json", type=click.Path(dir_okay=False), help="Write the job plan as JSON to this file.")
 @click.option("-f", "--force", is_flag=True, help="Redo jobs whose images are complete from an earlier run (default: skip them).")
+@click.option("--replace", is_flag=True, help="Let a job replace the images of another job (other MSs) under its out-dir/name (default: refuse it).")
 @click.option("--timezone", "tz", default="UTC", show_default=True, help="Time zone of {today}/{yesterday} in patterns.")
-def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dry_run, plan_json, force, tz):
+def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dry_run, plan_json, force, replace, tz):
     """Image Measurement Sets with WSClean, as described by CONFIG_FILE.
 
     MS_INS_OR_OBS_IDS are Measurement Set paths, or, when the config has a
     [data_handler] section, obs_id patterns GLOB[,GLOB...][:SWGLOB].
     """
 
-    request = RunRequest(os.path.abspath(os.path.expanduser(config_file)), tuple(ms_ins_or_obs_ids), combine, combine_obs_ids, nodes_mpi, dry_run, force, tz,
-                         plan_json, os.getcwd())
+    request = RunRequest(os.path.abspath(os.path.expanduser(config_file)), tuple(ms_ins_or_obs_ids), combine,
+                         combine_obs_ids, nodes_mpi, dry_run, force, tz, plan_json, os.getcwd(), replace)
     try:
         prepared = prepare_run(request)
         if plan_json:
@@ -202,10 +213,7 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
             given = ", ".join(f"{k} = {v!r}" for k, v in WSCLEAN_DEFAULTS if k in config.defaults_used)
             click.echo(f"imgpipe: note: [wsclean] defaults of nenucal's imgpipe applied: {given} "
                        "(set a key to change it, or to false to drop it)", err=True)
-        lines = [
-            line + ("  # done before: would be skipped (--force redoes it)" if not force and done_before(job) is not None else "")
-            for job, line in zip(plan.jobs, plan.dry_run_lines(), strict=True)
-        ]
+        lines = [line + _dry_run_note(job, force, replace) for job, line in zip(plan.jobs, plan.dry_run_lines(), strict=True)]
         if lines:
             click.echo("\n".join(lines))  # one write: 16 000 echo calls cost 0.3 s
         return

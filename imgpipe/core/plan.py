@@ -20,7 +20,7 @@ from imgpipe.core.errors import InputError, WSCleanNotFound
 from imgpipe.core.grouping import Group, group_paths, group_selections
 from imgpipe.core.mpi import mpirun_prefix
 from imgpipe.core.nodes import is_ssh
-from imgpipe.core.tokens import expand_tokens, token_values
+from imgpipe.core.tokens import expand_tokens, obs_id_of, token_values
 from imgpipe.core.wsclean_argv import CHANNELS_OUT, build_argv, check_option_names, resolve_channels_out
 
 KnownOptions = Callable[[tuple[str, ...]], frozenset[str]]
@@ -245,7 +245,7 @@ def plan_jobs(
                     hint = "" if has_dh else " (no [data_handler] section: arguments are MS paths)"
                     raise InputError(f"Measurement Set not found: {path}{hint}")
         last = group.ms[-1]
-        values = token_values(last.path, None, last.obs_id, last.sw)
+        values = token_values(last.path, None, obs_id_of([m.obs_id for m in group.ms]), last.sw)
         name = expand_tokens(config.name, values)
         values["name"] = name
         out_dir = os.path.normpath(os.path.join(cwd, os.path.expanduser(expand_tokens(config.out_dir, values))))

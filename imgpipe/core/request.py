@@ -26,6 +26,8 @@ class RunRequest:
     plan_json: str | None = None
     cwd: str = "."
     """Folder relative MS paths and out-dirs are read against."""
+    replace: bool = False
+    """Let a job replace the images of another job (other MSs) under its out-dir/name."""
 
     def flow_parameters(self) -> dict:
         """The flow's parameters for this request (what the Prefect UI shows)."""

@@ -17,8 +17,22 @@ NAME_TOKENS = ("ms_basename", "obs_id", "sw")  # no path, and not itself
 DATA_HANDLER_TOKENS = ("obs_id", "sw")
 
 
+def obs_id_of(obs_ids: list[str | None]) -> str | None:
+    """``$obs_id$`` of a job whose MSs come from these obs_ids (in imaging order).
+
+    One obs_id: itself. Several (``--combine_obs_ids``): ``<first>-<last>``, which can
+    never be the value of a one-night job, so a deep image never lands in (and
+    replaces) the folder of a single night's.
+    """
+    distinct = list(dict.fromkeys(o for o in obs_ids if o is not None))
+    if not distinct:
+        return None
+    return distinct[0] if len(distinct) == 1 else f"{distinct[0]}-{distinct[-1]}"
+
+
 def token_values(last_ms: str, name: str | None, obs_id: str | None, sw: str | None) -> dict[str, str]:
-    """Token values for a job; MS-derived ones come from the group's last MS."""
+    """Token values for a job; MS-derived ones come from the group's last MS, ``obs_id``
+    from :func:`obs_id_of` (the caller's)."""
     ms_in = last_ms.rstrip("/") or "/"
     values = {"ms_in": ms_in, "ms_basename": os.path.basename(ms_in)}
     if name is not None:

@@ -109,7 +109,7 @@ class Dispatcher:
 
     # -- the loop ----------------------------------------------------------------------
     def run(self, down: dict[str, str], done_before: dict[int, JobResult] | None = None) -> list[JobResult]:
-        """Run the plan; ``done_before`` maps plan indexes to results of jobs not to run (skipped)."""
+        """Run the plan; ``done_before`` maps plan indexes to results of jobs not to run (skipped, refused)."""
         for index, result in (done_before or {}).items():
             self.scheduler.remove(self.plan.jobs[index])
             self.results[index] = result

@@ -102,6 +102,7 @@ def imgpipe_flow(
     plan_json: str | None = None,
     nodes_mpi: str | None = None,
     cwd: str | None = None,
+    replace: bool = False,
     prepared: PreparedRun | None = None,
     backends: RunBackends | None = None,
 ) -> RunSummary:
@@ -110,6 +111,7 @@ def imgpipe_flow(
     patterns: MS paths, or obs_id patterns with a data handler (``GLOB[,GLOB][:SWGLOB]``);
     ``{yesterday}``/``{today}`` (optionally ``{yesterday:%Y-%m-%d}``) stand for the run's
     scheduled date in ``timezone``. force: redo jobs already done by an earlier run.
+    replace: let a job replace the images of another job (other MSs) under its out-dir/name.
     nodes_mpi: ``node1,node2``: each job is one distributed WSClean over these nodes.
     prepared: the run as the command line prepared it (its plan, its node checks); a
     deployment run leaves it out and prepares here, each step a task. backends: the
@@ -120,7 +122,7 @@ def imgpipe_flow(
     logger = get_run_logger()
     if prepared is None:
         request = RunRequest(config, tuple(patterns), combine, combine_obs_ids, nodes_mpi, dry_run, force, timezone,
-                             plan_json, cwd or os.getcwd())
+                             plan_json, cwd or os.getcwd(), replace)
         prepared = _prepare(request, logger)
     else:
         logger.info("planned by the command line: %d job(s)", len(prepared.plan.jobs))
@@ -132,7 +134,7 @@ def imgpipe_flow(
             logger.info("dry run: %s", line)
         return RunSummary([], time.time() - started)
 
-    done_before = {} if request.force else resume_check_task(plan)
+    not_to_run = resume_check_task(plan, request.force, request.replace)
     hosts = plan.hosts()
     with ExitStack() as stack:  # releases, in reverse order and whatever raised: node slots, then backends
         run_backends = backends if backends is not None else stack.enter_context(RunBackends(cfg.worker))
@@ -167,7 +169,7 @@ def imgpipe_flow(
         try:
             if cfg.worker.slurm_nodes and plan.jobs:  # (inside: an interrupted request is cancelled too)
                 slurm_allocation_task(quote(run_backends))
-            results = dispatcher.run(down, done_before)
+            results = dispatcher.run(down, not_to_run)
         except BaseException:
             # Ctrl-C, or SIGTERM (how a Prefect worker cancels a deployment run): stop every
             # running WSClean now, here and on the nodes, before the process goes away.

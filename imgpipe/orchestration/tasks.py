@@ -97,16 +97,24 @@ def check_mpi_task(config: Config, backends: RunBackends) -> None:
 
 
 @task(name="resume-check", cache_policy=NO_CACHE)
-def resume_check_task(plan: Plan) -> dict[int, JobResult]:
-    """Jobs whose images are complete from an earlier run (provenance record): not run again."""
-    done = {}
+def resume_check_task(plan: Plan, force: bool = False, replace: bool = False) -> dict[int, JobResult]:
+    """Jobs not to run: done by an earlier run (its provenance record; ``force`` redoes
+    them), or whose images would replace another job's (``replace`` allows it)."""
+    out = {}
+    logger = get_run_logger()
     for i, job in enumerate(plan.jobs):
-        record = provenance.done_before(job)
+        theirs = None if replace else provenance.other_jobs_images(job)
+        if theirs is not None:
+            out[i] = JobResult(job, FAILED, provenance.refusal(job, theirs))
+            logger.error("%s: %s", job.label, out[i].reason)
+            continue
+        record = None if force else provenance.done_before(job)
         if record is not None:
-            done[i] = skipped(job, record)
+            out[i] = skipped(job, record)
+    done = sum(r.status != FAILED for r in out.values())
     if done:
-        get_run_logger().info("%d job(s) done by an earlier run, skipped (force=True redoes them)", len(done))
-    return done
+        logger.info("%d job(s) done by an earlier run, skipped (force=True redoes them)", done)
+    return out
 
 
 @task(name="report", cache_policy=NO_CACHE)

@@ -116,6 +116,29 @@ def read(path: str) -> dict | None:
         return None
 
 
+def other_jobs_images(job) -> dict | None:
+    """The record at ``job``'s ``out-dir/name`` when it is another job's (other MSs), complete or not.
+
+    Why: a job whose MS list differs writes different images under the same names; run
+    over them, it would replace another night's (or another combination's) images
+    without a word.
+    """
+    record = read(record_path(job.out_dir, job.name))
+    if record is None or record.get("ms") == list(job.ms):
+        return None
+    return record
+
+
+def refusal(job, record: dict) -> str:
+    """One line naming both jobs, for a job that would replace another job's images."""
+    theirs = " ".join(str(x) for x in (record.get("sw"), record.get("obs_id")) if x) or "another job"
+    ms = record.get("ms") or []
+    when = record.get("ended_at") or record.get("started_at") or "an earlier run"
+    state = "complete" if record.get("complete") else "incomplete"
+    return (f"refused: {job.image_prefix} holds the images of {theirs} ({len(ms)} MS, {state}, {when}), "
+            f"not of this job ({len(job.ms)} MS): give this job another out-dir or name, or --replace to replace them")
+
+
 def done_before(job) -> dict | None:
     """The complete record of an earlier run of this very job, or None (→ run it)."""
     record = read(record_path(job.out_dir, job.name))
