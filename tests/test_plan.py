@@ -181,3 +181,24 @@ def test_a_run_is_named_after_what_it_images():
     many = run_name("img.toml", [f"/d/SB{i:03d}.MS" for i in range(100)], 100, width=30)
     assert many.startswith("img.toml SB000.MS SB001.MS SB002.MS") and "… (+" in many and many.endswith("· 100 jobs")
     assert run_name("img.toml", []) == "img.toml"
+
+
+def test_the_output_root_of_a_config_does_not_move_with_its_jobs():
+    from imgpipe.core.plan import output_root
+
+    assert output_root("/data/images/$obs_id$", "/cwd") == "/data/images"
+    assert output_root("images/$obs_id$/$sw$", "/cwd") == "/cwd/images"
+    assert output_root("/data/img_$sw$", "/cwd") == "/data"
+    assert output_root("/data/fixed", "/cwd") == "/data/fixed"
+    assert output_root("$ms_in$/images", "/cwd") is None  # each MS's own folder
+
+
+def test_a_plan_says_where_its_images_are():
+    from imgpipe.core.plan import Plan
+
+    from support.jobs import make_job
+
+    jobs = (make_job(out_dir="/data/obs1/SW01.MS/images"), make_job(out_dir="/data/obs1/SW02.MS/images"))
+    assert Plan(jobs).images_root() == "/data/obs1"  # out-dir '$ms_in$/images': the folder of the MSs
+    assert Plan(jobs, output_root="/data/images").images_root() == "/data/images"
+    assert Plan(()).images_root() is None

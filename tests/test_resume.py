@@ -155,3 +155,9 @@ def test_obs_id_of_a_job_over_several_nights_is_never_a_single_night(run_imgpipe
     assert deep.returncode == 0 and nightly.returncode == 0, deep.stdout[-2000:] + nightly.stdout[-2000:]
     folders = sorted(p.parent.name for p in (tmp_path / "images").glob("*/SW01-image.fits"))
     assert folders == ["20231201_NT04", "20231201_NT04-20231202_NT04", "20231202_NT04"]
+    # both runs say where to look, and the place does not move with the set of jobs
+    for res in (deep, nightly):
+        assert "View at http" not in res.stdout + res.stderr  # a link to the embedded server, gone by now
+        assert f"images under: {tmp_path}/images\n" in res.stdout
+        assert re.search(rf"^report: {tmp_path}/images/report-\d{{8}}T\d{{6}}\.html$", res.stdout, re.M), res.stdout[-1500:]
+    assert (tmp_path / "images" / "report.html").is_file()

@@ -53,6 +53,11 @@ def _dry_run_note(job, force: bool, replace: bool) -> str:
     return ""
 
 
+class _NoLinkToAGoneServer(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("View at ")
+
+
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     click.echo(f"imgpipe: error: {message}", err=True)
     sys.exit(code)
@@ -75,6 +80,9 @@ def _run_flow(prepared, run_backends):
 
         server = EmbeddedServer()
         os.environ["PREFECT_API_URL"] = server.start()
+        # Prefect's "View at http://127.0.0.1:<port>/..." would point at a server that is
+        # gone when the run ends: not printed (a running `prefect server` keeps it)
+        logging.getLogger("prefect.flow_runs").addFilter(_NoLinkToAGoneServer())
     try:
         return _run_flow_with(server, prepared, run_backends)
     finally:

@@ -80,9 +80,17 @@ class Plan:
     warnings: tuple[str, ...] = ()
     pool: tuple[str, ...] = ("localhost",)
     """Nodes that take the jobs without a host (``[worker] nodes``)."""
+    output_root: str | None = None
+    """Where the images are (see :func:`output_root`); None: under each MS."""
 
     def to_json(self) -> dict:
         return {"pool": list(self.pool), "jobs": [job.to_json() for job in self.jobs]}
+
+    def images_root(self) -> str | None:
+        """The config's output root, or else the folder common to the jobs' out-dirs."""
+        if self.output_root or not self.jobs:
+            return self.output_root
+        return os.path.commonpath([job.out_dir for job in self.jobs])
 
     def hosts(self) -> list[str]:
         """Every node this plan may use: pinned hosts, then the pool if a job needs it."""
@@ -94,6 +102,19 @@ class Plan:
     def dry_run_lines(self) -> list[str]:
         anywhere = f"any of {','.join(self.pool)}"
         return [f"{job.host or anywhere}: {job.command_line()}" for job in self.jobs]
+
+
+def output_root(out_dir_template: str, cwd: str) -> str | None:
+    """The folder a config's images are under, whatever the jobs: the out-dir template up
+    to its first token (``/data/images/$obs_id$`` → ``/data/images``), so a night's
+    report lands in the same place for any set of jobs; None when the template starts
+    with a token (``$ms_in$/images``: each MS's own folder)."""
+    fixed = out_dir_template.split("$", 1)[0]
+    if "$" in out_dir_template and not fixed.endswith("/"):
+        fixed = os.path.dirname(fixed)  # '/data/img_$sw$': the folder holding them
+    if not fixed:
+        return None
+    return os.path.normpath(os.path.join(cwd, os.path.expanduser(fixed)))
 
 
 def run_name(config_path: str | Path, inputs: list[str] | tuple[str, ...], n_jobs: int | None = None, width: int = 60) -> str:
@@ -264,4 +285,4 @@ def plan_jobs(
                 "use $ms_basename$, $obs_id$ or $sw$ in out-dir or name"
             )
         seen[key] = job
-    return Plan(tuple(jobs), tuple(warnings), tuple(config.worker.nodes))
+    return Plan(tuple(jobs), tuple(warnings), tuple(config.worker.nodes), output_root(config.out_dir, cwd))

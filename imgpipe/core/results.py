@@ -102,6 +102,10 @@ class RunSummary:
     wall_s: float = 0.0
     slots_per_node: int | None = None
     """max_concurrent of the run (for the slot utilisation)."""
+    output_root: str | None = None
+    """The folder the run's images are under (the report is written there)."""
+    report: str | None = None
+    """The run's report.html, once written."""
 
     @property
     def n_ok(self) -> int:
@@ -170,6 +174,10 @@ class RunSummary:
         out.append(
             f"{len(self.results)} job(s): {self.n_ok} ok{skipped}, {self.n_failed - cancelled} failed{stopped}, in {self.wall_s:.1f} s"
         )
+        if self.output_root:
+            out.append(f"images under: {self.output_root}")
+        if self.report:
+            out.append(f"report: {self.report}")
         return out
 
     def markdown(self) -> str:

@@ -181,8 +181,8 @@ def imgpipe_flow(
             for line in partial.lines():
                 logger.warning(line)
             raise
-    summary = RunSummary(results, time.time() - started, cfg.worker.max_concurrent)
-    report = report_task(summary)
+    summary = RunSummary(results, time.time() - started, cfg.worker.max_concurrent, plan.images_root())
+    report = summary.report = report_task(summary)
     markdown = summary.markdown() + (f"\n\nReport: `{report}`" if report else "")
     create_markdown_artifact(markdown=markdown, key="imgpipe-summary", description="imgpipe jobs")
     for line in summary.lines():

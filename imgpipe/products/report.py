@@ -31,11 +31,12 @@ code{display:block;white-space:pre-wrap;word-break:break-all;font-size:.75em;bac
 
 
 def output_root(summary: RunSummary) -> str | None:
-    """The folder common to every job's out-dir, if this machine sees it."""
+    """The run's output root (the config's, stable for any set of jobs), or else the folder
+    common to every job's out-dir; None if this machine does not see it."""
     dirs = [r.job.out_dir for r in summary.results]
     if not dirs:
         return None
-    root = os.path.commonpath(dirs)
+    root = summary.output_root or os.path.commonpath(dirs)  # (a summary made without its plan's root)
     return root if os.path.isdir(root) else None
 
 
