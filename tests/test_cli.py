@@ -155,6 +155,29 @@ def test_unreachable_node_is_named_before_anything_runs(run_imgpipe, write_confi
 
 
 @requires_wsclean
+def test_a_refused_node_is_reported_in_seconds_even_with_the_default_retries(run_imgpipe, write_config, ms_copy, tmp_path):
+    """At a terminal, one quick retry (1 s), not [worker] retries × retry_delay (2 × 10 s):
+    those stay for deployment runs, whose node may be back a minute later."""
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "ssh_config").write_text(f"Host node101\n  HostName 127.0.0.1\n  Port {port}\n")
+    (ms,) = ms_copy("SW01.MS")
+    cfg = write_config("[worker]\nnodes = 'node101'\nssh_config = 'ssh_config'\n" + CONFIG)
+    t0 = time.monotonic()
+    res = run_imgpipe(cfg, ms)
+    took = time.monotonic() - t0
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert lines[0] == f"imgpipe: warning: node101: connection refused at 127.0.0.1:{port} (is sshd running there?); retry 1 of 1 in 1 s"
+    assert lines[-1].startswith("imgpipe: error: cannot reach 1 node(s): node101: connection refused")
+    assert 1 <= took < 5
+
+
+@requires_wsclean
 def test_a_node_name_that_does_not_resolve(run_imgpipe, write_config, ms_copy, tmp_path):
     """Run inside a network namespace of our own (no interface up): the name lookup fails
     there, and no packet can leave this machine."""

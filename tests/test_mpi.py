@@ -55,6 +55,10 @@ def test_mpirun_argv_exactly():
             parse_nodes_mpi(bad)
 
 
+DEFAULTS = ["-pol", "I", "-weight", "briggs", "0", "-data-column", "CORRECTED_DATA"]
+"""nenucal's [wsclean] defaults, in every job's argv (the config does not set them)."""
+
+
 @requires_wsclean
 def test_dry_run_and_plan_show_the_mpirun_command_on_the_first_node(run_imgpipe, write_config, ms_copy, tmp_path):
     a, b = ms_copy("SW01.MS", "SW02.MS")
@@ -66,7 +70,7 @@ def test_dry_run_and_plan_show_the_mpirun_command_on_the_first_node(run_imgpipe,
     assert plan["jobs"][0]["host"] == "node1"
     assert plan["jobs"][0]["argv"] == [
         "mpirun", "-host", "node1,node2", "-np", "2", "-x", "PATH", "-x", "LD_LIBRARY_PATH", "wsclean-mp",
-        "-name", f"{tmp_path}/images/SW01.MS/img", "-size", "128", "128", "-scale", "1amin", str(a),
+        "-name", f"{tmp_path}/images/SW01.MS/img", *DEFAULTS, "-size", "128", "128", "-scale", "1amin", str(a),
     ]
     assert res.stdout.splitlines()[1].startswith("node1: mpirun -host node1,node2 -np 2 ")
 
@@ -127,7 +131,7 @@ def test_real_mpirun_starts_every_rank_with_the_same_options_and_ms(run_imgpipe,
         prefix = tmp_path / "images" / ms.name / "img"
         ranks = [json.loads(prefix.with_name(f"img.rank{r}.json").read_text()) for r in range(2)]
         assert [r["rank"] for r in ranks] == [0, 1] and {r["size"] for r in ranks} == {2}
-        assert ranks[0]["argv"] == ranks[1]["argv"] == ["-name", str(prefix), "-size", "128", "128", "-scale", "1amin", str(ms)]
+        assert ranks[0]["argv"] == ranks[1]["argv"] == ["-name", str(prefix), *DEFAULTS, "-size", "128", "128", "-scale", "1amin", str(ms)]
         assert {r["marker"] for r in ranks} == {"from-env-file"}  # env_file on the first node, -x to every rank
         log = prefix.with_name("img.log").read_text()
         assert "probe rank 0 of 2" in log and "probe rank 1 of 2" in log

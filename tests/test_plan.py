@@ -153,6 +153,12 @@ def test_run_on_file_host_and_plan_json(dh_config, tmp_path):
     cfg = make(extra_worker=f"nodes = 'node[201-202]'\nrun_on_file_host = true\nrun_on_file_host_pattern = '{root}/(node\\d+)/'")
     plan = build_plan(cfg, ["20231201_A", "20231202_A:SW01"], cwd=str(tmp_path))
     assert [j.host for j in plan.jobs] == ["node101", "node102", "node102"]
+    # pinned to hosts that are not in [worker] nodes: said in the plan (a pattern's typo shows here)
+    assert plan.warnings == ("3 job(s) pinned by run_on_file_host to node101, node102, not in [worker] nodes "
+                             "(node201,node202): they run there anyway (check run_on_file_host_pattern)",)
+    listed = build_plan(make(extra_worker=f"nodes = 'node[101-102]'\nrun_on_file_host = true\n"
+                                          f"run_on_file_host_pattern = '{root}/(node\\d+)/'"), ["20231201_A"], cwd=str(tmp_path))
+    assert listed.warnings == ()
     no_pin = build_plan(make(extra_worker="nodes = 'node[201-202]'"), ["20231201_A"], cwd=str(tmp_path))
     # without run_on_file_host the node is chosen when a slot frees: any of the pool
     assert [j.host for j in no_pin.jobs] == [None, None] and no_pin.pool == ("node201", "node202")

@@ -276,7 +276,7 @@ def test_ctrl_c_stops_remote_jobs(healthy_nodes, run_imgpipe, fake_wsclean, tmp_
     assert len(read_trace(trace)) == 4  # no job started after the interrupt
 
 
-def test_host_keys_unknown_refused_accepted_when_asked_changed_always_refused(healthy_nodes, tmp_path):
+def test_host_keys_unknown_refused_accepted_when_asked_changed_always_refused(healthy_nodes, tmp_path, caplog):
     from imgpipe.backends import RunBackends
     from imgpipe.core.config import WorkerConfig
     from imgpipe.core.errors import NodeError
@@ -291,17 +291,31 @@ def test_host_keys_unknown_refused_accepted_when_asked_changed_always_refused(he
         with RunBackends(worker) as backends:  # a run of its own each time: fresh connections
             return backends.reach_nodes(["node101"])
 
-    with pytest.raises(NodeError, match=r"node101: the host key of 127.0.0.2:\d+ is unknown .* accept_new_host_keys = true"):
+    def sha256(pub: Path) -> str:  # as ssh-keygen -lf shows it
+        return subprocess.run(["ssh-keygen", "-lf", str(pub)], capture_output=True, text=True, check=True).stdout.split()[1]
+
+    served = sha256(node.folder / "host_key.pub")
+    name = f"[{node.address}]:{node.port}"
+    with pytest.raises(NodeError) as err:
         reach(False)
+    assert str(err.value).startswith(
+        f"cannot reach 1 node(s): node101: the host key of {name} is unknown (ED25519 {served}, in none of {known}): "
+        f"check it and accept it once with ssh -F {config} node101, or set [worker] accept_new_host_keys = true"
+    ), err.value
     assert not known.exists()
-    assert reach(True) == {}
+    with caplog.at_level("WARNING"):
+        assert reach(True) == {}
+    assert f"node101: accepted the new host key of {name} (ED25519 {served}) and remembered it in {known}" in caplog.text
     assert known.read_text().startswith(f"[{node.address}]:{node.port} ssh-ed25519 ")
     assert reach(False) == {}  # now known
     other = tmp_path / "other_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     known.write_text(f"[{node.address}]:{node.port} " + " ".join(Path(f"{other}.pub").read_text().split()[:2]) + "\n")
-    with pytest.raises(NodeError, match=r"node101: the host key of 127.0.0.2:\d+ has CHANGED"):
+    with pytest.raises(NodeError) as err:
         reach(True)
+    assert (f"node101: the host key of {name} has CHANGED: known_hosts ({known}) has ED25519 {sha256(Path(f'{other}.pub'))}, "
+            f"the node offers ED25519 {served}; refusing to connect. If the node was reinstalled, remove the old key with "
+            f"ssh-keygen -R '{name}' -f {known}, then check and accept the new one with ssh -F {config} node101") in str(err.value)
 
 
 
@@ -415,3 +429,23 @@ def test_a_cancel_drops_an_agent_that_stopped_answering(healthy_nodes, tmp_path)
         time.sleep(0.1)
     assert not alive(pid) and healthy_nodes.jobs_on(node) == []
     backend.close()
+
+
+def test_check_reaches_every_node_finds_wsclean_and_writes_nothing(healthy_nodes, run_imgpipe, tmp_path):
+    """--check: one line per node, exit 0 when all are ready; a node refusing connections is
+    named within seconds and the exit status is 1; no job runs, nothing is written."""
+    mss = make_ms_dirs(tmp_path, 3)
+    cfg = node_config(healthy_nodes, tmp_path, nodes="'node[101-103]'")
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    res = run_imgpipe(cfg, *mss, "--check")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.splitlines() == [f"ok     node10{i}: reached over SSH, wsclean found" for i in (1, 2, 3)] + [
+        "3 of 3 node(s) ready for 3 job(s)"
+    ]
+    healthy_nodes.kill(healthy_nodes["node103"])
+    t0 = time.monotonic()
+    res = run_imgpipe(cfg, *mss, "--check")
+    assert res.returncode == 1 and time.monotonic() - t0 < 5, res.stdout + res.stderr
+    assert re.search(r"^FAILED node103: connection refused at 127\.0\.0\.4:\d+ \(is sshd running there\?\)$", res.stdout, re.M), res.stdout
+    assert res.stdout.splitlines()[-1] == "2 of 3 node(s) ready for 3 job(s)"
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before

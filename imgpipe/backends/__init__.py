@@ -89,17 +89,22 @@ class RunBackends:
         """
         return self.for_host(job.host).run(job, on_line, stop)
 
-    def reach_nodes(self, hosts: list[str], on_retry: Callable[[str], None] = lambda message: None) -> dict[str, str]:
+    def reach_nodes(self, hosts: list[str], on_retry: Callable[[str], None] = lambda message: None,
+                    quick: bool = False) -> dict[str, str]:
         """Connect to the SSH nodes among ``hosts`` now (connections kept for the jobs).
 
         Returns ``{host: why}`` for nodes that stayed unreachable when
         ``skip_unreachable_nodes`` is set; otherwise raises :class:`NodeError` naming them.
+        ``quick``: one retry after 1 s at most (a person at a terminal is told in seconds);
+        otherwise ``[worker] retries`` after ``retry_delay`` each (a nightly run, whose node
+        may be back a minute later).
         """
         remote = [h for h in hosts if is_ssh(h)]
         if not remote:
             return {}
 
-        errors = self.ssh.reach(remote, on_retry)
+        retries, delay = (min(self.worker.retries, 1), min(self.worker.retry_delay, 1.0)) if quick else (None, None)
+        errors = self.ssh.reach(remote, on_retry, retries, delay)
         if errors and not self.worker.skip_unreachable_nodes:
             lines = "; ".join(str(e) for e in errors.values())
             raise NodeError(

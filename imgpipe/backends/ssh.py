@@ -18,6 +18,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import os
 import shlex
@@ -68,12 +70,40 @@ class NodeUnreachable(Exception):
         self.transient = transient
 
 
+def fingerprint(key: paramiko.PKey) -> str:
+    """``ED25519 SHA256:...``, as ``ssh`` and ``ssh-keygen -lf`` show a host key."""
+    digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+    kind = key.get_name().removeprefix("ssh-").removeprefix("ecdsa-sha2-").upper()
+    return f"{'ECDSA' if key.get_name().startswith('ecdsa') else kind} SHA256:{digest}"
+
+
+def known_hosts_name(hostname: str, port: int) -> str:
+    """How known_hosts names a host: ``host``, or ``[host]:port`` off port 22."""
+    return hostname if port == 22 else f"[{hostname}]:{port}"
+
+
+class UnknownHostKey(paramiko.SSHException):
+    """The node offered a key that no known_hosts file has."""
+
+    def __init__(self, key: paramiko.PKey):
+        super().__init__("host key not in known_hosts")
+        self.key = key
+
+
+class _RejectUnknownKeys(paramiko.MissingHostKeyPolicy):
+    """OpenSSH's ``StrictHostKeyChecking yes``, keeping the offered key for the message."""
+
+    def missing_host_key(self, client, hostname, key):
+        raise UnknownHostKey(key)
+
+
 class _AcceptNewKeys(paramiko.MissingHostKeyPolicy):
     """Like OpenSSH's ``StrictHostKeyChecking accept-new``: remember unknown keys (changed keys are refused by paramiko itself)."""
 
-    def __init__(self, known_hosts: Path, lock: threading.Lock):
+    def __init__(self, known_hosts: Path, lock: threading.Lock, host: str):
         self._path = known_hosts
         self._lock = lock
+        self._host = host
 
     def missing_host_key(self, client, hostname, key):
         client.get_host_keys().add(hostname, key.get_name(), key)
@@ -82,6 +112,8 @@ class _AcceptNewKeys(paramiko.MissingHostKeyPolicy):
             self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             with open(self._path, "a") as f:
                 f.write(entry)
+        log.warning("%s: accepted the new host key of %s (%s) and remembered it in %s (accept_new_host_keys = true)",
+                    self._host, hostname, fingerprint(key), self._path)
 
 
 @dataclass
@@ -102,25 +134,30 @@ def _known_hosts_files(options: dict) -> list[Path]:
     return [Path("~/.ssh/known_hosts").expanduser()]
 
 
-def _describe(host: str, address: str, err: Exception) -> NodeUnreachable:
-    """One clear line for each way a connection fails."""
+def _describe(host: str, address: str, err: Exception, known: list[Path] | None = None,
+              ssh_config: str | None = None, known_name: str | None = None) -> NodeUnreachable:
+    """One clear line for each way a connection fails; host keys in OpenSSH's terms."""
+    files = " ".join(str(p) for p in known or []) or "~/.ssh/known_hosts"
+    ssh = f"ssh -F {shlex.quote(ssh_config)} {host}" if ssh_config else f"ssh {host}"
+    name = known_name or address
     if isinstance(err, paramiko.BadHostKeyException):
         return NodeUnreachable(
             host,
-            f"the host key of {address} has CHANGED (expected {err.expected_key.get_fingerprint().hex()}, "
-            f"got {err.key.get_fingerprint().hex()}): refusing to connect. If the node was reinstalled, "
-            f"remove its old key with ssh-keygen -R and connect once with ssh",
+            f"the host key of {name} has CHANGED: known_hosts ({files}) has {fingerprint(err.expected_key)}, the node "
+            f"offers {fingerprint(err.key)}; refusing to connect. If the node was reinstalled, remove the old key with "
+            f"ssh-keygen -R {shlex.quote(name)} -f {shlex.quote(str((known or [Path('~/.ssh/known_hosts')])[0]))}, "
+            f"then check and accept the new one with {ssh}",
+            transient=False,
+        )
+    if isinstance(err, UnknownHostKey):
+        return NodeUnreachable(
+            host,
+            f"the host key of {name} is unknown ({fingerprint(err.key)}, in none of {files}): check it and accept it "
+            f"once with {ssh}, or set [worker] accept_new_host_keys = true",
             transient=False,
         )
     if isinstance(err, paramiko.AuthenticationException):
         return NodeUnreachable(host, f"authentication failed at {address}: {err} (check User and IdentityFile in your ssh config)", transient=False)
-    if isinstance(err, paramiko.SSHException) and "not found in known_hosts" in str(err):
-        return NodeUnreachable(
-            host,
-            f"the host key of {address} is unknown (not in known_hosts): connect once with ssh to check and accept it, "
-            "or set [worker] accept_new_host_keys = true",
-            transient=False,
-        )
     if isinstance(err, socket.gaierror):
         return NodeUnreachable(host, f"host name {address.rsplit(':', 1)[0]} does not resolve ({err.strerror})", transient=False)
     if isinstance(err, (socket.timeout, TimeoutError)):
@@ -170,7 +207,7 @@ class SSHPool:
             if path.is_file():
                 client.load_host_keys(str(path))
         client.set_missing_host_key_policy(
-            _AcceptNewKeys(known[0], self._known_hosts_lock) if self.settings.accept_new_host_keys else paramiko.RejectPolicy()
+            _AcceptNewKeys(known[0], self._known_hosts_lock, host) if self.settings.accept_new_host_keys else _RejectUnknownKeys()
         )
         try:
             if "proxycommand" in opts:
@@ -194,7 +231,7 @@ class SSHPool:
             raise
         except (OSError, EOFError, paramiko.SSHException) as err:
             client.close()
-            raise _describe(host, address, err) from None
+            raise _describe(host, address, err, known, self.settings.ssh_config, known_hosts_name(hostname, port)) from None
         client.get_transport().set_keepalive(30)
         return client
 
@@ -319,9 +356,13 @@ class SSHBackend:
         self.pool = SSHPool(SSHSettings(worker.ssh_config, worker.accept_new_host_keys, worker.node_agent))
         self.running = RunningJobs()  # id(handle) → _SessionJob or _AgentJob
 
-    def reach(self, hosts: list[str], on_retry: Callable[[str], None] = lambda message: None) -> dict[str, NodeUnreachable]:
-        """Connect to ``hosts`` now (connections kept for the jobs); the ones that stayed unreachable, with why."""
-        return check_nodes(self.pool, hosts, self.worker.retries, self.worker.retry_delay, on_retry)
+    def reach(self, hosts: list[str], on_retry: Callable[[str], None] = lambda message: None,
+              retries: int | None = None, retry_delay: float | None = None) -> dict[str, NodeUnreachable]:
+        """Connect to ``hosts`` now (connections kept for the jobs); the ones that stayed unreachable, with why.
+
+        ``retries``/``retry_delay``: instead of the config's ``[worker] retries`` and ``retry_delay``."""
+        return check_nodes(self.pool, hosts, self.worker.retries if retries is None else retries,
+                           self.worker.retry_delay if retry_delay is None else retry_delay, on_retry)
 
     def run(self, job: Job, on_line: Callable[[str], None] = lambda line: None, stop=None) -> JobResult:
         w = self.worker

@@ -20,6 +20,7 @@ import click
 from imgpipe._version import __version__
 from imgpipe.backends import RunBackends
 from imgpipe.backends.probe import check_mpi
+from imgpipe.cli.check import check_nodes
 from imgpipe.cli.progress import progress_display
 from imgpipe.core import events
 from imgpipe.core.config import WSCLEAN_DEFAULTS
@@ -192,11 +193,12 @@ def _run_until_done(server, prepared, run_backends, interrupted, stopper):
 @click.option("-o", "--combine_obs_ids", is_flag=True, help="With --combine and a data handler: one job per spectral window over all obs_ids.")
 @click.option("-n", "--nodes_mpi", metavar="N1,N2", help="Run each job as one distributed WSClean (mpirun ... wsclean-mp) over these nodes, started on the first; see [mpi].")
 @click.option("--dry-run/--no-dry-run", "dry_run", default=None, help="Print 'HOST: command' per job and run nothing (overrides [worker] dry_run).")
+@click.option("--check", is_flag=True, help="Reach every node the plan uses and find WSClean there (after env_file); run nothing, write nothing.")
 @click.option("--plan-json", type=click.Path(dir_okay=False), help="Write the job plan as JSON to this file.")
 @click.option("-f", "--force", is_flag=True, help="Redo jobs whose images are complete from an earlier run (default: skip them).")
 @click.option("--replace", is_flag=True, help="Let a job replace the images of another job (other MSs) under its out-dir/name (default: refuse it).")
 @click.option("--timezone", "tz", default="UTC", show_default=True, help="Time zone of {today}/{yesterday} in patterns.")
-def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dry_run, plan_json, force, replace, tz):
+def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dry_run, check, plan_json, force, replace, tz):
     """Image Measurement Sets with WSClean, as described by CONFIG_FILE.
 
     MS_INS_OR_OBS_IDS are Measurement Set paths, or, when the config has a
@@ -214,6 +216,14 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
     config, plan = prepared.config, prepared.plan
     for warning in plan.warnings:
         click.echo(f"imgpipe: warning: {warning}", err=True)
+    if check:
+        with RunBackends(config.worker) as run_backends:
+            found = check_nodes(config, plan, run_backends)
+        for host, ready, what in found:
+            click.echo(f"{'ok    ' if ready else 'FAILED'} {host}: {what}")
+        n_ready = sum(ready for _, ready, _ in found)
+        click.echo(f"{n_ready} of {len(found)} node(s) ready for {len(plan.jobs)} job(s)")
+        sys.exit(EXIT_OK if n_ready == len(found) else EXIT_JOBS_FAILED)
     if config.worker.debug:
         _debug_to_stderr()
     if config.worker.dry_run if dry_run is None else dry_run:
@@ -236,7 +246,7 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
             # Reach the SSH nodes before starting Prefect: an unreachable node fails in seconds
             # (the connections stay open for the jobs, and the flow takes this answer).
             try:
-                down = run_backends.reach_nodes(plan.hosts(), lambda m: click.echo(f"imgpipe: warning: {m}", err=True))
+                down = run_backends.reach_nodes(plan.hosts(), lambda m: click.echo(f"imgpipe: warning: {m}", err=True), quick=True)
             except ImgpipeError as err:
                 _fail(str(err))
             for why in down.values():

@@ -84,7 +84,8 @@ class WorkerConfig:
         "login shell and `~/.bashrc` run once per node, not per job); `false`: one SSH session per job", BOOLEAN)
     retries: int = key(
         2, "extra attempts for a job whose WSClean never started because of a connection problem (or, with "
-        "`retry_failed_jobs`, that failed); also for reaching each node at start", INTEGER, minimum=0)
+        "`retry_failed_jobs`, that failed); also for reaching each node at the start of a deployment run (from "
+        "the command line: one quick retry)", INTEGER, minimum=0)
     retry_delay: float = key(10.0, "wait before each retry", DURATION, minimum=0, old_names=("retry_delay_seconds",))
     retry_failed_jobs: bool = key(
         False, "also retry jobs whose WSClean exited with an error (off: a bad option fails the same way twice)",

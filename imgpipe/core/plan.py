@@ -235,6 +235,13 @@ def plan_jobs(
     options = dict(config.options)
     warnings = list(warnings)
     hosts = _hosts(config, groups)
+    strangers = sorted({h for h in hosts if h is not None and h not in config.worker.nodes})
+    if strangers:
+        n = sum(h in strangers for h in hosts)
+        warnings.append(
+            f"{n} job(s) pinned by run_on_file_host to {', '.join(strangers)}, not in [worker] nodes "
+            f"({','.join(config.worker.nodes)}): they run there anyway (check run_on_file_host_pattern)"
+        )
 
     # MSs are checked here when this machine sees them: local jobs, SLURM (shared
     # filesystem) and a temporary Dask cluster on this machine
