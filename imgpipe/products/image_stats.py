@@ -81,6 +81,15 @@ def image_stats(fits_path: str) -> ImageStats:
     )
 
 
+def axis_labels(header) -> tuple[str, str]:
+    """The quick-look's axis labels, in words: ``Right ascension (J2000)``, ``Declination (J2000)``.
+
+    WSClean writes EQUINOX = 2000 and no RADESYS: J2000 (FK5), as the FITS standard says then.
+    """
+    frame = (header.get("RADESYS") or "").strip() or ("J2000" if header.get("EQUINOX") == 2000 else "ICRS")
+    return f"Right ascension ({frame})", f"Declination ({frame})"
+
+
 def quicklook_png(fits_path: str, png_path: str, title: str = "") -> str:
     """A PNG of the image with RA/Dec axes and a colour bar; written atomically."""
     # matplotlib, numpy and astropy (~1 s in all): only to draw a quick-look
@@ -102,12 +111,13 @@ def quicklook_png(fits_path: str, png_path: str, title: str = "") -> str:
     ax = fig.add_subplot(projection=wcs)
     norm = ImageNormalize(data, interval=PercentileInterval(99.5))
     im = ax.imshow(data, origin="lower", cmap="inferno", norm=norm)
-    ax.set_xlabel("RA")
-    ax.set_ylabel("Dec")
+    # in words, through WCSAxes' own API (plain set_xlabel can leave the UCD, pos.eq.ra)
+    for coord, label in zip(ax.coords, axis_labels(header), strict=False):
+        coord.set_axislabel(label)
     ax.coords.grid(color="white", alpha=0.2, linestyle="dotted")
     fig.colorbar(im, ax=ax, label=str(header.get("BUNIT", "")))
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=9, pad=12)  # clear of the top tick marks
     tmp = f"{png_path}.{os.getpid()}.tmp.png"
     fig.savefig(tmp, bbox_inches="tight")
     plt.close(fig)
