@@ -168,7 +168,6 @@ _SETUP_REASONS = {
 
 def wrapper_exit(rc: int) -> int:
     """Exit status as Python reports it: 128+N from bash (killed by signal N) → -N."""
-
     if rc > 128:
         try:
             signal.Signals(rc - 128)
@@ -192,7 +191,6 @@ def outcome(
 
 def as_cancelled(status: str, reason: str, cancelled: bool) -> tuple[str, str]:
     """A job that failed while its run was being cancelled was stopped by the cancel: CANCELLED."""
-
     if status == FAILED and cancelled:
         return CANCELLED, f"cancelled ({reason})"
     return status, reason

@@ -79,7 +79,6 @@ def check_mpi(config, ssh=None) -> None:
 
     ``ssh``: the run's SSH backend, when that node is an SSH host.
     """
-
     host, mpi = config.nodes_mpi[0], config.mpi
     missing = missing_commands(host, config.worker.env_file, [mpi.mpirun[0], mpi.wsclean_mp[0]], ssh)
     if mpi.wsclean_mp[0] in missing:

@@ -30,7 +30,7 @@ from imgpipe.core.plan import write_plan_json
 from imgpipe.core.request import RunRequest
 from imgpipe.core.results import RunSummary
 from imgpipe.prepare import prepare_run
-from imgpipe.products.provenance import done_before, other_jobs_images, refusal
+from imgpipe.products.provenance import REFUSED, not_to_run, refusal
 
 EXIT_OK, EXIT_JOBS_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -46,12 +46,11 @@ def _debug_to_stderr() -> None:
 
 def _dry_run_note(job, force: bool, replace: bool) -> str:
     """What a real run would do with this job, when it is not simply running it."""
-    theirs = None if replace else other_jobs_images(job)
-    if theirs is not None:
-        return f"  # would be {refusal(job, theirs)}"
-    if not force and done_before(job) is not None:
-        return "  # done before: would be skipped (--force redoes it)"
-    return ""
+    verdict = not_to_run(job, force, replace)
+    if verdict is None:
+        return ""
+    kind, record = verdict
+    return f"  # would be {refusal(job, record)}" if kind == REFUSED else "  # done before: would be skipped (--force redoes it)"
 
 
 class _NoLinkToAGoneServer(logging.Filter):
@@ -204,7 +203,6 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
     MS_INS_OR_OBS_IDS are Measurement Set paths, or, when the config has a
     [data_handler] section, obs_id patterns GLOB[,GLOB...][:SWGLOB].
     """
-
     request = RunRequest(os.path.abspath(os.path.expanduser(config_file)), tuple(ms_ins_or_obs_ids), combine,
                          combine_obs_ids, nodes_mpi, dry_run, force, tz, plan_json, os.getcwd(), replace)
     try:

@@ -34,13 +34,11 @@ class Kind:
     """TOML value → Python value; raises ValueError when it does not fit."""
 
 
-def _strict(*types: type) -> Callable[[Any], Any]:
+def _strict(kind: type) -> Callable[[Any], Any]:
     def read(value: Any) -> Any:
-        if isinstance(value, bool) and bool not in types:
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):  # TOML true is no integer
             raise ValueError(value)
-        if not isinstance(value, types):
-            raise ValueError(value)
-        return float(value) if float in types and not isinstance(value, bool) else value
+        return value
 
     return read
 
@@ -101,7 +99,6 @@ def _text_or_none(value: Any) -> str | None:
 STRING = Kind("a string", "string", _strict(str))
 OPTIONAL_STRING = Kind("a string", "string", _text_or_none)
 INTEGER = Kind("an integer", "integer", _strict(int))
-NUMBER = Kind("a number", "number", _strict(int, float))
 BOOLEAN = Kind("true or false", "boolean", _strict(bool))
 DURATION = Kind("seconds (a number) or like '90s', '10m', '1h30m'", "duration", parse_duration)
 ARGV = Kind("a string (split like a shell command line)", "string (shell words)", _argv)

@@ -101,7 +101,6 @@ def match_nodes(nodes: list[str], workers: dict[str, dict]) -> tuple[dict[str, l
     A node matches a worker by the worker's name, its host, or the node's IP address.
     Returns ``(found, down)``; ``down`` says why for each node without a worker.
     """
-
     found: dict[str, list[str]] = {}
     down: dict[str, str] = {}
     for node in nodes:
@@ -140,7 +139,6 @@ def check_cluster(address: str, nodes: list[str], skip_unreachable: bool, timeou
 
 def allowed_down(down: dict[str, str], skip_unreachable: bool) -> dict[str, str]:
     """``down`` if the run may go on without those nodes; NodeError naming them otherwise."""
-
     if down and not skip_unreachable:
         raise NodeError(
             f"{len(down)} node(s) without a Dask worker: {'; '.join(down.values())} "

@@ -44,14 +44,12 @@ from imgpipe.prepare import PreparedRun, expand_inputs
 
 def scheduled_time() -> datetime:
     """When this run was scheduled to start (a deployment run), else now."""
-
     when = flow_run.scheduled_start_time
     return when if isinstance(when, datetime) else datetime.now(dt_timezone.utc)
 
 
 def _name_this_run(name: str) -> None:
     """Rename the running flow run (its planned job count is known only now)."""
-
     try:
         with get_client(sync_client=True) as client:
             client.update_flow_run(flow_run_id=flow_run.id, name=name)

@@ -91,7 +91,6 @@ def find_dask_workers_task(dask_jobs, worker: WorkerConfig, hosts: list[str]) ->
 @task(name="check-mpi", cache_policy=NO_CACHE)
 def check_mpi_task(config: Config, backends: RunBackends) -> None:
     """mpirun and wsclean-mp on the first MPI node, before any job (Debian's WSClean has no wsclean-mp)."""
-
     check_mpi(config, backends.ssh if is_ssh(config.nodes_mpi[0]) else None)
     get_run_logger().info("MPI over %s: %s", ",".join(config.nodes_mpi), " ".join(config.mpi.mpirun + config.mpi.wsclean_mp))
 
@@ -103,13 +102,14 @@ def resume_check_task(plan: Plan, force: bool = False, replace: bool = False) ->
     out = {}
     logger = get_run_logger()
     for i, job in enumerate(plan.jobs):
-        theirs = None if replace else provenance.other_jobs_images(job)
-        if theirs is not None:
-            out[i] = JobResult(job, FAILED, provenance.refusal(job, theirs))
-            logger.error("%s: %s", job.label, out[i].reason)
+        verdict = provenance.not_to_run(job, force, replace)
+        if verdict is None:
             continue
-        record = None if force else provenance.done_before(job)
-        if record is not None:
+        kind, record = verdict
+        if kind == provenance.REFUSED:
+            out[i] = JobResult(job, FAILED, provenance.refusal(job, record))
+            logger.error("%s: %s", job.label, out[i].reason)
+        else:
             out[i] = skipped(job, record)
     done = sum(r.status != FAILED for r in out.values())
     if done:
@@ -120,7 +120,6 @@ def resume_check_task(plan: Plan, force: bool = False, replace: bool = False) ->
 @task(name="report", cache_policy=NO_CACHE)
 def report_task(summary: RunSummary) -> str | None:
     """report.html in the output root: every job with its quick-look, stats, command, log."""
-
 
     logger = get_run_logger()
     try:
@@ -148,7 +147,6 @@ def _job_run_name() -> str:
     A name set here rather than with ``with_options`` per job: that rebuilds the task
     (reading its source to key it), ~2 ms per job on the dispatcher's thread.
     """
-
     parameters = task_run.parameters
     job = parameters["job"]
     job = job.unquote() if isinstance(job, quote) else job

@@ -46,7 +46,6 @@ def brightest_pixel(fits_path: str) -> Peak:
 
 def pixel_distance(fits_path: str, ra_deg: float, dec_deg: float) -> float:
     """Distance in pixels between the brightest pixel and a sky position."""
-
     data, wcs = _read(fits_path)  # one read for both the peak and the position
     peak = _peak(data, wcs)
     x, y = wcs.world_to_pixel_values(ra_deg, dec_deg)

@@ -64,7 +64,6 @@ def finish(result: JobResult, wsclean: str | None, flow_run_id: str | None, warn
 
 def skipped(job, record: dict) -> JobResult:
     """The result shown for a job already done by an earlier run."""
-
     stats = ImageStats(**record["stats"]) if record.get("stats") else None
     image = stats.image if stats else None
     png = image[: -len(".fits")] + ".png" if image and os.path.isfile(image[: -len(".fits")] + ".png") else None

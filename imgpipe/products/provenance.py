@@ -139,6 +139,21 @@ def refusal(job, record: dict) -> str:
             f"not of this job ({len(job.ms)} MS): give this job another out-dir or name, or --replace to replace them")
 
 
+REFUSED, DONE = "refused", "done"
+
+
+def not_to_run(job, force: bool = False, replace: bool = False) -> tuple[str, dict] | None:
+    """Why ``job`` is not to run, with the record that says so: ``(REFUSED, theirs)`` when its
+    images are another job's (``replace`` allows it), ``(DONE, record)`` when an earlier run
+    of this very job is complete (``force`` redoes it); None: run it. The one rule for the
+    real run and the dry run."""
+    theirs = None if replace else other_jobs_images(job)
+    if theirs is not None:
+        return REFUSED, theirs
+    record = None if force else done_before(job)
+    return (DONE, record) if record is not None else None
+
+
 def done_before(job) -> dict | None:
     """The complete record of an earlier run of this very job, or None (→ run it)."""
     record = read(record_path(job.out_dir, job.name))
