@@ -159,6 +159,10 @@ BAD = [
     ("[mpi]\nexport_env = ['PATH', 'A B']\n" + MINIMAL, r"export_env = \['PATH', 'A B'\]: 'A B' is not an environment variable name"),
     ("[mpi]\nexport_env = 'PATH'\n" + MINIMAL, r"export_env = 'PATH': must be an array"),
     ("[mpi]\nhosts = 'a'\n" + MINIMAL, r"unknown key 'hosts' in \[mpi\]"),
+    ("[worker]\ntemp_dir = 'scratch'\n" + MINIMAL, r"\[worker\] temp_dir = 'scratch': must be an absolute path"),
+    ("[worker]\ntemp_dir = '/s/$night$'\n" + MINIMAL, r"\[worker\] temp_dir: unknown token \$night\$"),
+    ("[worker]\ntemp_dir = '/s/$obs_id$'\n" + MINIMAL, r"\[worker\] temp_dir: \$obs_id\$ needs a \[data_handler\] section"),
+    ("[worker]\ntemp_min_free = 'lots'\n" + MINIMAL, r"temp_min_free = 'lots': must be a size such as '10GB'"),
 ]
 
 
@@ -191,6 +195,14 @@ def test_a_config_in_nenucal_s_style_loads_with_its_meaning(write_config):
     assert cfg.data_handler is None  # config_file = '': MS paths, as the original
     assert {c.name: (c.cpus, c.mem_mb) for c in w.resources}["heavy"] == (12, 40 * 1024)
     assert cfg.name == "img" and dict(cfg.options)["weight"] == "briggs 0"
+
+
+def test_scratch_keys(write_config):
+    worker = load_config(write_config("[worker]\ntemp_dir = '$ms_in$/../scratch'\ntemp_min_free = '2GB'\n" + MINIMAL)).worker
+    assert (worker.temp_dir, worker.temp_min_free) == ("$ms_in$/../scratch", 2048)
+    default = load_config(write_config(MINIMAL)).worker
+    assert (default.temp_dir, default.temp_min_free) == (None, 10240)
+    assert load_config(write_config("[worker]\ntemp_min_free = 0\n" + MINIMAL)).worker.temp_min_free == 0
 
 
 def test_resource_categories_in_the_original_format(write_config):

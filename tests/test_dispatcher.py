@@ -273,3 +273,76 @@ def test_every_slot_is_back_in_prefect_when_the_run_returns():
     results, _ = run(Plan(tuple(job(i) for i in range(3)), pool=("a", "b")), WorkerConfig(nodes=("a", "b"), max_concurrent=2), ok, limits)
     assert all(r.ok for r in results)
     assert limits.held == {}  # immediately, not "eventually"
+
+
+class HeldByAnotherRun:
+    """MS locks as this machine's: ``taken`` MSs are held by 'another run' until freed."""
+
+    instant = True
+
+    def __init__(self, taken=()):
+        self.taken, self.ours = set(taken), set()
+        self.lock = threading.Lock()
+
+    def try_lock(self, j, run):
+        with self.lock:
+            if (set(j.ms) & self.taken) or (set(j.ms) & self.ours):
+                return None
+            self.ours |= set(j.ms)
+            return tuple(j.ms)
+
+    def holder(self, j):
+        return "SW01 of run other (pid 1)" if set(j.ms) & self.taken else None
+
+    def release(self, handle):
+        with self.lock:
+            self.ours -= set(handle)
+
+
+def test_a_job_whose_ms_another_run_holds_waits_and_its_slot_goes_to_another_job(caplog):
+    plan = Plan((make_job(None, ("wsclean", "x"), ("/d/X.MS",), name="x"), job(1)), pool=("a",))
+    worker = WorkerConfig(nodes=("a",), max_concurrent=1)
+    locks = HeldByAnotherRun(taken={"/d/X.MS"})
+    threading.Timer(0.5, lambda: locks.taken.clear()).start()  # the other run's job ends
+    attempts = []
+
+    def start(j, attempt, sid):
+        attempts.append(j.ms[0])
+        future = TaskFuture()
+        threading.Thread(target=lambda: (events.emit(JOB_ENDED, (sid, ok(j, attempt))), future.set_result(ok(j, attempt)))).start()
+        return future
+
+    with caplog.at_level(logging.INFO, logger="t"):
+        results = Dispatcher(plan, worker, start, lambda j, f: f.result(), Limits(1), logging.getLogger("t"),
+                             (locks,), "this run").run({})
+    assert all(r.ok for r in results) and attempts == ["/d/1.MS", "/d/X.MS"]
+    assert "X.MS, in use by another imgpipe run (SW01 of run other (pid 1))" in caplog.text
+    assert locks.ours == set()  # every lock given back
+
+
+def test_the_next_job_on_an_ms_starts_when_wsclean_ends_not_when_the_task_does():
+    """Two jobs of one run on the same MS: the second starts while the first's task still
+    measures its image (its locks went back with its node slot)."""
+    plan = Plan(tuple(make_job(None, ("wsclean", str(i)), ("/d/X.MS",), name=f"x{i}") for i in range(2)), pool=("a",))
+    worker = WorkerConfig(nodes=("a",), max_concurrent=2)
+    locks = HeldByAnotherRun()
+    started, finished = [], []
+
+    def start(j, attempt, sid):
+        started.append((j.argv[1], len(finished)))
+        future = TaskFuture()
+
+        def body():
+            events.emit(JOB_ENDED, (sid, ok(j, attempt)))  # WSClean has ended
+            import time
+
+            time.sleep(0.5)  # image statistics, quick-look, record
+            finished.append(j.argv[1])
+            future.set_result(ok(j, attempt))
+
+        threading.Thread(target=body).start()
+        return future
+
+    results = Dispatcher(plan, worker, start, lambda j, f: f.result(), Limits(2), logging.getLogger("t"), (locks,)).run({})
+    assert all(r.ok for r in results)
+    assert started == [("0", 0), ("1", 0)]  # the second began before the first's task had finished

@@ -37,6 +37,19 @@ def test_one_job_per_ms_with_out_dir_tokens(write_config, ms_copy, tmp_path):
     assert all(job.host == "localhost" for job in plan.jobs)
 
 
+def test_each_job_gets_a_scratch_folder_of_its_own_unless_temp_dir_is_set(write_config, ms_copy, tmp_path):
+    a, b = ms_copy("SW01.MS", "SW02.MS")
+    cfg = BASE.replace("max_concurrent = 2", "max_concurrent = 2\ntemp_dir = '/scratch/$ms_basename$'")
+    plan = build_plan(load_config(write_config(cfg)), [str(a), str(b)], cwd=str(tmp_path))
+    first, second = plan.jobs
+    assert first.scratch.startswith("/scratch/SW01.MS/imgpipe-img-") and second.scratch.startswith("/scratch/SW02.MS/imgpipe-img-")
+    assert first.argv[1:5] == ("-name", f"{tmp_path}/SW01.MS/images/img", "-temp-dir", first.scratch)
+    again = build_plan(load_config(write_config(cfg)), [str(a)], cwd=str(tmp_path))
+    assert again.jobs[0].argv == first.argv  # stable from run to run: resuming still sees the same job
+    own = build_plan(load_config(write_config(cfg + "temp-dir = '/mine'\n")), [str(a)], cwd=str(tmp_path)).jobs[0]
+    assert own.scratch is None and own.argv.count("-temp-dir") == 1 and "/mine" in own.argv
+
+
 def test_combine_uses_the_last_ms_for_tokens(write_config, ms_copy, tmp_path):
     a, b = ms_copy("SW01.MS", "SW02.MS")
     plan = build_plan(load_config(write_config(BASE)), [str(a), str(b)], combine=True, cwd=str(tmp_path))
@@ -176,6 +189,7 @@ def test_run_on_file_host_and_plan_json(dh_config, tmp_path):
         "obs_id": "20231201_A",
         "sw": "SW01",
         "out_dir": f"{tmp_path}/20231201_A/SW01",
+        "temp_dir": None,
     }
 
 

@@ -30,3 +30,35 @@ def test_outputs_are_found_when_the_file_servers_clock_is_behind(tmp_path, monke
 
 def test_an_unwritable_folder_has_no_offset(tmp_path):
     assert provenance.clock_offset(str(tmp_path / "missing")) == 0.0
+
+
+def test_images_being_written_by_a_live_run_are_not_run_over(tmp_path):
+    """A job's in-progress record names its imgpipe process: while it lives (on this
+    machine), another run does not start the same job; once it is gone, the record is
+    only an unfinished one."""
+    import socket
+    import subprocess
+    import sys
+
+    from support.jobs import make_job
+
+    job = make_job("localhost", ("wsclean", "-name", f"{tmp_path}/img", "a.MS"), ("a.MS",), out_dir=str(tmp_path), name="img")
+    path = provenance.record_path(job.out_dir, job.name)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        record = {**provenance.in_progress(job, None), "imgpipe_pid": other.pid}
+        provenance.write(path, record)
+        kind, seen = provenance.not_to_run(job)
+        assert kind == provenance.BUSY and seen["imgpipe_host"] == socket.gethostname()
+        assert provenance.busy_reason(job, seen).startswith(f"not run: {tmp_path}/img is being written now by another "
+                                                            f"imgpipe run (pid {other.pid} on {socket.gethostname()}")
+        assert provenance.not_to_run(job, force=True, replace=True)[0] == provenance.BUSY  # nothing overrides a live writer
+    finally:
+        other.kill()
+        other.wait()
+    assert provenance.not_to_run(job) is None  # its run is gone: an unfinished record, run the job
+    provenance.write(path, provenance.in_progress(job, None))
+    assert provenance.not_to_run(job) is None  # this very process's own record (a retry)
+    elsewhere = {**provenance.in_progress(job, None), "imgpipe_host": "another-head-node"}
+    provenance.write(path, elsewhere)
+    assert provenance.not_to_run(job)[0] == provenance.BUSY  # another machine: taken to be alive

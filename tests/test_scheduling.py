@@ -53,6 +53,7 @@ def test_blocked_down_and_retried_nodes():
     assert taken(sched.take_ready(now=10.0)) == [(jobs[2], "a")]
     # b goes down: the job pinned there is dropped (to be reported failed), pool jobs avoid it
     sched.release("b")
+    sched.free_ms(jobs[0])  # (its task has finished: its MS is free again)
     assert [q.job for q in sched.mark_down("b")] == [jobs[1]]
     retry = Queued(jobs[0]).retry(not_before=20.0, avoid="a")
     sched.release("a")
@@ -60,6 +61,30 @@ def test_blocked_down_and_retried_nodes():
     assert sched.take_ready(now=19.0) == [] and sched.next_wakeup(19.0) == 1.0
     assert taken(sched.take_ready(now=20.0)) == [(jobs[0], "a")]  # avoided only if another node is free
     assert retry.attempt == 2
+
+
+def test_jobs_reading_a_common_ms_never_run_at_once_and_others_take_the_slot():
+    """A composite SW and its member (--combine): the later waits for the MS, a job on
+    other MSs takes the free slot meanwhile, and the wait is told once."""
+    combined = make_job(None, ("wsclean", "all"), ("/d/SW01.MS", "/d/SW02.MS"), name="all")
+    member = make_job(None, ("wsclean", "1"), ("/d/SW01.MS/",), name="sw1")  # the same MS, spelled otherwise
+    other = make_job(None, ("wsclean", "3"), ("/d/SW03.MS",), name="sw3")
+    sched = SlotScheduler([combined, member, other], ["a", "b"], max_concurrent=2)
+    assert taken(sched.take_ready()) == [(combined, "a"), (other, "b")]
+    assert [(j, os.path.basename(ms), h) for j, ms, h in sched.new_waits()] == [(member, "SW01.MS", combined)]
+    sched.release("a")  # WSClean ended; its task still writes the record: the MS stays held
+    assert sched.take_ready() == [] and sched.new_waits() == []
+    sched.free_ms(combined)
+    assert taken(sched.take_ready()) == [(member, "a")]
+
+
+def test_a_job_given_back_frees_its_ms():
+    first = make_job(None, ("wsclean", "1"), ("/d/SW01.MS",), name="a1")
+    second = make_job(None, ("wsclean", "2"), ("/d/SW01.MS",), name="a2")
+    sched = SlotScheduler([first, second], ["a"], max_concurrent=2)
+    ((q, host),) = sched.take_ready()
+    sched.give_back(q, host)  # it could not start (e.g. another run holds the MS)
+    assert taken(sched.take_ready()) == [(first, "a")]
 
 
 def test_a_refused_slot_keeps_the_jobs_place():

@@ -19,7 +19,10 @@ one thing every node has.
   small python3 launcher around it, used only where nothing else waits for the
   wrapper on the job's node: an SSH session per job, or ``srun``; ``$IMGPIPE_PYTHON``
   if set, since ``python3`` on PATH may be a slow pyenv shim), ``... timeout <s>``,
-  ``... slurm <job id>`` and ``... setup <what>`` when the env_file or out_dir step fails.
+  ``... slurm <job id>`` and ``... setup <what> [figures]`` when a step before the job
+  fails (env_file, out_dir, log, the scratch folder or its free space).
+- With a scratch folder (``[worker] temp_dir``): remove the folders beside it whose
+  owner is gone (a killed run), check the free space, create it, remove it at the end.
 
 Values are positional parameters (``"$@"``) or shlex-quoted by the caller, never
 pasted into shell code, so no config value or path can run a command of its own.
@@ -59,6 +62,8 @@ def wrapped_argv(
     grace_s: float,
     max_time_s: int | None = None,
     rusage_launcher: bool = False,
+    scratch: str | None = None,
+    min_free_mb: int = 0,
 ) -> list[str]:
     """argv that runs ``argv`` under the wrapper (a ``bash -c`` script and its arguments).
 
@@ -68,13 +73,15 @@ def wrapped_argv(
     peak memory and CPU. Not needed where the wrapper's own parent reaps it on the
     job's node (imgpipe locally, the node agent): ``wait4`` of the wrapper gives the
     same figures, without the ~40 ms the launcher adds to each job's start and end.
+    ``scratch``: the job's own scratch folder (``Job.scratch``), made before it starts
+    (if its file system has ``min_free_mb`` free) and removed when it ends.
     """
     # --norc: bash started below sshd would read ~/.bashrc again (the login shell or the
     # node agent has already set the environment; the env_file is sourced explicitly)
     return [
         "bash", "--norc", "--noprofile", "-c", _SCRIPT, "imgpipe-job", token, env_file or "", out_dir, log_path,
         f"{grace_s:g}", "" if max_time_s is None else str(int(max_time_s)),
-        _ACCOUNTING if rusage_launcher else "", *argv,
+        scratch or "", str(int(min_free_mb) * 1024), _ACCOUNTING if rusage_launcher else "", *argv,
     ]
 
 
@@ -92,7 +99,9 @@ class ControlState:
     cpu_s: float | None = None
     """User + system CPU seconds of the wrapper's children (the job and tee)."""
     setup_failed: str | None = None
-    """``env_file``, ``out_dir`` or ``log``: the step before the job that failed."""
+    """``env_file``, ``out_dir``, ``log``, ``temp_dir`` or ``temp_space``: the step before the job that failed."""
+    setup_detail: tuple[str, ...] = ()
+    """Figures of a failed setup step (``temp_space``: kB free, kB needed)."""
     max_rss_mb: float | None = None
     """Peak resident memory of the job (MiB), when python3 is on the node."""
     timed_out: int | None = None
@@ -148,8 +157,8 @@ class OutputParser:
             if len(times) == 4 and not self._have_rusage:  # shell user/sys, children user/sys
                 self.state.cpu_s = times[2] + times[3]
             self._after_exit = None
-        elif words[:1] == ["setup"] and len(words) == 2:
-            self.state.setup_failed = words[1]
+        elif words[:1] == ["setup"] and len(words) >= 2:
+            self.state.setup_failed, self.state.setup_detail = words[1], tuple(words[2:])
         elif words[:1] == ["rusage"] and len(words) == 4:
             self.measured(int(words[1]), float(words[2]), float(words[3]))
         elif words[:1] == ["timeout"] and len(words) == 2:
@@ -163,7 +172,21 @@ _SETUP_REASONS = {
     "env_file": "cannot source the env_file",
     "out_dir": "cannot create the output directory",
     "log": "cannot write the job log",
+    "temp_dir": "cannot create the job's scratch folder ([worker] temp_dir)",
 }
+
+
+def _size(kb: int) -> str:
+    gib = kb / 1024**2
+    return f"{gib / 1024:.1f} TiB" if gib >= 1024 else f"{gib:.1f} GiB"
+
+
+def _setup_reason(state: ControlState) -> str:
+    if state.setup_failed == "temp_space" and len(state.setup_detail) == 2:
+        free, least = (_size(int(x)) for x in state.setup_detail)
+        return (f"not started: the scratch folder's file system ([worker] temp_dir) has {free} free, "
+                f"less than temp_min_free = {least}; free some space there or lower temp_min_free")
+    return _SETUP_REASONS.get(state.setup_failed, f"{state.setup_failed} failed")
 
 
 def wrapper_exit(rc: int) -> int:
@@ -203,8 +226,9 @@ def _outcome(state: ControlState, last_line: str, grace_s: float | None) -> tupl
         grace = "" if grace_s is None else f", SIGKILL after {grace_s:g} s if still running"
         return TIMED_OUT, code, f"timed out: ran longer than max_time {format_duration(state.timed_out)}; stopped with SIGTERM{grace}{how}"
     if state.setup_failed:
-        why = _SETUP_REASONS.get(state.setup_failed, f"{state.setup_failed} failed")
-        return FAILED, SETUP_FAILED, why + (f": {last_line}" if last_line else "")
+        why = _setup_reason(state)
+        detail = f": {last_line}" if last_line and state.setup_failed != "temp_space" else ""
+        return FAILED, SETUP_FAILED, why + detail
     if state.exit_code is None:
         return FAILED, None, "the job's wrapper ended without an exit status"
     code = wrapper_exit(state.exit_code)

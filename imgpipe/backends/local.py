@@ -32,7 +32,8 @@ class LocalBackend:
     def run(self, job: Job, on_line: Callable[[str], None] = lambda line: None,
             stop: threading.Event | None = None) -> JobResult:
         w = self.worker
-        return run_local(job, w.env_file, on_line, w.kill_grace, w.max_time, stop=stop, running=self.running)
+        return run_local(job, w.env_file, on_line, w.kill_grace, w.max_time, stop=stop, running=self.running,
+                         min_free_mb=w.temp_min_free)
 
     def cancel(self, grace_s: float = CANCEL_GRACE_S) -> int:
         return cancel_all(self.running, grace_s)
@@ -50,13 +51,15 @@ def run_local(
     launcher: tuple[str, ...] = (),
     stop: threading.Event | None = None,
     running: RunningJobs | None = None,
+    min_free_mb: int = 0,
 ) -> JobResult:
     """Run ``job`` here; its output goes to ``<out_dir>/<name>.log`` and, line by line, to ``on_line``.
 
     ``launcher`` runs the wrapper through another command (``srun ...`` for SLURM);
     setting ``stop`` stops this job alone (SIGTERM, SIGKILL after ``CANCEL_GRACE_S``), as
     a cancelled run does on a Dask worker shared with other runs; ``running``: the run's
-    registry of jobs, through which a cancel reaches this one.
+    registry of jobs, through which a cancel reaches this one; ``min_free_mb``: least free
+    space for the job's scratch folder.
     """
     registry = running if running is not None else RunningJobs()
     if registry.cancelled.is_set():
@@ -67,7 +70,7 @@ def run_local(
         proc = subprocess.Popen(
             # here, wait4 of the wrapper measures the job; through srun it would measure srun
             [*launcher, *wrapped_argv(job.argv, job.out_dir, job.log_path, env_file, token, grace_s, max_time_s,
-                                      rusage_launcher=bool(launcher))],
+                                      rusage_launcher=bool(launcher), scratch=job.scratch, min_free_mb=min_free_mb)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -61,7 +61,7 @@ class SlurmBackend:
         w = self.worker
         launcher = srun_argv(job, w, self.allocation)
         return local.run_local(job, w.env_file, on_line, w.kill_grace, w.max_time, tuple(launcher), stop=stop,
-                               running=self.running)
+                               running=self.running, min_free_mb=w.temp_min_free)
 
     def allocate(self, on_line: Callable[[str], None] = lambda line: None) -> str:
         """``salloc --no-shell`` of ``slurm_nodes`` nodes for this run; returns the SLURM job id.

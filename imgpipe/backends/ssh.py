@@ -366,7 +366,8 @@ class SSHBackend:
 
     def run(self, job: Job, on_line: Callable[[str], None] = lambda line: None, stop=None) -> JobResult:
         w = self.worker
-        return run_ssh(job, w.env_file, on_line, w.kill_grace, w.max_time, pool=self.pool, running=self.running)
+        return run_ssh(job, w.env_file, on_line, w.kill_grace, w.max_time, pool=self.pool, running=self.running,
+                       min_free_mb=w.temp_min_free)
 
     def cancel(self, grace_s: float = 10.0) -> int:
         """Stop every job running over SSH (SIGTERM on the node, SIGKILL after ``grace_s``)."""
@@ -426,10 +427,11 @@ def run_ssh(
     *,
     pool: SSHPool,
     running: RunningJobs | None = None,
+    min_free_mb: int = 0,
 ) -> JobResult:
     """Run ``job`` on ``job.host`` over ``pool``'s connection; output streams to ``on_line``
     (and to the log on the node). ``running``: the run's registry, through which a cancel
-    reaches this job."""
+    reaches this job; ``min_free_mb``: least free space for the job's scratch folder."""
     running = running if running is not None else RunningJobs()
     if running.cancelled.is_set():
         return JobResult(job, CANCELLED, "run cancelled before the job started")
@@ -440,7 +442,7 @@ def run_ssh(
         # through the agent, the agent's wait4 measures the job; in a session of its own,
         # the wrapper's python3 launcher does (nothing else waits for it on the node)
         argv = wrapped_argv(job.argv, job.out_dir, job.log_path, env_file, token, grace_s, max_time_s,
-                            rusage_launcher=agent is None)
+                            rusage_launcher=agent is None, scratch=job.scratch, min_free_mb=min_free_mb)
         if agent is None:
             sent, lost = _run_in_session(pool, running, job.host, argv, parser, on_line)
         else:

@@ -26,6 +26,7 @@ from imgpipe.core.schema import (
     NAMES,
     OPTIONAL_STRING,
     RESOURCES,
+    SIZE,
     STRING,
     TABLE,
     key,
@@ -117,6 +118,15 @@ class WorkerConfig:
         "`heavy = {cpus = 12, mem = '40GB'}`; GB = 1024 MB as in SLURM; categories not given keep their defaults "
         "(small 1/2GB, medium 4/8GB, high_mem 2/16GB, cpu 12/8GB, heavy 12/40GB), each capped at heavy's. WSClean "
         "jobs are heavy", RESOURCES, shown="{}")
+    temp_dir: str | None = key(
+        None, "scratch folder on each job's node (tokens as in out-dir, e.g. `'/local/scratch/$obs_id$'`): each job "
+        "gets `-temp-dir <temp_dir>/imgpipe-<name>-<hash>`, created just before it starts and removed when it ends "
+        "(ok, failed, timed out or cancelled); folders left by a killed run are removed by the next job there. "
+        "Unset: WSClean's own behaviour (its reorder files beside the MS, or `-temp-dir` if `[wsclean]` sets it). "
+        "`''` = not set", OPTIONAL_STRING)
+    temp_min_free: int = key(
+        10240, "with `temp_dir`: a job does not start (it fails, saying how much is free) when the scratch folder's "
+        "file system has less free space than this; `0` = no check", SIZE, minimum=0, shown="'10GB'")
 
 
 @dataclass(frozen=True)
@@ -264,6 +274,10 @@ def _parse_worker(table: dict, path: Path, prefect: PrefectConfig = PrefectConfi
             f"{path}: [worker] run_on_file_host is not supported with nodes = 'slurm' "
             "(SLURM places the jobs; use slurm_options, e.g. '--nodelist=...')"
         )
+    temp_dir = values.get("temp_dir")
+    if temp_dir and not temp_dir.startswith(("/", "$ms_in$")):
+        raise ConfigError(f"{path}: [worker] temp_dir = {temp_dir!r}: must be an absolute path (it is a folder on "
+                          "each job's node), e.g. '/local/scratch'")
     if values.get("ssh_config"):
         ssh_config = Path(values["ssh_config"]).expanduser()
         values["ssh_config"] = str(ssh_config if ssh_config.is_absolute() else path.parent / ssh_config)
@@ -439,6 +453,8 @@ def load_config(path: str | Path, cwd: str | None = None) -> Config:
     name, out_dir, options = _parse_wsclean(wsclean, path)
     check_tokens(out_dir, "out-dir", data_handler is not None, str(path))
     check_tokens(name, "name", data_handler is not None, str(path), allowed=NAME_TOKENS)
+    if worker.temp_dir:
+        check_tokens(worker.temp_dir, "temp_dir", data_handler is not None, str(path), section="worker")
     for option, value in options:
         if option == CHANNELS_OUT:
             check_channels_out(value, str(path))

@@ -20,8 +20,9 @@ from imgpipe.core.errors import InputError, WSCleanNotFound
 from imgpipe.core.grouping import Group, group_paths, group_selections
 from imgpipe.core.mpi import mpirun_prefix
 from imgpipe.core.nodes import is_ssh
+from imgpipe.core.scratch import scratch_dir
 from imgpipe.core.tokens import expand_tokens, obs_id_of, token_values
-from imgpipe.core.wsclean_argv import CHANNELS_OUT, build_argv, check_option_names, resolve_channels_out
+from imgpipe.core.wsclean_argv import CHANNELS_OUT, TEMP_DIR, build_argv, check_option_names, resolve_channels_out
 
 KnownOptions = Callable[[tuple[str, ...]], frozenset[str]]
 """WSClean prefix → the option names it accepts (raises WSCleanNotFound)."""
@@ -41,6 +42,8 @@ class Job:
     sw: str | None
     out_dir: str
     name: str
+    scratch: str | None = None
+    """This job's own scratch folder on its node (``[worker] temp_dir``), made and removed around it."""
 
     @property
     def image_prefix(self) -> str:
@@ -71,6 +74,7 @@ class Job:
             "obs_id": self.obs_id,
             "sw": self.sw,
             "out_dir": self.out_dir,
+            "temp_dir": self.scratch,
         }
 
 
@@ -280,8 +284,11 @@ def plan_jobs(
         n_chan = None
         if CHANNELS_OUT in options:
             n_chan = resolve_channels_out(options[CHANNELS_OUT], ms_paths, count_channels)
-        argv = build_argv(prefix, f"{out_dir}/{name}", config.options, ms_paths, n_chan)
-        jobs.append(Job(host, tuple(argv), tuple(ms_paths), group.obs_id, group.sw, out_dir, name))
+        scratch = None
+        if config.worker.temp_dir and TEMP_DIR not in options:
+            scratch = scratch_dir(expand_tokens(config.worker.temp_dir, values), f"{out_dir}/{name}", name)
+        argv = build_argv(prefix, f"{out_dir}/{name}", config.options, ms_paths, n_chan, scratch)
+        jobs.append(Job(host, tuple(argv), tuple(ms_paths), group.obs_id, group.sw, out_dir, name, scratch))
 
     seen: dict[str, Job] = {}
     for job in jobs:

@@ -26,15 +26,20 @@ HEAVY = "heavy"
 _MEM = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", re.IGNORECASE)
 
 
-def mem_mb(text: Any) -> int:
-    """``'40GB'``, ``'40G'``, ``'512MB'``, ``1024`` (MB) → MB; ValueError otherwise."""
+def size_mb(text: Any) -> int:
+    """``'40GB'``, ``'40G'``, ``'512MB'``, ``1024`` (MB), ``0`` → MB; ValueError otherwise."""
     if isinstance(text, bool):
         raise ValueError(text)
     m = _MEM.fullmatch(str(text))
     if not m:
         raise ValueError(text)
     unit = "KMGT".index((m.group(2) or "M").upper()) - 1
-    return max(1, int(float(m.group(1)) * 1024**unit))
+    return int(float(m.group(1)) * 1024**unit)
+
+
+def mem_mb(text: Any) -> int:
+    """A category's memory, as :func:`size_mb` but at least 1 MB."""
+    return max(1, size_mb(text))
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@
 - A node can be *blocked* for a while (a connection just failed there: cool-down; or
   another imgpipe run holds its slots) and *down* (unreachable at start).
 - Retries come back with a not-before time.
+- Two jobs that read a common MS never run at once (see :mod:`imgpipe.core.ms_sharing`):
+  the later waits, and the slot goes to the next job that can run.
 
 Pure bookkeeping, no clock of its own: callers pass ``now`` (monotonic seconds).
 Starting a job only when it has a slot keeps queued jobs honest in the Prefect UI
@@ -18,6 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, replace
 
+from imgpipe.core.ms_sharing import ms_keys
 from imgpipe.core.plan import Job
 
 
@@ -46,6 +49,11 @@ class SlotScheduler:
         self._blocked_until: dict[str, float] = {}
         self._failures: Counter[str] = Counter()
         self.down: set[str] = set()
+        self._in_use: dict[str, Job] = {}
+        """MS (normalised path) → the job of this run that holds it (running, or its lock still held)."""
+        self._waiting_on: dict[int, str] = {}
+        """Jobs held back for an MS in use, and which (so that each wait is told once)."""
+        self._new_waits: list[tuple[Job, str, Job]] = []
 
     @property
     def pending(self) -> int:
@@ -67,14 +75,40 @@ class SlotScheduler:
         """(job, node) pairs that may start now, their slots counted as taken, in queue order."""
         ready, left = [], []
         for queued in self._pending:
-            host = self._place(queued, now)
+            busy = self._ms_in_use(queued.job)
+            host = None if busy else self._place(queued, now)
             if host is None:
                 left.append(queued)
             else:
                 self.running[host] += 1
+                for key in ms_keys(queued.job):
+                    self._in_use[key] = queued.job
+                self._waiting_on.pop(id(queued.job), None)
                 ready.append((queued, host))
         self._pending = left
         return ready
+
+    def _ms_in_use(self, job: Job) -> str | None:
+        """An MS of ``job`` that another job of this run holds (noted once per wait), or None."""
+        for key in ms_keys(job):
+            holder = self._in_use.get(key)
+            if holder is not None:  # (itself too: a retry waits for its own lock to be back)
+                if holder is not job and self._waiting_on.get(id(job)) != key:
+                    self._waiting_on[id(job)] = key
+                    self._new_waits.append((job, key, holder))
+                return key
+        return None
+
+    def new_waits(self) -> list[tuple[Job, str, Job]]:
+        """(job, MS, job holding it) for each job that began waiting for an MS since the last call."""
+        waits, self._new_waits = self._new_waits, []
+        return waits
+
+    def free_ms(self, job: Job) -> None:
+        """``job`` no longer holds its MSs (it ended and its cross-run lock is back)."""
+        for key in ms_keys(job):
+            if self._in_use.get(key) is job:
+                del self._in_use[key]
 
     def _place(self, queued: Queued, now: float) -> str | None:
         if queued.not_before > now:
@@ -93,8 +127,9 @@ class SlotScheduler:
         self.running[host] -= 1
 
     def give_back(self, queued: Queued, host: str) -> None:
-        """A job taken by ``take_ready`` could not start after all: free the slot, keep its place."""
+        """A job taken by ``take_ready`` could not start after all: free the slot and its MSs, keep its place."""
         self.running[host] -= 1
+        self.free_ms(queued.job)
         self._pending.insert(0, queued)
 
     def requeue(self, queued: Queued) -> None:

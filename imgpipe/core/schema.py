@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from imgpipe.core.errors import BadValue
-from imgpipe.core.resources import parse_resources
+from imgpipe.core.resources import parse_resources, size_mb
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,7 @@ NAMES = Kind("an array of environment variable names", "array of names", _names)
 TABLE = Kind("a table", "table", _table)
 
 
+SIZE = Kind("a size such as '10GB', '512MB' (GB = 1024 MB) or a number of MB", "size (MB)", size_mb)
 RESOURCES = Kind("a table of categories", "table of categories", parse_resources)
 
 

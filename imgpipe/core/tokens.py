@@ -44,13 +44,14 @@ def token_values(last_ms: str, name: str | None, obs_id: str | None, sw: str | N
     return values
 
 
-def check_tokens(template: str, key: str, has_data_handler: bool, where: str, allowed=TOKENS) -> None:
+def check_tokens(template: str, key: str, has_data_handler: bool, where: str, allowed=TOKENS,
+                 section: str = "wsclean") -> None:
     """Reject unknown tokens, and data handler tokens without a data handler, before planning."""
     for token in _TOKEN.findall(template):
         if token not in allowed:
-            raise ConfigError(f"{where}: [wsclean] {key}: unknown token ${token}$ (known: {', '.join('$' + t + '$' for t in allowed)})")
+            raise ConfigError(f"{where}: [{section}] {key}: unknown token ${token}$ (known: {', '.join('$' + t + '$' for t in allowed)})")
         if token in DATA_HANDLER_TOKENS and not has_data_handler:
-            raise ConfigError(f"{where}: [wsclean] {key}: ${token}$ needs a [data_handler] section")
+            raise ConfigError(f"{where}: [{section}] {key}: ${token}$ needs a [data_handler] section")
 
 
 def expand_tokens(template: str, values: dict[str, str]) -> str:

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 from imgpipe.core.errors import ConfigError, InputError
 
 CHANNELS_OUT = "channels-out"
+TEMP_DIR = "temp-dir"
 _EVERY = re.compile(r"^every(\d+)$")
 
 
@@ -74,9 +75,10 @@ def build_argv(
     options: Iterable[tuple[str, Any]],
     ms_paths: Iterable[str],
     channels_out: int | None = None,
+    temp_dir: str | None = None,
 ) -> list[str]:
-    """``prefix + -name <image_prefix> + options (file order) + MS paths``."""
-    argv = [*prefix, "-name", image_prefix]
+    """``prefix + -name <image_prefix> [+ -temp-dir <temp_dir>] + options (file order) + MS paths``."""
+    argv = [*prefix, "-name", image_prefix, *(("-" + TEMP_DIR, temp_dir) if temp_dir else ())]
     for key, value in options:
         if key == CHANNELS_OUT and channels_out is not None:
             value = channels_out

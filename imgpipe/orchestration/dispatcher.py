@@ -15,6 +15,13 @@ Why it is fast: a freed slot is refilled without waiting for Prefect.
   go back to Prefect (other runs may take them then). So within a run a slot is
   refilled in milliseconds, and across runs the per-node cap still holds.
 
+One job per MS at a time: the scheduler holds back a job whose MS another job of this
+run holds, and locks per MS (``ms_locks``: this machine's, and Prefect's for runs on
+other machines) keep other runs off it; a job refused a lock goes back to the queue
+(asked again after a growing delay), its node slot to the next job. The locks are
+given back the moment WSClean has ended (with the node slot, before the image
+statistics); once they are back, the next job of this run on that MS may start.
+
 Retry rules (as the original imgpipe's worker pool): a job is tried again only if its
 command never reached the node (connection refused or timed out, channel refused), up
 to ``retries`` times after ``retry_delay``, preferably on another node; a node
@@ -28,17 +35,19 @@ meanwhile.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from typing import Callable
 
 from imgpipe.core import events
 from imgpipe.core.config import WorkerConfig
 from imgpipe.core.job_order import LARGEST_FIRST, largest_first
+from imgpipe.core.ms_sharing import ms_keys
 from imgpipe.core.plan import Job, Plan
 from imgpipe.core.results import CANCELLED, FAILED, JobResult
 from imgpipe.core.scheduling import Queued, SlotScheduler
@@ -56,6 +65,15 @@ SLOT_ERROR_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0)
 """Waits after a slot request to Prefect failed (an HTTP error, a dropped connection),
 one per failure in a row on that node; after the last, the node's waiting jobs fail."""
 
+LOCK_RECHECK_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+"""Waits before asking again for an MS another run holds (the last one repeats)."""
+
+@dataclass
+class _Locked:
+    """Another run holds an MS of the job (``holder``: what it says of itself, if known)."""
+
+    holder: str | None = None
+
 RELEASE_JOIN_S = 10.0
 """How long the end of a run waits for slot releases still under way (then they expire)."""
 
@@ -71,6 +89,8 @@ class _Submission:
     future: object = None
     slot_freed: bool = False
     handled: bool = False
+    locks: tuple = ()
+    """The job's locks on its MSs: (kind of lock, handle) pairs."""
 
 
 class Dispatcher:
@@ -78,7 +98,8 @@ class Dispatcher:
     and returns its future; ``outcome(job, future)`` reads a finished future as a JobResult
     (used only when the task died before reporting); ``limits`` holds node slots in Prefect."""
 
-    def __init__(self, plan: Plan, worker: WorkerConfig, start: Callable, outcome: Callable, limits, logger):
+    def __init__(self, plan: Plan, worker: WorkerConfig, start: Callable, outcome: Callable, limits, logger,
+                 ms_locks: tuple = (), run: str = ""):
         self.plan, self.worker, self.logger = plan, worker, logger
         self._start, self._outcome, self._limits = start, outcome, limits
         self.scheduler = SlotScheduler(self.start_order(plan, worker), plan.pool, worker.max_concurrent)
@@ -93,6 +114,15 @@ class Dispatcher:
         """Failed slot requests in a row, per node."""
         self._releases: list[threading.Thread] = []
         """Slot releases under way: joined before the run returns, so none races NodeLimits.close()."""
+        self._ms_locks = tuple(ms_locks)
+        """Locks on MSs across runs (``imgpipe.orchestration.ms_locks``), taken in this order."""
+        self._instant = all(lock.instant for lock in self._ms_locks)
+        """Every lock is taken without waiting (no API call): in the loop's own thread."""
+        self._run = run
+        self._lock_refusals: Counter[int] = Counter()
+        """Lock requests refused in a row, per job (their wait grows)."""
+        self._ms_jobs: Counter[str] = Counter()
+        """Jobs of this run still to finish, per MS (at 0 its lock limit is deleted)."""
 
     @staticmethod
     def start_order(plan: Plan, worker: WorkerConfig) -> list[Job]:
@@ -114,6 +144,8 @@ class Dispatcher:
             self.scheduler.remove(self.plan.jobs[index])
             self.results[index] = result
             events.emit("finished", result)
+        for queued in self.scheduler.queued():
+            self._ms_jobs.update(ms_keys(queued.job))
         for host, why in down.items():
             for queued in self.scheduler.mark_down(host):
                 self._record(queued, JobResult(queued.job, FAILED, f"node unreachable: {why}", connection_error=True))
@@ -122,6 +154,7 @@ class Dispatcher:
             self._take_first_slots(down)  # (a node whose slots another run holds: the loop asks again)
             while self.scheduler.pending or self._in_flight() or self._acquiring:
                 self._start_ready()
+                self._tell_waits()
                 self._return_idle_leases()
                 if not self.scheduler.pending and not self._in_flight() and not self._acquiring:
                     break
@@ -145,6 +178,10 @@ class Dispatcher:
                     break
                 if kind == "acquired":
                     self._acquiring -= 1
+                    if isinstance(lease, tuple):
+                        lease, locks = lease
+                        if isinstance(locks, tuple):
+                            self._release_locks(locks, ())
                     if lease is not None and not isinstance(lease, Exception):
                         self._idle_leases[what[1]].append(lease)
             self._return_idle_leases(everything=True)
@@ -176,11 +213,16 @@ class Dispatcher:
         else after asking Prefect for one in the background (the embedded server can take
         seconds to answer, and meanwhile other nodes' slots must still be refilled)."""
         for queued, host in self.scheduler.take_ready(time.monotonic()):
-            if self._idle_leases[host]:
-                self._submit(queued, host, self._idle_leases[host].pop())
+            lease = self._idle_leases[host].pop() if self._idle_leases[host] else None
+            if lease is not None and self._instant:
+                self._acquired(queued, host, (lease, self._take_locks(queued.job)), counted=False)
             else:
                 self._acquiring += 1
-                threading.Thread(target=self._acquire, args=(queued, host), daemon=True).start()
+                threading.Thread(target=self._acquire, args=(queued, host, lease), daemon=True).start()
+
+    def _tell_waits(self) -> None:
+        for job, ms, holder in self.scheduler.new_waits():
+            self.logger.info("%s: waiting for %s, in use by %s", job.label, os.path.basename(ms), holder.label)
 
     def _take_first_slots(self, down: dict[str, str]) -> None:
         """Before the first job: the slots the run can fill at once, one request per node.
@@ -203,25 +245,68 @@ class Dispatcher:
             for slot in (self._limits.try_acquire_slots(host, want) if want > 1 else None) or ():
                 self._idle_leases[host].append(slot)
 
-    def _acquire(self, queued: Queued, host: str) -> None:
+    def _take_locks(self, job: Job):
+        """Every lock on ``job``'s MSs, as (kind, handle) pairs; a _Locked if another run
+        holds one (those taken are given back), or the error of a lock that failed."""
+        taken = []
+        for kind in self._ms_locks:
+            try:
+                handle = kind.try_lock(job, self._run)
+            except Exception as err:
+                self._release_locks(tuple(taken), ())
+                return err
+            if handle is None:
+                holder = kind.holder(job)
+                self._release_locks(tuple(taken), ())
+                return _Locked(holder)
+            taken.append((kind, handle))
+        return tuple(taken)
+
+    def _acquire(self, queued: Queued, host: str, lease=None) -> None:
+        """(In a thread.) A node slot if ``lease`` is None, then the locks on the job's MSs.
+
+        Answers the loop with the error, None (no free slot), or (slot, locks), locks
+        being what :meth:`_take_locks` returns."""
         try:
-            lease = self._limits.try_acquire(host)
+            if lease is None:
+                lease = self._limits.try_acquire(host)
         except Exception as err:  # reported in the loop's thread
             lease = err
-        self._inbox.put(("acquired", (queued, host), lease))
+        if lease is None or isinstance(lease, Exception):
+            self._inbox.put(("acquired", (queued, host), lease))
+            return
+        self._inbox.put(("acquired", (queued, host), (lease, self._take_locks(queued.job))))
 
-    def _acquired(self, queued: Queued, host: str, lease) -> None:
-        self._acquiring -= 1
+    def _acquired(self, queued: Queued, host: str, answer, counted: bool = True) -> None:
+        if counted:
+            self._acquiring -= 1
+        lease, lock = answer if isinstance(answer, tuple) else (answer, ())
         if isinstance(lease, Exception):
             self._slot_request_failed(queued, host, lease)
             return
-        self._slot_errors.pop(host, None)
         if lease is None:  # another imgpipe run holds this node's slots: ask again soon
+            self._slot_errors.pop(host, None)
             log.debug("%s: its slots are held by another run; asking again in %g s", host, BUSY_RECHECK_S)
             self.scheduler.give_back(queued, host)
             self.scheduler.block(host, time.monotonic() + BUSY_RECHECK_S)
             return
-        self._submit(queued, host, lease)
+        if isinstance(lock, Exception):
+            self._idle_leases[host].append(lease)
+            self._slot_request_failed(queued, host, lock)
+            return
+        self._slot_errors.pop(host, None)
+        if isinstance(lock, _Locked):  # another run images one of its MSs: the slot goes to another job
+            self._idle_leases[host].append(lease)
+            refusals = self._lock_refusals[id(queued.job)] = self._lock_refusals[id(queued.job)] + 1
+            if refusals == 1:
+                names = ", ".join(os.path.basename(k) for k in ms_keys(queued.job))
+                self.logger.info("%s: waiting for %s, in use by another imgpipe run%s", queued.job.label, names,
+                                 f" ({lock.holder})" if lock.holder else "")
+            wait = LOCK_RECHECK_S[min(refusals, len(LOCK_RECHECK_S)) - 1]
+            self.scheduler.give_back(replace(queued, not_before=time.monotonic() + wait), host)
+            return
+        self._lock_refusals.pop(id(queued.job), None)
+        self._submit(queued, host, lease, lock)
 
     def _slot_request_failed(self, queued: Queued, host: str, err: Exception) -> None:
         """Prefect did not answer a slot request (the job never started): ask again later,
@@ -238,11 +323,11 @@ class Dispatcher:
         self.logger.warning("%s: slot request to Prefect failed (%s); asking again in %g s", host, why, wait)
         self.scheduler.block(host, time.monotonic() + wait)
 
-    def _submit(self, queued: Queued, host: str, lease) -> None:
+    def _submit(self, queued: Queued, host: str, lease, locks: tuple = ()) -> None:
         sid = uuid.uuid4().hex
         job = replace(queued.job, host=host)
         log.debug("start %s on %s (attempt %d, %d job(s) waiting)", job.label, host, queued.attempt, self.scheduler.pending)
-        sub = self._subs[sid] = _Submission(queued, job, lease)
+        sub = self._subs[sid] = _Submission(queued, job, lease, locks=locks)
         sub.future = self._start(job, queued.attempt, sid)
         sub.future.add_done_callback(lambda f, sid=sid: self._inbox.put(("done", sid, None)))
 
@@ -269,14 +354,17 @@ class Dispatcher:
             self._acquired(*sid, result)
             return
         sub = self._subs[sid]
+        if kind == "unlocked":  # a job's MS locks are back: the next job on its MSs may start
+            self.scheduler.free_ms(sub.queued.job)
+            return
         if kind == "ended":  # WSClean has ended: its slot is free (the task still finishes up)
-            self._free_slot(sub, result)
+            self._free_slot(sid, sub, result)
             return
         if sub.handled:
             return
         sub.handled = True
         result = replace(self._outcome(sub.job, sub.future), attempt=sub.queued.attempt)
-        self._free_slot(sub, result)  # (if the task died before saying WSClean ended)
+        self._free_slot(sid, sub, result)  # (if the task died before saying WSClean ended)
         why = retry_reason(result, self.worker, sub.queued.attempt)
         if why:
             self.logger.warning(
@@ -290,10 +378,46 @@ class Dispatcher:
             self.logger.error("%s: not retried: WSClean had started there (%s)", sub.job.label, where)
         self._record(sub.queued, result)
 
-    def _free_slot(self, sub: _Submission, result: JobResult) -> None:
+    def _unlock(self, sid: str, sub: _Submission, final: bool) -> None:
+        """WSClean has ended: the job's MSs go back (to Prefect first, then to this run's
+        scheduler); a lock limit no later job of this run needs is deleted."""
+        keys = ms_keys(sub.queued.job)
+        if final:
+            self._ms_jobs.subtract(keys)
+        done_with = tuple(k for k in keys if self._ms_jobs[k] <= 0)
+        if self._release_locks(sub.locks, done_with, sid):
+            self.scheduler.free_ms(sub.queued.job)
+
+    def _release_locks(self, locks: tuple, done_with: tuple[str, ...], sid: str | None = None) -> bool:
+        """Give ``locks`` back: True if done now; else (an API call) in a thread, which then
+        tells the loop "unlocked" for ``sid``. ``done_with``: MSs no later job of this run
+        needs (their Prefect limits are deleted)."""
+        for kind, handle in locks:
+            if kind.instant:
+                kind.release(handle)
+        slow = [(kind, handle) for kind, handle in locks if not kind.instant]
+        if not slow:
+            return True
+
+        def release():
+            for kind, handle in slow:
+                kind.release(handle)
+            if sid is not None:
+                self._inbox.put(("unlocked", sid, None))
+            for kind, _ in slow:
+                if done_with:
+                    kind.drop(done_with)
+
+        thread = threading.Thread(target=release, daemon=True)
+        thread.start()
+        self._releases = [t for t in self._releases if t.is_alive()] + [thread]
+        return False
+
+    def _free_slot(self, sid: str, sub: _Submission, result: JobResult) -> None:
         if sub.slot_freed:
             return
         sub.slot_freed = True
+        self._unlock(sid, sub, final=not retry_reason(result, self.worker, sub.queued.attempt))
         self.scheduler.release(sub.job.host)
         self._idle_leases[sub.job.host].append(sub.lease)
         if result.connection_error:

@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
+RESTARTS = 2
+"""Starts tried again when the server exits before answering (see ``wait_ready``)."""
 
 
 def _die_with_parent() -> None:
@@ -55,6 +57,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+CURRENT: "EmbeddedServer | None" = None
+"""The embedded server this process started, while it runs (None: a real server, or none)."""
+
+
+def serves(api_url: str | None) -> bool:
+    """Is ``api_url`` the embedded server of this process (seen by no other machine)?"""
+    return CURRENT is not None and api_url == CURRENT.api_url
+
+
 class EmbeddedServer:
     """``start()`` returns at once; ``wait_ready()`` before the first API call; ``stop()`` at the end."""
 
@@ -69,9 +80,17 @@ class EmbeddedServer:
 
     def start(self) -> str:
         """Start the server process; returns its API URL (set PREFECT_API_URL to it before importing Prefect)."""
+        global CURRENT
+        self.port = _free_port()
+        self._spawn()
+        CURRENT = self
+        return self.api_url
+
+    def _spawn(self) -> None:
         spec = importlib.util.find_spec("prefect")  # finds, does not import
         app_dir = Path(spec.submodule_search_locations[0]).parent
-        self.port = _free_port()
+        if self._stderr is not None:
+            self._stderr.close()
         self._stderr = tempfile.TemporaryFile()
         env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
         env.pop("PREFECT_API_URL", None)
@@ -83,7 +102,6 @@ class EmbeddedServer:
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr, preexec_fn=_die_with_parent,
             start_new_session=True,  # a Ctrl-C on the terminal is for imgpipe, which still needs the API to wind up
         )
-        return self.api_url
 
     def wait_ready(self, timeout_s: float) -> None:
         """Wait for the API to answer; RuntimeError with the server's own words if it does not."""
@@ -91,10 +109,19 @@ class EmbeddedServer:
         import httpx
 
         deadline = time.monotonic() + timeout_s
+        restarts = 0
         with httpx.Client(timeout=2) as client:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
-                    break
+                    if restarts == RESTARTS:
+                        break
+                    # Two runs starting on a new PREFECT_HOME both migrate its database, and
+                    # the loser's server exits ("Application startup failed"): once the
+                    # winner is done, a second start finds the database ready.
+                    restarts += 1
+                    time.sleep(0.5 * restarts)
+                    self._spawn()
+                    continue
                 try:
                     if client.get(f"{self.api_url}/health").status_code == 200:
                         return
@@ -107,6 +134,9 @@ class EmbeddedServer:
         raise RuntimeError(f"the embedded Prefect server did not start ({how}): {said[-1] if said else 'no output'}")
 
     def stop(self) -> None:
+        global CURRENT
+        if CURRENT is self:
+            CURRENT = None
         if self.process is None:
             return
         self.process.terminate()

@@ -16,16 +16,20 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
+from prefect.settings import PREFECT_API_URL
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from imgpipe.backends import RunBackends
 from imgpipe.core import events
+from imgpipe.core.ms_sharing import sharing_notes
 from imgpipe.core.plan import run_name, write_plan_json
 from imgpipe.core.request import RunRequest
 from imgpipe.core.results import CANCELLED, FAILED, JobResult, RunSummary
 from imgpipe.orchestration.dispatcher import Dispatcher
+from imgpipe.orchestration.embedded_server import serves
+from imgpipe.orchestration.ms_locks import LocalMsLocks, PrefectMsLocks
 from imgpipe.orchestration.node_limits import NodeLimits
 from imgpipe.orchestration.tasks import (
     check_mpi_task,
@@ -40,6 +44,10 @@ from imgpipe.orchestration.tasks import (
     slurm_allocation_task,
 )
 from imgpipe.prepare import PreparedRun, expand_inputs
+
+
+def api_url() -> str | None:
+    return PREFECT_API_URL.value()
 
 
 def scheduled_time() -> datetime:
@@ -127,6 +135,8 @@ def imgpipe_flow(
     request, cfg, plan = prepared.request, prepared.config, prepared.plan
     _name_this_run(run_name(request.config, prepared.inputs, len(plan.jobs)))
     events.emit("planned", plan)
+    for note in sharing_notes(plan.jobs):
+        logger.info(note)
     if cfg.worker.dry_run if request.dry_run is None else request.dry_run:
         for line in plan.dry_run_lines():
             logger.info("dry run: %s", line)
@@ -157,13 +167,16 @@ def imgpipe_flow(
             # more API calls on the path of every job); node slots are NodeLimits' work.
             if dask_jobs is not None:
                 parameters = dict(job=job, worker=cfg.worker, attempt=attempt, submission_id=submission_id,
-                                  dask_stop=dask_jobs.stop_event_name)
+                                  dask_stop=dask_jobs.stop_event_name, force=request.force, replace=request.replace)
                 return dask_jobs.submit(run_job_task, parameters, job.host)
             # quote: plain records with no futures inside, so Prefect need not walk them
             # (twice per task run) on the way to WSClean
-            return run_job_task.submit(quote(job), quote(cfg.worker), attempt, submission_id, quote(run_backends))
+            return run_job_task.submit(quote(job), quote(cfg.worker), attempt, submission_id, quote(run_backends),
+                                       force=request.force, replace=request.replace)
 
-        dispatcher = Dispatcher(plan, cfg.worker, start, _outcome, limits, logger)
+        # MS locks: this machine's always; Prefect's too when other machines may share the server
+        ms_locks = (LocalMsLocks(),) if serves(api_url()) else (LocalMsLocks(), PrefectMsLocks(limits))
+        dispatcher = Dispatcher(plan, cfg.worker, start, _outcome, limits, logger, ms_locks, flow_run.name or "")
         try:
             if cfg.worker.slurm_nodes and plan.jobs:  # (inside: an interrupted request is cancelled too)
                 slurm_allocation_task(quote(run_backends))

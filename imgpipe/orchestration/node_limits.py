@@ -20,6 +20,15 @@ A run that can fill a node asks for all its slots there in one request (one leas
 for several slots, see ``Dispatcher._take_first_slots``); each slot is then a handle
 of its own, and the lease goes back when the last handle does.
 
+Measurement Sets are locked the same way, so that two runs never image one MS at the
+same moment (:mod:`imgpipe.core.ms_sharing` says why): one limit of 1 per MS,
+``imgpipe-ms-<name>-<hash of its path>``, created when first needed and deleted when
+the run that used it last has no more jobs on it (so months of nights do not fill the
+server with limits). A job holds one lease on all its MSs, taken after its node slot
+and given back when its task has finished. A limit deleted by one run at the moment
+another takes it leaves that lease on nothing: with two runs it cannot matter (the
+deleting run has no more jobs there); it could let a third run in, for a few ms.
+
 Slots are leases (60 s, renewed every 15 s while the job runs), so a run killed with
 SIGKILL frees its slots within a minute: imgpipe revokes expired leases itself, since
 the embedded (ephemeral) Prefect server does not run Prefect's repossessor service.
@@ -27,8 +36,11 @@ the embedded (ephemeral) Prefect server does not run Prefect's repossessor servi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
+import re
 import socket
 import threading
 import time
@@ -38,7 +50,9 @@ from uuid import UUID
 
 import httpx
 from prefect import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.context import SettingsContext
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, get_current_settings
 
 from imgpipe.core.nodes import is_local
@@ -54,6 +68,13 @@ log = logging.getLogger(__name__)
 def limit_name(host: str) -> str:
     """``imgpipe-node-<host>``; local jobs count against this machine's name."""
     return f"imgpipe-node-{socket.gethostname() if is_local(host) else host}"
+
+
+def ms_lock_name(path: str) -> str:
+    """``imgpipe-ms-SW01.MS-<12 hex>``: readable in the UI, unique per MS path."""
+    path = os.path.normpath(path)
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(path))[:40]
+    return f"imgpipe-ms-{base}-{hashlib.sha1(path.encode()).hexdigest()[:12]}"
 
 
 class SharedSlot:
@@ -133,6 +154,52 @@ class NodeLimits:
             self._held[lease_id] = host
             self._shared[lease_id] = slots
         return [SharedSlot(lease_id) for _ in range(slots)]
+
+    def try_lock(self, ms_paths) -> UUID | None:
+        """One lease on every MS of a job now, or None if another run holds one of them.
+
+        Limits that do not exist yet are created (Prefect ignores names it does not
+        know, so the answer is checked: a lease must cover every MS)."""
+        names = list(dict.fromkeys(ms_lock_name(p) for p in ms_paths))
+        for _ in range(3):
+            try:
+                response = self._call(
+                    self._client.increment_concurrency_slots_with_lease,
+                    names=names, slots=1, mode="concurrency", lease_duration=LEASE_S,
+                )
+            except httpx.HTTPStatusError as err:
+                if err.response.status_code == 423:
+                    if time.monotonic() - self._last_reclaim > LEASE_S / 2:
+                        self.reclaim_expired()  # a dead run may still hold the MS
+                    return None
+                raise
+            answer = response.json()
+            lease_id = UUID(answer["lease_id"])
+            missing = set(names) - {limit["name"] for limit in answer.get("limits", [])}
+            if not missing:
+                with self._lock:
+                    self._held[lease_id] = "ms"
+                return lease_id
+            self._call(self._client.release_concurrency_slots_with_lease, lease_id)
+            for name in sorted(missing):
+                try:
+                    self._call(self._client.create_global_concurrency_limit,
+                               GlobalConcurrencyLimitCreate(name=name, limit=1))
+                except ObjectAlreadyExists:
+                    pass  # another run made it meanwhile
+        raise RuntimeError(f"cannot create the Prefect limits that lock {', '.join(names)}")
+
+    def drop_locks(self, ms_paths) -> None:
+        """Delete the MS limits no job holds now (this run has no more jobs on these MSs)."""
+        for name in dict.fromkeys(ms_lock_name(p) for p in ms_paths):
+            try:
+                limit = self._call(self._client.read_global_concurrency_limit_by_name, name)
+                if limit.active_slots == 0:
+                    self._call(self._client.delete_global_concurrency_limit_by_name, name)
+            except ObjectNotFound:
+                pass
+            except Exception as err:  # a limit left behind is only a row in the database
+                log.debug("could not delete %s: %s", name, err)
 
     def release(self, lease_id: "UUID | SharedSlot | None") -> None:
         if lease_id is None:

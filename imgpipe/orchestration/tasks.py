@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import replace
 
@@ -106,8 +107,8 @@ def resume_check_task(plan: Plan, force: bool = False, replace: bool = False) ->
         if verdict is None:
             continue
         kind, record = verdict
-        if kind == provenance.REFUSED:
-            out[i] = JobResult(job, FAILED, provenance.refusal(job, record))
+        if kind in (provenance.REFUSED, provenance.BUSY):
+            out[i] = JobResult(job, FAILED, _not_run_reason(job, kind, record))
             logger.error("%s: %s", job.label, out[i].reason)
         else:
             out[i] = skipped(job, record)
@@ -115,6 +116,10 @@ def resume_check_task(plan: Plan, force: bool = False, replace: bool = False) ->
     if done:
         logger.info("%d job(s) done by an earlier run, skipped (force=True redoes them)", done)
     return out
+
+
+def _not_run_reason(job: Job, kind: str, record: dict) -> str:
+    return provenance.busy_reason(job, record) if kind == provenance.BUSY else provenance.refusal(job, record)
 
 
 @task(name="report", cache_policy=NO_CACHE)
@@ -157,17 +162,19 @@ def _job_run_name() -> str:
 @task(name="wsclean", cache_policy=NO_CACHE, task_run_name=_job_run_name)
 def run_job_task(
     job: Job, worker: WorkerConfig, attempt: int = 1, submission_id: str | None = None,
-    backends: RunBackends | None = None, dask_stop: str | None = None,
+    backends: RunBackends | None = None, dask_stop: str | None = None, force: bool = False, replace: bool = False,
 ) -> JobResult:
     """Run one WSClean job on its node, then measure its image and write its provenance.
 
     Failed (or Cancelled) in Prefect if WSClean fails, with the JobResult as the state's data.
     ``backends``: the run's (in the flow's process). ``dask_stop``: the task runs on a Dask
     worker instead, which runs the job as a local process of its own and stops it when
-    the run's Dask event of that name is set.
+    the run's Dask event of that name is set. ``force``, ``replace``: as the run's, for
+    the check made again just before WSClean starts (another run may have written these
+    images since the run began).
     """
     try:
-        return _run_job(job, worker, attempt, submission_id, backends, dask_stop)
+        return _run_job(job, worker, attempt, submission_id, backends, dask_stop, force, replace)
     finally:
         if dask_stop:
             # A worker sends its logs in batches: send them now, while the run's API is
@@ -178,7 +185,7 @@ def run_job_task(
 
 
 def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | None, backends: RunBackends | None,
-             dask_stop: str | None):
+             dask_stop: str | None, force: bool = False, may_replace: bool = False):
     logger = get_run_logger()
     output = PrefectLogAdapter(_output_logger(), extra=dict(getattr(logger, "extra", {}) or {}))
     where = job.host
@@ -194,10 +201,26 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
         watch_stop_event(dask_stop, stop, finished)
     logger.info("start on %s%s: %s", where, f" (attempt {attempt})" if attempt > 1 else "", job.command_line())
     record = provenance.record_path(job.out_dir, job.name)
-    try:
-        provenance.clear(record)  # a crash must not look done
+    verdict = provenance.not_to_run(job, force, may_replace) if attempt == 1 else None
+    if verdict is not None and verdict[0] == provenance.DONE:  # another run made them since this one began
+        result = replace(skipped(job, verdict[1]), attempt=attempt)
+        events.emit(JOB_ENDED, (submission_id, result))
+        logger.info("%s: %s", job.label, result.reason)
+        return result
+    if verdict is not None:
+        result = JobResult(job, FAILED, _not_run_reason(job, *verdict), attempt=attempt)
+        events.emit(JOB_ENDED, (submission_id, result))
+        logger.error("%s: %s", job.label, result.reason)
+        return Failed(message=f"{job.label}: {result.reason}", data=result)
+    try:  # a crash must not look done; another run must see these images are being written
+        try:
+            os.makedirs(job.out_dir, exist_ok=True)
+        except OSError:  # not visible here (an SSH node's own disk): no record here either
+            pass
+        if os.path.isdir(job.out_dir):
+            provenance.write(record, provenance.in_progress(job, str(flow_run.id) if flow_run.id else None))
     except OSError as err:  # the record of an earlier run would say "done": do not run over it
-        result = JobResult(job, FAILED, f"cannot remove the earlier run's record {record}: {err.strerror}", attempt=attempt)
+        result = JobResult(job, FAILED, f"cannot write the job's record {record}: {err.strerror}", attempt=attempt)
         events.emit(JOB_ENDED, (submission_id, result))
         logger.error("%s: %s", result.status, result.reason)
         return Failed(message=f"{job.label}: {result.reason}", data=result)

@@ -4,9 +4,12 @@ Written beside the images when a job ends (any way): argv, host, times, exit cod
 WSClean and imgpipe versions, input MSs, Prefect flow-run id, SLURM id, the FITS files
 produced (with sizes) and the image statistics. It doubles as the *success record* for
 resuming a night: ``"complete": true`` is written only after WSClean exited 0 and its
-images exist, and it is written last, atomically (temp file + rename). The record of
-an earlier run is removed before a job starts, so a job that crashes half-way never
-looks done.
+images exist, and it is written last, atomically (temp file + rename). When a job
+starts, the record of an earlier run is replaced by an *in progress* one (``"status":
+"running"``, with the imgpipe process's host and pid), so a job that crashes half-way
+never looks done, and another run that would write the same images at the same moment
+(a run on another Prefect server, which does not see this run's MS locks) finds it and
+does not run over them.
 
 A job is skipped on a re-run when its record is complete, was made with the same
 argv (a changed config redoes it), and every FITS file it lists is still there with
@@ -18,6 +21,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import socket
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -134,19 +138,66 @@ def refusal(job, record: dict) -> str:
     theirs = " ".join(str(x) for x in (record.get("sw"), record.get("obs_id")) if x) or "another job"
     ms = record.get("ms") or []
     when = record.get("ended_at") or record.get("started_at") or "an earlier run"
-    state = "complete" if record.get("complete") else "incomplete"
+    state = "complete" if record.get("complete") else "being written" if being_written(record) else "incomplete"
     return (f"refused: {job.image_prefix} holds the images of {theirs} ({len(ms)} MS, {state}, {when}), "
             f"not of this job ({len(job.ms)} MS): give this job another out-dir or name, or --replace to replace them")
 
 
-REFUSED, DONE = "refused", "done"
+RUNNING = "running"
+
+
+def in_progress(job, flow_run_id: str | None) -> dict:
+    """The record of a job that is starting: not complete, and whose run it is."""
+    return {
+        "complete": False, "status": RUNNING, "argv": list(job.argv), "host": job.host, "ms": list(job.ms),
+        "obs_id": job.obs_id, "sw": job.sw, "started_at": _iso(_now()), "prefect_flow_run_id": flow_run_id,
+        "imgpipe_host": socket.gethostname(), "imgpipe_pid": os.getpid(),
+    }
+
+
+def _pid_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, TypeError, ValueError):
+        return True  # (another user's process: alive)
+    return True
+
+
+def being_written(record: dict | None) -> bool:
+    """Another imgpipe run, still alive, is writing these images now.
+
+    Its process is checked when it runs on this machine; a run on another machine is
+    taken to be alive (its record says where: remove the record if it is not).
+    """
+    if not record or record.get("status") != RUNNING:
+        return False
+    host, pid = record.get("imgpipe_host"), record.get("imgpipe_pid")
+    if host == socket.gethostname():
+        return pid != os.getpid() and _pid_alive(pid)
+    return True
+
+
+def busy_reason(job, record: dict) -> str:
+    """One line for a job whose images another live run is writing."""
+    return (f"not run: {job.image_prefix} is being written now by another imgpipe run (pid {record.get('imgpipe_pid')} "
+            f"on {record.get('imgpipe_host')}, since {record.get('started_at')}); if that run is gone, remove "
+            f"{record_path(job.out_dir, job.name)}")
+
+
+REFUSED, DONE, BUSY = "refused", "done", "busy"
 
 
 def not_to_run(job, force: bool = False, replace: bool = False) -> tuple[str, dict] | None:
-    """Why ``job`` is not to run, with the record that says so: ``(REFUSED, theirs)`` when its
-    images are another job's (``replace`` allows it), ``(DONE, record)`` when an earlier run
-    of this very job is complete (``force`` redoes it); None: run it. The one rule for the
-    real run and the dry run."""
+    """Why ``job`` is not to run, with the record that says so: ``(BUSY, theirs)`` when
+    another live run is writing its images now, ``(REFUSED, theirs)`` when its images are
+    another job's (``replace`` allows it), ``(DONE, record)`` when an earlier run of this
+    very job is complete (``force`` redoes it); None: run it. The one rule for the real
+    run (at its start, and again as each job starts), and the dry run."""
+    current = read(record_path(job.out_dir, job.name))
+    if being_written(current):
+        return BUSY, current
     theirs = None if replace else other_jobs_images(job)
     if theirs is not None:
         return REFUSED, theirs

@@ -1,11 +1,22 @@
 #!/bin/bash
 # Stand-in for WSClean (orchestration and fault tests only): records where and when it ran.
 # TRACE is replaced by the trace file's path when the fixture writes this script (SSH does
-# not pass the environment on). It sleeps for the number of seconds in TRACE.seconds.
+# not pass the environment on). It sleeps for the number of seconds in TRACE.seconds and
+# exits with the status in TRACE.exit (0 if absent). Given -temp-dir, it writes a file there
+# as WSClean's reorder step would, and records the folder in TRACE.temp.
 if [ $# -eq 0 ]; then exec wsclean; fi
 echo "${IMGPIPE_NODE:-local} $$ start $(date +%s.%N) ${*: -1}" >> "TRACE"
 echo "fake wsclean on ${IMGPIPE_NODE:-local}: $*"
+args=("$@")
+for i in "${!args[@]}"; do
+  if [ "${args[$i]}" = -temp-dir ]; then
+    tmp=${args[$((i + 1))]}
+    last=${*: -1}
+    echo "reorder" > "$tmp/${last##*/}-part0000-I-b0.tmp" && echo "$tmp" >> "TRACE.temp"
+  fi
+done
 # "end" only when the sleep ran out: SLURM (proctrack/linuxproc) signals a cancelled step's
 # processes one by one, and a sleep killed before its bash must not look like a finished job
 sleep "$(cat "TRACE.seconds" 2> /dev/null || echo 1)" || exit
 echo "${IMGPIPE_NODE:-local} $$ end $(date +%s.%N) ${*: -1}" >> "TRACE"
+exit "$(cat "TRACE.exit" 2> /dev/null || echo 0)"

@@ -2,11 +2,12 @@
 # imgpipe's job wrapper: runs one WSClean argv on its node (see imgpipe/backends/job_script.py).
 # Started as: bash --norc --noprofile -c "$(cat job_wrapper.sh)" imgpipe-job ARGS...
 # $1 token, $2 env file ('' for none), $3 out dir, $4 log file, $5 kill grace (s),
-# $6 max time (s, '' for none), $7 accounting launcher source ('' for none), $8... argv
+# $6 max time (s, '' for none), $7 scratch folder ('' for none), $8 least free space there (kB),
+# $9 accounting launcher source ('' for none), $10... argv
 # shellcheck disable=SC1090  # the env_file is the user's, known only at run time
 exec 2>&1
 trap '' PIPE  # a dead connection must not kill the wrapper before its watcher runs
-tok=$1; t="@imgpipe-$1"; f=$2; d=$3; log=$4; grace=$5; maxt=$6; acct=$7; shift 7
+tok=$1; t="@imgpipe-$1"; f=$2; d=$3; log=$4; grace=$5; maxt=$6; scr=$7; minfree=$8; acct=$9; shift 9
 # shellcheck disable=SC2088  # a literal "~/" at the start of the env_file path: the home on this node
 case $f in "~/"*) f=$HOME/${f#"~/"};; esac
 if [ -n "$f" ]; then source "$f" || { echo "$t setup env_file"; exit 126; }; fi
@@ -16,6 +17,28 @@ if [ -n "$f" ]; then source "$f" || { echo "$t setup env_file"; exit 126; }; fi
 exec 4<&0 5> >(exec tee -- "$log") 6>&1
 tee_pid=$!
 [ -n "${SLURM_JOB_ID:-}" ] && echo "imgpipe: SLURM job $SLURM_JOB_ID${SLURM_STEP_ID:+ step $SLURM_STEP_ID} on $(hostname)" >&5
+setup_failed() { echo "$t setup $*"; exec 5>&-; wait "$tee_pid"; exit 126; }
+if [ -n "$scr" ]; then  # the job's own scratch folder (imgpipe/core/scratch.py)
+  top=${scr%/*}
+  mkdir -p -- "$top" || setup_failed temp_dir
+  for old in "$top"/imgpipe-*/; do  # left by a run that died: its owner is gone
+    [ -f "${old}.imgpipe-owner" ] || continue
+    read -r opid otok < "${old}.imgpipe-owner" || continue
+    if [ -r "/proc/$opid/cmdline" ]; then
+      tr '\0' ' ' < "/proc/$opid/cmdline" | grep -qF -- "$otok" && continue
+    elif [ ! -d /proc/self ]; then  # no /proc here: a live pid may be its owner
+      kill -0 "$opid" 2> /dev/null && continue
+    fi
+    rm -rf -- "${old%/}" && echo "imgpipe: removed ${old%/}, left by an imgpipe run that died" >&5
+  done
+  if [ "${minfree:-0}" -gt 0 ]; then
+    avail=$(df -Pk -- "$top" 2> /dev/null | awk 'NR == 2 { print $4 }')
+    case $avail in ''|*[!0-9]*) ;; *) [ "$avail" -lt "$minfree" ] && setup_failed temp_space "$avail" "$minfree";; esac
+  fi
+  rm -rf -- "$scr"
+  if ! { mkdir -- "$scr" && echo "$$ $tok" > "$scr/.imgpipe-owner"; }; then setup_failed temp_dir; fi
+  echo "imgpipe: scratch folder $scr on $(hostname)" >&5
+fi
 py=python3  # or imgpipe's own interpreter when set: a pyenv shim costs 0.1 s a call
 [ -n "${IMGPIPE_PYTHON:-}" ] && [ -x "$IMGPIPE_PYTHON" ] && py=$IMGPIPE_PYTHON
 # From here bash's own stderr could only carry its notice of the job's death by a
@@ -48,6 +71,7 @@ echo "$t started $pid"
 watcher=$!
 wait "$pid" 2> /dev/null; rc=$?
 kill "$watcher" 2> /dev/null
+[ -n "$scr" ] && rm -rf -- "$scr"
 exec 5>&-
 wait "$tee_pid"
 echo "$t exit $rc"; times; echo "$t end"
