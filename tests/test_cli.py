@@ -62,7 +62,7 @@ def test_dry_run_from_config_and_plan_json(run_imgpipe, write_config, ms_copy, t
     plan = json.loads((tmp_path / "plan.json").read_text())
     (job,) = plan["jobs"]
     assert job["argv"][-4:] == ["-channels-out", "8", str(a), str(b)]
-    assert job == {"host": "localhost", "argv": job["argv"], "ms": [str(a), str(b)], "obs_id": None, "sw": None, "out_dir": f"{b}/images"}
+    assert job == {"host": "localhost", "argv": job["argv"], "ms": [str(a), str(b)], "obs_id": None, "sw": None, "out_dir": f"{b}/images", "temp_dir": None}
     assert res.stdout.startswith("localhost: wsclean -name")
     assert not (b / "images").exists()
 

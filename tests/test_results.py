@@ -31,9 +31,13 @@ def test_totals_and_node_utilisation():
     assert lines[4] == "  node node101: 2 job(s), busy 20.0 s, slots busy 100% (2 slot(s) × 10.0 s)"
     assert lines[-1] == "3 job(s): 2 ok, 1 failed, in 10.0 s"
     md = summary.markdown()
-    assert "| SW03.MS @ node102 | node102 | failed: exit code 1 | 5.0 |  |  | 1 | 77 | 1 |  | | | | | /out/i3.log |" in md
-    assert "| **total** | | 2 ok, 1 failed | 25.0 | 20.0 | 900 |" in md
-    assert "| node102 | 1 | 5.0 | 25% |" in md
+    assert "| SW03.MS @ node102 | FAILED | 5.0 s |  |  |" in md
+    assert "| **total** | 2 ok, 1 failed | 25.0 s | 900 MiB | |" in md
+    assert "- `SW03.MS @ node102` FAILED: exit code 1 (log: `/out/i3.log`)" in md
+    assert "- `SW03.MS @ node102`: exit 1, SLURM 77, log `/out/i3.log`" in md
+    assert "node102 1 job(s), busy 5.0 s (25% of its slots)" in md
+    table = [line for line in md.splitlines() if line.startswith("|")]
+    assert all(line.count("|") == 6 for line in table)  # five columns: it fits the Prefect UI
 
 
 def test_durations_read_as_written_in_configs():
@@ -46,4 +50,6 @@ def test_image_statistics_in_the_table():
     st = ImageStats("/out/i1-MFS-image.fits", 9.61, 151.0, 50.3, 0.0079, 1216.5, 301.5, 262.3, 129.8, "JY/BEAM")
     summary = RunSummary([result("n1", 1, 10.0, exit_code=0, image=st.image, stats=st)], wall_s=10.0, slots_per_node=1)
     assert summary.lines()[0] == "  OK        SW01.MS @ n1 10.0s exit 0 | image peak 9.61 rms 0.0079 DR 1216  log: /out/i1.log"
-    assert "| /out/i1-MFS-image.fits | 9.61 | 0.0079 | 1216 | 302×262 @ 130° | /out/i1.log |" in summary.markdown()
+    md = summary.markdown()
+    assert "| SW01.MS @ n1 | OK | 10.0 s |  | 9.61 / 0.0079 JY/BEAM |" in md
+    assert "image `/out/i1-MFS-image.fits`, dynamic range 1216, beam 302×262 @ 130°\", log `/out/i1.log`" in md

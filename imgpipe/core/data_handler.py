@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Callable
 
 from imgpipe.core.data_levels import Level, is_lst_layout, is_subband_level, parse_levels
-from imgpipe.core.errors import ConfigError, DataHandlerError
+from imgpipe.core.errors import ConfigError, DataHandlerError, NoData
 from imgpipe.core.nodes import expand_nodes
 from imgpipe.core.toml_file import read_toml
 
@@ -171,7 +171,7 @@ class DataHandler:
                 raise DataHandlerError(f"pattern {pattern!r}: no obs_id glob before ':'")
             obs = [o for o in all_obs if any(fnmatch.fnmatchcase(o, g) for g in obs_globs)]
             if not obs:
-                raise DataHandlerError(f"pattern {pattern!r} matches no obs_id in {self.path}")
+                raise NoData(f"pattern {pattern!r} matches no obs_id in {self.path}")
             if has_sw:
                 sws = [s for s in self.sw_order if fnmatch.fnmatchcase(s, sw_glob)]
                 if not sws:

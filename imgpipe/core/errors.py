@@ -31,3 +31,8 @@ class InputError(ImgpipeError):
 
 class NodeError(ImgpipeError):
     """A node that cannot be reached (SSH) at the start of a run."""
+
+
+class NoData(DataHandlerError):
+    """Nothing to image yet: a pattern matches no obs_id (a quiet night, not a mistake,
+    for a scheduled run; the command line still reports it as bad input)."""

@@ -106,6 +106,8 @@ class RunSummary:
     """The folder the run's images are under (the report is written there)."""
     report: str | None = None
     """The run's report.html, once written."""
+    note: str | None = None
+    """What the run looked for and why it imaged nothing, or what stopped it (a line)."""
 
     @property
     def n_ok(self) -> int:
@@ -174,6 +176,8 @@ class RunSummary:
         out.append(
             f"{len(self.results)} job(s): {self.n_ok} ok{skipped}, {self.n_failed - cancelled} failed{stopped}, in {self.wall_s:.1f} s"
         )
+        if self.note:
+            out.append(self.note)
         if self.output_root:
             out.append(f"images under: {self.output_root}")
         if self.report:
@@ -181,28 +185,41 @@ class RunSummary:
         return out
 
     def markdown(self) -> str:
-        """The same as a Prefect markdown artifact: a job table with totals, and a node table."""
+        """The run as a Prefect markdown artifact, narrow enough for the UI's artifact page:
+        the outcome, a five-column job table, then a line per job that did not succeed
+        (with its reason and log), each job's image details, and the nodes."""
 
-        def num(value, fmt):
-            return "" if value is None else format(value, fmt)
+        def num(value, fmt, unit=""):
+            return "" if value is None else format(value, fmt) + unit
 
-        rows = [
-            "| job | host | state | wall (s) | CPU (s) | peak mem (MiB) | exit | SLURM | attempt "
-            "| image | peak | rms | dyn. range | beam (\") | log |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in self.results:
-            state = r.status + (f": {r.reason}" if r.reason else "")
-            st = r.stats
-            image = f"| {r.image or ''} | {num(st.peak, '.4g')} | {num(st.rms, '.3g')} | {num(st.dynamic_range, '.0f')} | {_beam(st)} " if st else f"| {r.image or ''} | | | | "
-            rows.append(
-                f"| {r.job.label} | {r.job.host or ''} | {state} | {num(r.wall_s, '.1f')} | {num(r.cpu_s, '.1f')} "
-                f"| {num(r.max_rss_mb, '.0f')} | {num(r.exit_code, 'd')} | {r.slurm_job or ''} | {r.attempt} {image}| {r.job.log_path} |"
-            )
-        wall, cpu, rss = self.totals()
-        rows.append(f"| **total** | | {self.n_ok} ok, {self.n_failed} failed | {wall:.1f} | {num(cpu, '.1f')} | {num(rss, '.0f')} | | | | | | | | | |")
-        nodes = ["| node | jobs | busy (s) | slot utilisation |", "|---|---|---|---|"]
-        for n in self.nodes():
-            nodes.append(f"| {n.host} | {n.jobs} | {n.busy_s:.1f} | {'' if n.utilisation is None else format(n.utilisation, '.0%')} |")
         head = f"**{self.n_ok} ok, {self.n_failed} failed** in {self.wall_s:.1f} s"
-        return "\n".join([head, "", *rows, "", *nodes])
+        out = [head] + ([f"", self.note] if self.note else [])
+        if not self.results:
+            return "\n".join(out)
+        out += ["", "| job | state | wall | peak mem | image peak / rms |", "|---|---|---|---|---|"]
+        for r in self.results:
+            st = r.stats
+            image = f"{st.peak:.4g} / {st.rms:.3g} {st.unit or ''}".strip() if st else ""
+            out.append(f"| {r.job.label} | {r.status.upper()} | {num(r.wall_s, '.1f', ' s')} "
+                       f"| {num(r.max_rss_mb, '.0f', ' MiB')} | {image} |")
+        wall, cpu, rss = self.totals()
+        out.append(f"| **total** | {self.n_ok} ok, {self.n_failed} failed | {wall:.1f} s | {num(rss, '.0f', ' MiB')} | |")
+        trouble = [r for r in self.results if not r.ok]
+        if trouble:
+            out += ["", "**Not done**", ""]
+            out += [f"- `{r.job.label}` {r.status.upper()}: {r.reason or 'no reason given'} (log: `{r.job.log_path}`)"
+                    for r in trouble]
+        out += ["", "**Jobs**", ""]
+        for r in self.results:
+            st = r.stats
+            bits = [f"exit {r.exit_code}" if r.exit_code is not None else "", f"CPU {r.cpu_s:.1f} s" if r.cpu_s is not None else "",
+                    f"SLURM {r.slurm_job}" if r.slurm_job else "", f"attempt {r.attempt}" if r.attempt > 1 else "",
+                    f"image `{r.image}`" if r.image else "",
+                    f"dynamic range {st.dynamic_range:.0f}" if st and st.dynamic_range else "",
+                    f"beam {_beam(st)}\"" if st and _beam(st) else "", f"log `{r.job.log_path}`"]
+            out.append(f"- `{r.job.label}`: " + ", ".join(b for b in bits if b))
+        nodes = [f"{n.host} {n.jobs} job(s), busy {n.busy_s:.1f} s"
+                 + ("" if n.utilisation is None else f" ({n.utilisation:.0%} of its slots)") for n in self.nodes()]
+        if nodes:
+            out += ["", "**Nodes**: " + "; ".join(nodes)]
+        return "\n".join(out)
