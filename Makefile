@@ -1,6 +1,7 @@
 # imgpipe: two commands for a new user on Debian.
 #   make demo   set everything up (apt wsclean, .venv, imgpipe) and image the demo data
 #   make test   the same set-up, then the whole test suite
+#   make nightly-demo  the nightly loop (Prefect server, deployment, worker) on 127.0.0.1
 # and the maintainers' loops: make unit, make lint, make docs, make bench, make lock.
 PYTHON ?= python3
 VENV   := .venv
@@ -11,7 +12,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LOCK   := constraints.txt
 EXTRAS := test,lint,docs
 
-.PHONY: setup system-deps test-deps demo test unit lint docs bench lock clean
+.PHONY: setup system-deps test-deps demo nightly-demo test unit lint docs bench lock clean
 
 system-deps:
 	@missing=""; \
@@ -57,6 +58,11 @@ demo: setup
 	$(BIN)/imgpipe examples/demo.toml demo/SW01.MS demo/SW02.MS
 	$(BIN)/python -m imgpipe.demo check demo/images
 
+# The nightly loop on 127.0.0.1: server, pool, deployment, worker, one night, all stopped after.
+nightly-demo: setup
+	examples/nightly-demo.sh demo/nightly
+	$(BIN)/python -m imgpipe.demo check demo/nightly/images
+
 test: setup test-deps lint docs
 	$(BIN)/python -m pytest -ra
 
@@ -66,7 +72,7 @@ test: setup test-deps lint docs
 unit: setup
 	$(BIN)/python -m pytest -q -m "not daemon and not pythons"
 
-SHELL_FILES := $(wildcard imgpipe/backends/scripts/*.sh tests/support/*.sh .ci/run)
+SHELL_FILES := $(wildcard imgpipe/backends/scripts/*.sh tests/support/*.sh .ci/run) examples/nightly-demo.sh
 lint: setup
 	$(BIN)/ruff check imgpipe tests bench flows docs
 	$(BIN)/shellcheck $(SHELL_FILES)

@@ -105,11 +105,84 @@ def test_nightly_deployment_runs_for_real(prefect_server, sim_dir, tmp_path):
     assert api(env, "GET", f"/flow_runs/{run_id}")["name"] == f"nightly.toml {yesterday}_SW01.MS · 1 job"
 
 
+def run_logs(env, run_id: str) -> list[str]:
+    logs, offset = [], 0
+    while True:
+        page = api(env, "POST", "/logs/filter", {"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200, "offset": offset})
+        logs += [entry["message"] for entry in page]
+        if len(page) < 200:
+            return logs
+        offset += 200
+
+
+def summary_artifact(env, run_id: str) -> str:
+    found = api(env, "POST", "/artifacts/filter",
+                {"artifacts": {"key": {"any_": ["imgpipe-summary"]}, "flow_run_id": {"any_": [run_id]}}})
+    assert len(found) == 1, found
+    return found[0]["data"]
+
+
+NIGHT_HANDLER = """
+[data_level_path]
+L2 = '{root}/%OBS_ID%'
+[spectral_windows]
+SW01 = [106, 145]
+[obs_ids]
+'20261101_NT04' = ['localhost']
+"""
+
+
+def test_quiet_nights_bad_input_and_every_runs_record(prefect_server, fake_wsclean, tmp_path):
+    """A night with no data ends Completed (or Failed when asked), a bad config Failed:
+    each with one line, its artifact, and no traceback in the flow run's log."""
+    fake, _ = fake_wsclean
+    env = {**prefect_server, "IMGPIPE_REPO": str(REPO), "IMGPIPE_CONFIG": str(tmp_path / "nightly.toml")}
+    (tmp_path / "data" / "20261101_NT04").mkdir(parents=True)  # a listed night whose MSs never came
+    (tmp_path / "dh.toml").write_text(NIGHT_HANDLER.format(root=tmp_path / "data"))
+    (tmp_path / "nightly.toml").write_text(
+        f"[worker]\nwsclean = '{fake}'\n[data_handler]\nconfig_file = '{tmp_path / 'dh.toml'}'\ndata_level = 'L2'\n"
+        f"[wsclean]\nname = '$sw$'\nout-dir = '{tmp_path}/images/$obs_id$'\n"
+    )
+    (tmp_path / "images").mkdir()
+    (tmp_path / "bad.toml").write_text("[worker]\nmax_concurent = 2\n")
+    prefect(env, "work-pool", "create", "imgpipe", "--type", "process")
+    prefect(env, "deploy", "--prefect-file", "deployments/prefect.yaml", "--name", "nightly")
+    worker = start_worker(env, tmp_path)
+    try:
+        runs = {
+            "unobserved": run_deployment(env, "imgpipe/nightly", 'patterns=["20261129_*"]'),
+            "not arrived": run_deployment(env, "imgpipe/nightly", 'patterns=["20261101_*"]'),
+            "paged": run_deployment(env, "imgpipe/nightly", 'patterns=["20261129_*"]', "fail_when_no_data=true"),
+            "bad config": run_deployment(env, "imgpipe/nightly", f"config={json.dumps(str(tmp_path / 'bad.toml'))}"),
+        }
+        states = {what: final_state(env, run_id, 300) for what, run_id in runs.items()}
+    finally:
+        stop_group(worker)
+    assert states == {"unobserved": "COMPLETED", "not arrived": "COMPLETED", "paged": "FAILED", "bad config": "FAILED"}, \
+        (tmp_path / "worker.log").read_text()[-4000:]
+    messages = {what: api(env, "GET", f"/flow_runs/{run_id}")["state"]["message"] for what, run_id in runs.items()}
+    assert messages["unobserved"].startswith("no data: pattern '20261129_*' matches no obs_id in ")
+    assert messages["not arrived"] == (f"no data yet: SW01 20261101_NT04: Measurement Set {tmp_path}/data/20261101_NT04/SW01.MS "
+                                       "not found, skipped (no data yet)")
+    assert messages["paged"].endswith("(fail_when_no_data)")
+    assert "unknown key 'max_concurent' in [worker]" in messages["bad config"]
+    for what, run_id in runs.items():
+        logs = run_logs(env, run_id)
+        assert not any("Traceback" in line for line in logs), (what, logs)
+        artifact = summary_artifact(env, run_id)
+        assert "**0 ok, 0 failed**" in artifact and "looked for " in artifact, (what, artifact)
+    assert "no data: pattern '20261129_*'" in summary_artifact(env, runs["unobserved"])
+    assert "not run: " in summary_artifact(env, runs["bad config"])
+    assert list((tmp_path / "images").glob("report-*.html"))  # quiet nights leave a report where the images go
+
+
 def test_cancelling_a_deployment_run_stops_its_wsclean(prefect_server, fake_wsclean, tmp_path):
     """Cancel in Prefect (what the UI's Cancel does): the worker stops the flow process, and
-    imgpipe stops the running WSClean before it goes; the run ends Cancelled."""
+    imgpipe stops the running WSClean before it goes; the run ends Cancelled, with its
+    artifact and report, the job's reason and real time, and no file of WSClean left."""
     fake, trace = fake_wsclean
     trace.with_suffix(".seconds").write_text("300")
+    trace.with_suffix(".products").touch()  # the fake writes a dirty image and a *-tmp.fits
     env = {**prefect_server, "IMGPIPE_REPO": str(REPO), "IMGPIPE_CONFIG": str(tmp_path / "c.toml")}
     ms = tmp_path / "obs.MS"
     ms.mkdir()
@@ -132,3 +205,15 @@ def test_cancelling_a_deployment_run_stops_its_wsclean(prefect_server, fake_wscl
         assert not alive(pid), "WSClean survived the cancellation"
     finally:
         stop_group(worker)
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".fits") == []  # no -tmp.fits, no partial image
+    record = json.loads((out / "img.imgpipe.json").read_text())
+    assert record["complete"] is False and record["partial_images"] == "removed"
+    assert sorted(record["removed"]) == ["img-0000-dirty.fits", "img-model-I-0000-tmp.fits"]
+    assert record["reason"].startswith("cancelled by a cancel in Prefect") and record["duration_s"] > 1
+    artifact = summary_artifact(env, run_id)
+    assert "| obs.MS @ localhost | CANCELLED |" in artifact and "stopped by a cancel in Prefect" in artifact
+    assert "cancelled by a cancel in Prefect" in artifact
+    assert list(out.glob("report-*.html"))
+    logs = run_logs(env, run_id)
+    assert any(line.startswith("cancelled: cancelled by a cancel in Prefect") for line in logs), logs

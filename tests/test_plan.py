@@ -158,7 +158,7 @@ def test_data_handler_plans(dh_config, tmp_path):
 
     warned = build_plan(make(out_dir="$obs_id$_$sw$"), ["20231201_A:SW_*"], combine=True, cwd=str(tmp_path))
     assert [j.sw for j in warned.jobs] == ["SW_ALL"]
-    assert warned.warnings == ("20231201_A SW_NONE: no Measurement Set, skipped",)
+    assert warned.warnings == ("20231201_A SW_NONE: no Measurement Set, skipped (no data yet)",)
 
 
 def test_run_on_file_host_and_plan_json(dh_config, tmp_path):

@@ -37,6 +37,8 @@ class RunBackends:
         self.worker = worker
         self._made: dict[str, Backend] = {}
         self._lock = threading.Lock()
+        self.stopped_by: str | None = None
+        """What stopped the run (see :meth:`cancel_all`), once it was."""
 
     def __enter__(self) -> "RunBackends":
         return self
@@ -113,9 +115,12 @@ class RunBackends:
             )
         return {host: str(err) for host, err in errors.items()}
 
-    def cancel_all(self, grace_s: float = CANCEL_GRACE_S) -> None:
+    def cancel_all(self, who: str | None = None, grace_s: float = CANCEL_GRACE_S) -> None:
         """Stop every running job of the run, local and remote, in parallel (SLURM's are
-        scancelled first, before their srun processes go)."""
+        scancelled first, before their srun processes go). ``who``: what stopped the run
+        (Ctrl-C, a cancel in Prefect), for the jobs' reasons."""
+        if who and not self.stopped_by:
+            self.stopped_by = who
         with self._lock:
             made = dict(self._made)
         if SLURM in made:

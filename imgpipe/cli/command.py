@@ -24,7 +24,7 @@ from imgpipe.cli.check import check_nodes
 from imgpipe.cli.progress import progress_display
 from imgpipe.core import events
 from imgpipe.core.config import WSCLEAN_DEFAULTS
-from imgpipe.core.errors import ImgpipeError
+from imgpipe.core.errors import ImgpipeError, Interrupted
 from imgpipe.core.ms_sharing import sharing_notes
 from imgpipe.core.nodes import is_ssh
 from imgpipe.core.plan import write_plan_json
@@ -139,9 +139,10 @@ def _run_flow_with(server, prepared, run_backends):
             # wrapper stops its WSClean when imgpipe's pipe or SSH connection to it closes.
             os.write(2, b"imgpipe: interrupted again: leaving now (the jobs stop as their connections close)\n")
             os._exit(EXIT_INTERRUPTED)
-        stopper.append(threading.Thread(target=run_backends.cancel_all, daemon=True))
+        who = "Ctrl-C" if signum == signal.SIGINT else f"{signal.Signals(signum).name} to imgpipe"
+        stopper.append(threading.Thread(target=run_backends.cancel_all, args=(who,), daemon=True))
         stopper[0].start()
-        raise KeyboardInterrupt
+        raise Interrupted(signal.Signals(signum).name)
 
     def interrupted():
         if stopper:

@@ -124,6 +124,10 @@ class WorkerConfig:
         "(ok, failed, timed out or cancelled); folders left by a killed run are removed by the next job there. "
         "Unset: WSClean's own behaviour (its reorder files beside the MS, or `-temp-dir` if `[wsclean]` sets it). "
         "`''` = not set", OPTIONAL_STRING)
+    keep_partial_images: bool = key(
+        False, "keep the images a cancelled or timed-out job had written (dirty, psf, ...); off: they are removed "
+        "(the job is redone by the next run, and a partial image is easily taken for a product). WSClean's "
+        "temporary files (`*-tmp.fits`, reorder files) are always removed", BOOLEAN)
     temp_min_free: int = key(
         10240, "with `temp_dir`: a job does not start (it fails, saying how much is free) when the scratch folder's "
         "file system has less free space than this; `0` = no check", SIZE, minimum=0, shown="'10GB'")

@@ -36,3 +36,11 @@ class NodeError(ImgpipeError):
 class NoData(DataHandlerError):
     """Nothing to image yet: a pattern matches no obs_id (a quiet night, not a mistake,
     for a scheduled run; the command line still reports it as bad input)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """The command line was sent SIGINT (Ctrl-C) or SIGTERM: the run stops (its jobs say which)."""
+
+    def __init__(self, signal_name: str):
+        super().__init__(signal_name)
+        self.signal_name = signal_name

@@ -153,6 +153,14 @@ def write_plan_json(plan: Plan, path: str | Path) -> None:
         raise InputError(f"cannot write plan JSON {path}: {err.strerror}") from None
 
 
+NO_DATA = "skipped (no data yet)"
+
+
+def no_data_warning(what: str, why: str) -> str:
+    """The warning for a job left out because its data is not there (yet)."""
+    return f"{what}: {why}, {NO_DATA}"
+
+
 def resolve_groups(
     config: Config, inputs: list[str], combine: bool = False, combine_obs_ids: bool = False, cwd: str | None = None,
     *, find_chunks: FindChunks,
@@ -177,7 +185,7 @@ def resolve_groups(
     selections = dh.select(inputs, config.data_handler.data_level, find_chunks)
     for sel in selections:
         if not sel.ms:
-            warnings.append(f"{sel.obs_id} {sel.sw}: no Measurement Set, skipped")
+            warnings.append(no_data_warning(f"{sel.obs_id} {sel.sw}", "no Measurement Set"))
     selections = [s for s in selections if s.ms]
     if combine_obs_ids and not combine:
         warnings.append("--combine_obs_ids has no effect without --combine")
@@ -271,11 +279,13 @@ def plan_jobs(
     jobs = []
     for group, host, check_ms in zip(groups, hosts, runs_here, strict=True):
         ms_paths = [m.path for m in group.ms]
-        if check_ms:
-            for path in ms_paths:
-                if not os.path.isdir(path):
-                    hint = "" if has_dh else " (no [data_handler] section: arguments are MS paths)"
-                    raise InputError(f"Measurement Set not found: {path}{hint}")
+        missing = [path for path in ms_paths if check_ms and not os.path.isdir(path)]
+        if missing and has_dh:  # a night's MS not (yet) there: the others are still imaged
+            what = " ".join(x for x in (group.sw, group.obs_id or obs_id_of([m.obs_id for m in group.ms])) if x)
+            warnings.append(no_data_warning(what, f"Measurement Set {missing[0]} not found"))
+            continue
+        if missing:
+            raise InputError(f"Measurement Set not found: {missing[0]} (no [data_handler] section: arguments are MS paths)")
         last = group.ms[-1]
         values = token_values(last.path, None, obs_id_of([m.obs_id for m in group.ms]), last.sw)
         name = expand_tokens(config.name, values)

@@ -193,7 +193,7 @@ class RunSummary:
             return "" if value is None else format(value, fmt) + unit
 
         head = f"**{self.n_ok} ok, {self.n_failed} failed** in {self.wall_s:.1f} s"
-        out = [head] + ([f"", self.note] if self.note else [])
+        out = [head] + (["", self.note] if self.note else [])
         if not self.results:
             return "\n".join(out)
         out += ["", "| job | state | wall | peak mem | image peak / rms |", "|---|---|---|---|---|"]

@@ -1,8 +1,10 @@
-"""Demo data: ``python -m imgpipe.demo make DIR`` and ``python -m imgpipe.demo check DIR``.
+"""Demo data: ``python -m imgpipe.demo make|night|check DIR``.
 
-Makes two small simulated Measurement Sets (two spectral windows around 60 MHz, a
-10 Jy point source 0.6° from the phase centre) and, after imaging, checks that the
-brightest pixel of each image is where the source was put.
+``make`` makes two small simulated Measurement Sets (two spectral windows around
+60 MHz, a 10 Jy point source 0.6° from the phase centre); ``night`` lays them out as
+last night's observation, with the data handler and config a nightly deployment reads
+(``make nightly-demo``); ``check``, after imaging, checks that the brightest pixel of
+each image is where the source was put.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import glob
 import os
 import sys
+from datetime import datetime, timedelta, timezone
 
 from imgpipe.products.fits_peak import brightest_pixel, pixel_distance
 
@@ -33,6 +36,56 @@ def make(folder: str) -> list[str]:
     return paths
 
 
+NIGHT_HANDLER = """# Last night's demo observation, as a data handler (nenucal's format).
+[data_level_path]
+L2 = 'L2/%OBS_ID%'
+
+[spectral_windows]
+SW01 = [106, 145]
+SW02 = [146, 185]
+SW_ALL = ['SW01', 'SW02']
+
+[obs_ids]
+'{obs_id}' = ['localhost', 'localhost']
+"""
+
+NIGHT_CONFIG = """# The nightly demo's imaging: each spectral window of last night, on this machine.
+[worker]
+nodes = 'localhost'
+max_concurrent = 2
+temp_dir = '{folder}/scratch'     # each job's reorder files in a folder of its own, removed after
+temp_min_free = '1GB'
+
+[data_handler]
+config_file = 'data_handler.toml'
+data_level = 'L2'
+
+[wsclean]
+name = '$sw$'
+out-dir = '{folder}/images/$obs_id$'
+size = '256 256'
+scale = '1amin'
+niter = 1000
+auto-threshold = 3
+mgain = 0.8
+no-update-model-required = true   # imaging only: leave MODEL_DATA of the MSs alone
+j = 1
+"""
+
+
+def night(folder: str, when: datetime | None = None) -> str:
+    """Lay the demo MSs out as the night before ``when`` (now); returns its obs_id."""
+    folder = os.path.abspath(folder)
+    yesterday = ((when or datetime.now(timezone.utc)) - timedelta(days=1)).strftime("%Y%m%d")
+    obs_id = f"{yesterday}_DEMO"
+    make(os.path.join(folder, "L2", obs_id))
+    with open(os.path.join(folder, "data_handler.toml"), "w") as f:
+        f.write(NIGHT_HANDLER.format(obs_id=obs_id))
+    with open(os.path.join(folder, "nightly.toml"), "w") as f:
+        f.write(NIGHT_CONFIG.format(folder=folder))
+    return obs_id
+
+
 def check(folder: str) -> bool:
     images = sorted(glob.glob(os.path.join(folder, "**", "*-MFS-image.fits"), recursive=True))
     images = images or sorted(glob.glob(os.path.join(folder, "**", "*-image.fits"), recursive=True))
@@ -52,12 +105,15 @@ def check(folder: str) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] not in ("make", "check"):
-        print("usage: python -m imgpipe.demo make|check DIR", file=sys.stderr)
+    if len(argv) != 2 or argv[0] not in ("make", "night", "check"):
+        print("usage: python -m imgpipe.demo make|night|check DIR", file=sys.stderr)
         return 2
     if argv[0] == "make":
         for path in make(argv[1]):
             print(path)
+        return 0
+    if argv[0] == "night":
+        print(night(argv[1]))
         return 0
     return 0 if check(argv[1]) else 1
 

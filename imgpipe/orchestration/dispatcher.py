@@ -74,6 +74,9 @@ class _Locked:
 
     holder: str | None = None
 
+STOPPED_WAIT_S = 12.0
+"""How long a stopped run waits for its stopped jobs to report (their grace is 10 s)."""
+
 RELEASE_JOIN_S = 10.0
 """How long the end of a run waits for slot releases still under way (then they expire)."""
 
@@ -150,6 +153,7 @@ class Dispatcher:
             for queued in self.scheduler.mark_down(host):
                 self._record(queued, JobResult(queued.job, FAILED, f"node unreachable: {why}", connection_error=True))
         events.subscribe(self._on_event)
+        interrupted = False
         try:
             self._take_first_slots(down)  # (a node whose slots another run holds: the loop asks again)
             while self.scheduler.pending or self._in_flight() or self._acquiring:
@@ -166,8 +170,12 @@ class Dispatcher:
                 except queue.Empty:
                     continue
                 self._handle(*message)
+        except BaseException:
+            interrupted = True  # (still listening: partial_results takes the stopped jobs' ends)
+            raise
         finally:
-            events.unsubscribe(self._on_event)
+            if not interrupted:
+                events.unsubscribe(self._on_event)
             # Slot requests still out: take their answers briefly (NodeLimits.close() and the
             # 60-s lease expiry cover any later one), so that an interrupt still ends quickly.
             deadline = time.monotonic() + 2
@@ -192,17 +200,37 @@ class Dispatcher:
             sub.future.wait()
         return [self.results[i] for i in sorted(self.results)]
 
-    def partial_results(self) -> list[JobResult]:
-        """Every job's outcome so far (for a run that was interrupted): running ones cancelled."""
-        running = {id(sub.queued.job): sub for sub in self._subs.values() if not sub.handled}
+    def partial_results(self, who: str = "the interrupt", wait_s: float = STOPPED_WAIT_S) -> list[JobResult]:
+        """Every job's outcome, for a run that was stopped (``who``: by what), once its
+        running jobs were told to stop: each stopped job with its real wall and CPU time
+        up to the stop (waiting up to ``wait_s`` for their tasks to say so, and to write
+        their records), the others as not started."""
+        running = {sid: sub for sid, sub in self._subs.items() if not sub.handled}
+        ended: dict[str, JobResult] = {}
+        deadline = time.monotonic() + wait_s
+        while len(ended) < len(running) and time.monotonic() < deadline:
+            try:
+                kind, sid, result = self._inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if kind == "ended" and sid in running:
+                ended[sid] = result
+        events.unsubscribe(self._on_event)
+        for sub in running.values():  # their tasks write the records meanwhile
+            try:
+                sub.future.wait(max(0.0, deadline - time.monotonic()))
+            except Exception:
+                pass
+        by_job = {id(sub.queued.job): ended.get(sid) or JobResult(sub.job, CANCELLED, "") for sid, sub in running.items()}
         out = []
         for i, job in enumerate(self.plan.jobs):
             if i in self.results:
                 out.append(self.results[i])
-            elif id(job) in running:
-                out.append(JobResult(running[id(job)].job, CANCELLED, "stopped by the interrupt"))
+            elif id(job) in by_job:
+                result = by_job[id(job)]
+                out.append(result if result.ok else replace(result, status=CANCELLED, reason=f"cancelled by {who}"))
             else:
-                out.append(JobResult(job, CANCELLED, "not started (interrupted)"))
+                out.append(JobResult(job, CANCELLED, f"not started: the run was stopped by {who}"))
         return out
 
     def _in_flight(self) -> int:

@@ -15,16 +15,18 @@ from datetime import timezone as dt_timezone
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
+from prefect.exceptions import TerminationSignal
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL
-from prefect.states import Failed
+from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from imgpipe.backends import RunBackends
 from imgpipe.core import events
+from imgpipe.core.errors import ImgpipeError, Interrupted, NoData
 from imgpipe.core.ms_sharing import sharing_notes
-from imgpipe.core.plan import run_name, write_plan_json
+from imgpipe.core.plan import NO_DATA, output_root, run_name, write_plan_json
 from imgpipe.core.request import RunRequest
 from imgpipe.core.results import CANCELLED, FAILED, JobResult, RunSummary
 from imgpipe.orchestration.dispatcher import Dispatcher
@@ -44,6 +46,7 @@ from imgpipe.orchestration.tasks import (
     slurm_allocation_task,
 )
 from imgpipe.prepare import PreparedRun, expand_inputs
+from imgpipe.products.report import write_report
 
 
 def api_url() -> str | None:
@@ -70,18 +73,86 @@ def _initial_name() -> str:
     return run_name(params.get("config", "imgpipe"), params.get("patterns") or [])
 
 
+class _NotRun(Exception):
+    """The run stops before any job: bad input (``error``), or nothing to image (NoData)."""
+
+    def __init__(self, error: Exception, inputs=(), config=None):
+        super().__init__(str(error))
+        self.error, self.inputs, self.config = error, tuple(inputs), config
+
+
+def _step(task, *args, inputs=(), config=None):
+    """Run a preparation task; its Failed state (bad input, already logged as one line) or
+    its NoData becomes :class:`_NotRun`. Any other exception is a bug: raised as such."""
+    state = task(*args, return_state=True)
+    value = state.result(raise_on_failure=False)
+    if state.is_failed():
+        if isinstance(value, ImgpipeError):
+            raise _NotRun(value, inputs, config)
+        raise value if isinstance(value, BaseException) else RuntimeError(state.message)
+    if isinstance(value, NoData):
+        raise _NotRun(value, inputs, config)
+    return value
+
+
 def _prepare(request: RunRequest, logger) -> PreparedRun:
     """A deployment run's preparation, each step a task of the flow run."""
     when = scheduled_time()
-    inputs = expand_inputs(request, when)
+    try:
+        inputs = expand_inputs(request, when)
+    except ImgpipeError as err:
+        logger.error(str(err))
+        raise _NotRun(err, request.patterns) from None
     if list(inputs) != list(request.patterns):
         logger.info("patterns for the run of %s (%s): %s", when.isoformat(), request.timezone, " ".join(inputs))
-    cfg = load_config_task(request)
-    groups, warnings = resolve_inputs_task(cfg, list(inputs), request.combine, request.combine_obs_ids, request.cwd)
-    plan = plan_jobs_task(cfg, groups, warnings, request.cwd)
+    cfg = _step(load_config_task, request, inputs=inputs)
+    groups, warnings = _step(resolve_inputs_task, cfg, list(inputs), request.combine, request.combine_obs_ids,
+                             request.cwd, inputs=inputs, config=cfg)
+    plan = _step(plan_jobs_task, cfg, groups, warnings, request.cwd, inputs=inputs, config=cfg)
     if request.plan_json:
         write_plan_json(plan, request.plan_json)
     return PreparedRun(request, inputs, cfg, plan)
+
+
+def _looked_for(request: RunRequest, inputs) -> str:
+    return f"looked for {' '.join(inputs or request.patterns) or '(no pattern)'} with {request.config}"
+
+
+def _record_run(summary: RunSummary, logger) -> RunSummary:
+    """Every run's record: the report (where its output folder is visible) and the artifact."""
+    try:
+        summary.report = write_report(summary, f"imgpipe run {flow_run.name or ''}".strip())
+    except OSError as err:
+        logger.warning("cannot write the report: %s", err)
+    markdown = summary.markdown() + (f"\n\nReport: `{summary.report}`" if summary.report else "")
+    try:
+        create_markdown_artifact(markdown=markdown, key="imgpipe-summary", description="imgpipe jobs")
+    except Exception as err:  # (a run being stopped may have lost its API)
+        logger.warning("cannot write the run's artifact: %s", err)
+    return summary
+
+
+def _nothing_to_image(request: RunRequest, inputs, cfg, why: str, started: float, fail: bool, logger):
+    """A quiet night (nothing observed, nothing arrived, everything done): Completed with
+    ``why`` and its record, or Failed when the deployment asks (``fail_when_no_data``)."""
+    root = output_root(cfg.out_dir, request.cwd) if cfg is not None else None
+    summary = _record_run(RunSummary([], time.time() - started, output_root=root,
+                                     note=f"{why}; {_looked_for(request, inputs)}"), logger)
+    if fail:
+        return Failed(message=f"{why} (fail_when_no_data)", data=summary)
+    logger.info("%s: nothing to image", why)
+    return Completed(message=why, data=summary)
+
+
+def _stopped_by(err: BaseException) -> str:
+    """Who or what stopped a run, for its jobs' reasons."""
+    if isinstance(err, Interrupted):
+        return "Ctrl-C" if err.signal_name == "SIGINT" else f"{err.signal_name} to imgpipe"
+    if isinstance(err, TerminationSignal):
+        return "a cancel in Prefect (or SIGTERM to the flow run)"
+    if isinstance(err, KeyboardInterrupt):
+        return "Ctrl-C"
+    return f"an error in imgpipe ({type(err).__name__}: {err})"
 
 
 def _outcome(job, future) -> JobResult:
@@ -109,6 +180,7 @@ def imgpipe_flow(
     nodes_mpi: str | None = None,
     cwd: str | None = None,
     replace: bool = False,
+    fail_when_no_data: bool = False,
     prepared: PreparedRun | None = None,
     backends: RunBackends | None = None,
 ) -> RunSummary:
@@ -119,6 +191,8 @@ def imgpipe_flow(
     scheduled date in ``timezone``. force: redo jobs already done by an earlier run.
     replace: let a job replace the images of another job (other MSs) under its out-dir/name.
     nodes_mpi: ``node1,node2``: each job is one distributed WSClean over these nodes.
+    fail_when_no_data: a night with nothing to image (no obs_id matched, no MS arrived,
+    every job done before) ends Failed instead of Completed (for those who want a page).
     prepared: the run as the command line prepared it (its plan, its node checks); a
     deployment run leaves it out and prepares here, each step a task. backends: the
     command line's (they hold its node connections); otherwise the flow makes its own,
@@ -129,7 +203,15 @@ def imgpipe_flow(
     if prepared is None:
         request = RunRequest(config, tuple(patterns), combine, combine_obs_ids, nodes_mpi, dry_run, force, timezone,
                              plan_json, cwd or os.getcwd(), replace)
-        prepared = _prepare(request, logger)
+        try:
+            prepared = _prepare(request, logger)
+        except _NotRun as stop:
+            if isinstance(stop.error, NoData):
+                return _nothing_to_image(request, stop.inputs, stop.config, f"no data: {stop.error}", started,
+                                         fail_when_no_data, logger)
+            summary = _record_run(RunSummary([], time.time() - started,
+                                             note=f"not run: {stop.error}; {_looked_for(request, stop.inputs)}"), logger)
+            return Failed(message=str(stop.error), data=summary)
     else:
         logger.info("planned by the command line: %d job(s)", len(prepared.plan.jobs))
     request, cfg, plan = prepared.request, prepared.config, prepared.plan
@@ -141,6 +223,10 @@ def imgpipe_flow(
         for line in plan.dry_run_lines():
             logger.info("dry run: %s", line)
         return RunSummary([], time.time() - started)
+    if not plan.jobs:
+        missing = "; ".join(w for w in plan.warnings if w.endswith(NO_DATA)) or "no job planned"
+        return _nothing_to_image(request, prepared.inputs, cfg, f"no data yet: {missing}", started, fail_when_no_data,
+                                 logger)
 
     not_to_run = resume_check_task(plan, request.force, request.replace)
     hosts = plan.hosts()
@@ -152,13 +238,20 @@ def imgpipe_flow(
             from imgpipe.orchestration.dask_jobs import DaskJobs
 
             dask_jobs = stack.enter_context(DaskJobs(cfg.prefect, cfg.worker.max_concurrent, logger))
-            down = find_dask_workers_task(dask_jobs, cfg.worker, hosts)
-        elif prepared.down is not None:  # checked by the command line, connections kept
-            down = prepared.down
-        else:
-            down = connect_nodes_task(quote(run_backends), hosts)
-        if cfg.nodes_mpi and not prepared.mpi_checked:
-            check_mpi_task(cfg, quote(run_backends))
+        try:
+            if dask_jobs is not None:
+                down = _step(find_dask_workers_task, dask_jobs, cfg.worker, hosts)
+            elif prepared.down is not None:  # checked by the command line, connections kept
+                down = prepared.down
+            else:
+                down = _step(connect_nodes_task, quote(run_backends), hosts)
+            if cfg.nodes_mpi and not prepared.mpi_checked:
+                _step(check_mpi_task, cfg, quote(run_backends))
+        except _NotRun as stop:
+            summary = RunSummary([JobResult(job, FAILED, f"not run: {stop.error}") for job in plan.jobs],
+                                 time.time() - started, cfg.worker.max_concurrent, plan.images_root(), note=f"not run: {stop.error}")
+            _record_run(summary, logger)
+            return Failed(message=str(stop.error), data=summary)
         limits = NodeLimits([h for h in hosts if h not in down], cfg.worker.max_concurrent)
         stack.callback(limits.close)
 
@@ -181,23 +274,33 @@ def imgpipe_flow(
             if cfg.worker.slurm_nodes and plan.jobs:  # (inside: an interrupted request is cancelled too)
                 slurm_allocation_task(quote(run_backends))
             results = dispatcher.run(down, not_to_run)
-        except BaseException:
+        except BaseException as err:
             # Ctrl-C, or SIGTERM (how a Prefect worker cancels a deployment run): stop every
             # running WSClean now, here and on the nodes, before the process goes away.
+            who = _stopped_by(err)
             if dask_jobs is not None:
                 dask_jobs.stop()
-            run_backends.cancel_all()
-            partial = RunSummary(dispatcher.partial_results(), time.time() - started, cfg.worker.max_concurrent)
+            run_backends.cancel_all(who)
+            partial = RunSummary(dispatcher.partial_results(who), time.time() - started, cfg.worker.max_concurrent,
+                                 plan.images_root(), note=f"stopped by {who}")
+            _record_run(partial, logger)  # a stopped run leaves its record too
             events.emit("interrupted", partial)  # the CLI prints it
             for line in partial.lines():
                 logger.warning(line)
             raise
     summary = RunSummary(results, time.time() - started, cfg.worker.max_concurrent, plan.images_root())
-    report = summary.report = report_task(summary)
-    markdown = summary.markdown() + (f"\n\nReport: `{report}`" if report else "")
+    all_done = summary.ok and summary.n_skipped == len(results)
+    if all_done:
+        summary.note = f"nothing to image: all {len(results)} job(s) done by an earlier run (force=True redoes them)"
+    summary.report = report_task(summary)
+    markdown = summary.markdown() + (f"\n\nReport: `{summary.report}`" if summary.report else "")
     create_markdown_artifact(markdown=markdown, key="imgpipe-summary", description="imgpipe jobs")
     for line in summary.lines():
         logger.info(line)
+    if all_done:
+        if fail_when_no_data:
+            return Failed(message=f"{summary.note} (fail_when_no_data)", data=summary)
+        return Completed(message=summary.note, data=summary)
     if not summary.ok:
         return Failed(message=f"{summary.n_failed} of {len(summary.results)} job(s) failed", data=summary)
     return summary

@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging.handlers import APILogHandler
 from prefect.logging.loggers import PrefectLogAdapter
 from prefect.runtime import flow_run, task_run
-from prefect.states import Cancelled, Failed
+from prefect.states import Cancelled, Completed, Failed
 from prefect.utilities.annotations import quote
 
 from imgpipe.backends import RunBackends
@@ -20,13 +20,14 @@ from imgpipe.backends.local import LocalBackend
 from imgpipe.backends.probe import check_mpi
 from imgpipe.core import events
 from imgpipe.core.config import Config, WorkerConfig
+from imgpipe.core.errors import ImgpipeError, NoData
 from imgpipe.core.nodes import LOCALHOST, is_ssh
 from imgpipe.core.plan import Job, Plan
 from imgpipe.core.request import RunRequest
-from imgpipe.core.results import CANCELLED, FAILED, JobResult, RunSummary
+from imgpipe.core.results import CANCELLED, FAILED, TIMED_OUT, JobResult, RunSummary
 from imgpipe.orchestration.dispatcher import JOB_ENDED
 from imgpipe.prepare import plan_jobs, read_config, resolve_groups
-from imgpipe.products import provenance
+from imgpipe.products import cleanup, provenance
 from imgpipe.products.job_outputs import finish, skipped, wsclean_version
 from imgpipe.products.report import write_report
 
@@ -41,14 +42,29 @@ def _output_logger() -> logging.Logger:
     return logger
 
 
+def _bad_input(err: ImgpipeError):
+    """A mistake in the run's input: one line in the log, a Failed state, no traceback."""
+    get_run_logger().error(str(err))
+    return Failed(message=str(err), data=err)
+
+
 @task(name="load-config", cache_policy=NO_CACHE)
 def load_config_task(request: RunRequest) -> Config:
-    return read_config(request)
+    try:
+        return read_config(request)
+    except ImgpipeError as err:
+        return _bad_input(err)
 
 
 @task(name="resolve-inputs", cache_policy=NO_CACHE)
 def resolve_inputs_task(config: Config, inputs: list[str], combine: bool, combine_obs_ids: bool, cwd: str):
-    groups, warnings = resolve_groups(config, inputs, combine, combine_obs_ids, cwd)
+    """Groups and warnings; a NoData (nothing observed yet) as the value of a Completed state."""
+    try:
+        groups, warnings = resolve_groups(config, inputs, combine, combine_obs_ids, cwd)
+    except NoData as err:
+        return Completed(message=str(err), data=err)
+    except ImgpipeError as err:
+        return _bad_input(err)
     logger = get_run_logger()
     for warning in warnings:
         logger.warning(warning)
@@ -58,7 +74,10 @@ def resolve_inputs_task(config: Config, inputs: list[str], combine: bool, combin
 
 @task(name="plan-jobs", cache_policy=NO_CACHE)
 def plan_jobs_task(config: Config, groups, warnings, cwd: str) -> Plan:
-    plan = plan_jobs(config, groups, warnings, cwd)
+    try:
+        plan = plan_jobs(config, groups, warnings, cwd)
+    except ImgpipeError as err:
+        return _bad_input(err)
     logger = get_run_logger()
     anywhere = f"any of {','.join(plan.pool)}"
     for job in plan.jobs:
@@ -70,7 +89,10 @@ def plan_jobs_task(config: Config, groups, warnings, cwd: str) -> Plan:
 def connect_nodes_task(backends: RunBackends, hosts: list[str]) -> dict[str, str]:
     """Open the SSH connections now: an unreachable node is named before any job starts."""
     logger = get_run_logger()
-    down = backends.reach_nodes(hosts, logger.warning)
+    try:
+        down = backends.reach_nodes(hosts, logger.warning)
+    except ImgpipeError as err:
+        return _bad_input(err)
     for why in down.values():
         logger.error("skipping unreachable node %s", why)
     return down
@@ -83,7 +105,10 @@ def find_dask_workers_task(dask_jobs, worker: WorkerConfig, hosts: list[str]) ->
     from imgpipe.orchestration.dask_jobs import allowed_down
 
     logger = get_run_logger()
-    down = allowed_down(dask_jobs.map_nodes(hosts), worker.skip_unreachable_nodes)
+    try:
+        down = allowed_down(dask_jobs.map_nodes(hosts), worker.skip_unreachable_nodes)
+    except ImgpipeError as err:
+        return _bad_input(err)
     for why in down.values():
         logger.error("skipping %s", why)
     return down
@@ -92,7 +117,10 @@ def find_dask_workers_task(dask_jobs, worker: WorkerConfig, hosts: list[str]) ->
 @task(name="check-mpi", cache_policy=NO_CACHE)
 def check_mpi_task(config: Config, backends: RunBackends) -> None:
     """mpirun and wsclean-mp on the first MPI node, before any job (Debian's WSClean has no wsclean-mp)."""
-    check_mpi(config, backends.ssh if is_ssh(config.nodes_mpi[0]) else None)
+    try:
+        check_mpi(config, backends.ssh if is_ssh(config.nodes_mpi[0]) else None)
+    except ImgpipeError as err:
+        return _bad_input(err)
     get_run_logger().info("MPI over %s: %s", ",".join(config.nodes_mpi), " ".join(config.mpi.mpirun + config.mpi.wsclean_mp))
 
 
@@ -241,15 +269,26 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
     finally:
         if finished is not None:
             finished.set()
+    if result.status == CANCELLED:
+        who = backends.stopped_by if backends is not None else None
+        result = replace(result, reason=f"cancelled by {who or 'the run being stopped'}")
+    if result.status in (CANCELLED, TIMED_OUT):  # before its MS locks go back
+        removed = cleanup.remove(cleanup.wsclean_temporary_files(job))
+        if removed:
+            logger.info("removed %d temporary file(s) WSClean left: %s", len(removed), " ".join(removed))
     events.emit(JOB_ENDED, (submission_id, result))  # the dispatcher reuses the slot now
-    result = finish(result, version.get("v"), str(flow_run.id) if flow_run.id else None, logger.warning)
+    result = finish(result, version.get("v"), str(flow_run.id) if flow_run.id else None, logger.warning,
+                    keep_partial=worker.keep_partial_images)
     if result.stats is not None:
         st = result.stats
         logger.info("image %s: peak %.4g %s, rms %.3g, dynamic range %s", result.image, st.peak, st.unit, st.rms,
                     f"{st.dynamic_range:.0f}" if st.dynamic_range else "n/a")
     if not result.ok:
         # A Failed state, not an exception: an expected outcome needs no traceback in the log.
-        logger.error("%s: %s (log: %s)", result.status, result.reason, job.log_path)
+        if result.status == CANCELLED:  # what the person or the schedule asked for: no error
+            logger.warning("%s: %s (log: %s)", result.status, result.reason, job.log_path)
+        else:
+            logger.error("%s: %s (log: %s)", result.status, result.reason, job.log_path)
         state = Cancelled if result.status == CANCELLED else Failed
         return state(message=f"{job.label}: {result.reason}", data=result)
     logger.info("done in %.1f s, log: %s", result.wall_s, job.log_path)

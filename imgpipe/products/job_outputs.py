@@ -14,8 +14,8 @@ from dataclasses import replace
 from typing import Callable
 
 from imgpipe._version import __version__
-from imgpipe.core.results import SKIPPED, JobResult
-from imgpipe.products import provenance
+from imgpipe.core.results import CANCELLED, SKIPPED, TIMED_OUT, JobResult
+from imgpipe.products import cleanup, provenance
 from imgpipe.products.image_stats import ImageStats, image_stats, main_image, quicklook_png
 
 _VERSION = re.compile(r"WSClean version (\S+)")
@@ -27,14 +27,22 @@ def wsclean_version(line: str) -> str | None:
     return m.group(1) if m else None
 
 
-def finish(result: JobResult, wsclean: str | None, flow_run_id: str | None, warn: Callable[[str], None]) -> JobResult:
-    """Stats + PNG for a successful job, and the provenance record for any job."""
+def finish(result: JobResult, wsclean: str | None, flow_run_id: str | None, warn: Callable[[str], None],
+           keep_partial: bool = False) -> JobResult:
+    """Stats + PNG for a successful job, and the provenance record for any job.
+
+    A cancelled or timed-out job's images are partial: removed (the record lists them)
+    unless ``keep_partial`` (``[worker] keep_partial_images``)."""
     job = result.job
     if not os.path.isdir(job.out_dir):
         warn(f"{job.out_dir} is not visible here: no image statistics, quick-look or provenance record")
         return result
     skew = provenance.clock_offset(job.out_dir)
     outputs = provenance.fits_outputs(job.image_prefix, since=result.started_at, clock_offset=skew)
+    removed: list[str] = []
+    if result.status in (CANCELLED, TIMED_OUT) and not keep_partial and result.started_at is not None:
+        removed = [os.path.basename(p) for p in cleanup.remove([os.path.join(job.out_dir, o["path"]) for o in outputs])]
+        outputs = [o for o in outputs if o["path"] not in removed]
     image = stats = png = None
     if result.ok:
         image = main_image(job.image_prefix)
@@ -55,6 +63,9 @@ def finish(result: JobResult, wsclean: str | None, flow_run_id: str | None, warn
         flow_run_id=flow_run_id,
         stats=stats.to_json() if stats else None,
     )
+    if result.status in (CANCELLED, TIMED_OUT):
+        record["partial_images"] = "kept" if keep_partial else "removed"
+        record["removed"] = removed
     try:
         provenance.write(provenance.record_path(job.out_dir, job.name), record)
     except OSError as err:

@@ -34,7 +34,7 @@ def output_root(summary: RunSummary) -> str | None:
     """The run's output root (the config's, stable for any set of jobs), or else the folder
     common to every job's out-dir; None if this machine does not see it."""
     dirs = [r.job.out_dir for r in summary.results]
-    if not dirs:
+    if not dirs and not summary.output_root:
         return None
     root = summary.output_root or os.path.commonpath(dirs)  # (a summary made without its plan's root)
     return root if os.path.isdir(root) else None
@@ -59,6 +59,7 @@ def render(summary: RunSummary, title: str, root: str) -> str:
         f"<h1>{e(title)}</h1>",
         f"<div class='sub'>{summary.n_ok} ok ({summary.n_skipped} skipped), {summary.n_failed} failed, "
         f"{len(summary.results)} job(s) in {summary.wall_s:.1f} s &middot; written {e(datetime.now().isoformat(timespec='seconds'))}</div>",
+        f"<p class='note'>{e(summary.note)}</p>" if summary.note else "",
         "<table><tr><th>node</th><th>jobs</th><th>busy (s)</th><th>slot utilisation</th></tr>",
     ]
     for n in summary.nodes():

@@ -3,7 +3,9 @@
 # TRACE is replaced by the trace file's path when the fixture writes this script (SSH does
 # not pass the environment on). It sleeps for the number of seconds in TRACE.seconds and
 # exits with the status in TRACE.exit (0 if absent). Given -temp-dir, it writes a file there
-# as WSClean's reorder step would, and records the folder in TRACE.temp.
+# as WSClean's reorder step would, and records the folder in TRACE.temp. With TRACE.products
+# present it writes what a deconvolving WSClean has written early on: a dirty image and a
+# temporary model image (<name>-0000-dirty.fits, <name>-model-I-0000-tmp.fits).
 if [ $# -eq 0 ]; then exec wsclean; fi
 echo "${IMGPIPE_NODE:-local} $$ start $(date +%s.%N) ${*: -1}" >> "TRACE"
 echo "fake wsclean on ${IMGPIPE_NODE:-local}: $*"
@@ -13,6 +15,10 @@ for i in "${!args[@]}"; do
     tmp=${args[$((i + 1))]}
     last=${*: -1}
     echo "reorder" > "$tmp/${last##*/}-part0000-I-b0.tmp" && echo "$tmp" >> "TRACE.temp"
+  fi
+  if [ "${args[$i]}" = -name ] && [ -e "TRACE.products" ]; then
+    name=${args[$((i + 1))]}
+    echo "SIMPLE" > "$name-0000-dirty.fits" && echo "SIMPLE" > "$name-model-I-0000-tmp.fits"
   fi
 done
 # "end" only when the sleep ran out: SLURM (proctrack/linuxproc) signals a cancelled step's

@@ -1,0 +1,53 @@
+"""What a stopped WSClean leaves behind is found and removed, and nothing else is."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from imgpipe.core.results import CANCELLED, OK, JobResult
+from imgpipe.products import cleanup
+from imgpipe.products.job_outputs import finish
+
+from support.jobs import make_job
+
+
+def test_wsclean_temporary_files_are_found_beside_the_images_and_the_ms(tmp_path):
+    ms = tmp_path / "data" / "SW01.MS"
+    ms.mkdir(parents=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = ["img-model-I-0000-tmp.fits", "img-psf-I-0001-tmp.fits", "img-residual-I-0000-tmp.fits"]
+    for name in mine + ["img-0000-dirty.fits", "other-model-I-0000-tmp.fits"]:
+        (out / name).write_text("x")
+    beside = ["SW01.MS-part0000-I-b0.tmp", "SW01.MS-part0000-I-b0-w.tmp", "SW01.MS-spw0-parted-meta.tmp"]
+    for name in beside + ["SW02.MS-part0000-I-b0.tmp"]:
+        (ms.parent / name).write_text("x")
+    job = make_job("localhost", ("wsclean", "-name", f"{out}/img", str(ms) + "/"), (str(ms) + "/",), out_dir=str(out), name="img")
+    found = cleanup.wsclean_temporary_files(job)
+    assert found == sorted([str(ms.parent / n) for n in beside] + [str(out / n) for n in mine])
+    assert cleanup.remove(found) == found
+    assert sorted(p.name for p in out.iterdir()) == ["img-0000-dirty.fits", "other-model-I-0000-tmp.fits"]
+    assert [p.name for p in ms.parent.iterdir() if p.is_file()] == ["SW02.MS-part0000-I-b0.tmp"]
+
+
+def test_a_stopped_jobs_partial_images_are_removed_unless_kept(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "img-old-image.fits").write_text("an earlier run's")
+    old = time.time() - 3600
+    os.utime(out / "img-old-image.fits", (old, old))
+    started = time.time()
+    job = make_job("localhost", ("wsclean", "-name", f"{out}/img", "a.MS"), ("a.MS",), out_dir=str(out), name="img")
+    for keep in (False, True):
+        (out / "img-0000-dirty.fits").write_text("partial")
+        result = JobResult(job, CANCELLED, "cancelled by Ctrl-C", started_at=started, ended_at=started + 5)
+        finish(result, "3.1.0", None, lambda message: None, keep_partial=keep)
+        record = json.loads((out / "img.imgpipe.json").read_text())
+        assert record["partial_images"] == ("kept" if keep else "removed") and record["complete"] is False
+        assert record["removed"] == ([] if keep else ["img-0000-dirty.fits"])
+        assert (out / "img-0000-dirty.fits").exists() == keep and (out / "img-old-image.fits").exists()
+    ok = JobResult(job, OK, "", exit_code=0, started_at=started, ended_at=started + 5)
+    finish(ok, "3.1.0", None, lambda message: None)
+    assert "partial_images" not in json.loads((out / "img.imgpipe.json").read_text())
