@@ -168,7 +168,7 @@ def test_quiet_nights_bad_input_and_every_runs_record(prefect_server, fake_wscle
     assert "unknown key 'max_concurent' in [worker]" in messages["bad config"]
     for what, run_id in runs.items():
         logs = run_logs(env, run_id)
-        assert not any("Traceback" in line for line in logs), (what, logs)
+        assert not any("Traceback" in line for line in logs), (what, [line for line in logs if "Traceback" in line])
         artifact = summary_artifact(env, run_id)
         assert "**0 ok, 0 failed**" in artifact and "looked for " in artifact, (what, artifact)
     assert "no data: pattern '20261129_*'" in summary_artifact(env, runs["unobserved"])
@@ -210,9 +210,11 @@ def test_cancelling_a_deployment_run_stops_its_wsclean(prefect_server, fake_wscl
     record = json.loads((out / "img.imgpipe.json").read_text())
     assert record["complete"] is False and record["partial_images"] == "removed"
     assert sorted(record["removed"]) == ["img-0000-dirty.fits", "img-model-I-0000-tmp.fits"]
-    assert record["reason"].startswith("cancelled by a cancel in Prefect") and record["duration_s"] > 1
+    assert record["reason"].startswith("cancelled by a cancel in Prefect") and record["duration_s"] > 0
     artifact = summary_artifact(env, run_id)
-    assert "| obs.MS @ localhost | CANCELLED |" in artifact and "stopped by a cancel in Prefect" in artifact
+    # the job's time in the artifact is its real time up to the stop, as in its record
+    assert f"| obs.MS @ localhost | CANCELLED | {record['duration_s']:.1f} s |" in artifact, artifact
+    assert "stopped by a cancel in Prefect" in artifact
     assert "cancelled by a cancel in Prefect" in artifact
     assert list(out.glob("report-*.html"))
     logs = run_logs(env, run_id)

@@ -174,7 +174,7 @@ def test_runs_on_two_machines_sharing_a_prefect_server_take_turns(fake_wsclean, 
     from support.prefect_server import running_server
 
     fake, trace = fake_wsclean
-    trace.with_suffix(".seconds").write_text("3")
+    trace.with_suffix(".hold").touch()  # a's job holds the MS until b says it waits for it
     ms = tmp_path / "data" / "SW01.MS"
     ms.mkdir(parents=True)
     with running_server(tmp_path / "server-home", tmp_path / "server.log") as server_env:
@@ -192,6 +192,11 @@ def test_runs_on_two_machines_sharing_a_prefect_server_take_turns(fake_wsclean, 
             while run == "a" and time.monotonic() < deadline and not read_trace(trace):
                 assert procs[0].poll() is None, logs[0].read_text()[-3000:]
                 time.sleep(0.1)  # b starts once a's WSClean runs
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and WAIT not in logs[1].read_text():
+            assert procs[1].poll() is None, logs[1].read_text()[-3000:]
+            time.sleep(0.2)
+        trace.with_suffix(".go").touch()
         for proc, log in zip(procs, logs, strict=True):
             assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
         request = urllib.request.Request(server_env["PREFECT_API_URL"] + "/v2/concurrency_limits/filter", data=b"{}",
@@ -203,5 +208,5 @@ def test_runs_on_two_machines_sharing_a_prefect_server_take_turns(fake_wsclean, 
         (next(t for _, p, k, t in rows if p == pid and k == "start"), next(t for _, p, k, t in rows if p == pid and k == "end"))
         for pid in {p for _, p, _, _ in rows})
     assert a_end <= b_start, "two runs sharing a Prefect server imaged one MS at once"
-    assert "waiting for SW01.MS, in use by another imgpipe run" in logs[1].read_text()
+    assert WAIT in logs[1].read_text()
     assert [n for n in names if n.startswith("imgpipe-ms-")] == [] and "imgpipe-node-" + os.uname().nodename in names

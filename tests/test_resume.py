@@ -90,7 +90,7 @@ def test_a_record_that_cannot_be_removed_fails_that_job_only_without_a_traceback
     (blocked / "x").mkdir(parents=True)  # (a directory: even root cannot unlink it)
     res = run_imgpipe(write_config(CONFIG), a, b, "--force")
     assert res.returncode == 1, res.stderr[-3000:]
-    assert re.search(r"^  FAILED\s+SW01.MS @ localhost .*cannot remove the earlier run's record .*img.imgpipe.json: Is a directory", res.stdout, re.M), res.stdout
+    assert re.search(r"^  FAILED\s+SW01.MS @ localhost .*cannot write the job's record .*img.imgpipe.json: Is a directory", res.stdout, re.M), res.stdout
     assert re.search(r"^  OK\s+SW02.MS", res.stdout, re.M)
     assert not (tmp_path / "images" / "SW01.MS" / "img-image.fits").exists()  # WSClean did not run over it
     assert "Traceback" not in res.stdout + res.stderr

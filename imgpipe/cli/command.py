@@ -163,7 +163,7 @@ def _run_flow_with(server, prepared, run_backends):
 
 def _run_until_done(server, prepared, run_backends, interrupted, stopper):
     # Prefect (seconds): only once jobs really run, never for --help or a dry run
-    from imgpipe.orchestration.flow import imgpipe_flow
+    from imgpipe.orchestration.flow import RunFailed, imgpipe_flow
 
     if server is not None:
         try:
@@ -181,6 +181,8 @@ def _run_until_done(server, prepared, run_backends, interrupted, stopper):
     if stopper:  # the signal came while Prefect was finishing the run
         return interrupted()
     outcome = state.result(raise_on_failure=False)
+    if isinstance(outcome, RunFailed):
+        outcome = outcome.summary
     if isinstance(outcome, RunSummary):
         return outcome, EXIT_OK if outcome.ok else EXIT_JOBS_FAILED
     if isinstance(outcome, ImgpipeError):

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 _PR_SET_PDEATHSIG = 1
 RESTARTS = 2
@@ -62,8 +63,16 @@ CURRENT: "EmbeddedServer | None" = None
 
 
 def serves(api_url: str | None) -> bool:
-    """Is ``api_url`` the embedded server of this process (seen by no other machine)?"""
-    return CURRENT is not None and api_url == CURRENT.api_url
+    """Is ``api_url`` the embedded server of this process (seen by no other machine)?
+
+    Compared by port: a Dask run hands its workers the same server under another
+    spelling (``.../api/``)."""
+    if CURRENT is None or not api_url:
+        return False
+    try:
+        return urlsplit(str(api_url)).port == CURRENT.port
+    except ValueError:
+        return False
 
 
 class EmbeddedServer:

@@ -6,6 +6,7 @@ Started by the CLI (embedded Prefect, no server to set up) and by deployments
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from contextlib import ExitStack
@@ -71,6 +72,31 @@ def _name_this_run(name: str) -> None:
 def _initial_name() -> str:
     params = flow_run.parameters
     return run_name(params.get("config", "imgpipe"), params.get("patterns") or [])
+
+
+class RunFailed(Exception):
+    """A run that ended Failed for a known reason (jobs failed, bad input, no data when
+    asked to fail): the state's data, carrying the run's summary."""
+
+    def __init__(self, message: str, summary: RunSummary):
+        super().__init__(message)
+        self.summary = summary
+
+
+def _failed(message: str, summary: RunSummary):
+    return Failed(message=message, data=RunFailed(message, summary))
+
+
+class _NoTracebackForAKnownFailure(logging.Filter):
+    """A deployment run that ends Failed makes Prefect's engine raise the state's data at
+    the very end and log it with a traceback ("Engine execution exited with unexpected
+    exception"). For a RunFailed the state's message already says all: that line goes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], RunFailed))
+
+
+logging.getLogger("prefect.flow_runs").addFilter(_NoTracebackForAKnownFailure())
 
 
 class _NotRun(Exception):
@@ -139,7 +165,7 @@ def _nothing_to_image(request: RunRequest, inputs, cfg, why: str, started: float
     summary = _record_run(RunSummary([], time.time() - started, output_root=root,
                                      note=f"{why}; {_looked_for(request, inputs)}"), logger)
     if fail:
-        return Failed(message=f"{why} (fail_when_no_data)", data=summary)
+        return _failed(f"{why} (fail_when_no_data)", summary)
     logger.info("%s: nothing to image", why)
     return Completed(message=why, data=summary)
 
@@ -211,7 +237,7 @@ def imgpipe_flow(
                                          fail_when_no_data, logger)
             summary = _record_run(RunSummary([], time.time() - started,
                                              note=f"not run: {stop.error}; {_looked_for(request, stop.inputs)}"), logger)
-            return Failed(message=str(stop.error), data=summary)
+            return _failed(str(stop.error), summary)
     else:
         logger.info("planned by the command line: %d job(s)", len(prepared.plan.jobs))
     request, cfg, plan = prepared.request, prepared.config, prepared.plan
@@ -251,7 +277,7 @@ def imgpipe_flow(
             summary = RunSummary([JobResult(job, FAILED, f"not run: {stop.error}") for job in plan.jobs],
                                  time.time() - started, cfg.worker.max_concurrent, plan.images_root(), note=f"not run: {stop.error}")
             _record_run(summary, logger)
-            return Failed(message=str(stop.error), data=summary)
+            return _failed(str(stop.error), summary)
         limits = NodeLimits([h for h in hosts if h not in down], cfg.worker.max_concurrent)
         stack.callback(limits.close)
 
@@ -299,8 +325,8 @@ def imgpipe_flow(
         logger.info(line)
     if all_done:
         if fail_when_no_data:
-            return Failed(message=f"{summary.note} (fail_when_no_data)", data=summary)
+            return _failed(f"{summary.note} (fail_when_no_data)", summary)
         return Completed(message=summary.note, data=summary)
     if not summary.ok:
-        return Failed(message=f"{summary.n_failed} of {len(summary.results)} job(s) failed", data=summary)
+        return _failed(f"{summary.n_failed} of {len(summary.results)} job(s) failed", summary)
     return summary

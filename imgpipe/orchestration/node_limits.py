@@ -97,6 +97,8 @@ class NodeLimits:
         self._api = threading.Lock()
         self._stop = threading.Event()
         self._last_reclaim = 0.0
+        self._lock_names: set[str] = set()
+        """MS limits this run used and has not deleted yet (a stopped run deletes them as it closes)."""
         settings = SettingsContext.get()
         self._quick = (settings.profile, get_current_settings().copy_with_update(updates={PREFECT_CLIENT_MAX_RETRIES: 0}))
         for host in hosts:
@@ -161,6 +163,7 @@ class NodeLimits:
         Limits that do not exist yet are created (Prefect ignores names it does not
         know, so the answer is checked: a lease must cover every MS)."""
         names = list(dict.fromkeys(ms_lock_name(p) for p in ms_paths))
+        self._lock_names.update(names)
         for _ in range(3):
             try:
                 response = self._call(
@@ -191,7 +194,11 @@ class NodeLimits:
 
     def drop_locks(self, ms_paths) -> None:
         """Delete the MS limits no job holds now (this run has no more jobs on these MSs)."""
-        for name in dict.fromkeys(ms_lock_name(p) for p in ms_paths):
+        self._drop_names(list(dict.fromkeys(ms_lock_name(p) for p in ms_paths)))
+
+    def _drop_names(self, names) -> None:
+        for name in names:
+            self._lock_names.discard(name)
             try:
                 limit = self._call(self._client.read_global_concurrency_limit_by_name, name)
                 if limit.active_slots == 0:
@@ -261,4 +268,5 @@ class NodeLimits:
             held = list(self._held)
         for lease_id in held:
             self.release(lease_id)
+        self._drop_names(sorted(self._lock_names))
         self._client.__exit__(None, None, None)

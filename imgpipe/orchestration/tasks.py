@@ -272,13 +272,14 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
     if result.status == CANCELLED:
         who = backends.stopped_by if backends is not None else None
         result = replace(result, reason=f"cancelled by {who or 'the run being stopped'}")
+    removed: list[str] = []
     if result.status in (CANCELLED, TIMED_OUT):  # before its MS locks go back
         removed = cleanup.remove(cleanup.wsclean_temporary_files(job))
         if removed:
             logger.info("removed %d temporary file(s) WSClean left: %s", len(removed), " ".join(removed))
     events.emit(JOB_ENDED, (submission_id, result))  # the dispatcher reuses the slot now
     result = finish(result, version.get("v"), str(flow_run.id) if flow_run.id else None, logger.warning,
-                    keep_partial=worker.keep_partial_images)
+                    keep_partial=worker.keep_partial_images, removed=removed)
     if result.stats is not None:
         st = result.stats
         logger.info("image %s: peak %.4g %s, rms %.3g, dynamic range %s", result.image, st.peak, st.unit, st.rms,

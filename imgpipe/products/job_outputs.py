@@ -28,21 +28,22 @@ def wsclean_version(line: str) -> str | None:
 
 
 def finish(result: JobResult, wsclean: str | None, flow_run_id: str | None, warn: Callable[[str], None],
-           keep_partial: bool = False) -> JobResult:
+           keep_partial: bool = False, removed: list[str] = ()) -> JobResult:
     """Stats + PNG for a successful job, and the provenance record for any job.
 
-    A cancelled or timed-out job's images are partial: removed (the record lists them)
-    unless ``keep_partial`` (``[worker] keep_partial_images``)."""
+    A cancelled or timed-out job's images are partial: removed (the record lists them,
+    with ``removed``: WSClean's temporary files already gone) unless ``keep_partial``
+    (``[worker] keep_partial_images``)."""
     job = result.job
     if not os.path.isdir(job.out_dir):
         warn(f"{job.out_dir} is not visible here: no image statistics, quick-look or provenance record")
         return result
     skew = provenance.clock_offset(job.out_dir)
     outputs = provenance.fits_outputs(job.image_prefix, since=result.started_at, clock_offset=skew)
-    removed: list[str] = []
+    partial: list[str] = []
     if result.status in (CANCELLED, TIMED_OUT) and not keep_partial and result.started_at is not None:
-        removed = [os.path.basename(p) for p in cleanup.remove([os.path.join(job.out_dir, o["path"]) for o in outputs])]
-        outputs = [o for o in outputs if o["path"] not in removed]
+        partial = [os.path.basename(p) for p in cleanup.remove([os.path.join(job.out_dir, o["path"]) for o in outputs])]
+        outputs = [o for o in outputs if o["path"] not in partial]
     image = stats = png = None
     if result.ok:
         image = main_image(job.image_prefix)
@@ -65,7 +66,8 @@ def finish(result: JobResult, wsclean: str | None, flow_run_id: str | None, warn
     )
     if result.status in (CANCELLED, TIMED_OUT):
         record["partial_images"] = "kept" if keep_partial else "removed"
-        record["removed"] = removed
+        record["removed"] = sorted(partial + [os.path.relpath(p, job.out_dir) if os.path.dirname(p) == job.out_dir else p
+                                              for p in removed])
     try:
         provenance.write(provenance.record_path(job.out_dir, job.name), record)
     except OSError as err:

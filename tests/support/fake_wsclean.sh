@@ -14,13 +14,15 @@ for i in "${!args[@]}"; do
   if [ "${args[$i]}" = -temp-dir ]; then
     tmp=${args[$((i + 1))]}
     last=${*: -1}
-    echo "reorder" > "$tmp/${last##*/}-part0000-I-b0.tmp" && echo "$tmp" >> "TRACE.temp"
+    [ -d "$tmp" ] && echo "reorder" > "$tmp/${last##*/}-part0000-I-b0.tmp" && echo "$tmp" >> "TRACE.temp"
   fi
   if [ "${args[$i]}" = -name ] && [ -e "TRACE.products" ]; then
     name=${args[$((i + 1))]}
     echo "SIMPLE" > "$name-0000-dirty.fits" && echo "SIMPLE" > "$name-model-I-0000-tmp.fits"
   fi
 done
+# With TRACE.hold present, it waits (up to 2 min) for TRACE.go before its sleep.
+if [ -e "TRACE.hold" ]; then for _ in $(seq 1200); do [ -e "TRACE.go" ] && break; sleep 0.1; done; fi
 # "end" only when the sleep ran out: SLURM (proctrack/linuxproc) signals a cancelled step's
 # processes one by one, and a sleep killed before its bash must not look like a finished job
 sleep "$(cat "TRACE.seconds" 2> /dev/null || echo 1)" || exit
