@@ -6,6 +6,8 @@ import json
 import os
 import time
 
+import pytest
+
 from imgpipe.core.results import CANCELLED, OK, JobResult
 from imgpipe.products import cleanup
 from imgpipe.products.job_outputs import finish
@@ -51,3 +53,23 @@ def test_a_stopped_jobs_partial_images_are_removed_unless_kept(tmp_path):
     ok = JobResult(job, OK, "", exit_code=0, started_at=started, ended_at=started + 5)
     finish(ok, "3.1.0", None, lambda message: None)
     assert "partial_images" not in json.loads((out / "img.imgpipe.json").read_text())
+
+
+@pytest.mark.prefect
+def test_a_timed_out_job_leaves_no_temporary_file_and_its_record_says_what_went(run_imgpipe, fake_wsclean, tmp_path):
+    fake, trace = fake_wsclean
+    trace.with_suffix(".seconds").write_text("60")
+    trace.with_suffix(".products").touch()  # a dirty image and a *-tmp.fits, as WSClean writes early on
+    ms = tmp_path / "data" / "SW01.MS"
+    ms.mkdir(parents=True)
+    (ms.parent / "SW01.MS-part0000-I-b0.tmp").write_text("a reorder file")  # (as if this WSClean wrote it)
+    cfg = tmp_path / "img.toml"
+    cfg.write_text(f"[worker]\nwsclean = '{fake}'\nmax_time = 2\nkill_grace = 1\n[wsclean]\nname = 'img'\nout-dir = '{tmp_path}/out'\n")
+    res = run_imgpipe(cfg, ms)
+    assert res.returncode == 1 and "TIMED-OUT" in res.stdout, res.stdout[-2000:]
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".fits") == []
+    assert [p.name for p in ms.parent.iterdir() if p.is_file()] == []
+    record = json.loads((out / "img.imgpipe.json").read_text())
+    assert record["status"] == "timed-out" and record["partial_images"] == "removed"
+    assert record["removed"] == sorted(["img-0000-dirty.fits", "img-model-I-0000-tmp.fits", str(ms.parent / "SW01.MS-part0000-I-b0.tmp")])

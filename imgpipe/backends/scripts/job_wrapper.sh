@@ -45,8 +45,12 @@ py=python3  # or imgpipe's own interpreter when set: a pyenv shim costs 0.1 s a 
 # signal ("Segmentation fault ..."), printed whenever it happens to reap the job: it
 # would race the control lines, and imgpipe reports the signal itself.
 exec 2> /dev/null
+rf=''
 if [ -n "$acct" ] && command -v "$py" > /dev/null 2>&1; then
-  (trap - PIPE; exec setsid -- "$py" -I -S -c "$acct" "$tok" "$@") < /dev/null 4<&- >&5 2>&5 5>&- &
+  # its rusage line goes to a file, shown after the job's last output has left tee (written
+  # straight to stdout it could land inside a last line that tee had not passed on yet)
+  rf=$(mktemp "${TMPDIR:-/tmp}/imgpipe-rusage.XXXXXX") || rf=/dev/null
+  (trap - PIPE; exec setsid -- "$py" -I -S -c "$acct" "$tok" "$@") < /dev/null 4<&- >&5 2>&5 5>&- 6> "$rf" &
 else
   (trap - PIPE; exec setsid -- "$@") < /dev/null 4<&- >&5 2>&5 5>&- 6>&- &
 fi
@@ -74,5 +78,6 @@ kill "$watcher" 2> /dev/null
 [ -n "$scr" ] && rm -rf -- "$scr"
 exec 5>&-
 wait "$tee_pid"
+if [ -n "$rf" ] && [ "$rf" != /dev/null ]; then cat -- "$rf"; rm -f -- "$rf"; fi
 echo "$t exit $rc"; times; echo "$t end"
 exit "$rc"
