@@ -165,9 +165,10 @@ def test_a_composite_sw_and_its_members_in_one_run_take_turns(run_imgpipe, sim_d
 
 
 def test_runs_on_two_machines_sharing_a_prefect_server_take_turns(fake_wsclean, tmp_path):
-    """Two runs against one real `prefect server`, each with a temp folder of its own (so
-    this machine's locks cannot see each other: as on two machines). Prefect's MS limit
-    keeps them apart, and is deleted once the last job on that MS has ended."""
+    """Two runs against one real `prefect server` with `[prefect] ms_locks = 'server'`, each
+    with a temp folder of its own (so this machine's locks cannot see each other: as on two
+    machines). Prefect's MS limit keeps them apart, and is deleted once the last job on
+    that MS has ended."""
     import json
     import urllib.request
 
@@ -182,7 +183,8 @@ def test_runs_on_two_machines_sharing_a_prefect_server_take_turns(fake_wsclean, 
         for run in ("a", "b"):
             (tmp_path / run / "tmp").mkdir(parents=True)
             cfg = tmp_path / run / "img.toml"
-            cfg.write_text(f"[worker]\nwsclean = '{fake}'\n[wsclean]\nname = '{run}'\nout-dir = '{tmp_path}/images'\n")
+            cfg.write_text(f"[worker]\nwsclean = '{fake}'\n[prefect]\nms_locks = 'server'\n"
+                           f"[wsclean]\nname = '{run}'\nout-dir = '{tmp_path}/images'\n")
             logs.append(tmp_path / run / "stderr")
             env = {**server_env, "TMPDIR": str(tmp_path / run / "tmp"), "XDG_CACHE_HOME": str(tmp_path / run)}
             with logs[-1].open("w") as err:

@@ -150,6 +150,11 @@ class PrefectConfig:
     cluster_kwargs: tuple[tuple[str, Any], ...] = key(
         (), "keyword arguments of `cluster_class`, a TOML table (`[prefect.cluster_kwargs]`); LocalCluster's "
         "default: one worker with `max_concurrent` threads", TABLE, shown="{}")
+    ms_locks: str = key(
+        "machine", "how runs keep off each other's MSs (one WSClean per MS at a time): `'machine'`, every run started "
+        "on this machine (a file lock per MS, no cost); `'server'`, also runs started on other machines against the "
+        "same `prefect server` (a Prefect limit per MS: a few API calls per job, see bench/RESULTS.md)", STRING,
+        choices=("machine", "server"))
 
     @property
     def dask(self) -> bool:

@@ -293,8 +293,9 @@ def imgpipe_flow(
             return run_job_task.submit(quote(job), quote(cfg.worker), attempt, submission_id, quote(run_backends),
                                        force=request.force, replace=request.replace)
 
-        # MS locks: this machine's always; Prefect's too when other machines may share the server
-        ms_locks = (LocalMsLocks(),) if serves(api_url()) else (LocalMsLocks(), PrefectMsLocks(limits))
+        # MS locks: this machine's always; Prefect's too when asked and other machines may share the server
+        server_wide = cfg.prefect.ms_locks == "server" and not serves(api_url())
+        ms_locks = (LocalMsLocks(), PrefectMsLocks(limits)) if server_wide else (LocalMsLocks(),)
         dispatcher = Dispatcher(plan, cfg.worker, start, _outcome, limits, logger, ms_locks, flow_run.name or "")
         try:
             if cfg.worker.slurm_nodes and plan.jobs:  # (inside: an interrupted request is cancelled too)
