@@ -14,7 +14,7 @@ from imgpipe.backends.agent_script import AGENT
 from imgpipe.backends.job_script import OutputParser, new_token, wrapped_argv
 from imgpipe.backends.node_agent import EXITED, LOST, NOT_STARTED, OUTPUT, AgentLost, NodeAgent
 
-from support.processes import alive
+from support.processes import alive, wait_for
 
 
 @pytest.fixture
@@ -50,15 +50,6 @@ def messages(queue, timeout_s: float = 30.0) -> list:
 def said(queue) -> list:
     """``messages``, with an exit as its status alone."""
     return [(kind, value.status if kind == EXITED else value) for kind, value in messages(queue)]
-
-
-def wait_for(predicate, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_jobs_run_at_once_and_each_gets_its_own_output_and_status(agent):

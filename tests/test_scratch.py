@@ -16,6 +16,7 @@ import pytest
 
 from support.fake_wsclean import read_trace
 from support.markers import requires_wsclean
+from support.processes import wait_for
 
 pytestmark = [requires_wsclean, pytest.mark.prefect]
 
@@ -33,15 +34,6 @@ def ms_dir(tmp_path: Path, name: str) -> str:
     path = tmp_path / "data" / name
     path.mkdir(parents=True, exist_ok=True)
     return str(path)
-
-
-def wait_for(check, timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def folders(scratch: Path) -> list[str]:
@@ -94,9 +86,10 @@ def test_a_folder_left_by_a_killed_run_is_removed_by_the_next_job(healthy_nodes,
     proc = run_imgpipe.popen(cfg, ms_dir(tmp_path, "killed.MS"))
     assert wait_for(lambda: read_trace(trace) != [], 120)
     (left,) = folders(scratch)
-    # killed outright, on the node too: its wrapper cannot clean up
-    proc.kill()
+    # killed outright, on the node first (its wrapper and WSClean: nothing there can clean
+    # up), then imgpipe
     subprocess.run(["pkill", "-KILL", "-f", str(scratch / left)], check=False)
+    proc.kill()
     proc.communicate(timeout=30)
     time.sleep(0.5)
     assert folders(scratch) == [left] and (scratch / left / ".imgpipe-owner").is_file()
