@@ -31,7 +31,7 @@ from imgpipe.core.plan import write_plan_json
 from imgpipe.core.request import RunRequest
 from imgpipe.core.results import RunSummary
 from imgpipe.prepare import prepare_run
-from imgpipe.products.provenance import BUSY, REFUSED, busy_reason, not_to_run, refusal
+from imgpipe.products.provenance import DONE, not_run_reason, not_to_run
 
 EXIT_OK, EXIT_JOBS_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -51,9 +51,9 @@ def _dry_run_note(job, force: bool, replace: bool) -> str:
     if verdict is None:
         return ""
     kind, record = verdict
-    if kind == BUSY:
-        return f"  # would be {busy_reason(job, record)}"
-    return f"  # would be {refusal(job, record)}" if kind == REFUSED else "  # done before: would be skipped (--force redoes it)"
+    if kind == DONE:
+        return "  # done before: would be skipped (--force redoes it)"
+    return f"  # would be {not_run_reason(job, kind, record)}"
 
 
 class _NoLinkToAGoneServer(logging.Filter):

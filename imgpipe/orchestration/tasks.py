@@ -136,7 +136,7 @@ def resume_check_task(plan: Plan, force: bool = False, replace: bool = False) ->
             continue
         kind, record = verdict
         if kind in (provenance.REFUSED, provenance.BUSY):
-            out[i] = JobResult(job, FAILED, _not_run_reason(job, kind, record))
+            out[i] = JobResult(job, FAILED, provenance.not_run_reason(job, kind, record))
             logger.error("%s: %s", job.label, out[i].reason)
         else:
             out[i] = skipped(job, record)
@@ -144,10 +144,6 @@ def resume_check_task(plan: Plan, force: bool = False, replace: bool = False) ->
     if done:
         logger.info("%d job(s) done by an earlier run, skipped (force=True redoes them)", done)
     return out
-
-
-def _not_run_reason(job: Job, kind: str, record: dict) -> str:
-    return provenance.busy_reason(job, record) if kind == provenance.BUSY else provenance.refusal(job, record)
 
 
 @task(name="report", cache_policy=NO_CACHE)
@@ -236,7 +232,7 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
         logger.info("%s: %s", job.label, result.reason)
         return result
     if verdict is not None:
-        result = JobResult(job, FAILED, _not_run_reason(job, *verdict), attempt=attempt)
+        result = JobResult(job, FAILED, provenance.not_run_reason(job, *verdict), attempt=attempt)
         events.emit(JOB_ENDED, (submission_id, result))
         logger.error("%s: %s", job.label, result.reason)
         return Failed(message=f"{job.label}: {result.reason}", data=result)

@@ -33,14 +33,6 @@ def record_path(out_dir: str, name: str) -> str:
     return os.path.join(out_dir, name + RECORD_SUFFIX)
 
 
-def clear(path: str) -> None:
-    """Forget the record of an earlier run (before the job starts)."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
 _now = time.time  # this machine's clock (a test stands in another one)
 
 
@@ -120,14 +112,14 @@ def read(path: str) -> dict | None:
         return None
 
 
-def other_jobs_images(job) -> dict | None:
-    """The record at ``job``'s ``out-dir/name`` when it is another job's (other MSs), complete or not.
+def other_jobs_images(job, record: dict | None) -> dict | None:
+    """``record`` (the one at ``job``'s ``out-dir/name``) when it is another job's (other
+    MSs), complete or not.
 
     Why: a job whose MS list differs writes different images under the same names; run
     over them, it would replace another night's (or another combination's) images
     without a word.
     """
-    record = read(record_path(job.out_dir, job.name))
     if record is None or record.get("ms") == list(job.ms):
         return None
     return record
@@ -198,16 +190,20 @@ def not_to_run(job, force: bool = False, replace: bool = False) -> tuple[str, di
     current = read(record_path(job.out_dir, job.name))
     if being_written(current):
         return BUSY, current
-    theirs = None if replace else other_jobs_images(job)
+    theirs = None if replace else other_jobs_images(job, current)
     if theirs is not None:
         return REFUSED, theirs
-    record = None if force else done_before(job)
+    record = None if force else done_before(job, current)
     return (DONE, record) if record is not None else None
 
 
-def done_before(job) -> dict | None:
-    """The complete record of an earlier run of this very job, or None (→ run it)."""
-    record = read(record_path(job.out_dir, job.name))
+def not_run_reason(job, kind: str, record: dict) -> str:
+    """The one line for a job :func:`not_to_run` says is BUSY or REFUSED."""
+    return busy_reason(job, record) if kind == BUSY else refusal(job, record)
+
+
+def done_before(job, record: dict | None) -> dict | None:
+    """``record`` if it is the complete record of an earlier run of this very job, or None (→ run it)."""
     if not record or record.get("complete") is not True or record.get("argv") != list(job.argv):
         return None
     outputs = record.get("outputs") or []
