@@ -24,8 +24,9 @@ Measurement Sets are locked the same way, so that two runs never image one MS at
 same moment (:mod:`imgpipe.core.ms_sharing` says why): one limit of 1 per MS,
 ``imgpipe-ms-<name>-<hash of its path>``, created when first needed and deleted when
 the run that used it last has no more jobs on it (so months of nights do not fill the
-server with limits). A job holds one lease on all its MSs, taken after its node slot
-and given back when its task has finished. A limit deleted by one run at the moment
+server with limits). Used with ``[prefect] ms_locks = 'server'`` only
+(``orchestration/ms_locks.py``). A job holds one lease on all its MSs, taken after its
+node slot and given back the moment its WSClean has ended. A limit deleted by one run at the moment
 another takes it leaves that lease on nothing: with two runs it cannot matter (the
 deleting run has no more jobs there); it could let a third run in, for a few ms.
 
@@ -118,20 +119,28 @@ class NodeLimits:
                     raise
             time.sleep(delay)
 
+    def _increment(self, names: list[str], slots: int, reclaim: bool) -> dict | None:
+        """Prefect's answer to a lease on ``slots`` slots of every limit in ``names``, or None
+        when one is full (423). ``reclaim``: then free the slots of runs that died, if not
+        done lately (the next request may find them)."""
+        try:
+            return self._call(
+                self._client.increment_concurrency_slots_with_lease,
+                names=names, slots=slots, mode="concurrency", lease_duration=LEASE_S,
+            ).json()
+        except httpx.HTTPStatusError as err:
+            if err.response.status_code != 423:
+                raise
+            if reclaim and time.monotonic() - self._last_reclaim > LEASE_S / 2:
+                self.reclaim_expired()
+            return None
+
     def try_acquire(self, host: str) -> UUID | None:
         """A lease on one slot of ``host`` now, or None if every slot is taken (by any run)."""
-        try:
-            response = self._call(
-                self._client.increment_concurrency_slots_with_lease,
-                names=[limit_name(host)], slots=1, mode="concurrency", lease_duration=LEASE_S,
-            )
-        except httpx.HTTPStatusError as err:
-            if err.response.status_code == 423:
-                if time.monotonic() - self._last_reclaim > LEASE_S / 2:
-                    self.reclaim_expired()  # a dead run may still hold slots
-                return None
-            raise
-        lease_id = UUID(response.json()["lease_id"])
+        answer = self._increment([limit_name(host)], 1, reclaim=True)
+        if answer is None:
+            return None
+        lease_id = UUID(answer["lease_id"])
         with self._lock:
             self._held[lease_id] = host
         return lease_id
@@ -142,16 +151,10 @@ class NodeLimits:
         Each slot comes back as a handle of its own for :meth:`release`; the lease goes
         back to Prefect when the last of them does.
         """
-        try:
-            response = self._call(
-                self._client.increment_concurrency_slots_with_lease,
-                names=[limit_name(host)], slots=slots, mode="concurrency", lease_duration=LEASE_S,
-            )
-        except httpx.HTTPStatusError as err:
-            if err.response.status_code == 423:
-                return None
-            raise
-        lease_id = UUID(response.json()["lease_id"])
+        answer = self._increment([limit_name(host)], slots, reclaim=False)
+        if answer is None:
+            return None
+        lease_id = UUID(answer["lease_id"])
         with self._lock:
             self._held[lease_id] = host
             self._shared[lease_id] = slots
@@ -165,18 +168,9 @@ class NodeLimits:
         names = list(dict.fromkeys(ms_lock_name(p) for p in ms_paths))
         self._lock_names.update(names)
         for _ in range(3):
-            try:
-                response = self._call(
-                    self._client.increment_concurrency_slots_with_lease,
-                    names=names, slots=1, mode="concurrency", lease_duration=LEASE_S,
-                )
-            except httpx.HTTPStatusError as err:
-                if err.response.status_code == 423:
-                    if time.monotonic() - self._last_reclaim > LEASE_S / 2:
-                        self.reclaim_expired()  # a dead run may still hold the MS
-                    return None
-                raise
-            answer = response.json()
+            answer = self._increment(names, 1, reclaim=True)
+            if answer is None:
+                return None
             lease_id = UUID(answer["lease_id"])
             missing = set(names) - {limit["name"] for limit in answer.get("limits", [])}
             if not missing:
