@@ -54,6 +54,9 @@ class SlotScheduler:
         self._waiting_on: dict[int, str] = {}
         """Jobs held back for an MS in use, and which (so that each wait is told once)."""
         self._new_waits: list[tuple[Job, str, Job]] = []
+        self._keys = {id(q.job): (q.job, ms_keys(q.job)) for q in self._pending}
+        """Each job's MSs, normalised once (take_ready looks at every waiting job each time);
+        the job is kept beside them, so that its id cannot be another job's meanwhile."""
 
     @property
     def pending(self) -> int:
@@ -81,7 +84,7 @@ class SlotScheduler:
                 left.append(queued)
             else:
                 self.running[host] += 1
-                for key in ms_keys(queued.job):
+                for key in self._keys_of(queued.job):
                     self._in_use[key] = queued.job
                 self._waiting_on.pop(id(queued.job), None)
                 ready.append((queued, host))
@@ -90,7 +93,7 @@ class SlotScheduler:
 
     def _ms_in_use(self, job: Job) -> str | None:
         """An MS of ``job`` that another job of this run holds (noted once per wait), or None."""
-        for key in ms_keys(job):
+        for key in self._keys_of(job):
             holder = self._in_use.get(key)
             if holder is not None:  # (itself too: a retry waits for its own lock to be back)
                 if holder is not job and self._waiting_on.get(id(job)) != key:
@@ -99,6 +102,12 @@ class SlotScheduler:
                 return key
         return None
 
+    def _keys_of(self, job: Job) -> tuple[str, ...]:
+        known = self._keys.get(id(job))
+        if known is None:  # (a job queued later than the plan's)
+            known = self._keys[id(job)] = (job, ms_keys(job))
+        return known[1]
+
     def new_waits(self) -> list[tuple[Job, str, Job]]:
         """(job, MS, job holding it) for each job that began waiting for an MS since the last call."""
         waits, self._new_waits = self._new_waits, []
@@ -106,7 +115,7 @@ class SlotScheduler:
 
     def free_ms(self, job: Job) -> None:
         """``job`` no longer holds its MSs (it ended and its cross-run lock is back)."""
-        for key in ms_keys(job):
+        for key in self._keys_of(job):
             if self._in_use.get(key) is job:
                 del self._in_use[key]
 
