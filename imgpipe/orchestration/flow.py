@@ -45,13 +45,9 @@ from imgpipe.orchestration.tasks import (
     resume_check_task,
     run_job_task,
     slurm_allocation_task,
+    write_run_report,
 )
 from imgpipe.prepare import PreparedRun, expand_inputs
-from imgpipe.products.report import write_report
-
-
-def api_url() -> str | None:
-    return PREFECT_API_URL.value()
 
 
 def scheduled_time() -> datetime:
@@ -144,15 +140,18 @@ def _looked_for(request: RunRequest, inputs) -> str:
     return f"looked for {' '.join(inputs or request.patterns) or '(no pattern)'} with {request.config}"
 
 
-def _record_run(summary: RunSummary, logger) -> RunSummary:
-    """Every run's record: the report (where its output folder is visible) and the artifact."""
-    try:
-        summary.report = write_report(summary, f"imgpipe run {flow_run.name or ''}".strip())
-    except OSError as err:
-        logger.warning("cannot write the report: %s", err)
+def _summary_artifact(summary: RunSummary) -> None:
+    """The run's ``imgpipe-summary`` artifact (its report's path at the end, when written)."""
     markdown = summary.markdown() + (f"\n\nReport: `{summary.report}`" if summary.report else "")
+    create_markdown_artifact(markdown=markdown, key="imgpipe-summary", description="imgpipe jobs")
+
+
+def _record_run(summary: RunSummary, logger) -> RunSummary:
+    """The record of a run that stopped early or was stopped: its report (where its
+    output folder is visible) and its artifact, each written if it can be."""
+    summary.report = write_run_report(summary, logger)
     try:
-        create_markdown_artifact(markdown=markdown, key="imgpipe-summary", description="imgpipe jobs")
+        _summary_artifact(summary)
     except Exception as err:  # (a run being stopped may have lost its API)
         logger.warning("cannot write the run's artifact: %s", err)
     return summary
@@ -294,7 +293,7 @@ def imgpipe_flow(
                                        force=request.force, replace=request.replace)
 
         # MS locks: this machine's always; Prefect's too when asked and other machines may share the server
-        server_wide = cfg.prefect.ms_locks == "server" and not serves(api_url())
+        server_wide = cfg.prefect.ms_locks == "server" and not serves(PREFECT_API_URL.value())
         ms_locks = (LocalMsLocks(), PrefectMsLocks(limits)) if server_wide else (LocalMsLocks(),)
         dispatcher = Dispatcher(plan, cfg.worker, start, _outcome, limits, logger, ms_locks, flow_run.name or "")
         try:
@@ -320,8 +319,7 @@ def imgpipe_flow(
     if all_done:
         summary.note = f"nothing to image: all {len(results)} job(s) done by an earlier run (force=True redoes them)"
     summary.report = report_task(summary)
-    markdown = summary.markdown() + (f"\n\nReport: `{summary.report}`" if summary.report else "")
-    create_markdown_artifact(markdown=markdown, key="imgpipe-summary", description="imgpipe jobs")
+    _summary_artifact(summary)
     for line in summary.lines():
         logger.info(line)
     if all_done:

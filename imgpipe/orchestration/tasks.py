@@ -149,16 +149,21 @@ def resume_check_task(plan: Plan, force: bool = False, replace: bool = False) ->
 @task(name="report", cache_policy=NO_CACHE)
 def report_task(summary: RunSummary) -> str | None:
     """report.html in the output root: every job with its quick-look, stats, command, log."""
-
     logger = get_run_logger()
-    try:
-        path = write_report(summary, f"imgpipe run {flow_run.name or ''}".strip())
-    except OSError as err:
-        logger.warning("cannot write the report: %s", err)
-        return None
+    path = write_run_report(summary, logger)
     if path:
         logger.info("report: %s", path)
     return path
+
+
+def write_run_report(summary: RunSummary, logger) -> str | None:
+    """The run's report (see :func:`imgpipe.products.report.write_report`); a folder that
+    cannot be written is a warning, never a failed night."""
+    try:
+        return write_report(summary, f"imgpipe run {flow_run.name or ''}".strip())
+    except OSError as err:
+        logger.warning("cannot write the report: %s", err)
+        return None
 
 
 @task(name="slurm-allocation", cache_policy=NO_CACHE)
@@ -208,6 +213,12 @@ def run_job_task(
             APILogWorker.drain_all(timeout=5)
 
 
+def _failed_before_start(submission_id: str | None, result: JobResult):
+    """A job that fails before its WSClean starts: its slot goes back at once, its task is Failed."""
+    events.emit(JOB_ENDED, (submission_id, result))
+    return Failed(message=f"{result.job.label}: {result.reason}", data=result)
+
+
 def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | None, backends: RunBackends | None,
              dask_stop: str | None, force: bool = False, may_replace: bool = False):
     logger = get_run_logger()
@@ -233,9 +244,8 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
         return result
     if verdict is not None:
         result = JobResult(job, FAILED, provenance.not_run_reason(job, *verdict), attempt=attempt)
-        events.emit(JOB_ENDED, (submission_id, result))
         logger.error("%s: %s", job.label, result.reason)
-        return Failed(message=f"{job.label}: {result.reason}", data=result)
+        return _failed_before_start(submission_id, result)
     try:  # a crash must not look done; another run must see these images are being written
         try:
             os.makedirs(job.out_dir, exist_ok=True)
@@ -245,9 +255,8 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
             provenance.write(record, provenance.in_progress(job, str(flow_run.id) if flow_run.id else None))
     except OSError as err:  # the record of an earlier run would say "done": do not run over it
         result = JobResult(job, FAILED, f"cannot write the job's record {record}: {err.strerror}", attempt=attempt)
-        events.emit(JOB_ENDED, (submission_id, result))
         logger.error("%s: %s", result.status, result.reason)
-        return Failed(message=f"{job.label}: {result.reason}", data=result)
+        return _failed_before_start(submission_id, result)
     version: dict[str, str] = {}
 
     def on_line(line: str) -> None:
