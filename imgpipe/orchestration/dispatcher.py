@@ -68,17 +68,18 @@ one per failure in a row on that node; after the last, the node's waiting jobs f
 LOCK_RECHECK_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 """Waits before asking again for an MS another run holds (the last one repeats)."""
 
+STOPPED_WAIT_S = 12.0
+"""How long a stopped run waits for its stopped jobs to report (their grace is 10 s)."""
+
+RELEASE_JOIN_S = 10.0
+"""How long the end of a run waits for slot releases still under way (then they expire)."""
+
 @dataclass
 class _Locked:
     """Another run holds an MS of the job (``holder``: what it says of itself, if known)."""
 
     holder: str | None = None
 
-STOPPED_WAIT_S = 12.0
-"""How long a stopped run waits for its stopped jobs to report (their grace is 10 s)."""
-
-RELEASE_JOIN_S = 10.0
-"""How long the end of a run waits for slot releases still under way (then they expire)."""
 
 JOB_ENDED = "job-ended"
 """Event emitted by the task, payload ``(submission id, JobResult)``."""
@@ -308,7 +309,7 @@ class Dispatcher:
     def _acquired(self, queued: Queued, host: str, answer, counted: bool = True) -> None:
         if counted:
             self._acquiring -= 1
-        lease, lock = answer if isinstance(answer, tuple) else (answer, ())
+        lease, locks = answer if isinstance(answer, tuple) else (answer, ())
         if isinstance(lease, Exception):
             self._slot_request_failed(queued, host, lease)
             return
@@ -318,23 +319,23 @@ class Dispatcher:
             self.scheduler.give_back(queued, host)
             self.scheduler.block(host, time.monotonic() + BUSY_RECHECK_S)
             return
-        if isinstance(lock, Exception):
+        if isinstance(locks, Exception):
             self._idle_leases[host].append(lease)
-            self._slot_request_failed(queued, host, lock)
+            self._slot_request_failed(queued, host, locks)
             return
         self._slot_errors.pop(host, None)
-        if isinstance(lock, _Locked):  # another run images one of its MSs: the slot goes to another job
+        if isinstance(locks, _Locked):  # another run images one of its MSs: the slot goes to another job
             self._idle_leases[host].append(lease)
             refusals = self._lock_refusals[id(queued.job)] = self._lock_refusals[id(queued.job)] + 1
             if refusals == 1:
                 names = ", ".join(os.path.basename(k) for k in ms_keys(queued.job))
                 self.logger.info("%s: waiting for %s, in use by another imgpipe run%s", queued.job.label, names,
-                                 f" ({lock.holder})" if lock.holder else "")
+                                 f" ({locks.holder})" if locks.holder else "")
             wait = LOCK_RECHECK_S[min(refusals, len(LOCK_RECHECK_S)) - 1]
             self.scheduler.give_back(replace(queued, not_before=time.monotonic() + wait), host)
             return
         self._lock_refusals.pop(id(queued.job), None)
-        self._submit(queued, host, lease, lock)
+        self._submit(queued, host, lease, locks)
 
     def _slot_request_failed(self, queued: Queued, host: str, err: Exception) -> None:
         """Prefect did not answer a slot request (the job never started): ask again later,
@@ -432,8 +433,8 @@ class Dispatcher:
                 kind.release(handle)
             if sid is not None:
                 self._inbox.put(("unlocked", sid, None))
-            for kind, _ in slow:
-                if done_with:
+            if done_with:
+                for kind, _ in slow:
                     kind.drop(done_with)
 
         thread = threading.Thread(target=release, daemon=True)
