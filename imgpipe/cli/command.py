@@ -139,10 +139,10 @@ def _run_flow_with(server, prepared, run_backends):
             # wrapper stops its WSClean when imgpipe's pipe or SSH connection to it closes.
             os.write(2, b"imgpipe: interrupted again: leaving now (the jobs stop as their connections close)\n")
             os._exit(EXIT_INTERRUPTED)
-        who = "Ctrl-C" if signum == signal.SIGINT else f"{signal.Signals(signum).name} to imgpipe"
-        stopper.append(threading.Thread(target=run_backends.cancel_all, args=(who,), daemon=True))
+        stop = Interrupted(signal.Signals(signum).name)
+        stopper.append(threading.Thread(target=run_backends.cancel_all, args=(stop.who,), daemon=True))
         stopper[0].start()
-        raise Interrupted(signal.Signals(signum).name)
+        raise stop
 
     def interrupted():
         if stopper:

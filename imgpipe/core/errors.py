@@ -44,3 +44,8 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, signal_name: str):
         super().__init__(signal_name)
         self.signal_name = signal_name
+
+    @property
+    def who(self) -> str:
+        """What stopped the run, as its jobs' reasons say: ``Ctrl-C``, ``SIGTERM to imgpipe``."""
+        return "Ctrl-C" if self.signal_name == "SIGINT" else f"{self.signal_name} to imgpipe"

@@ -172,7 +172,7 @@ def _nothing_to_image(request: RunRequest, inputs, cfg, why: str, started: float
 def _stopped_by(err: BaseException) -> str:
     """Who or what stopped a run, for its jobs' reasons."""
     if isinstance(err, Interrupted):
-        return "Ctrl-C" if err.signal_name == "SIGINT" else f"{err.signal_name} to imgpipe"
+        return err.who
     if isinstance(err, TerminationSignal):
         return "a cancel in Prefect (or SIGTERM to the flow run)"
     if isinstance(err, KeyboardInterrupt):
