@@ -19,7 +19,7 @@ def result(i: int, status: str) -> JobResult:
 
 def test_skipped_jobs_are_not_counted_as_failed():
     out = io.StringIO()
-    with progress_display(3, console=Console(file=out, force_terminal=True, width=100)):
+    with progress_display(3, print, console=Console(file=out, force_terminal=True, width=100), bar=True):
         for i, status in enumerate((OK, SKIPPED, FAILED)):
             events.emit("finished", result(i, status))
     rendered = [line for line in out.getvalue().splitlines() if "imaging" in line]

@@ -21,7 +21,7 @@ from imgpipe._version import __version__
 from imgpipe.backends import RunBackends
 from imgpipe.backends.probe import check_mpi
 from imgpipe.cli.check import check_nodes
-from imgpipe.cli.progress import progress_display
+from imgpipe.cli.progress import interactive, progress_display
 from imgpipe.core import events
 from imgpipe.core.config import WSCLEAN_DEFAULTS
 from imgpipe.core.errors import ImgpipeError, Interrupted
@@ -66,8 +66,10 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     sys.exit(code)
 
 
-def _run_flow(prepared, run_backends):
-    """Run the Prefect flow for real on a prepared run; returns (summary or None, exit code)."""
+def _run_flow(prepared, run_backends, verbose: bool):
+    """Run the Prefect flow for real on a prepared run; returns (summary or None, exit code).
+
+    ``verbose``: Prefect's own log lines on the console too (see imgpipe.cli.console_log)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # Prefect gives its embedded server 20 s to start; a busy head node can take longer,
     # and a nightly run should not be lost to that.
@@ -87,7 +89,7 @@ def _run_flow(prepared, run_backends):
         # gone when the run ends: not printed (a running `prefect server` keeps it)
         logging.getLogger("prefect.flow_runs").addFilter(_NoLinkToAGoneServer())
     try:
-        return _run_flow_with(server, prepared, run_backends)
+        return _run_flow_with(server, prepared, run_backends, verbose)
     finally:
         if server is not None:
             _drain_prefect_workers()  # logs and events still queued go out while the server is up
@@ -121,7 +123,7 @@ def handling_signals(handler, signals=(signal.SIGINT, signal.SIGTERM)):
             signal.signal(sig, old)
 
 
-def _run_flow_with(server, prepared, run_backends):
+def _run_flow_with(server, prepared, run_backends, verbose):
     stopper: list = []
     partial: list = []
 
@@ -149,20 +151,21 @@ def _run_flow_with(server, prepared, run_backends):
             stopper[0].join()
         else:
             run_backends.cancel_all()
-        for line in partial[0].lines() if partial else []:
+        for line in partial[0].lines(every_job=False) if partial else []:
             click.echo(line)
         click.echo("imgpipe: interrupted: running WSClean jobs were stopped", err=True)
         return None, EXIT_INTERRUPTED
 
     try:
         with handling_signals(interrupt):
-            return _run_until_done(server, prepared, run_backends, interrupted, stopper)
+            return _run_until_done(server, prepared, run_backends, interrupted, stopper, verbose)
     finally:
         events.unsubscribe(remember)
 
 
-def _run_until_done(server, prepared, run_backends, interrupted, stopper):
+def _run_until_done(server, prepared, run_backends, interrupted, stopper, verbose):
     # Prefect (seconds): only once jobs really run, never for --help or a dry run
+    from imgpipe.cli.console_log import console_lines
     from imgpipe.orchestration.flow import RunFailed, imgpipe_flow
 
     if server is not None:
@@ -172,7 +175,7 @@ def _run_until_done(server, prepared, run_backends, interrupted, stopper):
             return interrupted()
         except RuntimeError as err:
             _fail(str(err), EXIT_JOBS_FAILED)
-    with progress_display(len(prepared.plan.jobs)):
+    with console_lines(verbose), progress_display(len(prepared.plan.jobs), click.echo):
         try:
             state = imgpipe_flow(**prepared.request.flow_parameters(), prepared=prepared, backends=run_backends,
                                  return_state=True)
@@ -203,7 +206,10 @@ def _run_until_done(server, prepared, run_backends, interrupted, stopper):
 @click.option("-f", "--force", is_flag=True, help="Redo jobs whose images are complete from an earlier run (default: skip them).")
 @click.option("--replace", is_flag=True, help="Let a job replace the images of another job (other MSs) under its out-dir/name (default: refuse it).")
 @click.option("--timezone", "tz", default="UTC", show_default=True, help="Time zone of {today}/{yesterday} in patterns.")
-def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dry_run, check, plan_json, force, replace, tz):
+@click.option("-v/-q", "--verbose/--quiet", default=None,
+              help="Prefect's own log lines on the terminal too, or only warnings and errors (default: quiet on a terminal, verbose into a file or pipe).")
+def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dry_run, check, plan_json, force, replace, tz,
+         verbose):
     """Image Measurement Sets with WSClean, as described by CONFIG_FILE.
 
     MS_INS_OR_OBS_IDS are Measurement Set paths, or, when the config has a
@@ -274,8 +280,8 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
             except ImgpipeError as err:
                 _fail(str(err))
             prepared = prepared.checked(mpi=True)
-        summary, code = _run_flow(prepared, run_backends)
+        summary, code = _run_flow(prepared, run_backends, not interactive() if verbose is None else verbose)
     if summary is not None:  # (its wall time is the flow's: Prefect's start-up is not the nodes' fault)
-        for line in summary.lines():
+        for line in summary.lines(every_job=False):  # (each job's line was printed as it finished)
             click.echo(line)
     sys.exit(code)

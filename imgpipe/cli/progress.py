@@ -1,12 +1,15 @@
-"""A rich progress bar for interactive runs (a terminal on stderr, not CI)."""
+"""What the terminal shows while a run goes on: a line per finished job, and on an
+interactive terminal (not CI) a progress bar below them."""
 
 from __future__ import annotations
 
 import os
 import sys
 from contextlib import contextmanager
+from typing import Callable
 
 from imgpipe.core import events
+from imgpipe.core.results import job_line
 
 
 def counts_as_failed(result) -> bool:
@@ -14,15 +17,26 @@ def counts_as_failed(result) -> bool:
     return not result.ok
 
 
-def _interactive() -> bool:
-    return sys.stderr.isatty() and not os.environ.get("CI")
+def interactive() -> bool:
+    """A person watching: standard output and error are a terminal, and this is not CI."""
+    return sys.stdout.isatty() and sys.stderr.isatty() and not os.environ.get("CI")
 
 
 @contextmanager
-def progress_display(n_jobs: int, console=None):
-    """A bar of finished jobs and how many failed, while the run goes on (``console``: rich's, for tests)."""
-    if console is None and not _interactive():
-        yield
+def progress_display(n_jobs: int, echo: Callable[[str], None], console=None, bar: bool | None = None):
+    """Each job's line (:func:`imgpipe.core.results.job_line`) as it finishes, through
+    ``echo``; with ``bar`` (default: :func:`interactive`) the lines go above a bar of
+    finished and failed jobs (``console``: rich's, for tests)."""
+    if not (interactive() if bar is None else bar):
+        def print_line(event: str, payload) -> None:
+            if event == "finished":
+                echo(job_line(payload))
+
+        events.subscribe(print_line)
+        try:
+            yield
+        finally:
+            events.unsubscribe(print_line)
         return
     # rich: only for an interactive terminal
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -36,12 +50,13 @@ def progress_display(n_jobs: int, console=None):
         transient=False,
         console=console,
     )
-    bar = progress.add_task("jobs", total=n_jobs, failed=0)
+    task = progress.add_task("jobs", total=n_jobs, failed=0)
 
     def listener(event: str, payload) -> None:
         if event == "finished":
+            progress.console.print(job_line(payload), markup=False, highlight=False, soft_wrap=True)
             failed = progress.tasks[0].fields["failed"] + counts_as_failed(payload)
-            progress.update(bar, advance=1, failed=failed)
+            progress.update(task, advance=1, failed=failed)
 
     events.subscribe(listener)
     try:

@@ -11,6 +11,11 @@ from typing import Callable
 
 log = logging.getLogger(__name__)
 
+SHOWN = {"imgpipe_shown": True}
+"""``extra=`` of a log line whose news the command line prints itself from these events
+(a job's end, the run's summary): kept off its console, so that nothing shows twice;
+still in the Prefect UI and a deployment run's console."""
+
 _listeners: list[Callable[[str, object], None]] = []
 
 

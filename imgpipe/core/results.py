@@ -82,6 +82,25 @@ def _beam(stats) -> str:
     return f"{stats.beam_major_arcsec:.0f}×{stats.beam_minor_arcsec:.0f} @ {stats.beam_pa_deg:.0f}°"
 
 
+def job_line(r: JobResult) -> str:
+    """One job on the terminal: state, label, time and memory, reason, image statistics, log."""
+    cost = ""
+    if r.wall_s is not None:
+        cost = f" {r.wall_s:.1f}s"
+        if r.cpu_s is not None:
+            cost += f" cpu {r.cpu_s:.1f}s"
+        if r.max_rss_mb is not None:
+            cost += f" peak {r.max_rss_mb:.0f} MiB"
+    if r.exit_code is not None:
+        cost += f" exit {r.exit_code}"
+    if r.slurm_job:
+        cost += f" slurm {r.slurm_job}"
+    why = f" ({r.reason})" if r.reason else ""
+    st = r.stats
+    image = f" | image peak {st.peak:.4g} rms {st.rms:.3g}" + (f" DR {st.dynamic_range:.0f}" if st.dynamic_range else "") if st else ""
+    return f"  {r.status.upper():9s} {r.job.label}{cost}{why}{image}  log: {r.job.log_path}"
+
+
 @dataclass
 class NodeUsage:
     """What one node did in a run."""
@@ -144,25 +163,13 @@ class RunSummary:
         rss = [r.max_rss_mb for r in self.results if r.max_rss_mb is not None]
         return sum(walls), (sum(cpus) if cpus else None), (max(rss) if rss else None)
 
-    def lines(self) -> list[str]:
-        """The end-of-run table for a terminal: one line per job, totals, one line per node."""
-        out = []
-        for r in self.results:
-            cost = ""
-            if r.wall_s is not None:
-                cost = f" {r.wall_s:.1f}s"
-                if r.cpu_s is not None:
-                    cost += f" cpu {r.cpu_s:.1f}s"
-                if r.max_rss_mb is not None:
-                    cost += f" peak {r.max_rss_mb:.0f} MiB"
-            if r.exit_code is not None:
-                cost += f" exit {r.exit_code}"
-            if r.slurm_job:
-                cost += f" slurm {r.slurm_job}"
-            why = f" ({r.reason})" if r.reason else ""
-            st = r.stats
-            image = f" | image peak {st.peak:.4g} rms {st.rms:.3g}" + (f" DR {st.dynamic_range:.0f}" if st.dynamic_range else "") if st else ""
-            out.append(f"  {r.status.upper():9s} {r.job.label}{cost}{why}{image}  log: {r.job.log_path}")
+    def lines(self, every_job: bool = True) -> list[str]:
+        """The end-of-run table for a terminal: one line per job, totals, one line per node.
+
+        ``every_job=False``: only the jobs that did not end well (the command line has
+        already printed each job's line as it finished; a night's failures are then
+        listed once more at the end, where they are looked for)."""
+        out = [job_line(r) for r in self.results if every_job or not r.ok]
         wall, cpu, rss = self.totals()
         if self.results:
             extra = (f", cpu {cpu:.1f} s" if cpu is not None else "") + (f", largest peak {rss:.0f} MiB" if rss is not None else "")

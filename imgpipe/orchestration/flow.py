@@ -312,7 +312,7 @@ def imgpipe_flow(
             _record_run(partial, logger)  # a stopped run leaves its record too
             events.emit("interrupted", partial)  # the CLI prints it
             for line in partial.lines():
-                logger.warning(line)
+                logger.warning(line, extra=events.SHOWN)
             raise
     summary = RunSummary(results, time.time() - started, cfg.worker.max_concurrent, plan.images_root())
     all_done = summary.ok and summary.n_skipped == len(results)
@@ -321,7 +321,7 @@ def imgpipe_flow(
     summary.report = report_task(summary)
     _summary_artifact(summary)
     for line in summary.lines():
-        logger.info(line)
+        logger.info(line, extra=events.SHOWN)
     if all_done:
         if fail_when_no_data:
             return _failed(f"{summary.note} (fail_when_no_data)", summary)

@@ -137,7 +137,7 @@ def resume_check_task(plan: Plan, force: bool = False, replace: bool = False) ->
         kind, record = verdict
         if kind in (provenance.REFUSED, provenance.BUSY):
             out[i] = JobResult(job, FAILED, provenance.not_run_reason(job, kind, record))
-            logger.error("%s: %s", job.label, out[i].reason)
+            logger.error("%s: %s", job.label, out[i].reason, extra=events.SHOWN)
         else:
             out[i] = skipped(job, record)
     done = sum(r.status != FAILED for r in out.values())
@@ -244,7 +244,7 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
         return result
     if verdict is not None:
         result = JobResult(job, FAILED, provenance.not_run_reason(job, *verdict), attempt=attempt)
-        logger.error("%s: %s", job.label, result.reason)
+        logger.error("%s: %s", job.label, result.reason, extra=events.SHOWN)
         return _failed_before_start(submission_id, result)
     try:  # a crash must not look done; another run must see these images are being written
         try:
@@ -255,7 +255,7 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
             provenance.write(record, provenance.in_progress(job, str(flow_run.id) if flow_run.id else None))
     except OSError as err:  # the record of an earlier run would say "done": do not run over it
         result = JobResult(job, FAILED, f"cannot write the job's record {record}: {err.strerror}", attempt=attempt)
-        logger.error("%s: %s", result.status, result.reason)
+        logger.error("%s: %s", result.status, result.reason, extra=events.SHOWN)
         return _failed_before_start(submission_id, result)
     version: dict[str, str] = {}
 
@@ -292,9 +292,9 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
     if not result.ok:
         # A Failed state, not an exception: an expected outcome needs no traceback in the log.
         if result.status == CANCELLED:  # what the person or the schedule asked for: no error
-            logger.warning("%s: %s (log: %s)", result.status, result.reason, job.log_path)
+            logger.warning("%s: %s (log: %s)", result.status, result.reason, job.log_path, extra=events.SHOWN)
         else:
-            logger.error("%s: %s (log: %s)", result.status, result.reason, job.log_path)
+            logger.error("%s: %s (log: %s)", result.status, result.reason, job.log_path, extra=events.SHOWN)
         state = Cancelled if result.status == CANCELLED else Failed
         return state(message=f"{job.label}: {result.reason}", data=result)
     logger.info("done in %.1f s, log: %s", result.wall_s, job.log_path)

@@ -1,0 +1,53 @@
+"""What of Prefect's logging reaches the terminal of a command-line run.
+
+Quiet (a terminal's default): warnings and errors only, without the lines the command
+line prints itself (each job's end, the summary: marked with ``events.SHOWN``) and
+without the engine's "Finished in state ..." (the job's own line says it). Verbose
+(``-v``, and the default when the output is a file or a pipe, as under cron or CI):
+every line, timestamped and greppable, still without those marked lines, so that the
+summary shows once. The Prefect UI and the task logs get everything in both cases:
+only the console handler is filtered.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+
+
+class ConsoleLines(logging.Filter):
+    def __init__(self, verbose: bool):
+        super().__init__()
+        self.verbose = verbose
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "imgpipe_shown", False):
+            return False
+        if self.verbose:
+            return True
+        return record.levelno >= logging.WARNING and not str(record.msg).startswith("Finished in state")
+
+
+def _console_handlers() -> list[logging.Handler]:
+    """Prefect's console handler(s): on the root logger and on uvicorn's and fastapi's."""
+    # (Prefect is imported by now: this runs once the flow module is loaded)
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    found = []
+    for name in ("", "uvicorn", "fastapi"):
+        found += [h for h in logging.getLogger(name).handlers if isinstance(h, PrefectConsoleHandler) and h not in found]
+    return found
+
+
+@contextmanager
+def console_lines(verbose: bool):
+    """Filter Prefect's console handlers while the run lasts (see the module's docstring)."""
+    lines = ConsoleLines(verbose)
+    handlers = _console_handlers()
+    for handler in handlers:
+        handler.addFilter(lines)
+    try:
+        yield lines
+    finally:
+        for handler in handlers:
+            handler.removeFilter(lines)
