@@ -46,7 +46,7 @@ echo "$EPOCHREALTIME end ${IMGPIPE_NODE:-local}" >> TRACE
 
 
 def env_for(home: Path) -> dict:
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "CI": "true"}
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "CI": "true"}
     env.pop("PREFECT_API_URL", None)
     return env
 

@@ -17,7 +17,7 @@ folder=$(mkdir -p "${1:-$repo/demo/nightly}" && cd "${1:-$repo/demo/nightly}" &&
 port=$("$bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export PREFECT_HOME=$folder/prefect-home
 export PREFECT_API_URL=http://127.0.0.1:$port/api
-export PREFECT_SERVER_ANALYTICS_ENABLED=false
+export PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
 export IMGPIPE_REPO=$repo IMGPIPE_CONFIG=$folder/nightly.toml
 
 server='' worker=''

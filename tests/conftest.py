@@ -81,6 +81,7 @@ def run_imgpipe(prefect_home, tmp_path):
             **os.environ,
             "PREFECT_HOME": str(prefect_home),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
             "XDG_CACHE_HOME": str(prefect_home / "cache"),
             "CI": "true",
         }

@@ -71,6 +71,9 @@ def _run_flow(prepared, run_backends, verbose: bool):
 
     ``verbose``: Prefect's own log lines on the console too (see imgpipe.cli.console_log)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Prefect 3.9's client telemetry (a notice on a terminal, then events sent out): off,
+    # as the server's is; a user who wants it sets DO_NOT_TRACK=0
+    os.environ.setdefault("DO_NOT_TRACK", "1")
     # Prefect gives its embedded server 20 s to start; a busy head node can take longer,
     # and a nightly run should not be lost to that.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
@@ -79,15 +82,26 @@ def _run_flow(prepared, run_backends, verbose: bool):
     os.environ.setdefault("PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE", "prefect.server.concurrency.lease_storage.filesystem")
     server = None
     if not os.environ.get("PREFECT_API_URL"):
-        # No Prefect server configured: start the embedded one now, so that it starts
-        # while this process imports Prefect (see imgpipe.orchestration.embedded_server).
-        from imgpipe.orchestration.embedded_server import EmbeddedServer
+        # No Prefect server configured: the run's own, or the kept one ([prefect] server),
+        # started now so that it starts while this process imports Prefect.
+        if prepared.config.prefect.server == "kept":
+            # a real run's only, as is the embedded one below (--help and dry runs start no server)
+            from imgpipe.orchestration.kept_server import KeptServer
 
-        server = EmbeddedServer()
-        os.environ["PREFECT_API_URL"] = server.start()
-        # Prefect's "View at http://127.0.0.1:<port>/..." would point at a server that is
-        # gone when the run ends: not printed (a running `prefect server` keeps it)
-        logging.getLogger("prefect.flow_runs").addFilter(_NoLinkToAGoneServer())
+            server = KeptServer()
+        else:
+            # (see above)
+            from imgpipe.orchestration.embedded_server import EmbeddedServer
+
+            server = EmbeddedServer()
+            # Prefect's "View at http://127.0.0.1:<port>/..." would point at a server that is
+            # gone when the run ends: not printed (a kept or running server keeps it)
+            logging.getLogger("prefect.flow_runs").addFilter(_NoLinkToAGoneServer())
+        try:
+            os.environ["PREFECT_API_URL"] = server.start()
+        except (OSError, RuntimeError) as err:
+            _fail(f"cannot start the Prefect server: {err}", EXIT_JOBS_FAILED)
+        _say_kept(server)
     try:
         return _run_flow_with(server, prepared, run_backends, verbose)
     finally:
@@ -95,6 +109,14 @@ def _run_flow(prepared, run_backends, verbose: bool):
             _drain_prefect_workers()  # logs and events still queued go out while the server is up
             server.stop()
             del os.environ["PREFECT_API_URL"]
+
+
+def _say_kept(server) -> None:
+    """Where the kept server is, when this run started it (or replaced a dead one)."""
+    if getattr(server, "started", False):
+        stale = f" (replacing pid {server.replaced}, gone)" if server.replaced else ""
+        click.echo(f"imgpipe: started a Prefect server kept for later runs{stale}: UI at {server.ui_url}; "
+                   "`prefect server stop` stops it", err=True)
 
 
 def _drain_prefect_workers() -> None:

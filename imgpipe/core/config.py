@@ -155,6 +155,11 @@ class PrefectConfig:
         "on this machine (a file lock per MS, no cost); `'server'`, also runs started on other machines against the "
         "same `prefect server` (a Prefect limit per MS: a few API calls per job, see bench/RESULTS.md)", STRING,
         choices=("machine", "server"))
+    server: str = key(
+        "embedded", "with no `PREFECT_API_URL`: `'embedded'`, a Prefect server of the run's own, started with it and "
+        "stopped at its end; `'kept'`, a server that stays up between runs on 127.0.0.1:`PREFECT_SERVER_API_PORT` "
+        "(4200), UI on, started by the first run that finds none (`prefect server stop` stops it): each later run "
+        "starts its first WSClean seconds sooner", STRING, choices=("embedded", "kept"))
 
     @property
     def dask(self) -> bool:

@@ -52,6 +52,37 @@ def block_types_registered() -> bool:
         return False
 
 
+def server_argv(port: int) -> list[str]:
+    """The command of a Prefect server on 127.0.0.1:``port``: Prefect's own (uvicorn and
+    its app factory), as ``prefect server start`` runs it, without importing Prefect."""
+    spec = importlib.util.find_spec("prefect")  # finds, does not import
+    app_dir = Path(spec.submodule_search_locations[0]).parent
+    return [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory", "prefect.server.api.server:create_app",
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"]
+
+
+def server_env(ui: bool, ephemeral: bool) -> dict[str, str]:
+    """The server's environment: this one's, without PREFECT_API_URL (it is the API)."""
+    env = {**os.environ, "PREFECT_UI_ENABLED": "1" if ui else "0", "PREFECT__SERVER_FINAL": "1"}
+    if ephemeral:
+        env["PREFECT__SERVER_EPHEMERAL"] = "1"
+    env.pop("PREFECT_API_URL", None)
+    if block_types_registered():
+        env.update(PREFECT_API_BLOCKS_REGISTER_ON_START="false", PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION="false")
+    return env
+
+
+def answers(api_url: str, client) -> bool:
+    """Does the API at ``api_url`` say it is healthy (``client``: an httpx.Client)?"""
+    # httpx: the caller's, imported once a server was started
+    import httpx
+
+    try:
+        return client.get(f"{api_url}/health").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -96,19 +127,12 @@ class EmbeddedServer:
         return self.api_url
 
     def _spawn(self) -> None:
-        spec = importlib.util.find_spec("prefect")  # finds, does not import
-        app_dir = Path(spec.submodule_search_locations[0]).parent
         if self._stderr is not None:
             self._stderr.close()
         self._stderr = tempfile.TemporaryFile()
-        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
-        env.pop("PREFECT_API_URL", None)
-        if block_types_registered():
-            env.update(PREFECT_API_BLOCKS_REGISTER_ON_START="false", PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION="false")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory", "prefect.server.api.server:create_app",
-             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr, preexec_fn=_die_with_parent,
+            server_argv(self.port), env=server_env(ui=False, ephemeral=True), stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=self._stderr, preexec_fn=_die_with_parent,
             start_new_session=True,  # a Ctrl-C on the terminal is for imgpipe, which still needs the API to wind up
         )
 
@@ -131,11 +155,8 @@ class EmbeddedServer:
                     time.sleep(0.5 * restarts)
                     self._spawn()
                     continue
-                try:
-                    if client.get(f"{self.api_url}/health").status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
+                if answers(self.api_url, client):
+                    return
                 time.sleep(0.05)
         self._stderr.seek(0)
         said = [line.strip() for line in self._stderr.read().decode("utf-8", "replace").splitlines() if line.strip()]

@@ -49,6 +49,7 @@ def running_server(home: Path, log_path: Path):
         "PREFECT_HOME": str(home),
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
         "PREFECT_SERVER_UI_ENABLED": "false",
         "CI": "true",
     }

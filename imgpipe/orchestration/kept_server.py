@@ -1,0 +1,136 @@
+"""A Prefect server kept between runs (``[prefect] server = 'kept'``).
+
+Why: a run's embedded server costs seconds before the first WSClean starts (its web
+application imports and its database opens on every run); a server that stays up
+costs them once. The first run that finds none starts it, in the background, on
+127.0.0.1 at ``PREFECT_SERVER_API_PORT`` (Prefect's default 4200), UI on: the run
+history then stays at one address. It is Prefect's own background server: its pid is
+in ``$PREFECT_HOME/server.pid``, so ``prefect server stop`` stops it, and a server
+started with ``prefect server start --background`` is found and used in the same way.
+A pid file whose process is gone (killed, machine rebooted) is replaced.
+
+Like embedded_server, this module imports nothing of Prefect.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from imgpipe.orchestration.embedded_server import answers, server_argv, server_env
+
+PID_FILE = "server.pid"
+"""Prefect's name for its background server's pid file (``prefect server stop`` reads it)."""
+LOG_FILE = "imgpipe-server.log"
+DEFAULT_PORT = 4200
+
+
+def prefect_home() -> Path:
+    return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+
+
+def _port() -> int:
+    try:
+        return int(os.environ.get("PREFECT_SERVER_API_PORT") or DEFAULT_PORT)
+    except ValueError:
+        return DEFAULT_PORT
+
+
+def server_port(pid: int) -> int | None:
+    """The port of the Prefect server ``pid`` (its ``--port``), or None when ``pid`` is no
+    Prefect server (gone, or a pid reused by another program after a reboot)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace").split("\0")
+    except OSError:
+        return None
+    if "prefect.server.api.server:create_app" not in argv:
+        return None
+    try:
+        return int(argv[argv.index("--port") + 1])
+    except (ValueError, IndexError):
+        return DEFAULT_PORT
+
+
+class KeptServer:
+    """``start()`` finds the kept server or starts it, and returns its API URL;
+    ``wait_ready()`` before the first API call; ``stop()`` leaves it running."""
+
+    def __init__(self):
+        self.home = prefect_home()
+        self.pid: int | None = None
+        self.port = 0
+        self.started = False
+        """This run started it (else it was found running)."""
+        self.replaced: int | None = None
+        """The pid of a stale pid file this run replaced."""
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> str:
+        pid_file = self.home / PID_FILE
+        self.home.mkdir(parents=True, exist_ok=True)
+        for _ in range(50):  # another run may be starting it at this very moment
+            try:
+                fd = os.open(pid_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                text = pid_file.read_text(encoding="utf-8", errors="replace").strip()
+                if not text:  # being written by the run that starts it
+                    time.sleep(0.1)
+                    continue
+                pid = int(text) if text.isdigit() else -1
+                port = server_port(pid) if pid > 0 else None
+                if port is not None:
+                    self.pid, self.port = pid, port
+                    return self.api_url
+                self.replaced = pid
+                pid_file.unlink(missing_ok=True)  # stale: its server is gone
+                continue
+            with os.fdopen(fd, "w") as out:
+                self.port = _port()
+                self.pid = self._spawn()
+                self.started = True
+                out.write(str(self.pid))
+            return self.api_url
+        raise RuntimeError(f"{pid_file} stays empty: remove it if no imgpipe or Prefect server is starting")
+
+    def _spawn(self) -> int:
+        with open(self.home / LOG_FILE, "ab") as log:
+            process = subprocess.Popen(
+                server_argv(self.port), env=server_env(ui=True, ephemeral=False), stdin=subprocess.DEVNULL,
+                stdout=log, stderr=log, start_new_session=True,  # outlives this run, and its Ctrl-C
+            )
+        return process.pid
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Wait for the API to answer; RuntimeError naming the log if it does not."""
+        # httpx: only once the server was started
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        with httpx.Client(timeout=2) as client:
+            while time.monotonic() < deadline:
+                if answers(self.api_url, client):
+                    return
+                if server_port(self.pid) is None:  # exited (e.g. its port is taken)
+                    (self.home / PID_FILE).unlink(missing_ok=True)
+                    break
+                time.sleep(0.05)
+        log = self.home / LOG_FILE
+        try:
+            said = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+        except OSError:
+            said = []
+        how = "exited" if server_port(self.pid) is None else f"no answer in {timeout_s:g} s"
+        raise RuntimeError(f"the kept Prefect server on port {self.port} did not start ({how}): "
+                           f"{said[-1] if said else 'no output'} (its log: {log}; PREFECT_SERVER_API_PORT sets the port)")
+
+    def stop(self) -> None:
+        """Nothing: it is kept (``prefect server stop`` stops it)."""
