@@ -11,8 +11,10 @@ between attempts and left slots idle (measured: 8 one-second jobs on 2 × 2 slot
 
 The embedded server keeps its state in SQLite; a write that meets a busy database gets
 "503, retry" and Prefect's client would sleep 2 s before trying again (measured: every
-second slot request of a run waited that long). Our calls retry themselves after a
-few milliseconds instead, and go one at a time: two slot requests at once conflict in
+second slot request of a run waited that long), even told to retry 0 times (Prefect
+3.9 sleeps once before it gives up: measured, the first job of a run started 2.2 s late).
+Our calls send each request once (:func:`one_try`) and retry it themselves after a few
+milliseconds, one at a time: two slot requests at once conflict in
 SQLite (each increments a limit row), and the server answers the loser with a 503
 only after about 2 s (measured at the start of a run on 3 nodes × 2 slots).
 
@@ -52,9 +54,8 @@ from uuid import UUID
 import httpx
 from prefect import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-from prefect.context import SettingsContext
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, get_current_settings
+from prefect.settings import get_current_settings
 
 from imgpipe.core.nodes import is_local
 
@@ -76,6 +77,22 @@ def ms_lock_name(path: str) -> str:
     path = os.path.normpath(path)
     base = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(path))[:40]
     return f"imgpipe-ms-{base}-{hashlib.sha1(path.encode()).hexdigest()[:12]}"
+
+
+def one_try(client) -> None:
+    """Make ``client`` (Prefect's sync client) send each request once: no retry loop, and
+    no sleep after a 503 (``NodeLimits._call`` retries within milliseconds). The CSRF
+    header, which that loop adds, is still added."""
+    http = getattr(client, "_client", None)
+    if http is None or not hasattr(http, "_send_with_retry"):  # another Prefect: its own retries stay
+        return
+
+    def send_once(request, send, send_args, send_kwargs, retry_codes=(), retry_exceptions=()):
+        if getattr(http, "enable_csrf_support", False) and request.method.lower() in {"post", "put", "patch", "delete"}:
+            http._add_csrf_headers(request=request)
+        return send(request, *send_args, **send_kwargs)
+
+    http._send_with_retry = send_once
 
 
 class SharedSlot:
@@ -100,8 +117,7 @@ class NodeLimits:
         self._last_reclaim = 0.0
         self._lock_names: set[str] = set()
         """MS limits this run used and has not deleted yet (a stopped run deletes them as it closes)."""
-        settings = SettingsContext.get()
-        self._quick = (settings.profile, get_current_settings().copy_with_update(updates={PREFECT_CLIENT_MAX_RETRIES: 0}))
+        one_try(self._client)
         for host in hosts:
             self._client.upsert_global_concurrency_limit_by_name(limit_name(host), max_concurrent)
         self.reclaim_expired()
@@ -112,7 +128,7 @@ class NodeLimits:
         """``method`` of the Prefect client, retried within milliseconds while the database is busy."""
         for delay in (*BUSY_RETRY_S, None):
             try:
-                with self._api, SettingsContext(profile=self._quick[0], settings=self._quick[1]):
+                with self._api:
                     return method(*args, **kwargs)
             except httpx.HTTPStatusError as err:
                 if err.response.status_code not in (429, 503) or delay is None:
