@@ -36,3 +36,55 @@ def test_a_quick_look_is_drawn_with_those_labels(tmp_path, monkeypatch):
     png = quicklook_png(str(tmp_path / "img-image.fits"), str(tmp_path / "img-image.png"), "SW01 20231201_NT04 @ node101")
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert drawn == {"labels": ("Right ascension (J2000)", "Declination (J2000)"), "title": "SW01 20231201_NT04 @ node101"}
+
+
+def big_image(path, n: int = 4096):
+    """A WSClean-like float32 image: noise of rms 1e-3 and a 5 Jy source at pixel (x=3000, y=1000)."""
+    data = np.random.default_rng(7).normal(0, 1e-3, size=(1, 1, n, n)).astype(np.float32)
+    data[0, 0, 1000 % n, 3000 % n] = 5.0
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype, wcs.wcs.crval, wcs.wcs.cdelt, wcs.wcs.crpix = ["RA---SIN", "DEC--SIN"], [150, 50], [-1e-3, 1e-3], [n / 2, n / 2]
+    header = wcs.to_header()
+    header["NAXIS"] = 4
+    fits.PrimaryHDU(data, header).writeto(path)
+    return data[0, 0]
+
+
+def test_a_big_image_is_measured_from_its_memory_map_peak_exact_rms_from_a_sample(tmp_path):
+    import tracemalloc
+
+    from imgpipe.products.image_stats import image_stats
+
+    data = big_image(tmp_path / "big-image.fits")
+    full_rms = float(1.4826 * np.median(np.abs(data - np.median(data))))
+    del data
+    big_image(tmp_path / "small-image.fits", 64)
+    image_stats(str(tmp_path / "small-image.fits"))  # (what a first call costs whatever the size: not counted)
+    tracemalloc.start()
+    st = image_stats(str(tmp_path / "big-image.fits"))
+    peak_bytes = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert st.peak == 5.0
+    x, y = WCS(fits.getheader(tmp_path / "big-image.fits")).celestial.world_to_pixel_values(st.peak_ra_deg, st.peak_dec_deg)
+    assert (round(float(x)), round(float(y))) == (3000, 1000)
+    assert abs(st.rms / full_rms - 1) < 0.005, (st.rms, full_rms)
+    assert peak_bytes < 32 * 2**20, f"{peak_bytes / 2**20:.0f} MiB allocated for a 64 MiB image"
+
+
+def test_a_big_image_s_quick_look_is_drawn_from_block_means(tmp_path):
+    import tracemalloc
+
+    from imgpipe.products.image_stats import QUICKLOOK_PIXELS, block_means
+
+    small = np.arange(36, dtype=np.float32).reshape(6, 6)
+    assert block_means(small, 3).tolist() == [[7.0, 10.0], [25.0, 28.0]]
+    assert block_means(small, 4).tolist() == [[small[:4, :4].mean()]]  # edge rows/columns left out
+    big_image(tmp_path / "big-image.fits")
+    big_image(tmp_path / "small-image.fits", 64)
+    quicklook_png(str(tmp_path / "small-image.fits"), str(tmp_path / "small-image.png"))  # (first-call costs)
+    tracemalloc.start()
+    png = quicklook_png(str(tmp_path / "big-image.fits"), str(tmp_path / "big-image.png"), "big")
+    peak_bytes = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert QUICKLOOK_PIXELS == 512 and peak_bytes < 32 * 2**20, f"{peak_bytes / 2**20:.0f} MiB for a 64 MiB image"

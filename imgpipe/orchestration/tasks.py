@@ -27,7 +27,7 @@ from imgpipe.core.request import RunRequest
 from imgpipe.core.results import CANCELLED, FAILED, TIMED_OUT, JobResult, RunSummary
 from imgpipe.orchestration.dispatcher import JOB_ENDED
 from imgpipe.prepare import plan_jobs, read_config, resolve_groups
-from imgpipe.products import cleanup, provenance
+from imgpipe.products import cleanup, image_stats, provenance
 from imgpipe.products.job_outputs import finish, skipped, wsclean_version
 from imgpipe.products.report import write_report
 
@@ -265,6 +265,7 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
             version["v"] = found
 
     events.emit("started", job)
+    image_stats.load_in_background()  # (while WSClean runs)
     try:
         if dask_stop:  # here, on the Dask worker, is where the job runs
 

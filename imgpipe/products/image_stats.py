@@ -4,14 +4,26 @@ The rms is 1.4826 × the median absolute deviation of the pixels (robust to the
 sources themselves), so the dynamic range peak/rms stays meaningful on a field with
 bright sources. Also the quick-look PNG (astropy WCS axes, colour bar) written next to
 the image for the report and the Prefect UI.
+
+Big images: the FITS is read memory-mapped, never copied whole. The peak and its
+position come from every pixel; the rms from a regular subsample of at most
+``RMS_SAMPLE`` pixels (a MAD from 4 million noise pixels is within ~0.1 % of the whole
+image's); the quick-look shows means of k × k pixel blocks, at most ``QUICKLOOK_PIXELS``
+a side, as a screen would show the image anyway. bench/RESULTS.md has the seconds and
+memory for 4096² and 8192² images.
 """
 
 from __future__ import annotations
 
 import glob
+import math
 import os
+import threading
 import warnings
 from dataclasses import asdict, dataclass
+
+RMS_SAMPLE = 4 * 1024 * 1024
+QUICKLOOK_PIXELS = 512
 
 
 @dataclass(frozen=True)
@@ -43,26 +55,59 @@ def main_image(image_prefix: str) -> str | None:
     return found[0] if found else None
 
 
-def image_stats(fits_path: str) -> ImageStats:
+def _plane(fits_path: str):
+    """(the image's first 2-D plane, memory-mapped as written; its header; its celestial WCS)."""
     # numpy and astropy (~0.5 s): only once a job has an image
     import numpy as np
     from astropy.io import fits
     from astropy.wcs import WCS, FITSFixedWarning
 
-    with fits.open(fits_path) as hdul, warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
+    # (the map outlives the closed file while ``data`` is in use)
+    with fits.open(fits_path, memmap=True) as hdul, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)  # WSClean's DATE-OBS without MJD-OBS
         header = hdul[0].header
-        data = np.squeeze(hdul[0].data).astype(float)
+        data = hdul[0].data
         wcs = WCS(header).celestial
-    if data.ndim != 2:
-        data = data.reshape(data.shape[-2:]) if data.size == data.shape[-1] * data.shape[-2] else data[(0,) * (data.ndim - 2)]
-    finite = data[np.isfinite(data)]
+    if data is None or data.ndim < 2:
+        raise ValueError(f"{fits_path}: no image plane")
+    data = data[(0,) * (data.ndim - 2)] if data.ndim > 2 else data  # (FREQ, STOKES of length 1 in front)
+    return np.asarray(data), header, wcs
+
+
+def brightest(data, rows: int = 64) -> tuple[int, int]:
+    """(y, x) of the brightest finite pixel, ``rows`` rows at a time (numpy's nanargmax
+    would copy a memory-mapped big-endian image whole, twice)."""
+    # numpy: with the image
+    import numpy as np
+
+    best, where = -np.inf, None
+    for start in range(0, data.shape[0], rows):
+        block = np.nan_to_num(data[start : start + rows], nan=-np.inf)
+        i = int(np.argmax(block))
+        if block.flat[i] > best:
+            best, where = block.flat[i], (start + i // data.shape[1], i % data.shape[1])
+    if where is None:
+        raise ValueError("no finite pixel")
+    return where
+
+
+def image_stats(fits_path: str) -> ImageStats:
+    # numpy (with astropy, in _plane): only once a job has an image
+    import numpy as np
+
+    data, header, wcs = _plane(fits_path)
+    sample = data.ravel()[:: max(1, math.ceil(data.size / RMS_SAMPLE))]
+    finite = sample.astype(np.float32)  # the one copy, of the sample; the order of its values does not matter:
+    mask = np.isfinite(finite)
+    if not mask.all():
+        finite = finite[mask]
     if finite.size == 0:
         raise ValueError(f"{fits_path}: no finite pixel")
-    y, x = np.unravel_index(np.nanargmax(data), data.shape)
+    y, x = brightest(data)
     ra, dec = wcs.pixel_to_world_values(x, y)
     peak = float(data[y, x])
-    rms = float(1.4826 * np.median(np.abs(finite - np.median(finite))))
+    finite -= np.median(finite, overwrite_input=True)  # (partly sorted in place)
+    rms = float(1.4826 * np.median(np.abs(finite, out=finite), overwrite_input=True))
 
     def beam(key: str, scale: float):
         return float(header[key]) * scale if key in header else None
@@ -81,6 +126,19 @@ def image_stats(fits_path: str) -> ImageStats:
     )
 
 
+def block_means(data, k: int):
+    """Means of k × k pixel blocks, read k rows at a time (a memory-mapped image is never
+    copied whole); edge rows and columns that make no whole block are left out."""
+    # numpy: with the image
+    import numpy as np
+
+    ny, nx = data.shape[0] // k, data.shape[1] // k
+    out = np.empty((ny, nx), dtype=np.float32)
+    for i in range(ny):
+        out[i] = data[i * k : (i + 1) * k, : nx * k].reshape(k, nx, k).mean(axis=(0, 2), dtype=np.float32)
+    return out
+
+
 def axis_labels(header) -> tuple[str, str]:
     """The quick-look's axis labels, in words: ``Right ascension (J2000)``, ``Declination (J2000)``.
 
@@ -97,16 +155,12 @@ def quicklook_png(fits_path: str, png_path: str, title: str = "") -> str:
 
     matplotlib.use("Agg")  # no display on a compute node
     import matplotlib.pyplot as plt  # (after the backend is chosen)
-    import numpy as np
-    from astropy.io import fits
     from astropy.visualization import ImageNormalize, PercentileInterval
-    from astropy.wcs import WCS, FITSFixedWarning
 
-    with fits.open(fits_path) as hdul, warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        header = hdul[0].header
-        data = np.squeeze(hdul[0].data).astype(float)
-        wcs = WCS(header).celestial
+    data, header, wcs = _plane(fits_path)
+    k = math.ceil(max(data.shape) / QUICKLOOK_PIXELS)
+    if k > 1:
+        data, wcs = block_means(data, k), wcs[::k, ::k]
     fig = plt.figure(figsize=(5.2, 4.4), dpi=100)
     ax = fig.add_subplot(projection=wcs)
     norm = ImageNormalize(data, interval=PercentileInterval(99.5))
@@ -123,3 +177,27 @@ def quicklook_png(fits_path: str, png_path: str, title: str = "") -> str:
     plt.close(fig)
     os.replace(tmp, png_path)
     return png_path
+
+
+_loading: list[threading.Thread] = []
+
+
+def load_in_background() -> None:
+    """Import what measuring and drawing need (numpy, astropy, matplotlib: seconds on a
+    small machine) in a thread, once per process, while the first WSClean runs: its
+    image is then measured as soon as it is written, not after those imports."""
+    if _loading:
+        return
+
+    def load() -> None:
+        # the libraries of image_stats and quicklook_png, ahead of their first use
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot  # noqa: F401
+        from astropy.io import fits  # noqa: F401
+        from astropy.visualization import ImageNormalize  # noqa: F401
+        from astropy.wcs import WCS  # noqa: F401
+
+    _loading.append(threading.Thread(target=load, name="imgpipe-load-image-libraries", daemon=True))
+    _loading[0].start()
