@@ -150,17 +150,25 @@ def axis_labels(header) -> tuple[str, str]:
 
 def quicklook_png(fits_path: str, png_path: str, title: str = "") -> str:
     """A PNG of the image with RA/Dec axes and a colour bar; written atomically."""
-    # matplotlib, numpy and astropy (~1 s in all): only to draw a quick-look
+    data, header, wcs = _plane(fits_path)
+    k = math.ceil(max(data.shape) / QUICKLOOK_PIXELS)
+    if k > 1:
+        data, wcs = block_means(data, k), wcs[::k, ::k]
+    tmp = f"{png_path}.{os.getpid()}.tmp.png"
+    _draw(data, header, wcs, title, tmp)
+    os.replace(tmp, png_path)
+    return png_path
+
+
+def _draw(data, header, wcs, title: str, out) -> None:
+    """The quick-look figure of ``data`` into ``out`` (a path or a file object)."""
+    # matplotlib and astropy (~1 s in all): only to draw a quick-look
     import matplotlib
 
     matplotlib.use("Agg")  # no display on a compute node
     import matplotlib.pyplot as plt  # (after the backend is chosen)
     from astropy.visualization import ImageNormalize, PercentileInterval
 
-    data, header, wcs = _plane(fits_path)
-    k = math.ceil(max(data.shape) / QUICKLOOK_PIXELS)
-    if k > 1:
-        data, wcs = block_means(data, k), wcs[::k, ::k]
     fig = plt.figure(figsize=(5.2, 4.4), dpi=100)
     ax = fig.add_subplot(projection=wcs)
     norm = ImageNormalize(data, interval=PercentileInterval(99.5))
@@ -172,11 +180,8 @@ def quicklook_png(fits_path: str, png_path: str, title: str = "") -> str:
     fig.colorbar(im, ax=ax, label=str(header.get("BUNIT", "")))
     if title:
         ax.set_title(title, fontsize=9, pad=12)  # clear of the top tick marks
-    tmp = f"{png_path}.{os.getpid()}.tmp.png"
-    fig.savefig(tmp, bbox_inches="tight")
+    fig.savefig(out, format="png", bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, png_path)
-    return png_path
 
 
 _loading: list[threading.Thread] = []
@@ -190,14 +195,16 @@ def load_in_background() -> None:
         return
 
     def load() -> None:
-        # the libraries of image_stats and quicklook_png, ahead of their first use
-        import matplotlib
+        # numpy and astropy, ahead of their first use; a tiny quick-look drawn in memory
+        # also loads matplotlib's fonts and WCSAxes (a first figure costs ~1 s more)
+        import io
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot  # noqa: F401
-        from astropy.io import fits  # noqa: F401
-        from astropy.visualization import ImageNormalize  # noqa: F401
-        from astropy.wcs import WCS  # noqa: F401
+        import numpy as np
+        from astropy.wcs import WCS
+
+        wcs = WCS(naxis=2)
+        wcs.wcs.ctype, wcs.wcs.cdelt, wcs.wcs.crval = ["RA---SIN", "DEC--SIN"], [-0.01, 0.01], [150.0, 50.0]
+        _draw(np.zeros((4, 4), dtype=np.float32), {"EQUINOX": 2000, "BUNIT": "JY/BEAM"}, wcs, "warm-up", io.BytesIO())
 
     _loading.append(threading.Thread(target=load, name="imgpipe-load-image-libraries", daemon=True))
     _loading[0].start()
