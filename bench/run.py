@@ -9,7 +9,14 @@ in the same run, and the results go to bench/RESULTS.md. Run with `make bench`.
 4. real imaging: the demo MSs through imgpipe against the same wsclean commands run directly;
 5. against the original: PyPI's nenucal (its ``imgpipe`` command), installed at bench time
    in a venv of its own outside the repository, and imgpipe on the same 50 one-second fake
-   WSClean jobs on localhost, 4 at once.
+   WSClean jobs on localhost, 4 at once;
+6. time to first image: one real WSClean job (a demo MS) from the command to WSClean's
+   start and from its end to the command's exit, against ``import prefect`` and WSClean
+   alone, with the embedded server (new and used PREFECT_HOME), a kept server and a
+   running ``prefect server``;
+7. long jobs: 20 fake jobs of 30 s, 4 slots: imgpipe against xargs -P 4 and against the
+   original imgpipe;
+8. post-processing of a 4096² and an 8192² image (statistics and quick-look): seconds and memory.
 
 ``python bench/run.py overhead original`` runs only the benchmarks named.
 """
@@ -303,12 +310,167 @@ def bench_original(tmp: Path) -> dict:
             "ratio": imgpipe_s / original_s, "fake_jobs_run": starts}
 
 
+# The real WSClean, its start and end recorded (benchmark 6).
+TIMED_WSCLEAN = """#!/bin/bash
+if [ $# -eq 0 ]; then exec wsclean; fi
+echo "$EPOCHREALTIME start" >> TRACE
+wsclean "$@"; rc=$?
+echo "$EPOCHREALTIME end" >> TRACE
+exit $rc
+"""
+
+
+def median(values: list[float]) -> float:
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def bench_first_image(tmp: Path) -> dict:
+    """Command → first WSClean start, WSClean's end → exit, and the whole one-job run, per server kind."""
+    from imgpipe.demo.simulate import PointSource, make_ms
+
+    from support.prefect_server import PREFECT, free_port
+
+    make_ms(str(tmp / "SW01.MS"), [PointSource(151.0, 50.3, 10.0)], 150.0, 50.0, [60e6, 61e6, 62e6, 63e6], n_ant=24,
+            n_time=120, seed=1)
+    trace = tmp / "trace"
+    wrapper = tmp / "timed-wsclean"
+    wrapper.write_text(TIMED_WSCLEAN.replace("TRACE", str(trace)))
+    wrapper.chmod(0o755)
+    demo = REPO.joinpath("examples", "demo.toml").read_text().replace("[worker]\n", f"[worker]\nwsclean = '{wrapper}'\n", 1)
+    (tmp / "embedded.toml").write_text(demo)
+    (tmp / "kept.toml").write_text(demo + "\n[prefect]\nserver = 'kept'\n")
+    ms = str(tmp / "SW01.MS")
+    imports = [timed([PY, "-c", "import prefect"])[0] for _ in range(3)]
+    plan = tmp / "plan.json"
+    subprocess.run([PY, "-m", "imgpipe", str(tmp / "embedded.toml"), ms, "--dry-run", "--plan-json", str(plan)],
+                   env=env_for(tmp / "p"), check=True, capture_output=True, cwd=tmp)
+    job = json.loads(plan.read_text())["jobs"][0]
+    os.makedirs(job["out_dir"], exist_ok=True)
+    alone = [timed(job["argv"])[0] for _ in range(3)]
+
+    def one_run(cfg: str, env: dict) -> dict:
+        trace.unlink(missing_ok=True)
+        t0 = time.time()
+        timed([PY, "-m", "imgpipe", str(tmp / cfg), ms, "--force"], env=env, cwd=tmp)
+        t_exit = time.time()
+        (start, _), (end, _) = [line.split() for line in trace.read_text().splitlines()]
+        return {"run_s": t_exit - t0, "first_start_s": float(start) - t0, "end_to_exit_s": t_exit - float(end)}
+
+    def summary(runs: list[dict]) -> dict:
+        out = {key: median([r[key] for r in runs]) for key in runs[0]}
+        out.update(runs=len(runs), per_import=out["first_start_s"] / median(imports),
+                   per_wsclean=out["run_s"] / median(alone))
+        return out
+
+    kinds = {}
+    kinds["embedded_new_home"] = summary([one_run("embedded.toml", env_for(tmp / f"cold{i}")) for i in range(2)])
+    warm = env_for(tmp / "warm")
+    one_run("embedded.toml", warm)
+    kinds["embedded_used_home"] = summary([one_run("embedded.toml", warm) for _ in range(3)])
+    kept = {**env_for(tmp / "kept"), "PREFECT_SERVER_API_PORT": str(free_port())}
+    try:
+        first = one_run("kept.toml", kept)  # starts it
+        kinds["kept_server"] = summary([one_run("kept.toml", kept) for _ in range(3)])
+        kinds["kept_server"]["first_run_starting_it_s"] = first["run_s"]
+    finally:
+        subprocess.run([PREFECT, "server", "stop"], env=kept, capture_output=True, timeout=120)
+    with prefect_server(tmp / "server-home") as server_env:
+        one_run("embedded.toml", server_env)
+        kinds["running_server"] = summary([one_run("embedded.toml", server_env) for _ in range(3)])
+    return {"import_prefect_s": median(imports), "wsclean_alone_s": median(alone), **kinds}
+
+
+def bench_long_jobs(tmp: Path) -> dict:
+    """20 fake jobs of 30 s on 4 slots: imgpipe, xargs -P 4 and the original imgpipe."""
+    import shutil
+
+    original, version = original_imgpipe()
+    (tmp / "bin").mkdir()
+    fake = tmp / "bin" / "wsclean"
+    fake.write_text(FAKE.replace("exec wsclean", f"exec {shutil.which('wsclean')}").replace("TRACE", str(tmp / "trace")))
+    fake.chmod(0o755)
+    (tmp / "seconds").mkdir()
+    ms = []
+    for i in range(20):
+        (tmp / "data" / f"obs{i:02d}.MS").mkdir(parents=True)
+        ms.append(str(tmp / "data" / f"obs{i:02d}.MS"))
+        (tmp / "seconds" / f"obs{i:02d}.MS").write_text("30")
+    env_file = tmp / "env.sh"
+    env_file.write_text(f"export PATH={shlex.quote(str(tmp / 'bin'))}:$PATH\n")
+    worker = f"[worker]\nnodes = 'localhost'\nmax_concurrent = 4\nenv_file = '{env_file}'\n"
+    (tmp / "original.toml").write_text(worker + f"[wsclean]\nname = 'img'\nout-dir = '{tmp}/out-original/$ms_basename$'\n")
+    (tmp / "imgpipe.toml").write_text(worker + f"[wsclean]\nname = 'img'\nout-dir = '{tmp}/out-imgpipe/$ms_basename$'\n")
+    env = {**env_for(tmp / "prefect"), "PATH": f"{tmp / 'bin'}:{os.environ['PATH']}"}
+    plan = tmp / "plan.json"
+    subprocess.run([PY, "-m", "imgpipe", str(tmp / "imgpipe.toml"), *ms, "--dry-run", "--plan-json", str(plan)], env=env,
+                   check=True, capture_output=True)
+    lines = "".join(shlex.join(j["argv"]) + "\n" for j in json.loads(plan.read_text())["jobs"])
+    for j in json.loads(plan.read_text())["jobs"]:
+        os.makedirs(j["out_dir"], exist_ok=True)
+    xargs_s, _ = timed(["xargs", "-P", "4", "-L", "1", "-I", "{}", "bash", "-c", "{}"], input=lines, env=env)
+    (tmp / "seconds" / "obs00.MS").write_text("0")  # the database's migrations, once, with a short job
+    subprocess.run([PY, "-m", "imgpipe", str(tmp / "imgpipe.toml"), ms[0], "--force"], env=env, capture_output=True)
+    (tmp / "seconds" / "obs00.MS").write_text("30")
+    (tmp / "trace").unlink(missing_ok=True)
+    imgpipe_s, _ = timed([PY, "-m", "imgpipe", str(tmp / "imgpipe.toml"), *ms, "--force"], env=env, cwd=tmp)
+    times = [float(line.split()[0]) for line in (tmp / "trace").read_text().splitlines()]
+    span = max(times) - min(times)
+    original_s, res = timed([str(original), str(tmp / "original.toml"), *ms], env=env, cwd=tmp)
+    if "20/20 tasks successful" not in res.stdout:
+        raise SystemExit(f"the original imgpipe did not run every job: {res.stdout[-2000:]}")
+    return {"xargs_s": xargs_s, "imgpipe_s": imgpipe_s, "ratio": imgpipe_s / xargs_s, "jobs_span_s": span,
+            "span_ratio": span / xargs_s, "nenucal_version": version, "original_s": original_s,
+            "ratio_to_original": imgpipe_s / original_s}
+
+
+POSTPROCESS = """
+import json, os, resource, sys, time, tracemalloc
+t0 = time.perf_counter()
+from imgpipe.products.image_stats import image_stats, quicklook_png
+import matplotlib.pyplot, astropy.wcs  # (imports not counted: the run loads them while WSClean runs)
+tracemalloc.start()
+t1 = time.perf_counter()
+st = image_stats(sys.argv[1])
+t2 = time.perf_counter()
+quicklook_png(sys.argv[1], sys.argv[1][:-5] + ".png", "bench")
+t3 = time.perf_counter()
+print(json.dumps({"stats_s": t2 - t1, "quicklook_s": t3 - t2, "allocated_peak_mib": tracemalloc.get_traced_memory()[1] / 2**20,
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak": st.peak}))
+"""
+
+
+def bench_postprocess(tmp: Path) -> dict:
+    import numpy as np
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    out = {}
+    for n in (4096, 8192):
+        path = tmp / f"img{n}-image.fits"
+        wcs = WCS(naxis=2)
+        wcs.wcs.ctype, wcs.wcs.crval, wcs.wcs.cdelt, wcs.wcs.crpix = ["RA---SIN", "DEC--SIN"], [150, 50], [-1e-3, 1e-3], [n / 2, n / 2]
+        data = np.random.default_rng(1).standard_normal((1, 1, n, n), dtype=np.float32)
+        data *= 1e-3
+        data[0, 0, n // 3, n // 4] = 5.0
+        fits.PrimaryHDU(data, wcs.to_header()).writeto(path)
+        del data
+        res = subprocess.run([PY, "-c", POSTPROCESS, str(path)], capture_output=True, text=True, check=True)
+        out[f"{n}"] = {**json.loads(res.stdout.splitlines()[-1]), "image_mib": path.stat().st_size / 2**20}
+        path.unlink()
+    return out
+
+
 BENCHMARKS = {
     "overhead": bench_overhead,
     "ssh_utilisation": bench_ssh_utilisation,
     "planning": bench_planning,
     "imaging": bench_imaging,
     "original": bench_original,
+    "first_image": bench_first_image,
+    "long_jobs": bench_long_jobs,
+    "postprocess": bench_postprocess,
 }
 
 
@@ -318,6 +480,9 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown benchmark {unknown[0]!r} (known: {', '.join(BENCHMARKS)})")
     results = {}
+    t0 = time.perf_counter()
+    sum(range(30_000_000))
+    speed = time.perf_counter() - t0  # a CPU yardstick: compare runs of different days by it
     for name in chosen:
         with tempfile.TemporaryDirectory(prefix=f"imgpipe-bench-{name}-") as folder:
             print(f"== {name}", flush=True)
@@ -327,10 +492,13 @@ def main() -> None:
         return  # RESULTS.md holds whole runs only
     machine = f"{platform.node()}: {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}"
     o, u, p, i, r = (results[k] for k in ("overhead", "ssh_utilisation", "planning", "imaging", "original"))
+    f, lj, pp = results["first_image"], results["long_jobs"], results["postprocess"]
     lines = [
         "# imgpipe benchmark results",
         "",
-        f"Machine: {machine}. Written by `make bench` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"Machine: {machine}. Written by `make bench` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
+        f"CPU yardstick (`sum(range(30_000_000))` in this Python): {speed:.2f} s; times from runs whose yardstick "
+        "differs are not comparable, ratios within one run are.",
         "",
         "| benchmark | figures | ratio | target |",
         "|---|---|---|---|",
@@ -353,6 +521,32 @@ def main() -> None:
         f"| 4. real imaging, the demo MSs | imgpipe {i['imgpipe_s']:.1f} s, wsclean directly {i['direct_s']:.1f} s | {i['ratio']:.2f} | |",
         f"| 5. against the original imgpipe (nenucal {r['nenucal_version']}), 50 × 1 s jobs, 4 slots | imgpipe {r['imgpipe_s']:.1f} s, original {r['original_s']:.1f} s | {r['ratio']:.2f} | |",
         "",
+        f"Time to first image (benchmark 6): one demo-MS job; `import prefect` {f['import_prefect_s']:.2f} s, "
+        f"WSClean alone {f['wsclean_alone_s']:.2f} s; medians.",
+        "",
+        "| server | command → first WSClean start | ÷ import prefect | WSClean end → exit | whole run | ÷ WSClean alone |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind, label, goal in (("embedded_new_home", "embedded, new PREFECT_HOME", "≤ 2"), ("embedded_used_home", "embedded, used PREFECT_HOME", "≤ 2"),
+                              ("kept_server", "kept (`[prefect] server = 'kept'`)", "≤ 1.3"), ("running_server", "a running `prefect server`", "≤ 1.3")):
+        k = f[kind]
+        lines.append(f"| {label} | {k['first_start_s']:.2f} s | {k['per_import']:.2f} (goal {goal}) | {k['end_to_exit_s']:.2f} s (goal ≤ 0.5) | "
+                     f"{k['run_s']:.1f} s | {k['per_wsclean']:.1f} |")
+    lines += [
+        "",
+        f"Long jobs (benchmark 7): 20 × 30 s, 4 slots: imgpipe {lj['imgpipe_s']:.1f} s, xargs -P 4 {lj['xargs_s']:.1f} s: "
+        f"**{lj['ratio']:.3f}** (goal ≤ 1.05; {lj['span_ratio']:.3f} over the jobs' span); the original imgpipe (nenucal "
+        f"{lj['nenucal_version']}) {lj['original_s']:.1f} s: imgpipe / original **{lj['ratio_to_original']:.3f}** (goal ≤ 1).",
+        "",
+        "Post-processing (benchmark 8), statistics and quick-look of one image (libraries already loaded):",
+        "",
+        "| image | statistics | quick-look | allocated at most | peak RSS (the image's pages, mapped from its file, count in it) |",
+        "|---|---|---|---|---|",
+    ]
+    for n, q in pp.items():
+        lines.append(f"| {n}² ({q['image_mib']:.0f} MiB) | {q['stats_s']:.2f} s | {q['quicklook_s']:.2f} s | {q['allocated_peak_mib']:.0f} MiB | {q['peak_rss_mib']:.0f} MiB |")
+    lines += [
+        "",
         "Raw figures:",
         "",
         "```json",
@@ -361,7 +555,7 @@ def main() -> None:
         "",
     ]
     (REPO / "bench" / "RESULTS.md").write_text("\n".join(lines))
-    print("\n".join(lines[:12]))
+    print("\n".join(lines[:40]))
 
 
 if __name__ == "__main__":
