@@ -69,7 +69,9 @@ def test_real_telescope_mss_and_a_failing_job(run_imgpipe, write_config, shared_
     assert res.returncode == 1, res.stdout + res.stderr
     assert "2 job(s): 1 ok, 1 failed" in res.stdout
     failed = [line for line in res.stdout.splitlines() if line.strip().startswith("FAILED")]
-    assert len(failed) == 1 and "vla_J1008+0730_64ch.ms" in failed[0]
+    # its line as it ended, and once more in the summary, which lists the jobs that did not end well
+    assert len(failed) == 2 and failed[0] == failed[1] and "vla_J1008+0730_64ch.ms" in failed[0]
+    assert "  1 job(s) did not end well:\n" + failed[1] in res.stdout
     assert "killed by SIG" in failed[0] or "exit code" in failed[0]
     assert (out / "all-image.fits").exists()
     assert "Traceback" not in res.stdout

@@ -54,7 +54,9 @@ def make_ms_dirs(root: Path, count: int, node: str | None = None) -> list[str]:
 
 
 def summary_rows(stdout: str) -> list[tuple[str, str]]:
-    """(status, rest of line) for each job line of the end-of-run summary."""
+    """(status, rest of line) for each job's line, printed as it ended (not the summary's
+    list of the jobs that did not end well, which repeats some)."""
+    stdout = re.split(r"^  \d+ job\(s\) did not end well:$|^  total: ", stdout, maxsplit=1, flags=re.M)[0]
     return [(m.group(1), m.group(2)) for m in re.finditer(r"^  (OK|FAILED|CANCELLED)\s+(.*)$", stdout, re.M)]
 
 

@@ -169,7 +169,11 @@ class RunSummary:
         ``every_job=False``: only the jobs that did not end well (the command line has
         already printed each job's line as it finished; a night's failures are then
         listed once more at the end, where they are looked for)."""
-        out = [job_line(r) for r in self.results if every_job or not r.ok]
+        if every_job:
+            out = [job_line(r) for r in self.results]
+        else:
+            not_ok = [job_line(r) for r in self.results if not r.ok]
+            out = [f"  {len(not_ok)} job(s) did not end well:", *not_ok] if not_ok else []
         wall, cpu, rss = self.totals()
         if self.results:
             extra = (f", cpu {cpu:.1f} s" if cpu is not None else "") + (f", largest peak {rss:.0f} MiB" if rss is not None else "")

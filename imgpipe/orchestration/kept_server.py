@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 
-from imgpipe.orchestration.embedded_server import answers, server_argv, server_env
+from imgpipe.orchestration.embedded_server import answers, server_argv, server_env, warm_up
 
 PID_FILE = "server.pid"
 """Prefect's name for its background server's pid file (``prefect server stop`` reads it)."""
@@ -98,6 +99,7 @@ class KeptServer:
                 self.pid = self._spawn()
                 self.started = True
                 out.write(str(self.pid))
+            threading.Thread(target=warm_up, args=(self.api_url,), name="imgpipe-server-warm-up", daemon=True).start()
             return self.api_url
         raise RuntimeError(f"{pid_file} stays empty: remove it if no imgpipe or Prefect server is starting")
 

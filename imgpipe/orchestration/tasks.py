@@ -263,9 +263,11 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
         output.info(line)
         if "v" not in version and (found := wsclean_version(line)):
             version["v"] = found
+            # a real WSClean runs (its banner), so an image will be measured: the image
+            # libraries load meanwhile (never for a stand-in that writes no image)
+            image_stats.load_in_background()
 
     events.emit("started", job)
-    image_stats.load_in_background()  # (while WSClean runs)
     try:
         if dask_stop:  # here, on the Dask worker, is where the job runs
 
