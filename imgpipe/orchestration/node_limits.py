@@ -61,7 +61,7 @@ from imgpipe.core.nodes import is_local
 
 LEASE_S = 60.0
 RENEW_EVERY_S = 15.0
-BUSY_RETRY_S = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 4.0)
+BUSY_RETRY_S = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0)
 FILESYSTEM_LEASES = "prefect.server.concurrency.lease_storage.filesystem"
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ class NodeLimits:
         """MS limits this run used and has not deleted yet (a stopped run deletes them as it closes)."""
         one_try(self._client)
         for host in hosts:
-            self._client.upsert_global_concurrency_limit_by_name(limit_name(host), max_concurrent)
+            self._call(self._client.upsert_global_concurrency_limit_by_name, limit_name(host), max_concurrent)
         self.reclaim_expired()
         self._renewer = threading.Thread(target=self._renew_loop, name="imgpipe-lease-renewal", daemon=True)
         self._renewer.start()
