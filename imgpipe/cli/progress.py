@@ -23,20 +23,27 @@ def interactive() -> bool:
 
 
 @contextmanager
+def _on_finished(callback: Callable[[object], None]):
+    """``callback(result)`` for every job that finishes while the block runs."""
+    def listener(event: str, payload) -> None:
+        if event == "finished":
+            callback(payload)
+
+    events.subscribe(listener)
+    try:
+        yield
+    finally:
+        events.unsubscribe(listener)
+
+
+@contextmanager
 def progress_display(n_jobs: int, echo: Callable[[str], None], console=None, bar: bool | None = None):
     """Each job's line (:func:`imgpipe.core.results.job_line`) as it finishes, through
     ``echo``; with ``bar`` (default: :func:`interactive`) the lines go above a bar of
     finished and failed jobs (``console``: rich's, for tests)."""
     if not (interactive() if bar is None else bar):
-        def print_line(event: str, payload) -> None:
-            if event == "finished":
-                echo(job_line(payload))
-
-        events.subscribe(print_line)
-        try:
+        with _on_finished(lambda result: echo(job_line(result))):
             yield
-        finally:
-            events.unsubscribe(print_line)
         return
     # rich: only for an interactive terminal
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -52,15 +59,9 @@ def progress_display(n_jobs: int, echo: Callable[[str], None], console=None, bar
     )
     task = progress.add_task("jobs", total=n_jobs, failed=0)
 
-    def listener(event: str, payload) -> None:
-        if event == "finished":
-            progress.console.print(job_line(payload), markup=False, highlight=False, soft_wrap=True)
-            failed = progress.tasks[0].fields["failed"] + counts_as_failed(payload)
-            progress.update(task, advance=1, failed=failed)
+    def show(result) -> None:
+        progress.console.print(job_line(result), markup=False, highlight=False, soft_wrap=True)
+        progress.update(task, advance=1, failed=progress.tasks[0].fields["failed"] + counts_as_failed(result))
 
-    events.subscribe(listener)
-    try:
-        with progress:
-            yield
-    finally:
-        events.unsubscribe(listener)
+    with _on_finished(show), progress:
+        yield

@@ -37,6 +37,11 @@ def _die_with_parent() -> None:
         pass
 
 
+def prefect_home() -> Path:
+    """This run's PREFECT_HOME, as Prefect finds it (without importing Prefect)."""
+    return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+
+
 def block_types_registered() -> bool:
     """Has the server of this PREFECT_HOME registered Prefect's block types already?
 
@@ -45,7 +50,7 @@ def block_types_registered() -> bool:
     says it was done, the embedded server skips both. A real ``prefect server start``
     still registers new block types (e.g. after a Prefect upgrade).
     """
-    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    home = prefect_home()
     memo = Path(os.environ.get("PREFECT_MEMO_STORE_PATH") or home / "memo_store.toml").expanduser()
     try:
         return "block_auto_registration" in memo.read_text(encoding="utf-8")

@@ -20,16 +20,12 @@ import threading
 import time
 from pathlib import Path
 
-from imgpipe.orchestration.embedded_server import answers, server_argv, server_env, warm_up
+from imgpipe.orchestration.embedded_server import answers, prefect_home, server_argv, server_env, warm_up
 
 PID_FILE = "server.pid"
 """Prefect's name for its background server's pid file (``prefect server stop`` reads it)."""
 LOG_FILE = "imgpipe-server.log"
 DEFAULT_PORT = 4200
-
-
-def prefect_home() -> Path:
-    return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
 
 
 def _port() -> int:

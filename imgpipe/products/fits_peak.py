@@ -7,7 +7,6 @@ out where it was put.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 
@@ -21,21 +20,18 @@ class Peak:
 
 
 def _read(fits_path: str):
-    # numpy and astropy (~0.5 s): only to read an image, never for --help or a dry run
-    import numpy as np
-    from astropy.io import fits
-    from astropy.wcs import WCS, FITSFixedWarning
+    # (image_stats: numpy and astropy only once an image is read, never for --help or a dry run)
+    from imgpipe.products.image_stats import image_plane
 
-    with fits.open(fits_path) as hdul, warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)  # WSClean's DATE-OBS without MJD-OBS
-        return np.squeeze(hdul[0].data), WCS(hdul[0].header).celestial
+    data, _, wcs = image_plane(fits_path)
+    return data, wcs
 
 
 def _peak(data, wcs) -> Peak:
-    # numpy and astropy (~0.5 s): only to read an image, never for --help or a dry run
-    import numpy as np
+    # (see _read)
+    from imgpipe.products.image_stats import brightest
 
-    y, x = np.unravel_index(np.nanargmax(data), data.shape)
+    y, x = brightest(data)
     ra, dec = wcs.pixel_to_world_values(x, y)
     return Peak(int(x), int(y), float(data[y, x]), float(ra), float(dec))
 

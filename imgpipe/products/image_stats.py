@@ -55,7 +55,7 @@ def main_image(image_prefix: str) -> str | None:
     return found[0] if found else None
 
 
-def _plane(fits_path: str):
+def image_plane(fits_path: str):
     """(the image's first 2-D plane, memory-mapped as written; its header; its celestial WCS)."""
     # numpy and astropy (~0.5 s): only once a job has an image
     import numpy as np
@@ -92,12 +92,12 @@ def brightest(data, rows: int = 64) -> tuple[int, int]:
 
 
 def image_stats(fits_path: str) -> ImageStats:
-    # numpy (with astropy, in _plane): only once a job has an image
+    # numpy (with astropy, in image_plane): only once a job has an image
     import numpy as np
 
-    data, header, wcs = _plane(fits_path)
+    data, header, wcs = image_plane(fits_path)
     sample = data.ravel()[:: max(1, math.ceil(data.size / RMS_SAMPLE))]
-    finite = sample.astype(np.float32)  # the one copy, of the sample; the order of its values does not matter:
+    finite = sample.astype(np.float32)  # the one copy, of the sample (the medians below may reorder it)
     mask = np.isfinite(finite)
     if not mask.all():
         finite = finite[mask]
@@ -150,7 +150,7 @@ def axis_labels(header) -> tuple[str, str]:
 
 def quicklook_png(fits_path: str, png_path: str, title: str = "") -> str:
     """A PNG of the image with RA/Dec axes and a colour bar; written atomically."""
-    data, header, wcs = _plane(fits_path)
+    data, header, wcs = image_plane(fits_path)
     k = math.ceil(max(data.shape) / QUICKLOOK_PIXELS)
     if k > 1:
         data, wcs = block_means(data, k), wcs[::k, ::k]
