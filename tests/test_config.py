@@ -144,6 +144,7 @@ BAD = [
     ("[worker]\nnodes = 'slurm'\nslurm_options = '-p \"cpu'\n" + MINIMAL, r"slurm_options = .*No closing quotation"),
     ("[worker]\nnodes = 'slurm'\nrun_on_file_host = true\n" + MINIMAL, r"run_on_file_host is not supported with nodes = 'slurm'"),
     ("[prefect]\ntask_runner = 'ray'\n" + MINIMAL, r"task_runner = 'ray': must be 'threads' or 'dask'"),
+    ("[prefect]\nserver = 'kep'\n" + MINIMAL, r"\[prefect\] server = 'kep': must be 'embedded' or 'kept'"),
     ("[prefect]\ndask_address = 'tcp://h:8786'\n" + MINIMAL, r"dask_address needs task_runner = 'dask'"),
     ("[prefect]\ntask_runner = 'dask'\ndask_address = 'h'\n" + MINIMAL, r"dask_address = 'h': expected like 'tcp://host:8786'"),
     ("[prefect]\ntask_runner = 'dask'\ndask_address = 'tcp://h:1'\ncluster_class = 'a.B'\n" + MINIMAL, r"exclude each other"),
