@@ -213,19 +213,27 @@ def test_peak_memory_and_cpu_of_the_job_itself_are_measured(tmp_path):
     assert result.ok and 200 < result.max_rss_mb < 300 and result.cpu_s > 0.05
 
 
-def test_the_job_runs_right_under_its_wrapper_and_srun_jobs_under_imgpipes_python(tmp_path):
-    """Locally imgpipe reaps the wrapper itself (wait4 gives the job's cost), so no launcher
-    process stands between the wrapper and the job (it cost ~40 ms a job). Behind a launcher
-    command (``srun``) the job's cost must be measured where it runs: through the python3
-    launcher, which is the interpreter imgpipe runs on (``python3`` on PATH may be a pyenv
-    shim, 0.1 s a call), still with -I -S."""
+def test_a_small_job_started_by_a_big_imgpipe_reports_its_own_peak_not_imgpipes(tmp_path):
+    """Linux gives a started process its parent's peak memory (at exec), so wait4 of the
+    wrapper says at least imgpipe's own ~400 MiB (Prefect loaded): seen in the suite as a
+    200 MiB job reported at 415 MiB. Here this process first holds 600 MiB; a 50 MiB job
+    must still be reported near 50 MiB."""
+    ballast = bytearray(600 * 1024 * 1024)
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    code = "b = bytearray(50 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096])"
+    result = local.run_local(job_for(tmp_path, ["python3", "-c", code]), None)
+    del ballast
+    assert result.ok and 50 < result.max_rss_mb < 120
+
+
+def test_the_job_runs_under_the_accounting_launcher_on_imgpipes_python(tmp_path):
+    """The job's cost is measured by the python3 launcher between the wrapper and the job,
+    here and behind a launcher command (``srun``): the interpreter imgpipe runs on
+    (``python3`` on PATH may be a pyenv shim, 0.1 s a call), with -I -S."""
     import sys
 
     parent = ["bash", "-c", "tr '\\0' ' ' < /proc/$PPID/cmdline; echo"]
-    lines = []
-    result = local.run_local(job_for(tmp_path, parent), None, lines.append)
-    assert result.ok and lines[0].startswith("bash --norc --noprofile -c ") and result.max_rss_mb > 0
-    lines = []
-    result = local.run_local(job_for(tmp_path, parent), None, lines.append, launcher=("env",))
-    assert result.ok and lines[0].startswith(f"{sys.executable} -I -S -c ")
-    assert result.max_rss_mb is not None  # measured by that launcher
+    for launcher in ((), ("env",)):
+        lines = []
+        result = local.run_local(job_for(tmp_path, parent), None, lines.append, launcher=launcher)
+        assert result.ok and lines[0].startswith(f"{sys.executable} -I -S -c ") and result.max_rss_mb > 0

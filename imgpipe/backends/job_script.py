@@ -70,9 +70,10 @@ def wrapped_argv(
     ``grace_s``: SIGTERM → SIGKILL delay when the job is stopped; ``max_time_s``: the
     job is stopped (and reported timed out) after this many seconds.
     ``rusage_launcher``: start the job through the python3 launcher that reports its
-    peak memory and CPU. Not needed where the wrapper's own parent reaps it on the
-    job's node (imgpipe locally, the node agent): ``wait4`` of the wrapper gives the
-    same figures, without the ~40 ms the launcher adds to each job's start and end.
+    peak memory and CPU (~20 ms more per job). Needed wherever the wrapper's parent is
+    big (imgpipe itself: Linux gives a started process its parent's peak memory, see
+    ``local._own_peak_kb``) or is not on the job's node (an SSH session, srun); the
+    node agent is small and reaps the wrapper itself, so ``wait4`` there is the job's.
     ``scratch``: the job's own scratch folder (``Job.scratch``), made before it starts
     (if its file system has ``min_free_mb`` free) and removed when it ends.
     """

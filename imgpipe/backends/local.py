@@ -68,19 +68,21 @@ def run_local(
     parser = OutputParser(token)
     try:
         proc = subprocess.Popen(
-            # here, wait4 of the wrapper measures the job; through srun it would measure srun
+            # the job is measured by the accounting launcher, not by wait4 of the wrapper: see
+            # _own_peak_kb; through srun, wait4 would measure srun
             [*launcher, *wrapped_argv(job.argv, job.out_dir, job.log_path, env_file, token, grace_s, max_time_s,
-                                      rusage_launcher=bool(launcher), scratch=job.scratch, min_free_mb=min_free_mb)],
+                                      rusage_launcher=True, scratch=job.scratch, min_free_mb=min_free_mb)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            # the python3 launcher's interpreter, read only behind a launcher (srun) and valid
-            # where this path is shared; a local job inherits this environment as it is
-            env={**os.environ, "IMGPIPE_PYTHON": sys.executable} if launcher else None,
+            # the launcher's interpreter: imgpipe's own (a pyenv shim costs 0.1 s a call);
+            # behind srun, valid where this path is shared, else the node's python3
+            env={**os.environ, "IMGPIPE_PYTHON": sys.executable},
             text=True,
             errors="replace",
         )
+        own_peak_kb = _own_peak_kb()
     except OSError as err:
         return JobResult(job, FAILED, f"cannot start {(launcher or ('bash',))[0]}: {err.strerror}")
     registry.add(proc.pid, (proc, parser))
@@ -107,9 +109,10 @@ def run_local(
         code = proc.returncode
         reason = f"{launcher[0]} failed ({reason_of(code)}): {last or 'no output'}"
     status_, reason = as_cancelled(status_, reason, registry.cancelled.is_set() or (stop is not None and stop.is_set()))
-    # the job's cost from wait4 of its wrapper (the job, tee and the wrapper's bash: the
-    # job's peak, and its CPU plus a few ms); through srun, from the launcher on the node
+    # the job's cost from the launcher; when it could not report (killed with the job's
+    # group), from wait4 of the wrapper, whose peak is only the job's when above imgpipe's own
     on_node = state.max_rss_mb is not None or bool(launcher)
+    wrapper_peak_mb = usage.ru_maxrss / 1024.0 if usage.ru_maxrss > own_peak_kb else None
     return JobResult(
         job,
         status_,
@@ -118,10 +121,28 @@ def run_local(
         started_at=started,
         ended_at=ended if started is not None else None,
         cpu_s=state.cpu_s if on_node else usage.ru_utime + usage.ru_stime,
-        max_rss_mb=state.max_rss_mb if on_node else usage.ru_maxrss / 1024.0,
+        max_rss_mb=state.max_rss_mb if on_node else wrapper_peak_mb,
         pid=state.pid,
         slurm_job=state.slurm_job,
     )
+
+
+def _own_peak_kb() -> int:
+    """This process's peak resident memory (kB), which a process it starts inherits as its own.
+
+    Linux carries the parent's memory high-water mark into a (v)forked child's peak at its
+    exec (``exec_mmap``), so ``wait4`` of the wrapper reports at least imgpipe's own peak
+    (~400 MiB with Prefect loaded) for a job that used less. The job's peak therefore comes
+    from the launcher, which forks it from a small process.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 1 << 62  # unknown: no wrapper figure is trusted
 
 
 def _stop_when_set(stop: threading.Event, finished: threading.Event, proc: subprocess.Popen) -> None:
