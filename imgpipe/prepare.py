@@ -12,15 +12,19 @@ as tasks.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from imgpipe.core import plan as core_plan
 from imgpipe.core.config import Config, load_config
 from imgpipe.core.date_tokens import expand_date_tokens
 from imgpipe.core.grouping import Group
+from imgpipe.core.job_resources import place
 from imgpipe.core.mpi import distributed, parse_nodes_mpi
+from imgpipe.core.nodes import is_local
 from imgpipe.core.request import RunRequest
 from imgpipe.facts.ms_files import find_chunks
+from imgpipe.facts.node_capacity import local_capacity
 from imgpipe.facts.wsclean_options import known_options
 
 
@@ -74,8 +78,22 @@ def read_config(request: RunRequest) -> Config:
 
 
 def plan_jobs(config: Config, groups: list[Group], warnings=(), cwd: str | None = None) -> core_plan.Plan:
-    """Groups → jobs (see :func:`imgpipe.core.plan.plan_jobs`), with the real facts."""
-    return core_plan.plan_jobs(config, groups, warnings, cwd, known_options=known_options, count_channels=count_channels)
+    """Groups → jobs (see :func:`imgpipe.core.plan.plan_jobs`), with the real facts; jobs
+    for this machine already get their share of it (the dry run and plan show it)."""
+    plan = core_plan.plan_jobs(config, groups, warnings, cwd, known_options=known_options, count_channels=count_channels)
+    return with_local_shares(plan)
+
+
+def with_local_shares(plan: core_plan.Plan) -> core_plan.Plan:
+    """``plan`` with each job pinned to this machine given its share of it (cores, memory)."""
+    here = [i for i, job in enumerate(plan.jobs) if job.ask is not None and job.given is None and job.host
+            and is_local(job.host)]
+    if not here:
+        return plan
+    capacity, jobs = local_capacity(), list(plan.jobs)
+    for i in here:
+        jobs[i] = place(jobs[i], capacity)
+    return replace(plan, jobs=tuple(jobs))
 
 
 def resolve_groups(config: Config, inputs: list[str], combine: bool = False, combine_obs_ids: bool = False,

@@ -194,7 +194,11 @@ def test_a_config_in_nenucal_s_style_loads_with_its_meaning(write_config):
     w = cfg.worker
     assert w.env_file is None and w.run_on_file_host_pattern is None and w.slurm_nodes is None and not w.debug
     assert cfg.data_handler is None  # config_file = '': MS paths, as the original
-    assert {c.name: (c.cpus, c.mem_mb) for c in w.resources}["heavy"] == (12, 40 * 1024)
+    # its empty [worker.resources]: no category, so fair shares (heavy's 12 cores and 40 GB
+    # would be given on any machine otherwise); the defaults stay reachable by name
+    assert w.resources == () and w.job_category() is None
+    named = load_config(write_config(nenucal_style("size = '512 512'\n").replace("[worker.resources]", "category = 'heavy'\n[worker.resources]"))).worker
+    assert (named.job_category().cpus, named.job_category().mem_mb) == (12, 40 * 1024)
     assert cfg.name == "img" and dict(cfg.options)["weight"] == "briggs 0"
 
 

@@ -162,7 +162,8 @@ def imgpipe_jobs(cfg: Path, args: list[str]) -> Counter:
     request = RunRequest(str(cfg), patterns, combine=bool({"--combine", "-c"} & set(args)),
                          combine_obs_ids=bool({"--combine_obs_ids", "-o"} & set(args)), cwd=str(cfg.parent))
     plan = prepare_run(request).plan
-    return Counter(_job(list(job.argv), list(job.ms)) for job in plan.jobs)
+    # (the -j and -abs-mem of each job's share of its node are imgpipe's own: see test_job_resources)
+    return Counter(_job(list(job.science_argv), list(job.ms)) for job in plan.jobs)
 
 
 @pytest.mark.parametrize(("dh", "level", "out", "args"), CASES, ids=[f"{c[0]}-{c[1]}-{'_'.join(c[3])}" for c in CASES])

@@ -30,7 +30,7 @@ def test_one_job_per_ms_with_out_dir_tokens(write_config, ms_copy, tmp_path):
     plan = build_plan(load_config(write_config(BASE)), [str(a), "SW02.MS/"], cwd=str(tmp_path))
     assert [job.ms for job in plan.jobs] == [(str(a),), (str(b),)]
     assert [job.out_dir for job in plan.jobs] == [f"{tmp_path}/SW01.MS/images", f"{tmp_path}/SW02.MS/images"]
-    assert plan.jobs[0].argv == (
+    assert plan.jobs[0].science_argv == (  # (then -j and -abs-mem: see test_job_resources)
         "wsclean", "-name", f"{tmp_path}/SW01.MS/images/img", "-pol", "I", "-weight", "briggs", "0",
         "-data-column", "CORRECTED_DATA", "-size", "64", "64", "-scale", "1amin", str(a),
     )
@@ -45,7 +45,8 @@ def test_each_job_gets_a_scratch_folder_of_its_own_unless_temp_dir_is_set(write_
     assert first.scratch.startswith("/scratch/SW01.MS/imgpipe-img-") and second.scratch.startswith("/scratch/SW02.MS/imgpipe-img-")
     assert first.argv[1:5] == ("-name", f"{tmp_path}/SW01.MS/images/img", "-temp-dir", first.scratch)
     again = build_plan(load_config(write_config(cfg)), [str(a)], cwd=str(tmp_path))
-    assert again.jobs[0].argv == first.argv  # stable from run to run: resuming still sees the same job
+    # stable from run to run (but for the share of the node: -j, -abs-mem), so resuming sees the same job
+    assert again.jobs[0].science_argv == first.science_argv
     own = build_plan(load_config(write_config(cfg + "temp-dir = '/mine'\n")), [str(a)], cwd=str(tmp_path)).jobs[0]
     assert own.scratch is None and own.argv.count("-temp-dir") == 1 and "/mine" in own.argv
 
@@ -190,6 +191,8 @@ def test_run_on_file_host_and_plan_json(dh_config, tmp_path):
         "sw": "SW01",
         "out_dir": f"{tmp_path}/20231201_A/SW01",
         "temp_dir": None,
+        "resources": "a share of its node, decided when imgpipe reaches it",  # (an SSH node: not reached)
+        "env": {},
     }
 
 

@@ -455,3 +455,35 @@ def test_check_reaches_every_node_finds_wsclean_and_writes_nothing(healthy_nodes
     assert re.search(r"^FAILED node103: connection refused at 127\.0\.0\.4:\d+ \(is sshd running there\?\)$", res.stdout, re.M), res.stdout
     assert res.stdout.splitlines()[-1] == "2 of 3 node(s) ready for 3 job(s)"
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("node_agent", [True, False])
+def test_an_ssh_node_s_size_comes_from_its_agent_and_its_jobs_get_their_share(healthy_nodes, tmp_path, node_agent):
+    """The node agent says its node's cores and memory when it starts; a job without a
+    category gets its share of them (-j, -abs-mem, thread variables, read back on the node).
+    Without an agent the node's size is unknown: only a category can be given."""
+    from dataclasses import replace
+
+    from imgpipe.core.job_resources import Ask, abs_mem_gb, give
+    from imgpipe.core.resources import Category
+    from imgpipe.facts.node_capacity import local_capacity
+
+    backend = ssh_backend(healthy_nodes, node_agent=node_agent)
+    try:
+        argv = ("bash", "-c", 'echo "T=$OMP_NUM_THREADS/$MKL_NUM_THREADS A=$*"', "x")
+        job = replace(make_job("node102", argv, out_dir=tmp_path / "out", name="j"), ask=Ask(None, ("j", "abs-mem"), None, 2))
+        lines = []
+        result = backend.run(job, lines.append)
+        assert result.ok, result.reason
+        if node_agent:
+            assert backend.known_capacity("node102") == local_capacity()  # the "node" is this machine
+            given = give(job.ask, local_capacity(), "node102")
+            assert result.job.given == given and given.why.startswith("1/2 of node102 (")
+            assert lines == [f"T={given.cores}/{given.cores} A=-j {given.cores} -abs-mem {abs_mem_gb(given.mem_mb)}"]
+        else:
+            assert backend.known_capacity("node102") is None and result.job.given is None and lines == ["T=/ A="]
+            small = replace(job, ask=Ask(Category("small", 1, 2048), ("j", "abs-mem"), None, 2))
+            lines = []
+            assert backend.run(small, lines.append).ok and lines == ["T=1/1 A=-j 1 -abs-mem 2"]
+    finally:
+        backend.close()

@@ -19,6 +19,7 @@ from imgpipe.backends.local import LocalBackend
 from imgpipe.backends.running import CANCEL_GRACE_S
 from imgpipe.backends.slurm import SlurmBackend
 from imgpipe.core.errors import NodeError
+from imgpipe.core.job_resources import Capacity, place, slurm_capacity
 from imgpipe.core.nodes import SLURM, is_local, is_ssh
 
 __all__ = ["CANCEL_GRACE_S", "Backend", "RunBackends"]
@@ -83,6 +84,22 @@ class RunBackends:
         if host == SLURM:
             return self._get(SLURM)
         return self._get(LOCAL if is_local(host) else SSH)
+
+    def capacity(self, host: str) -> Capacity | None:
+        """``host``'s cores and memory if known without waiting: this machine's; an SSH node's
+        once its agent runs (it is started when the run reaches the nodes); for SLURM, what
+        ``slurm_options`` asks of each step."""
+        if host == SLURM:
+            return slurm_capacity(self.worker.slurm_options)
+        if is_local(host):
+            return self._get(LOCAL).capacity
+        return self.ssh.known_capacity(host) if is_ssh(host) else None
+
+    def place(self, job):
+        """``job`` with the cores and memory it gets on ``job.host`` (see ``core.job_resources``)."""
+        if job.ask is None or job.given is not None or job.host is None:
+            return job
+        return place(job, self.capacity(job.host), 1 if job.host == SLURM else None)
 
     def run_job(self, job, on_line: Callable[[str], None] = lambda line: None, stop=None):
         """Run ``job`` on ``job.host`` (local, SSH or SLURM); returns its JobResult.

@@ -11,7 +11,8 @@ dead imgpipe or a dead agent all close it and the wrapper stops its job.
 Protocol, one line per message (job ids are short tokens without spaces):
 imgpipe → agent: ``run <id> <json argv>``, ``in <id> <text>`` (a line to the job's
 stdin), ``close <id>`` (close the job's stdin).
-agent → imgpipe: ``ready`` once, ``o <id> <line>`` (a line of the job's output),
+agent → imgpipe: ``ready <cores> <memory kB> <limited by>`` once (see
+``scripts/node_capacity.py``; a bare ``ready`` if the node could not tell), ``o <id> <line>`` (a line of the job's output),
 ``x <id> <exit status> <peak RSS kB> <user s> <sys s>`` when the wrapper has ended (the
 agent reaps it with ``wait4``: the job's peak memory and CPU time, so the wrapper needs
 no accounting launcher of its own), ``e <id> <message>`` when it could not be started.
@@ -24,5 +25,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-AGENT = (Path(__file__).parent / "scripts" / "node_agent.py").read_text()
-"""The agent's source (``scripts/node_agent.py``), run as ``python3 -I -S -c AGENT`` on the node."""
+_SCRIPTS = Path(__file__).parent / "scripts"
+AGENT = (_SCRIPTS / "node_capacity.py").read_text() + "\n\n" + (_SCRIPTS / "node_agent.py").read_text()
+"""The agent's source, run as ``python3 -I -S -c AGENT`` on the node: ``scripts/node_capacity.py``
+(how the node's cores and memory are read, the same code as for this machine) then
+``scripts/node_agent.py``."""

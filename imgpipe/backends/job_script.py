@@ -64,6 +64,7 @@ def wrapped_argv(
     rusage_launcher: bool = False,
     scratch: str | None = None,
     min_free_mb: int = 0,
+    env: tuple[tuple[str, str], ...] = (),
 ) -> list[str]:
     """argv that runs ``argv`` under the wrapper (a ``bash -c`` script and its arguments).
 
@@ -76,13 +77,16 @@ def wrapped_argv(
     node agent is small and reaps the wrapper itself, so ``wait4`` there is the job's.
     ``scratch``: the job's own scratch folder (``Job.scratch``), made before it starts
     (if its file system has ``min_free_mb`` free) and removed when it ends.
+    ``env``: variables exported before the env_file is sourced (``Job.env``: names and
+    whole numbers only; the wrapper ignores anything else).
     """
     # --norc: bash started below sshd would read ~/.bashrc again (the login shell or the
     # node agent has already set the environment; the env_file is sourced explicitly)
     return [
         "bash", "--norc", "--noprofile", "-c", _SCRIPT, "imgpipe-job", token, env_file or "", out_dir, log_path,
         f"{grace_s:g}", "" if max_time_s is None else str(int(max_time_s)),
-        scratch or "", str(int(min_free_mb) * 1024), _ACCOUNTING if rusage_launcher else "", *argv,
+        scratch or "", str(int(min_free_mb) * 1024), _ACCOUNTING if rusage_launcher else "",
+        " ".join(f"{name}={value}" for name, value in env), *argv,
     ]
 
 

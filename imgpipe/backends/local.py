@@ -17,9 +17,11 @@ from typing import Callable
 
 from imgpipe.backends.job_script import OutputParser, as_cancelled, new_token, outcome, wrapped_argv
 from imgpipe.backends.running import CANCEL_GRACE_S, RunningJobs
+from imgpipe.core.job_resources import Capacity, place
 from imgpipe.core.plan import Job
 from imgpipe.core.results import CANCELLED, FAILED, JobResult
 from imgpipe.core.results import describe_exit as reason_of
+from imgpipe.facts.node_capacity import local_capacity
 
 
 class LocalBackend:
@@ -28,10 +30,19 @@ class LocalBackend:
     def __init__(self, worker):
         self.worker = worker
         self.running = RunningJobs()  # pid → (Popen, OutputParser)
+        self._capacity: Capacity | None = None
+
+    @property
+    def capacity(self) -> Capacity:
+        """This machine's cores and memory, read once per run (see ``facts.node_capacity``)."""
+        if self._capacity is None:
+            self._capacity = local_capacity()
+        return self._capacity
 
     def run(self, job: Job, on_line: Callable[[str], None] = lambda line: None,
             stop: threading.Event | None = None) -> JobResult:
         w = self.worker
+        job = place(job, self.capacity)
         return run_local(job, w.env_file, on_line, w.kill_grace, w.max_time, stop=stop, running=self.running,
                          min_free_mb=w.temp_min_free)
 
@@ -71,7 +82,8 @@ def run_local(
             # the job is measured by the accounting launcher, not by wait4 of the wrapper: see
             # _own_peak_kb; through srun, wait4 would measure srun
             [*launcher, *wrapped_argv(job.argv, job.out_dir, job.log_path, env_file, token, grace_s, max_time_s,
-                                      rusage_launcher=True, scratch=job.scratch, min_free_mb=min_free_mb)],
+                                      rusage_launcher=True, scratch=job.scratch, min_free_mb=min_free_mb,
+                                      env=job.env)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

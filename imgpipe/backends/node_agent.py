@@ -13,6 +13,9 @@ import secrets
 import threading
 from typing import Callable, Iterable, NamedTuple
 
+from imgpipe.core.job_resources import Capacity
+from imgpipe.facts.node_capacity import capacity_from_words
+
 OUTPUT, EXITED, NOT_STARTED, LOST = "o", "x", "e", "lost"
 """What a job's queue carries: (OUTPUT, line), (EXITED, Exited), (NOT_STARTED, why), (LOST, why)."""
 
@@ -54,6 +57,8 @@ class NodeAgent:
         self._send_lock = threading.Lock()
         self.lost: str | None = None
         """Why the agent is gone (None while it runs)."""
+        self.capacity: Capacity | None = None
+        """The node's cores and memory, as the agent read them when it started (None: it could not)."""
         self._ready = threading.Event()
         self._reader = threading.Thread(target=self._read, name=f"imgpipe-agent-{name}", daemon=True)
         self._reader.start()
@@ -69,6 +74,7 @@ class NodeAgent:
                 kind, _, rest = raw.rstrip(b"\r\n").partition(b" ")
                 if not self._ready.is_set():
                     if kind == b"ready":  # lines before it are the login shell's own chatter
+                        self.capacity = capacity_from_words(rest.decode("utf-8", "replace").split())
                         self._ready.set()
                     elif raw.strip():
                         self.chatter = raw.decode("utf-8", "replace").strip()[:300]

@@ -21,6 +21,7 @@ from typing import Callable
 from imgpipe.backends import local
 from imgpipe.backends.running import CANCEL_GRACE_S, RunningJobs
 from imgpipe.core.errors import ImgpipeError
+from imgpipe.core.job_resources import place, slurm_capacity, slurm_items
 from imgpipe.core.plan import Job
 from imgpipe.core.results import JobResult
 
@@ -35,11 +36,12 @@ def time_limit(worker) -> list[str]:
 
 
 def srun_argv(job: Job, worker, allocation: str | None = None) -> list[str]:
-    """The ``srun`` command that runs one job (the wrapper's argv follows it)."""
+    """The ``srun`` command that runs one job (the wrapper's argv follows it): with the
+    cores and memory the job was given, unless ``slurm_options`` sets them."""
     argv = ["srun", f"--job-name=imgpipe:{job.name}", "--ntasks=1", "--nodes=1", *time_limit(worker)]
     if allocation:
         argv += [f"--jobid={allocation}", "--exact"]
-    return [*argv, *worker.slurm_options]
+    return [*argv, *slurm_items(job.given, worker.slurm_options), *worker.slurm_options]
 
 
 class SlurmBackend:
@@ -59,6 +61,8 @@ class SlurmBackend:
     def run(self, job: Job, on_line: Callable[[str], None] = lambda line: None, stop=None) -> JobResult:
         """Run ``job`` with srun (in the run's allocation if there is one)."""
         w = self.worker
+        # each srun step is an allocation of its own: its share is all slurm_options ask for
+        job = place(job, slurm_capacity(w.slurm_options), 1)
         launcher = srun_argv(job, w, self.allocation)
         return local.run_local(job, w.env_file, on_line, w.kill_grace, w.max_time, tuple(launcher), stop=stop,
                                running=self.running, min_free_mb=w.temp_min_free)

@@ -36,6 +36,7 @@ from imgpipe.backends.agent_script import AGENT
 from imgpipe.backends.job_script import OutputParser, new_token, outcome, wrapped_argv
 from imgpipe.backends.node_agent import EXITED, LOST, NOT_STARTED, OUTPUT, AgentLost, NodeAgent
 from imgpipe.backends.running import RunningJobs
+from imgpipe.core.job_resources import Capacity, place
 from imgpipe.core.plan import Job
 from imgpipe.core.results import CANCELLED, FAILED, JobResult
 
@@ -316,6 +317,11 @@ class SSHPool:
         log.warning("%s: no node agent (%s): one SSH session per job there", host, why)
         return None
 
+    def known_capacity(self, host: str) -> Capacity | None:
+        """What the agent running on ``host`` said of its cores and memory (None: no agent yet)."""
+        entry = self._agents.get(host)
+        return entry[0].capacity if entry else None
+
     def close_agents(self, timeout_s: float = 2.0) -> None:
         """Stop every node agent (each ends once its jobs have); wait up to ``timeout_s`` for them."""
         with self._lock:
@@ -368,6 +374,10 @@ class SSHBackend:
         w = self.worker
         return run_ssh(job, w.env_file, on_line, w.kill_grace, w.max_time, pool=self.pool, running=self.running,
                        min_free_mb=w.temp_min_free)
+
+    def known_capacity(self, host: str) -> Capacity | None:
+        """``host``'s cores and memory as its node agent said them; None before it runs, or without one."""
+        return self.pool.known_capacity(host)
 
     def cancel(self, grace_s: float = 10.0) -> int:
         """Stop every job running over SSH (SIGTERM on the node, SIGKILL after ``grace_s``)."""
@@ -431,7 +441,8 @@ def run_ssh(
 ) -> JobResult:
     """Run ``job`` on ``job.host`` over ``pool``'s connection; output streams to ``on_line``
     (and to the log on the node). ``running``: the run's registry, through which a cancel
-    reaches this job; ``min_free_mb``: least free space for the job's scratch folder."""
+    reaches this job; ``min_free_mb``: least free space for the job's scratch folder. A job
+    without a category gets its share of the node as the node agent said its capacity."""
     running = running if running is not None else RunningJobs()
     if running.cancelled.is_set():
         return JobResult(job, CANCELLED, "run cancelled before the job started")
@@ -439,10 +450,12 @@ def run_ssh(
     parser = OutputParser(token)
     try:
         agent = pool.agent(job.host)
+        job = place(job, agent.capacity if agent is not None else None)
         # through the agent, the agent's wait4 measures the job; in a session of its own,
         # the wrapper's python3 launcher does (nothing else waits for it on the node)
         argv = wrapped_argv(job.argv, job.out_dir, job.log_path, env_file, token, grace_s, max_time_s,
-                            rusage_launcher=agent is None, scratch=job.scratch, min_free_mb=min_free_mb)
+                            rusage_launcher=agent is None, scratch=job.scratch, min_free_mb=min_free_mb,
+                            env=job.env)
         if agent is None:
             sent, lost = _run_in_session(pool, running, job.host, argv, parser, on_line)
         else:

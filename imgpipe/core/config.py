@@ -17,7 +17,7 @@ from typing import Any
 from imgpipe.core.errors import ConfigError
 from imgpipe.core.job_order import LARGEST_FIRST, ORDERS
 from imgpipe.core.nodes import DASK, SLURM, expand_nodes
-from imgpipe.core.resources import Category
+from imgpipe.core.resources import HEAVY, Category, parse_resources
 from imgpipe.core.schema import (
     ARGV,
     BOOLEAN,
@@ -117,7 +117,19 @@ class WorkerConfig:
         (), "resource categories (`[worker.resources]`, the original worker pool's format), e.g. "
         "`heavy = {cpus = 12, mem = '40GB'}`; GB = 1024 MB as in SLURM; categories not given keep their defaults "
         "(small 1/2GB, medium 4/8GB, high_mem 2/16GB, cpu 12/8GB, heavy 12/40GB), each capped at heavy's. WSClean "
-        "jobs are heavy", RESOURCES, shown="{}")
+        "jobs use `heavy` when this table has an entry (see `category`; an empty table, as in nenucal's template, is "
+        "no table)", RESOURCES, shown="{}")
+    category: str | None = key(
+        None, "the category of `[worker.resources]` whose cores and memory each WSClean job is given. Unset: `heavy` "
+        "when the config has a `[worker.resources]` table (as the original's WSClean jobs), else a fair share of "
+        "the job's node: its cores // `max_concurrent` and its usable memory (RAM or cgroup limit, less 10 %, at "
+        "least 1 GiB) / `max_concurrent` (a run of fewer jobs than `max_concurrent` splits the node among them)",
+        OPTIONAL_STRING)
+    auto_resources: bool = key(
+        True, "tell each WSClean job what it was given: `-j` and `-abs-mem` (unless `[wsclean]` sets `j`, `mem` or "
+        "`abs-mem`), `OMP_NUM_THREADS`, `OPENBLAS_NUM_THREADS` and `MKL_NUM_THREADS` in its environment (an "
+        "`env_file` may override them), `--cpus-per-task` and `--mem` for `srun` (unless `slurm_options` has "
+        "them). `false`: none of these (WSClean's defaults: every core, all the memory)", BOOLEAN)
     temp_dir: str | None = key(
         None, "scratch folder on each job's node (tokens as in out-dir, e.g. `'/local/scratch/$obs_id$'`): each job "
         "gets `-temp-dir <temp_dir>/imgpipe-<name>-<hash>`, created just before it starts and removed when it ends "
@@ -131,6 +143,13 @@ class WorkerConfig:
     temp_min_free: int = key(
         10240, "with `temp_dir`: a job does not start (it fails, saying how much is free) when the scratch folder's "
         "file system has less free space than this; `0` = no check", SIZE, minimum=0, shown="'10GB'")
+
+    def job_category(self) -> Category | None:
+        """The category WSClean jobs use; None: a fair share of their node (see ``category``)."""
+        name = self.category or (HEAVY if self.resources else None)
+        if name is None:
+            return None
+        return next(c for c in self.resources or parse_resources({}) if c.name == name)
 
 
 @dataclass(frozen=True)
@@ -302,6 +321,14 @@ def _parse_worker(table: dict, path: Path, prefect: PrefectConfig = PrefectConfi
     pattern = values.get("run_on_file_host_pattern", DEFAULT_FILE_HOST_PATTERN)
     if pattern is not None:  # '' (nenucal's template): no job is pinned
         compile_file_host_pattern(pattern, path)
+    if table.get("resources") == {}:  # nenucal's template has an empty table: no category then
+        values.pop("resources", None)
+    category = values.get("category")
+    if category is not None:
+        known = [c.name for c in values.get("resources") or parse_resources({})]
+        if category not in known:
+            raise ConfigError(f"{path}: [worker] category = {category!r}: no such category in [worker.resources] "
+                              f"(known: {', '.join(known)})")
     return WorkerConfig(**values)
 
 

@@ -18,6 +18,7 @@ from imgpipe.core.config import Config, compile_file_host_pattern
 from imgpipe.core.data_handler import FindChunks, ResolvedMS, load_data_handler
 from imgpipe.core.errors import InputError, WSCleanNotFound
 from imgpipe.core.grouping import Group, group_paths, group_selections
+from imgpipe.core.job_resources import Ask, Given, apply, ask_for, give
 from imgpipe.core.mpi import mpirun_prefix
 from imgpipe.core.nodes import is_ssh
 from imgpipe.core.scratch import scratch_dir
@@ -44,6 +45,20 @@ class Job:
     name: str
     scratch: str | None = None
     """This job's own scratch folder on its node (``[worker] temp_dir``), made and removed around it."""
+    ask: Ask | None = None
+    """Its category, or a fair share of its node, and the WSClean flags imgpipe adds (None: none)."""
+    given: Given | None = None
+    """The cores and memory it was given (a category at plan time, a share once on its node)."""
+    env: tuple[tuple[str, str], ...] = ()
+    """Variables set for it (before ``env_file``): the thread counts of its libraries."""
+    plan_argv: tuple[str, ...] | None = None
+    """``argv`` before ``-j``/``-abs-mem`` were added (None: none were): what an earlier run of
+    the same job is recognised by, since cores and memory do not change the images."""
+
+    @property
+    def science_argv(self) -> tuple[str, ...]:
+        """The argv without the flags of its resources (see ``plan_argv``)."""
+        return self.plan_argv if self.plan_argv is not None else self.argv
 
     @property
     def image_prefix(self) -> str:
@@ -75,7 +90,15 @@ class Job:
             "sw": self.sw,
             "out_dir": self.out_dir,
             "temp_dir": self.scratch,
+            "resources": self.given.to_json() if self.given else self.pending_resources(),
+            "env": dict(self.env),
         }
+
+    def pending_resources(self) -> str | None:
+        """What a job's resources will be when they are decided only on its node (for the plan)."""
+        if self.ask is None or self.given is not None:
+            return None
+        return "a share of its node, decided when imgpipe reaches it"
 
 
 @dataclass(frozen=True)
@@ -106,6 +129,13 @@ class Plan:
     def dry_run_lines(self) -> list[str]:
         anywhere = f"any of {','.join(self.pool)}"
         return [f"{job.host or anywhere}: {job.command_line()}" for job in self.jobs]
+
+
+def with_category(job: Job) -> Job:
+    """A job of a category is given its resources at once (they do not depend on its node)."""
+    if job.ask is None or job.ask.category is None:
+        return job
+    return apply(job, give(job.ask, None, job.host or ""), job.ask)
 
 
 def output_root(out_dir_template: str, cwd: str) -> str | None:
@@ -274,6 +304,10 @@ def plan_jobs(
         check_option_names([k for k, _ in config.options], known, where)
 
     prefix = config.worker.wsclean
+    # an MPI job spans nodes: WSClean's defaults there (its ranks' threads are mpirun's business)
+    worker = config.worker
+    ask = None if config.nodes_mpi else ask_for(config.options, worker.job_category(), worker.auto_resources,
+                                                min(worker.max_concurrent, len(groups)))
     if config.nodes_mpi:
         prefix = tuple(mpirun_prefix(config.mpi, config.nodes_mpi))
     jobs = []
@@ -298,7 +332,8 @@ def plan_jobs(
         if config.worker.temp_dir and TEMP_DIR not in options:
             scratch = scratch_dir(expand_tokens(config.worker.temp_dir, values), f"{out_dir}/{name}", name)
         argv = build_argv(prefix, f"{out_dir}/{name}", config.options, ms_paths, n_chan, scratch)
-        jobs.append(Job(host, tuple(argv), tuple(ms_paths), group.obs_id, group.sw, out_dir, name, scratch))
+        job = Job(host, tuple(argv), tuple(ms_paths), group.obs_id, group.sw, out_dir, name, scratch, ask)
+        jobs.append(with_category(job))
 
     seen: dict[str, Job] = {}
     for job in jobs:

@@ -234,7 +234,11 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
         where = f"{job.host} (Dask worker {get_worker().address})"
         stop, finished = threading.Event(), threading.Event()
         watch_stop_event(dask_stop, stop, finished)
+    if backends is not None:
+        job = backends.place(job)  # its cores and memory on that node, before it is shown or recorded
     logger.info("start on %s%s: %s", where, f" (attempt {attempt})" if attempt > 1 else "", job.command_line())
+    if job.given is not None:
+        logger.info("given %s", job.given.describe())
     record = provenance.record_path(job.out_dir, job.name)
     verdict = provenance.not_to_run(job, force, may_replace) if attempt == 1 else None
     if verdict is not None and verdict[0] == provenance.DONE:  # another run made them since this one began
@@ -270,8 +274,10 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
     events.emit("started", job)
     try:
         if dask_stop:  # here, on the Dask worker, is where the job runs
-
-            result = replace(LocalBackend(worker).run(replace(job, host=LOCALHOST), on_line, stop), job=job, attempt=attempt)
+            ran = LocalBackend(worker).run(replace(job, host=LOCALHOST), on_line, stop)
+            result = replace(ran, job=replace(ran.job, host=job.host), attempt=attempt)
+            if ran.job.given is not None and job.given is None:
+                logger.info("given %s", ran.job.given.describe())
         else:
             result = replace(backends.run_job(job, on_line), attempt=attempt)
     finally:

@@ -12,8 +12,9 @@ never looks done, and another run that would write the same images at the same m
 does not run over them.
 
 A job is skipped on a re-run when its record is complete, was made with the same
-argv (a changed config redoes it), and every FITS file it lists is still there with
-the same size.
+argv as planned (a changed config redoes it; the ``-j`` and ``-abs-mem`` of the share
+it got on its node do not count), and every FITS file it lists is still there with the
+same size.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ def build(result, *, complete: bool, outputs: list[dict], wsclean_version: str |
         "status": result.status,
         "reason": result.reason,
         "argv": list(job.argv),
+        "plan_argv": list(job.science_argv),
+        "resources": job.given.to_json() if job.given else None,
+        "env": dict(job.env),
         "host": job.host,
         "ms": list(job.ms),
         "obs_id": job.obs_id,
@@ -204,7 +208,10 @@ def not_run_reason(job, kind: str, record: dict) -> str:
 
 def done_before(job, record: dict | None) -> dict | None:
     """``record`` if it is the complete record of an earlier run of this very job, or None (→ run it)."""
-    if not record or record.get("complete") is not True or record.get("argv") != list(job.argv):
+    if not record or record.get("complete") is not True:
+        return None
+    # the argv as planned: the cores and memory it was given do not change its images
+    if record.get("plan_argv", record.get("argv")) != list(job.science_argv):
         return None
     outputs = record.get("outputs") or []
     if not outputs:

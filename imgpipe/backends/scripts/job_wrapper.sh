@@ -3,11 +3,15 @@
 # Started as: bash --norc --noprofile -c "$(cat job_wrapper.sh)" imgpipe-job ARGS...
 # $1 token, $2 env file ('' for none), $3 out dir, $4 log file, $5 kill grace (s),
 # $6 max time (s, '' for none), $7 scratch folder ('' for none), $8 least free space there (kB),
-# $9 accounting launcher source ('' for none), $10... argv
+# $9 accounting launcher source ('' for none), $10 variables to set before the env_file
+# (NAME=number words: the job's thread counts), $11... argv
 # shellcheck disable=SC1090  # the env_file is the user's, known only at run time
 exec 2>&1
 trap '' PIPE  # a dead connection must not kill the wrapper before its watcher runs
-tok=$1; t="@imgpipe-$1"; f=$2; d=$3; log=$4; grace=$5; maxt=$6; scr=$7; minfree=$8; acct=$9; shift 9
+tok=$1; t="@imgpipe-$1"; f=$2; d=$3; log=$4; grace=$5; maxt=$6; scr=$7; minfree=$8; acct=$9; vars=${10}; shift 10
+for v in $vars; do  # only NAME=digits: nothing here can run a command
+  case $v in *[!A-Za-z0-9_=]*|=*|*=|*=*[!0-9]*) ;; [A-Za-z_]*=*) export "${v?}";; esac
+done
 # shellcheck disable=SC2088  # a literal "~/" at the start of the env_file path: the home on this node
 case $f in "~/"*) f=$HOME/${f#"~/"};; esac
 if [ -n "$f" ]; then source "$f" || { echo "$t setup env_file"; exit 126; }; fi

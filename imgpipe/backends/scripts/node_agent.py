@@ -1,7 +1,7 @@
 """imgpipe's node agent: started once per SSH node and run, it forks each job's wrapper.
 
-Shipped to the node as source (``python3 -I -S -c <this file>``): standard library
-only, and Python 3.5 syntax (no f-strings, no annotations), since a node's python3 can
+Shipped to the node as source (``python3 -I -S -c <node_capacity.py + this file>``):
+standard library only, and Python 3.5 syntax (no f-strings, no annotations), since a node's python3 can
 be old. The protocol is described in ``imgpipe/backends/agent_script.py``.
 """
 
@@ -85,9 +85,18 @@ def close(proc):
         pass
 
 
+def ready_line():
+    """``ready <cores> <memory kB> <limited by>``: the node's capacity, from node_capacity.py,
+    which is shipped ahead of this file; plain ``ready`` if it cannot be read."""
+    try:
+        return ("ready %d %d %s\n" % capacity()).encode()  # noqa: F821 (defined by node_capacity.py)
+    except Exception:
+        return b"ready\n"
+
+
 def main():
     agent = Agent(sys.stdout.buffer)
-    agent.say(b"ready\n")
+    agent.say(ready_line())
     for line in sys.stdin.buffer:
         agent.handle(line)
     agent.finish()
