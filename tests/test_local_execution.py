@@ -9,6 +9,8 @@ import shlex
 import threading
 import time
 
+import pytest
+
 from imgpipe.backends import local
 from imgpipe.backends.job_script import wrapped_argv
 from imgpipe.backends.running import RunningJobs
@@ -237,3 +239,36 @@ def test_the_job_runs_under_the_accounting_launcher_on_imgpipes_python(tmp_path)
         lines = []
         result = local.run_local(job_for(tmp_path, parent), None, lines.append, launcher=launcher)
         assert result.ok and lines[0].startswith(f"{sys.executable} -I -S -c ") and result.max_rss_mb > 0
+
+
+def test_a_job_killed_by_the_oom_killer_is_named_out_of_memory(tmp_path):
+    """A real OOM kill: the job allocates past its cgroup's 200 MiB limit. The wrapper sees
+    the kernel's OOM count rise, and the reason says so, with the peak and what was given."""
+    from dataclasses import replace
+
+    from imgpipe.core.job_resources import Given
+    from imgpipe.core.results import name_out_of_memory
+
+    from support.cgroups import memory_cgroup
+
+    code = "b = bytearray(600 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096])"
+    with memory_cgroup(200) as prefix:
+        if prefix is None:
+            pytest.skip("cannot make a memory cgroup here (no permission or no memory controller)")
+        job = replace(job_for(tmp_path, [*prefix, "python3", "-c", code]), given=Given(1, 200, "test"))
+        result = name_out_of_memory(local.run_local(job, None))
+    assert result.status == "failed" and result.exit_code == -9 and result.oom_killed
+    assert 150 < result.max_rss_mb < 230  # (RSS also counts pages the cgroup does not charge)
+    assert result.reason.startswith(f"out of memory (peak {result.max_rss_mb:.0f} MiB of 200 MiB given): "
+                                    "killed by the kernel's OOM killer; give it more memory")
+
+
+def test_another_sigkill_is_not_called_out_of_memory(tmp_path):
+    from dataclasses import replace
+
+    from imgpipe.core.job_resources import Given
+    from imgpipe.core.results import name_out_of_memory
+
+    job = replace(job_for(tmp_path, ["bash", "-c", "kill -KILL $$"]), given=Given(1, 4096, "test"))
+    result = name_out_of_memory(local.run_local(job, None))
+    assert (result.reason, result.oom_killed) == ("killed by SIGKILL", False)

@@ -122,3 +122,34 @@ def test_a_full_disk_fails_that_job_clearly(run_imgpipe, write_config, ms_copy, 
     assert re.search(r"^  OK        SW02.MS @ localhost", res.stdout, re.M)
     record = json.loads((tmp_path / "disks" / "SW02.MS" / "img.imgpipe.json").read_text())
     assert record["complete"] is True  # the other job is untouched
+
+
+def test_a_job_killed_out_of_memory_is_named_and_retried_once_alone(run_imgpipe, write_config, tmp_path):
+    """Two jobs that fit a node's memory one at a time but not together: in a 300 MiB cgroup
+    each holds 200 MiB, so the kernel's OOM killer takes one. Its line says "out of memory"
+    with its peak; with retry_oom it runs again, alone, and succeeds; without, it fails."""
+    from support.cgroups import memory_cgroup
+
+    with memory_cgroup(300) as prefix:
+        if prefix is None:
+            pytest.skip("cannot make a memory cgroup here (no permission or no memory controller)")
+        cgroup_procs = prefix[2].split(" > ")[1].split(" ")[0]
+        stand_in = tmp_path / "hungry-wsclean"
+        stand_in.write_text(
+            '#!/bin/bash\n[ $# -eq 0 ] && exec wsclean\n'
+            f'echo $$ > {cgroup_procs}\n'
+            "exec python3 -c \"import time; b = bytearray(200 << 20); b[::4096] = b'x' * len(b[::4096]); time.sleep(3)\"\n")
+        stand_in.chmod(0o755)
+        mss = make_ms_dirs(tmp_path, 2)
+        for retry in ("true", "false"):
+            cfg = write_config(f"[worker]\nwsclean = '{stand_in}'\nmax_concurrent = 2\nretry_oom = {retry}\n"
+                               f"[wsclean]\nout-dir = '{tmp_path}/img-{retry}/$ms_basename$'\nsize = '64 64'\n")
+            res = run_imgpipe(cfg, *mss)
+            out = res.stdout + res.stderr
+            assert re.search(r"out of memory \(peak \d+ MiB of [\d.]+ GiB given\): killed by the kernel's OOM killer", out), out
+            if retry == "true":
+                assert res.returncode == 0 and "2 job(s): 2 ok, 0 failed" in res.stdout, out
+                assert "once, alone on a node (retry_oom = true)" in out
+                assert "(attempt 2)' - given 2 core(s)" in out or "all of localhost" in out  # the whole node's share
+            else:
+                assert res.returncode != 0 and "2 job(s): 1 ok, 1 failed" in res.stdout, out

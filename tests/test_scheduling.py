@@ -33,6 +33,43 @@ def test_scheduler_fills_free_slots_in_plan_order_per_node():
     assert sched.running == {"a": 2, "b": 2}
 
 
+def test_a_job_to_run_alone_reserves_the_emptiest_node_and_starts_when_it_is_empty():
+    """A retry after running out of memory: its node takes no new job until it has drained,
+    then runs it and nothing beside it; the other node goes on meanwhile."""
+    jobs = [job(None, i) for i in range(8)]
+    sched = SlotScheduler(jobs, ["a", "b"], max_concurrent=2)
+    first = sched.take_ready()
+    assert [h for _, h in first] == ["a", "b", "a", "b"]
+    sched.release("b")  # jobs[1] ran out of memory on b: retried first, alone
+    sched.requeue(first[1][0].retry(0.0, alone=True))
+    assert sched.take_ready() == []  # b is kept for it at once, while its MS lock is still out
+    sched.free_ms(jobs[1])  # (its lock is back)
+    assert sched.take_ready() == []  # b is kept for the retry: nothing else goes there, a is full
+    sched.release("a")
+    assert taken(sched.take_ready()) == [(jobs[4], "a")]
+    sched.release("b")  # b is empty now: the retry starts there, alone
+    ready = sched.take_ready()
+    assert [(q.job, h, q.alone, q.attempt) for q, h in ready] == [(jobs[1], "b", True, 2)]
+    sched.release("a")
+    assert taken(sched.take_ready()) == [(jobs[5], "a")]  # still not b: it runs the retry alone
+    sched.release("b")  # the retry ended: b takes jobs again
+    assert taken(sched.take_ready()) == [(jobs[6], "b"), (jobs[7], "b")]
+
+
+def test_a_pinned_job_to_run_alone_waits_for_its_own_node():
+    jobs = [job("a", 0), job("a", 1), job("a", 2)]
+    sched = SlotScheduler(jobs, ["a"], max_concurrent=2)
+    q0, _ = sched.take_ready()[0]
+    sched.release("a")
+    sched.free_ms(jobs[0])
+    sched.requeue(q0.retry(0.0, alone=True))
+    assert sched.take_ready() == []  # jobs[1] still runs; jobs[2] may not take the free slot
+    sched.release("a")
+    assert [q.job for q, _ in sched.take_ready()] == [jobs[0]]
+    sched.release("a")
+    assert [q.job for q, _ in sched.take_ready()] == [jobs[2]]
+
+
 def test_pool_jobs_go_to_the_freest_node_the_moment_a_slot_frees():
     jobs = [job(None, i) for i in range(6)]
     sched = SlotScheduler(jobs, ["a", "b"], max_concurrent=2)

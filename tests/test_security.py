@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -43,8 +44,10 @@ def test_hostile_obs_id_and_patterns_run_nothing(where, healthy_nodes, run_imgpi
     res = run_imgpipe(cfg, "2023_*", cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     log = (tmp_path / "out" / obs_id / "SW01.log").read_text()
-    # (nenucal's [wsclean] defaults come between -name and the MS)
-    assert log.strip().endswith(f"-name {tmp_path}/out/{obs_id}/SW01 -pol I -weight briggs 0 -data-column CORRECTED_DATA {ms}")
+    # (nenucal's [wsclean] defaults, then the job's share of the node, come between -name and the MS)
+    said = re.sub(r" -j \d+ -abs-mem [\d.]+ ", " ", log.strip())
+    assert said.endswith(f"-name {tmp_path}/out/{obs_id}/SW01 -pol I -weight briggs 0 -data-column CORRECTED_DATA {ms}")
+    assert " -j " in log and " -abs-mem " in log
     assert f"fake wsclean on {node if where == 'ssh' else 'local'}" in log
     # a hostile pattern is only ever matched against the data handler's obs_ids
     res = run_imgpipe(cfg, "; touch PWNED; $(touch PWNED2)", cwd=tmp_path)

@@ -189,7 +189,8 @@ def test_hostile_paths_and_values_never_reach_a_shell(healthy_nodes, run_imgpipe
     res = run_imgpipe(cfg, ms, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     log = (tmp_path / "out" / f"{evil}.MS" / "img.log").read_text()
-    assert log.strip().endswith(f"-temp-dir {tmp_path}/x; touch pwned4 {ms}")  # arrived as single arguments
+    # arrived as single arguments (then the job's share of its node: -j, -abs-mem)
+    assert re.sub(r" -j \d+ -abs-mem [\d.]+ ", " ", log.strip()).endswith(f"-temp-dir {tmp_path}/x; touch pwned4 {ms}")
     home = Path(os.path.expanduser("~"))
     for where in (tmp_path, home, Path("/")):
         assert not any((where / f"pwned{s}").exists() for s in ("", "2", "3", "4"))

@@ -113,6 +113,8 @@ class ControlState:
     """The job ran past max_time (this many seconds) and was stopped."""
     slurm_job: str | None = None
     """SLURM job id (``1234`` or ``1234.5`` for a step), when run through SLURM."""
+    oom_killed: bool = False
+    """The job died of SIGKILL while the node's count of OOM kills rose (``/proc/vmstat``)."""
 
 
 class OutputParser:
@@ -170,6 +172,8 @@ class OutputParser:
             self.state.timed_out = int(words[1])
         elif words[:1] == ["slurm"] and len(words) == 2:
             self.state.slurm_job = words[1]
+        elif words == ["oom"]:
+            self.state.oom_killed = True
         return True
 
 

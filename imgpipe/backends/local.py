@@ -136,6 +136,7 @@ def run_local(
         max_rss_mb=state.max_rss_mb if on_node else wrapper_peak_mb,
         pid=state.pid,
         slurm_job=state.slurm_job,
+        oom_killed=state.oom_killed,
     )
 
 

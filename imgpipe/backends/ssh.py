@@ -552,7 +552,8 @@ def _result(job: Job, parser: OutputParser, sent: bool, lost: str, grace_s: floa
     """The job's result from what its wrapper said, and whether its connection held."""
     ended = time.time()
     state, started, last = parser.state, parser.started_at, parser.last_words
-    common = dict(started_at=started, ended_at=ended if started else None, cpu_s=state.cpu_s, max_rss_mb=state.max_rss_mb, pid=state.pid)
+    common = dict(started_at=started, ended_at=ended if started else None, cpu_s=state.cpu_s, max_rss_mb=state.max_rss_mb,
+                  pid=state.pid, oom_killed=state.oom_killed)
     if state.exit_code is None and state.setup_failed is None:
         if cancelled:
             return JobResult(job, CANCELLED, "cancelled (connection closed)", **common)

@@ -130,6 +130,10 @@ class WorkerConfig:
         "`abs-mem`), `OMP_NUM_THREADS`, `OPENBLAS_NUM_THREADS` and `MKL_NUM_THREADS` in its environment (an "
         "`env_file` may override them), `--cpus-per-task` and `--mem` for `srun` (unless `slurm_options` has "
         "them). `false`: none of these (WSClean's defaults: every core, all the memory)", BOOLEAN)
+    retry_oom: bool = key(
+        False, "a job killed for lack of memory (see [cores and memory](resources.md)) is tried once more, alone on a "
+        "node (this run starts nothing else there meanwhile; without a category it gets the whole node's share). "
+        "Safe to retry: its process is known to be dead, unlike after a lost connection", BOOLEAN)
     temp_dir: str | None = key(
         None, "scratch folder on each job's node (tokens as in out-dir, e.g. `'/local/scratch/$obs_id$'`): each job "
         "gets `-temp-dir <temp_dir>/imgpipe-<name>-<hash>`, created just before it starts and removed when it ends "

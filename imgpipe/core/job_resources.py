@@ -182,6 +182,14 @@ def slurm_items(given: Given | None, options: tuple[str, ...]) -> list[str]:
     return items
 
 
+def alone(job):
+    """``job`` to run with no other on its node: a share of a whole node (a category stays
+    as it is: its memory is what it asked for)."""
+    if job.ask is None or job.ask.category is not None:
+        return job
+    return replace(job, argv=job.science_argv, plan_argv=None, given=None, env=(), ask=replace(job.ask, slots=1))
+
+
 def place(job, capacity: Capacity | None, slots: int | None = None):
     """``job`` on its node: given a share of ``capacity`` if the plan could not decide (no
     category); unchanged if it already was given, or wants nothing, or the node is unknown.

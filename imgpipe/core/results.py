@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from imgpipe.core.job_resources import size_text
 from imgpipe.core.plan import Job
 
 OK, FAILED, CANCELLED, TIMED_OUT, SKIPPED = "ok", "failed", "cancelled", "timed-out", "skipped"
@@ -28,6 +29,30 @@ def describe_exit(returncode: int) -> str:
             name = f"signal {-returncode}"
         return f"killed by {name}"
     return f"exit code {returncode}"
+
+
+OOM_NEAR = 0.9
+"""A job killed by SIGKILL with its peak above this fraction of the memory it was given ran out of it."""
+
+OOM_ADVICE = ("give it more memory ([worker.resources] category with more mem, or a lower max_concurrent) or "
+              "make it smaller (size, channels-out, fewer MSs per job)")
+
+
+def name_out_of_memory(result: "JobResult") -> "JobResult":
+    """A job that died for lack of memory, said so: ``out of memory (peak 38.2 GiB of 40.0 GiB
+    given): killed by the kernel's OOM killer; ...`` with what to change. Told from another
+    SIGKILL by the node's count of OOM kills (the wrapper reads it), or by a peak near the
+    memory the job was given (a kill by a batch system's own memory watch)."""
+    if result.status != FAILED or result.exit_code != -signal.SIGKILL:
+        return result
+    given, peak = result.job.given, result.max_rss_mb
+    near = given is not None and peak is not None and peak >= OOM_NEAR * given.mem_mb
+    if not (result.oom_killed or near):
+        return result
+    of = f" of {size_text(given.mem_mb)} given" if given is not None else ""
+    figures = f" (peak {size_text(peak)}{of})" if peak is not None else (f" ({size_text(given.mem_mb)} given)" if given else "")
+    how = "killed by the kernel's OOM killer" if result.oom_killed else "killed by SIGKILL at its memory limit"
+    return replace(result, reason=f"out of memory{figures}: {how}; {OOM_ADVICE}", oom_killed=True)
 
 
 @dataclass(frozen=True)
@@ -57,6 +82,8 @@ class JobResult:
     """1 for the first try, 2 for the first retry, ..."""
     slurm_job: str | None = None
     """SLURM job (or step) id, for jobs run through SLURM."""
+    oom_killed: bool = False
+    """Killed by the kernel's OOM killer (see ``job_resources.name_out_of_memory``)."""
     image: str | None = None
     """The main FITS image (MFS image when there are several channels)."""
     stats: object = None

@@ -9,6 +9,8 @@
 - Retries come back with a not-before time.
 - Two jobs that read a common MS never run at once (see :mod:`imgpipe.core.ms_sharing`):
   the later waits, and the slot goes to the next job that can run.
+- A job to run *alone* (a retry after running out of memory) reserves a node: that node
+  takes no new job until it is empty, then runs that job and nothing else beside it.
 
 Pure bookkeeping, no clock of its own: callers pass ``now`` (monotonic seconds).
 Starting a job only when it has a slot keeps queued jobs honest in the Prefect UI
@@ -35,9 +37,11 @@ class Queued:
     """Monotonic time before which it must not start (retry delay)."""
     avoid: str | None = None
     """Node where the previous attempt failed to connect: used only if no other node is free."""
+    alone: bool = False
+    """Run with no other job on its node (a retry after it ran out of memory)."""
 
-    def retry(self, not_before: float, avoid: str | None = None) -> "Queued":
-        return replace(self, attempt=self.attempt + 1, not_before=not_before, avoid=avoid)
+    def retry(self, not_before: float, avoid: str | None = None, alone: bool = False) -> "Queued":
+        return replace(self, attempt=self.attempt + 1, not_before=not_before, avoid=avoid, alone=alone or self.alone)
 
 
 class SlotScheduler:
@@ -54,6 +58,10 @@ class SlotScheduler:
         self._waiting_on: dict[int, str] = {}
         """Jobs held back for an MS in use, and which (so that each wait is told once)."""
         self._new_waits: list[tuple[Job, str, Job]] = []
+        self._reserved: dict[int, tuple[Job, str]] = {}
+        """Jobs to run alone → (the job, the node kept free for it while it empties)."""
+        self._alone_on: set[str] = set()
+        """Nodes running a job alone: no other job there until it ends."""
         self._keys = {id(q.job): (q.job, ms_keys(q.job)) for q in self._pending}
         """Each job's MSs, normalised once (take_ready looks at every waiting job each time);
         the job is kept beside them, so that its id cannot be another job's meanwhile."""
@@ -72,12 +80,41 @@ class SlotScheduler:
     def _free(self, host: str, now: float) -> int:
         if host in self.down or self._blocked_until.get(host, 0.0) > now:
             return 0
+        if host in self._alone_on or any(h == host for _, h in self._reserved.values()):
+            return 0
         return self._max - self.running[host]
+
+    def _reserve(self, queued: Queued) -> str | None:
+        """The node kept for a job to run alone: the one with the fewest jobs (no new job
+        goes there from now on); None while every node is down or kept for another."""
+        job = queued.job
+        _, host = self._reserved.get(id(job), (job, None))
+        if host is None:
+            taken = {h for _, h in self._reserved.values()} | self._alone_on
+            hosts = [job.host] if job.host is not None else list(self.pool)
+            hosts = [h for h in hosts if h not in self.down and h not in taken]
+            if not hosts:
+                return None
+            host = min(hosts, key=lambda h: self.running[h])  # first of the emptiest, in pool order
+            self._reserved[id(job)] = (job, host)
+        return host
+
+    def _place_alone(self, queued: Queued, now: float) -> str | None:
+        """A job to run alone starts on its kept node once that node is empty."""
+        job = queued.job
+        host = self._reserve(queued)
+        if host is None or self.running[host] or self._blocked_until.get(host, 0.0) > now or host in self.down:
+            return None
+        del self._reserved[id(job)]
+        self._alone_on.add(host)
+        return host
 
     def take_ready(self, now: float = 0.0) -> list[tuple[Queued, str]]:
         """(job, node) pairs that may start now, their slots counted as taken, in queue order."""
         ready, left = [], []
         for queued in self._pending:
+            if queued.alone:  # its node is kept from now on, even while its MS is still held
+                self._reserve(queued)
             busy = self._ms_in_use(queued.job)
             host = None if busy else self._place(queued, now)
             if host is None:
@@ -122,6 +159,8 @@ class SlotScheduler:
     def _place(self, queued: Queued, now: float) -> str | None:
         if queued.not_before > now:
             return None
+        if queued.alone:
+            return self._place_alone(queued, now)
         if queued.job.host is not None:
             return queued.job.host if self._free(queued.job.host, now) > 0 else None
         candidates = [h for h in self.pool if self._free(h, now) > 0]
@@ -134,10 +173,14 @@ class SlotScheduler:
     def release(self, host: str) -> None:
         """A job on ``host`` ended (any way): free its slot."""
         self.running[host] -= 1
+        if self.running[host] <= 0:
+            self._alone_on.discard(host)
 
     def give_back(self, queued: Queued, host: str) -> None:
         """A job taken by ``take_ready`` could not start after all: free the slot and its MSs, keep its place."""
         self.running[host] -= 1
+        if self.running[host] <= 0:
+            self._alone_on.discard(host)
         self.free_ms(queued.job)
         self._pending.insert(0, queued)
 
@@ -166,6 +209,7 @@ class SlotScheduler:
     def mark_down(self, host: str) -> list[Queued]:
         """``host`` is unreachable: pool jobs avoid it; returns (and drops) the jobs pinned to it."""
         self.down.add(host)
+        self._reserved = {k: v for k, v in self._reserved.items() if v[1] != host}
         dropped = [q for q in self._pending if q.job.host == host]
         self._pending = [q for q in self._pending if q.job.host != host]
         if all(h in self.down for h in self.pool):

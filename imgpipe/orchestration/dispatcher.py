@@ -47,6 +47,7 @@ from typing import Callable
 from imgpipe.core import events
 from imgpipe.core.config import WorkerConfig
 from imgpipe.core.job_order import LARGEST_FIRST, largest_first
+from imgpipe.core.job_resources import alone as run_alone
 from imgpipe.core.ms_sharing import ms_keys
 from imgpipe.core.plan import Job, Plan
 from imgpipe.core.results import CANCELLED, FAILED, JobResult
@@ -355,6 +356,8 @@ class Dispatcher:
     def _submit(self, queued: Queued, host: str, lease, locks: tuple = ()) -> None:
         sid = uuid.uuid4().hex
         job = replace(queued.job, host=host)
+        if queued.alone:  # retried after it ran out of memory: the node's whole share
+            job = run_alone(job)
         log.debug("start %s on %s (attempt %d, %d job(s) waiting)", job.label, host, queued.attempt, self.scheduler.pending)
         sub = self._subs[sid] = _Submission(queued, job, lease, locks=locks)
         sub.future = self._start(job, queued.attempt, sid)
@@ -394,6 +397,10 @@ class Dispatcher:
         sub.handled = True
         result = replace(self._outcome(sub.job, sub.future), attempt=sub.queued.attempt)
         self._free_slot(sid, sub, result)  # (if the task died before saying WSClean ended)
+        if oom_retry(result, self.worker, sub.queued):
+            self.logger.warning("retry %s once, alone on a node (retry_oom = true): %s", sub.queued.job.label, result.reason)
+            self.scheduler.requeue(sub.queued.retry(time.monotonic(), alone=True))
+            return
         why = retry_reason(result, self.worker, sub.queued.attempt)
         if why:
             self.logger.warning(
@@ -446,7 +453,8 @@ class Dispatcher:
         if sub.slot_freed:
             return
         sub.slot_freed = True
-        self._unlock(sid, sub, final=not retry_reason(result, self.worker, sub.queued.attempt))
+        again = retry_reason(result, self.worker, sub.queued.attempt) or oom_retry(result, self.worker, sub.queued)
+        self._unlock(sid, sub, final=not again)
         self.scheduler.release(sub.job.host)
         self._idle_leases[sub.job.host].append(sub.lease)
         if result.connection_error:
@@ -458,6 +466,11 @@ class Dispatcher:
     def _record(self, queued: Queued, result: JobResult) -> None:
         self.results[self._order[id(queued.job)]] = result
         events.emit("finished", result)
+
+
+def oom_retry(result: JobResult, worker: WorkerConfig, queued: Queued) -> bool:
+    """A job that ran out of memory is tried once more, alone on a node, with ``retry_oom``."""
+    return worker.retry_oom and result.oom_killed and not queued.alone
 
 
 def retry_reason(result: JobResult, worker: WorkerConfig, attempt: int) -> str | None:

@@ -24,7 +24,7 @@ from imgpipe.core.errors import ImgpipeError, NoData
 from imgpipe.core.nodes import LOCALHOST, is_ssh
 from imgpipe.core.plan import Job, Plan
 from imgpipe.core.request import RunRequest
-from imgpipe.core.results import CANCELLED, FAILED, TIMED_OUT, JobResult, RunSummary
+from imgpipe.core.results import CANCELLED, FAILED, TIMED_OUT, JobResult, RunSummary, name_out_of_memory
 from imgpipe.orchestration.dispatcher import JOB_ENDED
 from imgpipe.prepare import plan_jobs, read_config, resolve_groups
 from imgpipe.products import cleanup, image_stats, provenance
@@ -283,6 +283,7 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
     finally:
         if finished is not None:
             finished.set()
+    result = name_out_of_memory(result)
     if result.status == CANCELLED:
         who = backends.stopped_by if backends is not None else None
         result = replace(result, reason=f"cancelled by {who or 'the run being stopped'}")

@@ -43,6 +43,11 @@ if [ -n "$scr" ]; then  # the job's own scratch folder (imgpipe/core/scratch.py)
   if ! { mkdir -- "$scr" && echo "$$ $tok" > "$scr/.imgpipe-owner"; }; then setup_failed temp_dir; fi
   echo "imgpipe: scratch folder $scr on $(hostname)" >&5
 fi
+oom_kills() {  # the kernel's count of OOM kills (cgroup limits too), to tell one from another SIGKILL
+  local k v
+  while read -r k v; do [ "$k" = oom_kill ] && { echo "$v"; return; }; done < /proc/vmstat
+} 2> /dev/null
+oom0=$(oom_kills)
 py=python3  # or imgpipe's own interpreter when set: a pyenv shim costs 0.1 s a call
 [ -n "${IMGPIPE_PYTHON:-}" ] && [ -x "$IMGPIPE_PYTHON" ] && py=$IMGPIPE_PYTHON
 # From here bash's own stderr could only carry its notice of the job's death by a
@@ -79,6 +84,7 @@ echo "$t started $pid"
 watcher=$!
 wait "$pid" 2> /dev/null; rc=$?
 kill "$watcher" 2> /dev/null
+if [ "$rc" -eq 137 ] && [ -n "$oom0" ]; then oom1=$(oom_kills); [ "${oom1:-0}" -gt "$oom0" ] && echo "$t oom"; fi
 [ -n "$scr" ] && rm -rf -- "$scr"
 exec 5>&-
 wait "$tee_pid"

@@ -29,6 +29,9 @@ except OSError:  # imgpipe is gone (lost connection): nobody to tell
     pass
 code = os.waitstatus_to_exitcode(status)
 if code < 0:
-    signal.signal(-code, signal.SIG_DFL)
+    try:
+        signal.signal(-code, signal.SIG_DFL)
+    except (OSError, ValueError):  # SIGKILL and SIGSTOP have no handler to reset
+        pass
     os.kill(os.getpid(), -code)
 sys.exit(code)
