@@ -28,7 +28,8 @@ def test_totals_and_node_utilisation():
     assert lines[0] == "  OK        SW01.MS @ node101 10.0s cpu 18.0s peak 500 MiB exit 0  log: /out/i1.log"
     assert lines[2].startswith("  FAILED    SW03.MS @ node102 5.0s exit 1 slurm 77 (exit code 1)")
     assert lines[3] == "  total: job time 25.0 s, cpu 20.0 s, largest peak 900 MiB"
-    assert lines[4] == "  node node101: 2 job(s), busy 20.0 s, slots busy 100% (2 slot(s) × 10.0 s)"
+    # both ran together, so at once their peaks add up (an upper bound of what the node held)
+    assert lines[4] == "  node node101: 2 job(s), busy 20.0 s, slots busy 100% (2 slot(s) × 10.0 s), memory at once ≤ 1.4 GiB"
     assert lines[-1] == "3 job(s): 2 ok, 1 failed, in 10.0 s"
     md = summary.markdown()
     assert "| SW03.MS @ node102 | FAILED | 5.0 s |  |  |" in md
@@ -53,3 +54,30 @@ def test_image_statistics_in_the_table():
     md = summary.markdown()
     assert "| SW01.MS @ n1 | OK | 10.0 s |  | 9.61 / 0.0079 JY/BEAM |" in md
     assert "image `/out/i1-MFS-image.fits`, dynamic range 1216, beam 302×262 @ 130°\", log `/out/i1.log`" in md
+
+
+def test_given_vs_used_cpu_efficiency_peak_of_its_memory_and_the_warning_above_it():
+    from dataclasses import replace
+
+    from imgpipe.core.job_resources import Given
+
+    def given(r, cores, mem_mb):
+        return replace(r, job=replace(r.job, given=Given(cores, mem_mb, "category heavy")))
+
+    ok = given(result("n1", 1, 10.0, cpu_s=30.0, max_rss_mb=3000, exit_code=0), 4, 4096)
+    over = given(result("n1", 2, 10.0, cpu_s=5.0, max_rss_mb=5000, exit_code=0), 4, 4096)
+    assert ok.cpu_efficiency == 0.75 and not ok.over_memory and over.over_memory
+    lines = RunSummary([ok, over], wall_s=10.0, slots_per_node=2).lines()
+    assert lines[0] == "  OK        SW01.MS @ n1 10.0s cpu 30.0s (75% of 4 core(s)) peak 3000 MiB of 4.0 GiB exit 0  log: /out/i1.log"
+    assert "peak 5000 MiB of 4.0 GiB (above it)" in lines[1]
+    assert result("n1", 3, 10.0, cpu_s=1.0).cpu_efficiency is None  # nothing given: no share to compare with
+
+
+def test_memory_at_once_counts_only_jobs_that_overlapped():
+    from imgpipe.core.results import memory_high_water
+
+    def ran(t0, t1, mb):
+        return JobResult(make_job(), OK, started_at=t0, ended_at=t1, max_rss_mb=mb)
+
+    assert memory_high_water([ran(0, 10, 500), ran(10, 20, 900), ran(5, 15, 300)]) == 1200
+    assert memory_high_water([ran(0, 1, 100)]) == 100 and memory_high_water([]) is None

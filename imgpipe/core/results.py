@@ -102,6 +102,19 @@ class JobResult:
             return None
         return self.ended_at - self.started_at
 
+    @property
+    def cpu_efficiency(self) -> float | None:
+        """CPU time / (wall time × the cores it was given): 1.0 = every given core busy all along."""
+        given, wall = self.job.given, self.wall_s
+        if given is None or self.cpu_s is None or not wall or wall <= 0:
+            return None
+        return self.cpu_s / (wall * given.cores)
+
+    @property
+    def over_memory(self) -> bool:
+        """Its peak went above the memory it was given (the original pool's warning)."""
+        return self.job.given is not None and self.max_rss_mb is not None and self.max_rss_mb > self.job.given.mem_mb
+
 
 def _beam(stats) -> str:
     if stats is None or stats.beam_major_arcsec is None:
@@ -111,13 +124,17 @@ def _beam(stats) -> str:
 
 def job_line(r: JobResult) -> str:
     """One job on the terminal: state, label, time and memory, reason, image statistics, log."""
-    cost = ""
+    cost, given = "", r.job.given
     if r.wall_s is not None:
         cost = f" {r.wall_s:.1f}s"
         if r.cpu_s is not None:
             cost += f" cpu {r.cpu_s:.1f}s"
+            if r.cpu_efficiency is not None:
+                cost += f" ({r.cpu_efficiency:.0%} of {given.cores} core(s))"
         if r.max_rss_mb is not None:
             cost += f" peak {r.max_rss_mb:.0f} MiB"
+            if given is not None:
+                cost += f" of {size_text(given.mem_mb)}" + (" (above it)" if r.over_memory else "")
     if r.exit_code is not None:
         cost += f" exit {r.exit_code}"
     if r.slurm_job:
@@ -138,6 +155,22 @@ class NodeUsage:
     """Sum of the wall times of its jobs."""
     utilisation: float | None
     """busy_s / (slots × run wall time): 1.0 means every slot was busy all run long."""
+    memory_high_mb: float | None = None
+    """The most memory its jobs held at once, as the sum of the peaks of the jobs running
+    together (an upper bound: each job's peak counts for its whole run)."""
+
+
+def memory_high_water(results: list[JobResult]) -> float | None:
+    """The largest sum of peaks over jobs that ran at the same time (see ``NodeUsage``)."""
+    ran = [r for r in results if r.started_at is not None and r.ended_at is not None and r.max_rss_mb]
+    events = [(r.started_at, 1, r.max_rss_mb) for r in ran] + [(r.ended_at, 0, r.max_rss_mb) for r in ran]
+    if not events:
+        return None
+    held = high = 0.0
+    for _, starts, mb in sorted(events):  # at equal times an end comes first
+        held += mb if starts else -mb
+        high = max(high, held)
+    return high
 
 
 @dataclass
@@ -172,15 +205,15 @@ class RunSummary:
         return self.n_failed == 0
 
     def nodes(self) -> list[NodeUsage]:
-        usage: dict[str, list[float]] = {}
+        usage: dict[str, list[JobResult]] = {}
         for r in self.results:
             if r.job.host is not None and r.wall_s is not None:
-                usage.setdefault(r.job.host, []).append(r.wall_s)
+                usage.setdefault(r.job.host, []).append(r)
         out = []
-        for host, walls in usage.items():
-            slots = self.slots_per_node
-            util = sum(walls) / (slots * self.wall_s) if slots and self.wall_s > 0 else None
-            out.append(NodeUsage(host, len(walls), sum(walls), util))
+        for host, ran in usage.items():
+            slots, busy = self.slots_per_node, sum(r.wall_s for r in ran)
+            util = busy / (slots * self.wall_s) if slots and self.wall_s > 0 else None
+            out.append(NodeUsage(host, len(ran), busy, util, memory_high_water(ran)))
         return out
 
     def totals(self) -> tuple[float, float | None, float | None]:
@@ -207,7 +240,8 @@ class RunSummary:
             out.append(f"  total: job time {wall:.1f} s{extra}")
         for node in self.nodes():
             util = f", slots busy {node.utilisation:.0%} ({self.slots_per_node} slot(s) × {self.wall_s:.1f} s)" if node.utilisation is not None else ""
-            out.append(f"  node {node.host}: {node.jobs} job(s), busy {node.busy_s:.1f} s{util}")
+            mem = f", memory at once ≤ {size_text(node.memory_high_mb)}" if node.memory_high_mb else ""
+            out.append(f"  node {node.host}: {node.jobs} job(s), busy {node.busy_s:.1f} s{util}{mem}")
         skipped = f" ({self.n_skipped} skipped: done before)" if self.n_skipped else ""
         cancelled = sum(r.status == CANCELLED for r in self.results)
         stopped = f", {cancelled} cancelled" if cancelled else ""

@@ -21,6 +21,7 @@ from imgpipe.backends.probe import check_mpi
 from imgpipe.core import events
 from imgpipe.core.config import Config, WorkerConfig
 from imgpipe.core.errors import ImgpipeError, NoData
+from imgpipe.core.job_resources import size_text
 from imgpipe.core.nodes import LOCALHOST, is_ssh
 from imgpipe.core.plan import Job, Plan
 from imgpipe.core.request import RunRequest
@@ -284,6 +285,9 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
         if finished is not None:
             finished.set()
     result = name_out_of_memory(result)
+    if result.over_memory:  # as the original worker pool warned
+        logger.warning("%s: peak memory %s, above the %s it was given (%s)", job.label, size_text(result.max_rss_mb),
+                       size_text(result.job.given.mem_mb), result.job.given.why)
     if result.status == CANCELLED:
         who = backends.stopped_by if backends is not None else None
         result = replace(result, reason=f"cancelled by {who or 'the run being stopped'}")

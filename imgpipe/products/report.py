@@ -14,6 +14,7 @@ import os
 import shutil
 from datetime import datetime
 
+from imgpipe.core.job_resources import size_text
 from imgpipe.core.results import RunSummary
 
 _CSS = """
@@ -60,11 +61,12 @@ def render(summary: RunSummary, title: str, root: str) -> str:
         f"<div class='sub'>{summary.n_ok} ok ({summary.n_skipped} skipped), {summary.n_failed} failed, "
         f"{len(summary.results)} job(s) in {summary.wall_s:.1f} s &middot; written {e(datetime.now().isoformat(timespec='seconds'))}</div>",
         f"<p class='note'>{e(summary.note)}</p>" if summary.note else "",
-        "<table><tr><th>node</th><th>jobs</th><th>busy (s)</th><th>slot utilisation</th></tr>",
+        "<table><tr><th>node</th><th>jobs</th><th>busy (s)</th><th>slot utilisation</th><th>memory at once ≤</th></tr>",
     ]
     for n in summary.nodes():
         util = "" if n.utilisation is None else f"{n.utilisation:.0%}"
-        parts.append(f"<tr><td>{e(n.host)}</td><td>{n.jobs}</td><td>{n.busy_s:.1f}</td><td>{util}</td></tr>")
+        mem = "" if n.memory_high_mb is None else size_text(n.memory_high_mb)
+        parts.append(f"<tr><td>{e(n.host)}</td><td>{n.jobs}</td><td>{n.busy_s:.1f}</td><td>{util}</td><td>{mem}</td></tr>")
     parts.append("</table><div class='jobs'>")
     for r in summary.results:
         job, st = r.job, r.stats
@@ -76,6 +78,9 @@ def render(summary: RunSummary, title: str, root: str) -> str:
             ("peak memory", f"{_num(r.max_rss_mb, '.0f')} MiB" if r.max_rss_mb is not None else ""),
             ("exit code", _num(r.exit_code, "d")),
         ]
+        if job.given is not None:
+            eff = "" if r.cpu_efficiency is None else f", CPU efficiency {r.cpu_efficiency:.0%}"
+            rows.append(("given", f"{job.given.describe()}{eff}" + (" (peak above it)" if r.over_memory else "")))
         if r.slurm_job:
             rows.append(("SLURM job", r.slurm_job))
         if r.reason:
