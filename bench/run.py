@@ -16,7 +16,9 @@ in the same run, and the results go to bench/RESULTS.md. Run with `make bench`.
    running ``prefect server``;
 7. long jobs: 20 fake jobs of 30 s, 4 slots: imgpipe against xargs -P 4 and against the
    original imgpipe;
-8. post-processing of a 4096² and an 8192² image (statistics and quick-look): seconds and memory.
+8. post-processing of a 4096² and an 8192² image (statistics and quick-look): seconds and memory;
+9. oversubscription: 8 real WSClean jobs, 2 at a time, imgpipe telling each its cores and
+   memory (-j, -abs-mem) against xargs -P 2 running them with WSClean's default threads.
 
 ``python bench/run.py overhead original`` runs only the benchmarks named.
 """
@@ -462,6 +464,72 @@ def bench_postprocess(tmp: Path) -> dict:
     return out
 
 
+OVERSUB_WSCLEAN = """[worker]
+max_concurrent = 2
+[wsclean]
+name = 'img'
+out-dir = 'out-$ms_basename$'
+size = '1024 1024'
+scale = '20asec'
+niter = 3000
+mgain = 0.8
+data-column = 'DATA'
+no-update-model-required = true
+"""
+
+
+def strip_share(argv: list[str]) -> list[str]:
+    """argv without the -j and -abs-mem imgpipe added: WSClean's own defaults (every core, all memory)."""
+    out, skip = [], 0
+    for word in argv:
+        if skip:
+            skip -= 1
+        elif word in ("-j", "-abs-mem"):
+            skip = 1
+        else:
+            out.append(word)
+    return out
+
+
+def xargs_wall(commands: list[list[str]], slots: int, cwd: Path) -> float:
+    lines = "\n".join(shlex.join(c) for c in commands) + "\n"
+    t0 = time.perf_counter()
+    subprocess.run(["xargs", "-d", "\\n", "-P", str(slots), "-n", "1", "bash", "-c"], input=lines, text=True,
+                   check=True, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def bench_oversubscription(tmp: Path) -> dict:
+    """8 real WSClean jobs, 2 at a time: imgpipe (each told -j and its share) against the
+    same commands through xargs -P 2 with WSClean's default threads, and with imgpipe's -j."""
+    from imgpipe.demo.simulate import PointSource, make_ms
+
+    mss = []
+    for i in range(8):
+        ms = tmp / f"S{i}.MS"
+        make_ms(str(ms), [PointSource(150.3, 50.2, 5.0)], 150.0, 50.0, [60e6 + 1e6 * c for c in range(4)], n_ant=24,
+                n_time=120, seed=10 + i)
+        mss.append(str(ms))
+    cfg = tmp / "o.toml"
+    cfg.write_text(OVERSUB_WSCLEAN)
+    env = env_for(tmp / "prefect")
+    plan = tmp / "plan.json"
+    subprocess.run([PY, "-m", "imgpipe", str(cfg), *mss, "--dry-run", "--plan-json", str(plan)], env=env, check=True,
+                   capture_output=True, cwd=tmp)
+    jobs = json.loads(plan.read_text())["jobs"]
+    for j in jobs:
+        os.makedirs(j["out_dir"], exist_ok=True)
+    given = [j["argv"] for j in jobs]
+    default = [strip_share(a) for a in given]
+    subprocess.run([PY, "-m", "imgpipe", str(cfg), mss[0], "--force"], env=env, capture_output=True, cwd=tmp)  # migrations
+    imgpipe_s, _ = timed([PY, "-m", "imgpipe", str(cfg), *mss, "--force"], env=env, cwd=tmp)
+    xargs_default = xargs_wall(default, 2, tmp)
+    xargs_given = xargs_wall(given, 2, tmp)
+    return {"jobs": len(jobs), "cores": os.cpu_count(), "resources": jobs[0]["resources"],
+            "imgpipe_s": imgpipe_s, "xargs_default_threads_s": xargs_default, "xargs_with_imgpipe_share_s": xargs_given,
+            "ratio": imgpipe_s / xargs_default, "share_ratio": xargs_given / xargs_default}
+
+
 BENCHMARKS = {
     "overhead": bench_overhead,
     "ssh_utilisation": bench_ssh_utilisation,
@@ -471,6 +539,7 @@ BENCHMARKS = {
     "first_image": bench_first_image,
     "long_jobs": bench_long_jobs,
     "postprocess": bench_postprocess,
+    "oversubscription": bench_oversubscription,
 }
 
 
@@ -492,7 +561,7 @@ def main() -> None:
         return  # RESULTS.md holds whole runs only
     machine = f"{platform.node()}: {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}"
     o, u, p, i, r = (results[k] for k in ("overhead", "ssh_utilisation", "planning", "imaging", "original"))
-    f, lj, pp = results["first_image"], results["long_jobs"], results["postprocess"]
+    f, lj, pp = results["first_image"], results["long_jobs"], results["postprocess"]  # (9: below)
     lines = [
         "# imgpipe benchmark results",
         "",
@@ -545,6 +614,15 @@ def main() -> None:
     ]
     for n, q in pp.items():
         lines.append(f"| {n}² ({q['image_mib']:.0f} MiB) | {q['stats_s']:.2f} s | {q['quicklook_s']:.2f} s | {q['allocated_peak_mib']:.0f} MiB | {q['peak_rss_mib']:.0f} MiB |")
+    ov = results["oversubscription"]
+    lines += [
+        "",
+        f"Oversubscription (benchmark 9): {ov['jobs']} real WSClean jobs (1024², 3000 iterations), 2 at a time on "
+        f"{ov['cores']} cores; imgpipe gave each {ov['resources']['cores']} core(s) and {ov['resources']['mem_mb'] / 1024:.1f} GiB: "
+        f"imgpipe {ov['imgpipe_s']:.1f} s, xargs -P 2 with WSClean's default threads {ov['xargs_default_threads_s']:.1f} s "
+        f"(**{ov['ratio']:.2f}**), xargs -P 2 with imgpipe's -j/-abs-mem {ov['xargs_with_imgpipe_share_s']:.1f} s "
+        f"(**{ov['share_ratio']:.2f}**: the share alone).",
+    ]
     lines += [
         "",
         "Raw figures:",
