@@ -111,7 +111,8 @@ def plan_for(tmp_path, worker: str, wsclean: str = "", n_ms: int = 2, mpi: bool 
 def test_without_a_category_the_plan_leaves_the_share_to_the_node(tmp_path):
     plan = plan_for(tmp_path, "nodes = 'node1,node2'\nmax_concurrent = 3", n_ms=5)
     job = plan.jobs[0]
-    assert job.given is None and job.ask == jr.Ask(None, ("j", "abs-mem"), None, 3)
+    # (64², one channel, I: 17 + 3 planes of 16 KiB for its memory estimate)
+    assert job.given is None and job.ask == jr.Ask(None, ("j", "abs-mem"), None, 3, 64 * 64 * 4 / 2**20 * 20)
     assert "-j" not in job.argv and job.to_json()["resources"] == "a share of its node, decided when imgpipe reaches it"
     placed = jr.place(job, NODE)
     assert placed.given.cores == 32 // 3 and placed.to_json()["resources"]["mem_mb"] == placed.given.mem_mb
@@ -172,3 +173,45 @@ def test_a_job_done_with_another_share_is_still_done(tmp_path):
     assert provenance.done_before(jr.place(job, jr.Capacity(64, 512 * GiB)), record) is record
     other = Job(**{**job.__dict__, "argv": ("wsclean", "-name", f"{tmp_path}/img", "-niter", "5", "/d/a.ms")})
     assert provenance.done_before(other, record) is None
+
+
+# --- admission: what a job needs, a job that fits nowhere, the memory estimate -------------
+
+def test_a_job_needs_its_category_or_its_share_s_cores_and_its_memory_estimate():
+    heavy = Category("heavy", 12, 40 * GiB)
+    job = make_job(ms=("/d/a.ms",))
+    with_cat = Job(**{**job.__dict__, "ask": ask(category=heavy)})
+    assert jr.demand(with_cat, NODE, 0) == (12, 40 * GiB)
+    share = Job(**{**job.__dict__, "ask": jr.Ask(None, ("j",), None, 4, 100.0)})
+    cores, mem = jr.demand(share, NODE, 50 * 2**20)
+    from imgpipe.core import memory_estimate as me
+    assert cores == 8 and mem == int(me.FIXED_MIB + 100.0 + me.VISIBILITY_FRACTION * 50)
+    no_estimate = Job(**{**job.__dict__, "ask": ask(slots=4)})
+    assert jr.demand(no_estimate, NODE, 0) == (8, jr.usable_mb(NODE) // 4)  # then its share's memory
+    assert jr.demand(job, NODE, 0) is None  # it asks for nothing
+
+
+def test_a_category_bigger_than_every_node_it_may_run_on_is_one_line():
+    big = Category("big", 4, 64 * GiB)
+    job = Job(**{**make_job(host=None, ms=("/d/SW01.MS",)).__dict__, "ask": ask(category=big)})
+    sizes = {"n1": jr.Capacity(8, 32 * GiB), "n2": jr.Capacity(64, 48 * GiB)}
+    why = jr.fits_nowhere([job], ["n1", "n2"], sizes.get)
+    assert why == ("SW01.MS @ any node: category big asks for 4 core(s) and 64.0 GiB, more than any node it may run on "
+                   "has (n1 8 core(s), 28.8 GiB usable, n2 64 core(s), 43.2 GiB usable): lower the category in "
+                   "[worker.resources] or add a bigger node")
+    sizes["n2"] = jr.Capacity(64, 128 * GiB)
+    assert jr.fits_nowhere([job], ["n1", "n2"], sizes.get) is None
+    assert jr.fits_nowhere([job], ["n1", "unknown"], sizes.get) is None  # a node of unknown size may take it
+
+
+def test_the_memory_estimate_reads_size_channels_and_polarisations():
+    from imgpipe.core import memory_estimate as me
+
+    assert me.image_size("1024 512") == (1024, 512) and me.image_size(2048) == (2048, 2048)
+    assert me.image_size([64, 32]) == (64, 32) and me.image_size(None) is None and me.image_size("big") is None
+    assert [me.polarisations(p) for p in ("I", "IQUV", "xx,yy", "iv", None, "RR")] == [1, 4, 2, 2, 1, 1]
+    one = me.image_mib({"size": "1024 1024"}, 1)
+    assert one == 4 * (me.GRIDDING_PLANES + me.PLANES_PER_IMAGE)
+    assert me.image_mib({"size": "1024 1024", "pol": "IQUV"}, 16) == 4 * (me.GRIDDING_PLANES + me.PLANES_PER_IMAGE * 64)
+    assert me.estimate_mib(one, 2**30) == me.FIXED_MIB + one + me.VISIBILITY_FRACTION * 1024
+    assert me.image_mib({}, 1) is None and me.estimate_mib(None, 10) is None

@@ -159,3 +159,45 @@ def test_real_run_never_exceeds_max_concurrent(prefect_home, sim_dir, tmp_path):
         running += 1 if kind == "start" else -1
         peak = max(peak, running)
     assert peak == 2
+
+
+def test_jobs_are_admitted_by_the_cores_and_memory_they_need():
+    """A node of 16 cores and 60 GiB usable: a 40 GiB job and small 8 GiB ones share it as
+    they fit; max_concurrent stays the upper bound."""
+    big, smalls = job("a", 0), [job("a", i) for i in range(1, 7)]
+    need = {id(big): (8, 40 * 1024), **{id(s): (2, 8 * 1024) for s in smalls}}
+    sched = SlotScheduler([big, *smalls], ["a"], max_concurrent=4, capacity={"a": (16, 60 * 1024)},
+                          demand=lambda j, host: need[id(j)])
+    assert taken(sched.take_ready()) == [(big, "a"), (smalls[0], "a"), (smalls[1], "a")]  # 56 GiB: a third small would not fit
+    sched.release("a", smalls[0])
+    assert taken(sched.take_ready()) == [(smalls[2], "a")]
+    sched.release("a", big)  # 16 GiB held, 2 slots free: two more; then the slots (4) hold back the rest
+    assert taken(sched.take_ready()) == [(smalls[3], "a"), (smalls[4], "a")] and sched.running["a"] == 4
+
+
+def test_cores_count_too():
+    a, b = job("n", 0), job("n", 1)
+    sched = SlotScheduler([a, b], ["n"], max_concurrent=4, capacity={"n": (8, 10**6)}, demand=lambda j, h: (6, 1))
+    assert taken(sched.take_ready()) == [(a, "n")]
+
+
+def test_a_job_too_big_to_share_waits_until_it_fits_and_one_too_big_for_the_node_runs_alone():
+    a, b, huge = job("n", 0), job("n", 1), job("n", 2)
+    need = {id(a): (1, 30), id(b): (1, 30), id(huge): (1, 500)}
+    sched = SlotScheduler([a, b, huge], ["n"], max_concurrent=4, capacity={"n": (4, 100)}, demand=lambda j, h: need[id(j)])
+    assert taken(sched.take_ready()) == [(a, "n"), (b, "n")]  # huge does not fit beside them
+    sched.release("n", a)
+    assert sched.take_ready() == []
+    sched.release("n", b)
+    assert taken(sched.take_ready()) == [(huge, "n")]  # alone on an empty node, rather than never
+
+
+def test_pool_jobs_go_where_they_fit():
+    jobs = [job(None, i) for i in range(3)]
+    need = {id(jobs[0]): (1, 60), id(jobs[1]): (1, 60), id(jobs[2]): (1, 30)}
+    sched = SlotScheduler(jobs, ["small", "big"], max_concurrent=4, capacity={"small": (4, 70), "big": (4, 100)},
+                          demand=lambda j, h: need[id(j)])
+    placed = {q.job.name: h for q, h in sched.take_ready()}
+    # the first two take a node each (the freest first); the third fits only beside the 60 on big
+    assert placed == {"i0": "small", "i1": "big", "i2": "big"}
+    assert sched.fits(jobs[2], "small") is False

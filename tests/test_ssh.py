@@ -488,3 +488,30 @@ def test_an_ssh_node_s_size_comes_from_its_agent_and_its_jobs_get_their_share(he
             assert backend.run(small, lines.append).ok and lines == ["T=1/1 A=-j 1 -abs-mem 2"]
     finally:
         backend.close()
+
+
+def test_jobs_are_admitted_on_ssh_nodes_by_the_memory_their_category_asks(healthy_nodes, run_imgpipe, fake_wsclean, tmp_path):
+    """The node agents say each node's size; a category asking 60 % of a node's usable
+    memory runs one job at a time per node, though max_concurrent allows two. A category
+    bigger than every node is refused in one line before anything runs."""
+    from imgpipe.core.job_resources import usable_mb
+    from imgpipe.facts.node_capacity import local_capacity
+
+    fake, trace = fake_wsclean
+    usable = usable_mb(local_capacity())  # the "nodes" are this machine
+    body = (f"[worker.resources]\nheavy = {{cpus = 1, mem = '{int(usable * 0.6)}MB'}}\n"
+            f"[wsclean]\nname = '$ms_basename$'\nout-dir = '{tmp_path}/out'\nsize = [32, 32]\nscale = '1amin'\n")
+    cfg = node_config(healthy_nodes, tmp_path, body, max_concurrent="2", wsclean=f"'{fake}'")
+    ms = make_ms_dirs(tmp_path, 6)
+    res = run_imgpipe(cfg, *ms)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = read_trace(trace)
+    assert sum(kind == "end" for *_, kind, _ in rows) == 6
+    assert peak_overlap(rows, "node101") == 1 and peak_overlap(rows, "node102") == 1
+    trace.unlink()
+    cfg.write_text(cfg.read_text().replace(f"mem = '{int(usable * 0.6)}MB'", f"mem = '{usable * 2}MB'"))
+    res = run_imgpipe(cfg, *ms, "--force")
+    assert res.returncode == 2 and not trace.exists(), res.stdout + res.stderr
+    assert re.search(r"^imgpipe: error: obs_00\.MS @ any node: category heavy asks for 1 core\(s\) and [\d.]+ GiB, more than "
+                     r"any node it may run on has \(node101 \d+ core\(s\), [\d.]+ GiB usable, node102 .*\): lower the category",
+                     res.stderr, re.M), res.stderr

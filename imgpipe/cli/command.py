@@ -25,6 +25,7 @@ from imgpipe.cli.progress import interactive, progress_display
 from imgpipe.core import events
 from imgpipe.core.config import WSCLEAN_DEFAULTS
 from imgpipe.core.errors import ImgpipeError, Interrupted
+from imgpipe.core.job_resources import fits_nowhere
 from imgpipe.core.ms_sharing import sharing_notes
 from imgpipe.core.nodes import is_ssh
 from imgpipe.core.plan import write_plan_json
@@ -302,6 +303,8 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
             except ImgpipeError as err:
                 _fail(str(err))
             prepared = prepared.checked(mpi=True)
+        if why := fits_nowhere(plan.jobs, plan.pool, run_backends.capacity):  # (nodes reached above: their size is known)
+            _fail(why)
         summary, code = _run_flow(prepared, run_backends, not interactive() if verbose is None else verbose)
     if summary is not None:  # (its wall time is the flow's: Prefect's start-up is not the nodes' fault)
         for line in summary.lines(every_job=False):  # (each job's line was printed as it finished)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from imgpipe.core.memory_estimate import estimate_mib
 from imgpipe.core.resources import Category, size_mb
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -63,6 +64,8 @@ class Ask:
     slots: int = 1
     """How many jobs share a node: ``max_concurrent``, or the run's number of jobs when
     fewer (a run of one MS gets the whole node)."""
+    image_mib: float | None = None
+    """The image part of its memory estimate (``core.memory_estimate``); None: unknown."""
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,42 @@ def slurm_items(given: Given | None, options: tuple[str, ...]) -> list[str]:
     if _slurm_value(options, MEM_OPTIONS) is None:
         items.append(f"--mem={given.mem_mb}M")
     return items
+
+
+def demand(job, capacity: Capacity, ms_bytes: int) -> tuple[int, int] | None:
+    """The (cores, MiB) ``job`` needs on a node of ``capacity``, for admission: its
+    category's; else its share's cores and its memory estimate (or, without one, its share's
+    memory). None: it asks for nothing (``auto_resources = false``, an MPI job)."""
+    ask = job.ask
+    if ask is None:
+        return None
+    if ask.category is not None:
+        return ask.category.cpus, ask.category.mem_mb
+    share = give(ask, capacity, "")
+    estimate = estimate_mib(ask.image_mib, ms_bytes)
+    if share is None:
+        return None
+    return share.cores, int(estimate) if estimate is not None else share.mem_mb
+
+
+def fits_nowhere(jobs, pool, capacity) -> str | None:
+    """The line for the first job whose category asks for more cores or memory than any node
+    it may run on has (among the nodes whose size is known), or None. A memory estimate is
+    not held against a job (it is an estimate): such a job runs alone on a node."""
+    for job in jobs:
+        if job.ask is None or job.ask.category is None:
+            continue
+        hosts = [job.host] if job.host is not None else list(pool)
+        sizes = {h: c for h in hosts if (c := capacity(h)) is not None and c.mem_mb > 0}
+        if len(sizes) < len(hosts):
+            continue  # a node of unknown size may take it
+        cat = job.ask.category
+        if any(cat.cpus <= c.cores and cat.mem_mb <= usable_mb(c) for c in sizes.values()):
+            continue
+        nodes = ", ".join(f"{h} {c.cores} core(s), {size_text(usable_mb(c))} usable" for h, c in sizes.items())
+        return (f"{job.label}: category {cat.name} asks for {cat.cpus} core(s) and {size_text(cat.mem_mb)}, more than "
+                f"any node it may run on has ({nodes}): lower the category in [worker.resources] or add a bigger node")
+    return None
 
 
 def alone(job):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -19,6 +19,7 @@ from imgpipe.core.data_handler import FindChunks, ResolvedMS, load_data_handler
 from imgpipe.core.errors import InputError, WSCleanNotFound
 from imgpipe.core.grouping import Group, group_paths, group_selections
 from imgpipe.core.job_resources import Ask, Given, apply, ask_for, give
+from imgpipe.core.memory_estimate import image_mib
 from imgpipe.core.mpi import mpirun_prefix
 from imgpipe.core.nodes import is_ssh
 from imgpipe.core.scratch import scratch_dir
@@ -332,7 +333,8 @@ def plan_jobs(
         if config.worker.temp_dir and TEMP_DIR not in options:
             scratch = scratch_dir(expand_tokens(config.worker.temp_dir, values), f"{out_dir}/{name}", name)
         argv = build_argv(prefix, f"{out_dir}/{name}", config.options, ms_paths, n_chan, scratch)
-        job = Job(host, tuple(argv), tuple(ms_paths), group.obs_id, group.sw, out_dir, name, scratch, ask)
+        job_ask = ask if ask is None or ask.category is not None else replace(ask, image_mib=image_mib(options, n_chan))
+        job = Job(host, tuple(argv), tuple(ms_paths), group.obs_id, group.sw, out_dir, name, scratch, job_ask)
         jobs.append(with_category(job))
 
     seen: dict[str, Job] = {}

@@ -11,6 +11,10 @@
   the later waits, and the slot goes to the next job that can run.
 - A job to run *alone* (a retry after running out of memory) reserves a node: that node
   takes no new job until it is empty, then runs that job and nothing else beside it.
+- Where a node's cores and memory are known, a job starts there only if its cores and
+  memory (``demand``: its category, or its share's cores and its memory estimate) fit in
+  what the jobs running there leave; a job too big for the node still runs on it when
+  the node is empty (rather than never).
 
 Pure bookkeeping, no clock of its own: callers pass ``now`` (monotonic seconds).
 Starting a job only when it has a slot keeps queued jobs honest in the Prefect UI
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, replace
+from typing import Callable
 
 from imgpipe.core.ms_sharing import ms_keys
 from imgpipe.core.plan import Job
@@ -44,8 +49,21 @@ class Queued:
         return replace(self, attempt=self.attempt + 1, not_before=not_before, avoid=avoid, alone=alone or self.alone)
 
 
+Demand = Callable[[Job, str], "tuple[int, int] | None"]
+"""(job, node) → the (cores, MiB) the job needs there; None: it does not say."""
+
+
 class SlotScheduler:
-    def __init__(self, jobs, pool: list[str] | tuple[str, ...], max_concurrent: int):
+    def __init__(self, jobs, pool: list[str] | tuple[str, ...], max_concurrent: int,
+                 capacity: dict[str, tuple[int, int]] | None = None, demand: Demand | None = None):
+        """``capacity``: (cores, usable MiB) of the nodes whose size is known; with ``demand``,
+        jobs are admitted by what fits (see the module's docstring)."""
+        self._capacity = dict(capacity or {})
+        self._demand = demand
+        self._held: dict[str, tuple[int, int]] = {}
+        """Per node: the cores and MiB its running jobs asked for."""
+        self._holding: dict[int, tuple[str, tuple[int, int]]] = {}
+        """Running jobs → (their node, what they hold there)."""
         self._pending: list[Queued] = [q if isinstance(q, Queued) else Queued(q) for q in jobs]
         self.pool = list(pool)
         self._max = max_concurrent
@@ -121,12 +139,42 @@ class SlotScheduler:
                 left.append(queued)
             else:
                 self.running[host] += 1
+                self._hold(queued.job, host)
                 for key in self._keys_of(queued.job):
                     self._in_use[key] = queued.job
                 self._waiting_on.pop(id(queued.job), None)
                 ready.append((queued, host))
         self._pending = left
         return ready
+
+    def _needs(self, job: Job, host: str) -> tuple[int, int] | None:
+        if self._demand is None or host not in self._capacity:
+            return None
+        return self._demand(job, host)
+
+    def fits(self, job: Job, host: str) -> bool:
+        """``job``'s cores and memory fit on ``host`` beside its running jobs (always, on an
+        empty node, or where the node's size or the job's needs are unknown)."""
+        need = self._needs(job, host)
+        if need is None or not self.running[host]:
+            return True
+        cores, mem = self._capacity[host]
+        held = self._held.get(host, (0, 0))
+        return held[0] + need[0] <= cores and held[1] + need[1] <= mem
+
+    def _hold(self, job: Job, host: str) -> None:
+        need = self._needs(job, host)
+        if need is not None:
+            held = self._held.get(host, (0, 0))
+            self._held[host] = (held[0] + need[0], held[1] + need[1])
+            self._holding[id(job)] = (host, need)
+
+    def _unhold(self, job: Job | None) -> None:
+        if job is None or id(job) not in self._holding:
+            return
+        host, need = self._holding.pop(id(job))
+        held = self._held[host]
+        self._held[host] = (held[0] - need[0], held[1] - need[1])
 
     def _ms_in_use(self, job: Job) -> str | None:
         """An MS of ``job`` that another job of this run holds (noted once per wait), or None."""
@@ -162,23 +210,26 @@ class SlotScheduler:
         if queued.alone:
             return self._place_alone(queued, now)
         if queued.job.host is not None:
-            return queued.job.host if self._free(queued.job.host, now) > 0 else None
-        candidates = [h for h in self.pool if self._free(h, now) > 0]
+            host = queued.job.host
+            return host if self._free(host, now) > 0 and self.fits(queued.job, host) else None
+        candidates = [h for h in self.pool if self._free(h, now) > 0 and self.fits(queued.job, h)]
         if len(candidates) > 1 and queued.avoid in candidates:
             candidates.remove(queued.avoid)
         if not candidates:
             return None
         return max(candidates, key=lambda h: self._free(h, now))  # first of the freest, in pool order
 
-    def release(self, host: str) -> None:
-        """A job on ``host`` ended (any way): free its slot."""
+    def release(self, host: str, job: Job | None = None) -> None:
+        """A job on ``host`` ended (any way): free its slot (and, given ``job``, what it held)."""
         self.running[host] -= 1
+        self._unhold(job)
         if self.running[host] <= 0:
             self._alone_on.discard(host)
 
     def give_back(self, queued: Queued, host: str) -> None:
         """A job taken by ``take_ready`` could not start after all: free the slot and its MSs, keep its place."""
         self.running[host] -= 1
+        self._unhold(queued.job)
         if self.running[host] <= 0:
             self._alone_on.discard(host)
         self.free_ms(queued.job)

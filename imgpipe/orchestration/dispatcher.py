@@ -46,8 +46,10 @@ from typing import Callable
 
 from imgpipe.core import events
 from imgpipe.core.config import WorkerConfig
+from imgpipe.core.errors import InputError
 from imgpipe.core.job_order import LARGEST_FIRST, largest_first
 from imgpipe.core.job_resources import alone as run_alone
+from imgpipe.core.job_resources import demand, fits_nowhere, usable_mb
 from imgpipe.core.ms_sharing import ms_keys
 from imgpipe.core.plan import Job, Plan
 from imgpipe.core.results import CANCELLED, FAILED, JobResult
@@ -104,10 +106,15 @@ class Dispatcher:
     (used only when the task died before reporting); ``limits`` holds node slots in Prefect."""
 
     def __init__(self, plan: Plan, worker: WorkerConfig, start: Callable, outcome: Callable, limits, logger,
-                 ms_locks: tuple = (), run: str = ""):
+                 ms_locks: tuple = (), run: str = "", capacity: Callable | None = None):
+        """``capacity``: node → its Capacity, where known (``RunBackends.capacity``): jobs are
+        then admitted there by the cores and memory they need (``core.scheduling``)."""
         self.plan, self.worker, self.logger = plan, worker, logger
         self._start, self._outcome, self._limits = start, outcome, limits
-        self.scheduler = SlotScheduler(self.start_order(plan, worker), plan.pool, worker.max_concurrent)
+        if capacity is not None and (why := fits_nowhere(plan.jobs, plan.pool, capacity)):
+            raise InputError(why)
+        sizes, needs = self.admission(plan, capacity)
+        self.scheduler = SlotScheduler(self.start_order(plan, worker), plan.pool, worker.max_concurrent, sizes, needs)
         self._order = {id(job): i for i, job in enumerate(plan.jobs)}
         self.results: dict[int, JobResult] = {}
         self._inbox: queue.Queue = queue.Queue()
@@ -128,6 +135,23 @@ class Dispatcher:
         """Lock requests refused in a row, per job (their wait grows)."""
         self._ms_jobs: Counter[str] = Counter()
         """Jobs of this run still to finish, per MS (at 0 its lock limit is deleted)."""
+
+    @staticmethod
+    def admission(plan: Plan, capacity: Callable | None):
+        """(node → (cores, usable MiB), job demand) for the nodes whose size is known; (None, None)
+        when no job asks for resources or no node's size is known."""
+        if capacity is None or not any(job.ask is not None for job in plan.jobs):
+            return None, None
+        known = {h: c for h in plan.hosts() if (c := capacity(h)) is not None and c.mem_mb > 0}
+        if not known:
+            return None, None
+        sizes = {h: (c.cores, usable_mb(c)) for h, c in known.items()}
+        ms_bytes = ms_sizes(ms for job in plan.jobs if job.ask is not None for ms in job.ms)
+
+        def needs(job: Job, host: str):
+            return demand(job, known[host], sum(ms_bytes.get(ms, 0) for ms in job.ms))
+
+        return sizes, needs
 
     @staticmethod
     def start_order(plan: Plan, worker: WorkerConfig) -> list[Job]:
@@ -455,7 +479,7 @@ class Dispatcher:
         sub.slot_freed = True
         again = retry_reason(result, self.worker, sub.queued.attempt) or oom_retry(result, self.worker, sub.queued)
         self._unlock(sid, sub, final=not again)
-        self.scheduler.release(sub.job.host)
+        self.scheduler.release(sub.job.host, sub.queued.job)
         self._idle_leases[sub.job.host].append(sub.lease)
         if result.connection_error:
             wait = self.scheduler.connection_failed(sub.job.host, time.monotonic(), self.worker.host_cooldown)

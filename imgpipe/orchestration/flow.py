@@ -295,7 +295,8 @@ def imgpipe_flow(
         # MS locks: this machine's always; Prefect's too when asked and other machines may share the server
         server_wide = cfg.prefect.ms_locks == "server" and not serves(PREFECT_API_URL.value())
         ms_locks = (LocalMsLocks(), PrefectMsLocks(limits)) if server_wide else (LocalMsLocks(),)
-        dispatcher = Dispatcher(plan, cfg.worker, start, _outcome, limits, logger, ms_locks, flow_run.name or "")
+        dispatcher = Dispatcher(plan, cfg.worker, start, _outcome, limits, logger, ms_locks, flow_run.name or "",
+                                capacity=run_backends.capacity)
         try:
             if cfg.worker.slurm_nodes and plan.jobs:  # (inside: an interrupted request is cancelled too)
                 slurm_allocation_task(quote(run_backends))
