@@ -18,7 +18,11 @@ in the same run, and the results go to bench/RESULTS.md. Run with `make bench`.
    original imgpipe;
 8. post-processing of a 4096² and an 8192² image (statistics and quick-look): seconds and memory;
 9. oversubscription: 8 real WSClean jobs, 2 at a time, imgpipe telling each its cores and
-   memory (-j, -abs-mem) against xargs -P 2 running them with WSClean's default threads.
+   memory (-j, -abs-mem) against xargs -P 2 running them with WSClean's default threads;
+10. memory estimate: 13 real WSClean runs (256² to 4096², 1 to 16 channels, two MSs), measured
+   peak / imgpipe's estimate (goal: 0.5 to 1.1);
+11. packing: 30 fake jobs holding most of their memory estimate, on 3 sshd nodes in 3, 4 and
+   6 GiB memory cgroups: the memory admitted on a node never exceeds its usable memory.
 
 ``python bench/run.py overhead original`` runs only the benchmarks named.
 """
@@ -530,6 +534,125 @@ def bench_oversubscription(tmp: Path) -> dict:
             "ratio": imgpipe_s / xargs_default, "share_ratio": xargs_given / xargs_default}
 
 
+ESTIMATE_RUNS = (  # (MS, image size, channels-out): none of them among the 16 runs the estimate was fitted on
+    ("mid", 256, 1), ("mid", 512, 2), ("mid", 768, 8), ("mid", 1024, 1), ("mid", 1024, 16), ("mid", 1536, 4),
+    ("mid", 2048, 2), ("mid", 3072, 1), ("mid", 4096, 2), ("tiny", 512, 16), ("tiny", 2048, 8), ("tiny", 4096, 1),
+    ("tiny", 3072, 4),
+)
+
+
+def bench_memory_estimate(tmp: Path) -> dict:
+    """Measured WSClean peak / imgpipe's memory estimate, on runs the estimate was not fitted
+    on (other MSs, other sizes and channel counts). The peak comes from GNU time's wait4 of
+    WSClean (a process started by this big Python would carry its peak, see backends/local)."""
+    from imgpipe.core.memory_estimate import estimate_mib, image_mib
+    from imgpipe.demo.simulate import PointSource, make_ms
+    from imgpipe.facts.ms_sizes import ms_bytes
+
+    mss = {}
+    for tag, n_ant, n_time in (("mid", 24, 200), ("tiny", 12, 40)):
+        mss[tag] = str(tmp / f"{tag}.MS")
+        make_ms(mss[tag], [PointSource(150.3, 50.2, 5.0)], 150.0, 50.0, [60e6 + 0.2e6 * c for c in range(16)],
+                n_ant=n_ant, n_time=n_time, seed=5)
+    runs = []
+    for tag, size, chans in ESTIMATE_RUNS:
+        name = tmp / "out" / f"{tag}-{size}-{chans}"
+        name.parent.mkdir(exist_ok=True)
+        argv = ["wsclean", "-name", str(name), "-size", str(size), str(size), "-scale", f"{round(20 * 1024 / size)}asec",
+                "-niter", "1000", "-mgain", "0.8", "-auto-threshold", "3", "-pol", "I", "-data-column", "DATA",
+                "-no-update-model-required", *(["-channels-out", str(chans), "-join-channels"] if chans > 1 else []),
+                mss[tag]]
+        res = subprocess.run(["/usr/bin/time", "-f", "%M", *argv], capture_output=True, text=True)
+        if res.returncode != 0:
+            raise SystemExit(f"wsclean failed: {res.stderr[-2000:]}")
+        peak = int(res.stderr.strip().splitlines()[-1]) / 1024
+        est = estimate_mib(image_mib({"size": f"{size} {size}", "pol": "I"}, chans), ms_bytes(mss[tag]))
+        runs.append({"ms": tag, "ms_mib": ms_bytes(mss[tag]) / 2**20, "size": size, "channels": chans,
+                     "peak_mib": peak, "estimate_mib": est, "peak_per_estimate": peak / est})
+        for f in name.parent.iterdir():
+            f.unlink()
+    ratios = [r["peak_per_estimate"] for r in runs]
+    return {"runs": runs, "min": min(ratios), "max": max(ratios),
+            "met": max(ratios) <= 1.1 and min(ratios) >= 0.5}
+
+
+# A fake WSClean that holds memory: mem/<MS name> MiB for seconds/<MS name> s (python3),
+# between two trace lines that name its node, its MS and the memory it was admitted with.
+HUNGRY = """#!/bin/bash
+if [ $# -eq 0 ]; then exec wsclean; fi
+last=${@: -1}; ms=${last##*/}; dir=${0%/*}
+read -r mem < "$dir/mem/$ms"; read -r est < "$dir/est/$ms"; read -r s < "$dir/seconds/$ms"
+echo "$EPOCHREALTIME start ${IMGPIPE_NODE:-local} $ms $est" >> TRACE
+python3 -c "import time; b = bytearray($mem << 20); b[::4096] = b'x' * len(b[::4096]); time.sleep($s)" || exit
+echo "$EPOCHREALTIME end ${IMGPIPE_NODE:-local} $ms $est" >> TRACE
+"""
+PACKING_NODES_MIB = (3072, 4096, 6144)
+"""The memory of each of the three sshd nodes (their cgroups' limits)."""
+
+
+def bench_packing(tmp: Path) -> dict:
+    """30 fake jobs that each hold ~0.85 of their memory estimate (300 MiB to 1.5 GiB), 4 slots
+    per node, on 3 sshd nodes in memory cgroups of 3, 4 and 6 GiB: from the trace, the sum of
+    the estimates of the jobs running on a node never exceeds its usable memory, and how much
+    of that memory was in use (memory-time of the jobs / usable memory × the run's span)."""
+    from imgpipe.core.job_resources import Capacity, usable_mb
+    from imgpipe.core.memory_estimate import FIXED_MIB, VISIBILITY_FRACTION, estimate_mib, image_mib
+
+    from support.cgroups import memory_cgroup
+    from support.sshd_nodes import SSHNodes, sshd_available
+
+    if not sshd_available():
+        return {"skipped": "openssh-server is not installed"}
+    with contextlib.ExitStack() as stack:
+        prefixes = [stack.enter_context(memory_cgroup(mib)) for mib in PACKING_NODES_MIB]
+        if any(prefix is None for prefix in prefixes):
+            return {"skipped": "cannot make memory cgroups here"}
+        (tmp / "nodes").mkdir()
+        nodes = SSHNodes(tmp / "nodes", 3, prefixes=prefixes)
+        stack.callback(nodes.stop)
+        fake = tmp / "hungry-wsclean"
+        fake.write_text(HUNGRY.replace("TRACE", str(tmp / "trace")))
+        fake.chmod(0o755)
+        for sub in ("mem", "est", "seconds"):
+            (tmp / sub).mkdir()
+        rng = random.Random(11)
+        ms, image = [], image_mib({"size": "64 64"}, 1)
+        for i in range(30):
+            want = rng.uniform(300, 1500)  # the estimate wanted, MiB: its MS's main table is sized for it
+            path = tmp / "data" / f"obs{i:02d}.MS"
+            path.mkdir(parents=True)
+            with open(path / "table.f0", "wb") as f:
+                f.truncate(int((want - FIXED_MIB - image) / VISIBILITY_FRACTION * 2**20))  # (sparse)
+            est = estimate_mib(image, (path / "table.f0").stat().st_size)
+            (tmp / "est" / path.name).write_text(f"{int(est)}\n")  # (as the scheduler counts it)
+            (tmp / "mem" / path.name).write_text(f"{int(est * 0.85 - 15)}\n")  # (python itself: ~15 MiB)
+            (tmp / "seconds" / path.name).write_text(f"{rng.uniform(1.5, 3.0):.2f}\n")
+            ms.append(str(path))
+        cfg = tmp / "packing.toml"
+        cfg.write_text(f"[worker]\nnodes = 'node[101-103]'\nmax_concurrent = 4\nssh_config = '{nodes.ssh_config}'\n"
+                       f"wsclean = '{fake}'\n[wsclean]\nname = '$ms_basename$'\nout-dir = '{tmp}/out'\nsize = '64 64'\n")
+        env = env_for(tmp / "prefect")
+        wall, res = timed([PY, "-m", "imgpipe", str(cfg), *ms], env=env)
+    rows = [line.split() for line in (tmp / "trace").read_text().splitlines()]
+    usable = {f"node{101 + i}": usable_mb(Capacity(1, mib)) for i, mib in enumerate(PACKING_NODES_MIB)}
+    span = max(float(r[0]) for r in rows) - min(float(r[0]) for r in rows)
+    out = {"jobs": len(ms), "ended": sum(r[1] == "end" for r in rows), "wall_s": wall, "nodes": {}}
+    for node, mem in usable.items():
+        events = sorted((float(t), kind == "start", float(est)) for t, kind, n, _, est in rows if n == node)
+        held = high = memory_time = 0.0
+        last = None
+        for t, starts, est in sorted(events, key=lambda e: (e[0], e[1])):
+            if last is not None:
+                memory_time += held * (t - last)
+            held += est if starts else -est
+            high, last = max(high, held), t
+        out["nodes"][node] = {"usable_mib": mem, "jobs": sum(1 for e in events if e[1]), "most_admitted_mib": high,
+                              "within": high <= mem, "memory_utilisation": memory_time / (mem * span) if span else None}
+    out["never_over"] = all(n["within"] for n in out["nodes"].values())
+    out["failed"] = res.stdout.count("FAILED")
+    return out
+
+
 BENCHMARKS = {
     "overhead": bench_overhead,
     "ssh_utilisation": bench_ssh_utilisation,
@@ -540,6 +663,8 @@ BENCHMARKS = {
     "long_jobs": bench_long_jobs,
     "postprocess": bench_postprocess,
     "oversubscription": bench_oversubscription,
+    "memory_estimate": bench_memory_estimate,
+    "packing": bench_packing,
 }
 
 
@@ -623,6 +748,28 @@ def main() -> None:
         f"(**{ov['ratio']:.2f}**), xargs -P 2 with imgpipe's -j/-abs-mem {ov['xargs_with_imgpipe_share_s']:.1f} s "
         f"(**{ov['share_ratio']:.2f}**: the share alone).",
     ]
+    me = results["memory_estimate"]
+    lines += [
+        "",
+        f"Memory estimate (benchmark 10), measured WSClean peak / imgpipe's estimate on {len(me['runs'])} runs the "
+        f"estimate was not fitted on: {me['min']:.2f} to {me['max']:.2f} (goal 0.5 to 1.1: "
+        f"{'met' if me['met'] else 'NOT met'}).",
+        "",
+        "| MS (main table) | size | channels-out | peak | estimate | peak / estimate |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in me["runs"]:
+        lines.append(f"| {run['ms']} ({run['ms_mib']:.0f} MiB) | {run['size']}² | {run['channels']} | {run['peak_mib']:.0f} MiB | "
+                     f"{run['estimate_mib']:.0f} MiB | {run['peak_per_estimate']:.2f} |")
+    pk = results["packing"]
+    if "skipped" in pk:
+        lines += ["", f"Packing (benchmark 11): skipped: {pk['skipped']}."]
+    else:
+        per_node = ", ".join(f"{n}: {v['jobs']} jobs, at most {v['most_admitted_mib']:.0f} of {v['usable_mib']} MiB usable "
+                             f"admitted at once, memory in use {v['memory_utilisation']:.0%}" for n, v in pk["nodes"].items())
+        lines += ["", f"Packing (benchmark 11): {pk['jobs']} jobs of 0.3 to 1.5 GiB (estimates), 3 sshd nodes in 3/4/6 GiB "
+                      f"cgroups, 4 slots each; {pk['ended']} ended, {pk['failed']} failed, in {pk['wall_s']:.1f} s. {per_node}. "
+                      f"Never over a node's usable memory: **{'yes' if pk['never_over'] else 'NO'}**."]
     lines += [
         "",
         "Raw figures:",

@@ -6,6 +6,9 @@ import sys
 
 import pytest
 
+from imgpipe.core.job_resources import Ask, abs_mem_gb, give
+from imgpipe.facts.node_capacity import local_capacity
+
 from support.markers import requires_wsclean
 
 CONFIG = """
@@ -42,10 +45,13 @@ def test_dry_run_prints_quoted_commands_and_creates_nothing(run_imgpipe, write_c
     res = run_imgpipe(cfg, weird, b, "--dry-run")
     assert res.returncode == 0, res.stderr
     lines = res.stdout.strip().splitlines()
+    given = give(Ask(None, ("j", "abs-mem"), None, 2), local_capacity(), "localhost")
     defaults = "-pol I -weight briggs 0 -data-column CORRECTED_DATA"  # nenucal's, applied as the original does
+    # each job's share of this machine, shown as it will be given (see test_job_resources)
+    share = f"-j {given.cores} -abs-mem {abs_mem_gb(given.mem_mb)}"
     assert lines == [
-        f"localhost: wsclean -name '{weird}/images/img' {defaults} -size 64 64 -scale 1amin '{weird}'",
-        f"localhost: wsclean -name {b}/images/img {defaults} -size 64 64 -scale 1amin {b}",
+        f"localhost: wsclean -name '{weird}/images/img' {defaults} -size 64 64 -scale 1amin {share} '{weird}'",
+        f"localhost: wsclean -name {b}/images/img {defaults} -size 64 64 -scale 1amin {share} {b}",
     ]
     assert ("imgpipe: note: [wsclean] defaults of nenucal's imgpipe applied: pol = 'I', weight = 'briggs 0', "
             "data-column = 'CORRECTED_DATA' (set a key to change it, or to false to drop it)") in res.stderr
@@ -61,8 +67,11 @@ def test_dry_run_from_config_and_plan_json(run_imgpipe, write_config, ms_copy, t
     assert res.returncode == 0, res.stderr
     plan = json.loads((tmp_path / "plan.json").read_text())
     (job,) = plan["jobs"]
-    assert job["argv"][-4:] == ["-channels-out", "8", str(a), str(b)]
-    assert job == {"host": "localhost", "argv": job["argv"], "ms": [str(a), str(b)], "obs_id": None, "sw": None, "out_dir": f"{b}/images", "temp_dir": None}
+    given = give(Ask(None, ("j", "abs-mem"), None, 1), local_capacity(), "localhost")  # one job: the whole machine
+    assert job["argv"][-8:] == ["-channels-out", "8", "-j", str(given.cores), "-abs-mem", abs_mem_gb(given.mem_mb), str(a), str(b)]
+    assert job == {"host": "localhost", "argv": job["argv"], "ms": [str(a), str(b)], "obs_id": None, "sw": None,
+                   "out_dir": f"{b}/images", "temp_dir": None, "resources": given.to_json(),
+                   "env": dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), str(given.cores))}
     assert res.stdout.startswith("localhost: wsclean -name")
     assert not (b / "images").exists()
 

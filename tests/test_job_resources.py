@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from imgpipe.core import job_resources as jr
+from imgpipe.core import memory_estimate as me
 from imgpipe.core.config import load_config
 from imgpipe.core.errors import ConfigError
 from imgpipe.core.plan import Job, build_plan
@@ -111,8 +112,9 @@ def plan_for(tmp_path, worker: str, wsclean: str = "", n_ms: int = 2, mpi: bool 
 def test_without_a_category_the_plan_leaves_the_share_to_the_node(tmp_path):
     plan = plan_for(tmp_path, "nodes = 'node1,node2'\nmax_concurrent = 3", n_ms=5)
     job = plan.jobs[0]
-    # (64², one channel, I: 17 + 3 planes of 16 KiB for its memory estimate)
-    assert job.given is None and job.ask == jr.Ask(None, ("j", "abs-mem"), None, 3, 64 * 64 * 4 / 2**20 * 20)
+    # (64², one channel, I: gridding + 1 image's planes of 16 KiB for its memory estimate)
+    planes = me.GRIDDING_PLANES + me.PLANES_PER_IMAGE
+    assert job.given is None and job.ask == jr.Ask(None, ("j", "abs-mem"), None, 3, 64 * 64 * 4 / 2**20 * planes)
     assert "-j" not in job.argv and job.to_json()["resources"] == "a share of its node, decided when imgpipe reaches it"
     placed = jr.place(job, NODE)
     assert placed.given.cores == 32 // 3 and placed.to_json()["resources"]["mem_mb"] == placed.given.mem_mb
@@ -184,7 +186,6 @@ def test_a_job_needs_its_category_or_its_share_s_cores_and_its_memory_estimate()
     assert jr.demand(with_cat, NODE, 0) == (12, 40 * GiB)
     share = Job(**{**job.__dict__, "ask": jr.Ask(None, ("j",), None, 4, 100.0)})
     cores, mem = jr.demand(share, NODE, 50 * 2**20)
-    from imgpipe.core import memory_estimate as me
     assert cores == 8 and mem == int(me.FIXED_MIB + 100.0 + me.VISIBILITY_FRACTION * 50)
     no_estimate = Job(**{**job.__dict__, "ask": ask(slots=4)})
     assert jr.demand(no_estimate, NODE, 0) == (8, jr.usable_mb(NODE) // 4)  # then its share's memory
@@ -205,8 +206,6 @@ def test_a_category_bigger_than_every_node_it_may_run_on_is_one_line():
 
 
 def test_the_memory_estimate_reads_size_channels_and_polarisations():
-    from imgpipe.core import memory_estimate as me
-
     assert me.image_size("1024 512") == (1024, 512) and me.image_size(2048) == (2048, 2048)
     assert me.image_size([64, 32]) == (64, 32) and me.image_size(None) is None and me.image_size("big") is None
     assert [me.polarisations(p) for p in ("I", "IQUV", "xx,yy", "iv", None, "RR")] == [1, 4, 2, 2, 1, 1]

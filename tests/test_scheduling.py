@@ -198,6 +198,7 @@ def test_pool_jobs_go_where_they_fit():
     sched = SlotScheduler(jobs, ["small", "big"], max_concurrent=4, capacity={"small": (4, 70), "big": (4, 100)},
                           demand=lambda j, h: need[id(j)])
     placed = {q.job.name: h for q, h in sched.take_ready()}
-    # the first two take a node each (the freest first); the third fits only beside the 60 on big
-    assert placed == {"i0": "small", "i1": "big", "i2": "big"}
+    # the freest node first (slots, then memory left): i0 on big (100 > 70), i1 on small
+    # (free slots), and i2 fits only beside the 60 on big
+    assert placed == {"i0": "big", "i1": "small", "i2": "big"}
     assert sched.fits(jobs[2], "small") is False

@@ -162,6 +162,12 @@ class SlotScheduler:
         held = self._held.get(host, (0, 0))
         return held[0] + need[0] <= cores and held[1] + need[1] <= mem
 
+    def _memory_left(self, host: str) -> int:
+        """MiB a node's running jobs leave (0 where its size is unknown)."""
+        if host not in self._capacity:
+            return 0
+        return self._capacity[host][1] - self._held.get(host, (0, 0))[1]
+
     def _hold(self, job: Job, host: str) -> None:
         need = self._needs(job, host)
         if need is not None:
@@ -217,7 +223,8 @@ class SlotScheduler:
             candidates.remove(queued.avoid)
         if not candidates:
             return None
-        return max(candidates, key=lambda h: self._free(h, now))  # first of the freest, in pool order
+        # the freest first (slots, then memory left where known), in pool order among equals
+        return max(candidates, key=lambda h: (self._free(h, now), self._memory_left(h)))
 
     def release(self, host: str, job: Job | None = None) -> None:
         """A job on ``host`` ended (any way): free its slot (and, given ``job``, what it held)."""

@@ -32,3 +32,14 @@ def ms_sizes(paths: Iterable[str], threads: int = 16) -> dict[str, int]:
     paths = sorted(set(paths))
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(paths)))) as pool:
         return dict(zip(paths, pool.map(ms_bytes, paths), strict=True))
+
+
+def memory_estimate_of(job) -> float | None:
+    """The job's expected WSClean peak (MiB, ``core.memory_estimate``) with its MSs' sizes
+    read here; None when it has no estimate (a category, no image size)."""
+    from imgpipe.core.memory_estimate import estimate_mib
+
+    ask = job.ask
+    if ask is None or ask.image_mib is None:
+        return None
+    return estimate_mib(ask.image_mib, sum(ms_bytes(path) for path in job.ms))

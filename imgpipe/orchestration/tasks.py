@@ -26,6 +26,7 @@ from imgpipe.core.nodes import LOCALHOST, is_ssh
 from imgpipe.core.plan import Job, Plan
 from imgpipe.core.request import RunRequest
 from imgpipe.core.results import CANCELLED, FAILED, TIMED_OUT, JobResult, RunSummary, name_out_of_memory
+from imgpipe.facts.ms_sizes import memory_estimate_of
 from imgpipe.orchestration.dispatcher import JOB_ENDED
 from imgpipe.prepare import plan_jobs, read_config, resolve_groups
 from imgpipe.products import cleanup, image_stats, provenance
@@ -240,6 +241,9 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
     logger.info("start on %s%s: %s", where, f" (attempt {attempt})" if attempt > 1 else "", job.command_line())
     if job.given is not None:
         logger.info("given %s", job.given.describe())
+    estimate = memory_estimate_of(job)
+    if estimate is not None:
+        logger.info("memory estimate %s", size_text(estimate))
     record = provenance.record_path(job.out_dir, job.name)
     verdict = provenance.not_to_run(job, force, may_replace) if attempt == 1 else None
     if verdict is not None and verdict[0] == provenance.DONE:  # another run made them since this one began
@@ -285,6 +289,9 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
         if finished is not None:
             finished.set()
     result = name_out_of_memory(result)
+    if estimate is not None and result.max_rss_mb is not None:
+        logger.info("peak memory %s, estimate %s (%.2f of it)", size_text(result.max_rss_mb), size_text(estimate),
+                    result.max_rss_mb / estimate)
     if result.over_memory:  # as the original worker pool warned
         logger.warning("%s: peak memory %s, above the %s it was given (%s)", job.label, size_text(result.max_rss_mb),
                        size_text(result.job.given.mem_mb), result.job.given.why)

@@ -70,8 +70,11 @@ class Node:
 class SSHNodes:
     """Several sshd processes; ``ssh_config`` and ``known_hosts`` to reach them."""
 
-    def __init__(self, folder: Path, count: int, first: int = 101):
+    def __init__(self, folder: Path, count: int, first: int = 101, prefixes: list[list[str]] | None = None):
+        """``prefixes``: per node, an argv prefix sshd is started under (e.g. a memory cgroup's:
+        the node's jobs, below its sshd, are then in that cgroup too)."""
         self.folder = folder
+        self._prefixes = list(prefixes or [])
         self.user = getpass.getuser()
         self.key = folder / "id_ed25519"
         self.ssh_config = folder / "ssh_config"
@@ -131,7 +134,10 @@ class SSHNodes:
 
     def start(self, node: Node) -> None:
         log = open(node.log, "a")
-        node.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(node.config)], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        index = self.nodes.index(node)
+        prefix = self._prefixes[index] if index < len(self._prefixes) else []
+        node.proc = subprocess.Popen([*prefix, SSHD, "-D", "-e", "-f", str(node.config)], stdout=log, stderr=log,
+                                     stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if node.proc.poll() is not None:
