@@ -186,9 +186,10 @@ def test_a_job_needs_its_category_or_its_share_s_cores_and_its_memory_estimate()
     assert jr.demand(with_cat, NODE, 0) == (12, 40 * GiB)
     share = Job(**{**job.__dict__, "ask": jr.Ask(None, ("j",), None, 4, 100.0)})
     cores, mem = jr.demand(share, NODE, 50 * 2**20)
-    assert cores == 8 and mem == int(me.FIXED_MIB + 100.0 + me.VISIBILITY_FRACTION * 50)
+    # (no cores: a share's are the node's split by max_concurrent, which caps how many run)
+    assert cores == 0 and mem == int(me.FIXED_MIB + 100.0 + me.VISIBILITY_FRACTION * 50)
     no_estimate = Job(**{**job.__dict__, "ask": ask(slots=4)})
-    assert jr.demand(no_estimate, NODE, 0) == (8, jr.usable_mb(NODE) // 4)  # then its share's memory
+    assert jr.demand(no_estimate, NODE, 0) == (0, jr.usable_mb(NODE) // 4)  # then its share's memory
     assert jr.demand(job, NODE, 0) is None  # it asks for nothing
 
 

@@ -187,8 +187,10 @@ def slurm_items(given: Given | None, options: tuple[str, ...]) -> list[str]:
 
 def demand(job, capacity: Capacity, ms_bytes: int) -> tuple[int, int] | None:
     """The (cores, MiB) ``job`` needs on a node of ``capacity``, for admission: its
-    category's; else its share's cores and its memory estimate (or, without one, its share's
-    memory). None: it asks for nothing (``auto_resources = false``, an MPI job)."""
+    category's; else no cores (a share's cores are the node's split by ``max_concurrent``,
+    which already caps how many run: ``max_concurrent = 4`` on 2 cores runs 4, each told
+    ``-j 1``) and its memory estimate (or, without one, its share's memory). None: it asks
+    for nothing (``auto_resources = false``, an MPI job)."""
     ask = job.ask
     if ask is None:
         return None
@@ -198,7 +200,7 @@ def demand(job, capacity: Capacity, ms_bytes: int) -> tuple[int, int] | None:
     estimate = estimate_mib(ask.image_mib, ms_bytes)
     if share is None:
         return None
-    return share.cores, int(estimate) if estimate is not None else share.mem_mb
+    return 0, int(estimate) if estimate is not None else share.mem_mb
 
 
 def fits_nowhere(jobs, pool, capacity) -> str | None:
