@@ -397,12 +397,13 @@ def bench_long_jobs(tmp: Path) -> dict:
     fake = tmp / "bin" / "wsclean"
     fake.write_text(FAKE.replace("exec wsclean", f"exec {shutil.which('wsclean')}").replace("TRACE", str(tmp / "trace")))
     fake.chmod(0o755)
-    (tmp / "seconds").mkdir()
+    seconds = tmp / "bin" / "seconds"  # where the fake looks: beside itself
+    seconds.mkdir()
     ms = []
     for i in range(20):
         (tmp / "data" / f"obs{i:02d}.MS").mkdir(parents=True)
         ms.append(str(tmp / "data" / f"obs{i:02d}.MS"))
-        (tmp / "seconds" / f"obs{i:02d}.MS").write_text("30")
+        (seconds / f"obs{i:02d}.MS").write_text("30")
     env_file = tmp / "env.sh"
     env_file.write_text(f"export PATH={shlex.quote(str(tmp / 'bin'))}:$PATH\n")
     worker = f"[worker]\nnodes = 'localhost'\nmax_concurrent = 4\nenv_file = '{env_file}'\n"
@@ -416,9 +417,11 @@ def bench_long_jobs(tmp: Path) -> dict:
     for j in json.loads(plan.read_text())["jobs"]:
         os.makedirs(j["out_dir"], exist_ok=True)
     xargs_s, _ = timed(["xargs", "-P", "4", "-L", "1", "-I", "{}", "bash", "-c", "{}"], input=lines, env=env)
-    (tmp / "seconds" / "obs00.MS").write_text("0")  # the database's migrations, once, with a short job
+    if xargs_s < 140:  # 20 × 30 s on 4 slots: 150 s; less means the fake did not read its 30 s
+        raise SystemExit(f"benchmark 7: xargs took {xargs_s:.1f} s for 20 jobs of 30 s on 4 slots: the fake's seconds were not read")
+    (seconds / "obs00.MS").write_text("0")  # the database's migrations, once, with a short job
     subprocess.run([PY, "-m", "imgpipe", str(tmp / "imgpipe.toml"), ms[0], "--force"], env=env, capture_output=True)
-    (tmp / "seconds" / "obs00.MS").write_text("30")
+    (seconds / "obs00.MS").write_text("30")
     (tmp / "trace").unlink(missing_ok=True)
     imgpipe_s, _ = timed([PY, "-m", "imgpipe", str(tmp / "imgpipe.toml"), *ms, "--force"], env=env, cwd=tmp)
     times = [float(line.split()[0]) for line in (tmp / "trace").read_text().splitlines()]

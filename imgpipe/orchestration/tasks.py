@@ -238,12 +238,12 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
         watch_stop_event(dask_stop, stop, finished)
     if backends is not None:
         job = backends.place(job)  # its cores and memory on that node, before it is shown or recorded
-    logger.info("start on %s%s: %s", where, f" (attempt {attempt})" if attempt > 1 else "", job.command_line())
-    if job.given is not None:
-        logger.info("given %s", job.given.describe())
     estimate = memory_estimate_of(job)
-    if estimate is not None:
-        logger.info("memory estimate %s", size_text(estimate))
+    # one line (each is a record in Prefect's database, per job): where, what it was given, the command
+    given = f"; given {job.given.describe()}" if job.given is not None else ""
+    expected = f"; memory estimate {size_text(estimate)}" if estimate is not None else ""
+    logger.info("start on %s%s%s%s: %s", where, f" (attempt {attempt})" if attempt > 1 else "", given, expected,
+                job.command_line())
     record = provenance.record_path(job.out_dir, job.name)
     verdict = provenance.not_to_run(job, force, may_replace) if attempt == 1 else None
     if verdict is not None and verdict[0] == provenance.DONE:  # another run made them since this one began
@@ -289,9 +289,6 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
         if finished is not None:
             finished.set()
     result = name_out_of_memory(result)
-    if estimate is not None and result.max_rss_mb is not None:
-        logger.info("peak memory %s, estimate %s (%.2f of it)", size_text(result.max_rss_mb), size_text(estimate),
-                    result.max_rss_mb / estimate)
     if result.over_memory:  # as the original worker pool warned
         logger.warning("%s: peak memory %s, above the %s it was given (%s)", job.label, size_text(result.max_rss_mb),
                        size_text(result.job.given.mem_mb), result.job.given.why)
@@ -318,7 +315,9 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
             logger.error("%s: %s (log: %s)", result.status, result.reason, job.log_path, extra=events.SHOWN)
         state = Cancelled if result.status == CANCELLED else Failed
         return state(message=f"{job.label}: {result.reason}", data=result)
-    logger.info("done in %.1f s, log: %s", result.wall_s, job.log_path)
+    peak = "" if result.max_rss_mb is None else f", peak memory {size_text(result.max_rss_mb)}" + (
+        f" ({result.max_rss_mb / estimate:.2f} of the estimate)" if estimate else "")
+    logger.info("done in %.1f s%s, log: %s", result.wall_s, peak, job.log_path)
     if result.slurm_job:
         logger.info("SLURM job %s", result.slurm_job)
     return result
