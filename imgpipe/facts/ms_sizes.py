@@ -13,6 +13,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable
 
+from imgpipe.core.memory_estimate import estimate_mib
+
 
 def ms_bytes(path: str) -> int:
     """Bytes of the MS's main table (0 if it cannot be read here)."""
@@ -37,8 +39,6 @@ def ms_sizes(paths: Iterable[str], threads: int = 16) -> dict[str, int]:
 def memory_estimate_of(job) -> float | None:
     """The job's expected WSClean peak (MiB, ``core.memory_estimate``) with its MSs' sizes
     read here; None when it has no estimate (a category, no image size)."""
-    from imgpipe.core.memory_estimate import estimate_mib
-
     ask = job.ask
     if ask is None or ask.image_mib is None:
         return None
