@@ -47,9 +47,6 @@ class Capacity:
         how = "" if self.limited_by == "machine" else f" ({self.limited_by} limit)"
         return f"{self.cores} core(s), {mem}{how}"
 
-    def to_json(self) -> dict:
-        return {"cores": self.cores, "mem_mb": self.mem_mb, "limited_by": self.limited_by}
-
 
 @dataclass(frozen=True)
 class Ask:
@@ -196,11 +193,8 @@ def demand(job, capacity: Capacity, ms_bytes: int) -> tuple[int, int] | None:
         return None
     if ask.category is not None:
         return ask.category.cpus, ask.category.mem_mb
-    share = give(ask, capacity, "")
     estimate = estimate_mib(ask.image_mib, ms_bytes)
-    if share is None:
-        return None
-    return 0, int(estimate) if estimate is not None else share.mem_mb
+    return 0, int(estimate) if estimate is not None else max(1, usable_mb(capacity) // max(1, ask.slots))
 
 
 def fits_nowhere(jobs, pool, capacity) -> str | None:

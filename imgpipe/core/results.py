@@ -83,7 +83,9 @@ class JobResult:
     slurm_job: str | None = None
     """SLURM job (or step) id, for jobs run through SLURM."""
     oom_killed: bool = False
-    """Killed by the kernel's OOM killer (see ``job_resources.name_out_of_memory``)."""
+    """Killed by the kernel's OOM killer (see ``name_out_of_memory``)."""
+    memory_estimate_mib: float | None = None
+    """Its expected peak (``core.memory_estimate``), worked out once as it started."""
     image: str | None = None
     """The main FITS image (MFS image when there are several channels)."""
     stats: object = None

@@ -147,9 +147,15 @@ class Dispatcher:
             return None, None
         sizes = {h: (c.cores, usable_mb(c)) for h, c in known.items()}
         ms_bytes = ms_sizes(ms for job in plan.jobs if job.ask is not None for ms in job.ms)
+        worked_out: dict[tuple[int, str], tuple[int, int] | None] = {}
+        """(job, node) → its demand: asked for each waiting job each time a slot frees; the
+        plan's jobs live as long as the run, so their ids stay theirs."""
 
         def needs(job: Job, host: str):
-            return demand(job, known[host], sum(ms_bytes.get(ms, 0) for ms in job.ms))
+            key = (id(job), host)
+            if key not in worked_out:
+                worked_out[key] = demand(job, known[host], sum(ms_bytes.get(ms, 0) for ms in job.ms))
+            return worked_out[key]
 
         return sizes, needs
 

@@ -288,7 +288,7 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
     finally:
         if finished is not None:
             finished.set()
-    result = name_out_of_memory(result)
+    result = name_out_of_memory(replace(result, memory_estimate_mib=estimate))
     if result.over_memory:  # as the original worker pool warned
         logger.warning("%s: peak memory %s, above the %s it was given (%s)", job.label, size_text(result.max_rss_mb),
                        size_text(result.job.given.mem_mb), result.job.given.why)

@@ -27,8 +27,6 @@ import tempfile
 import time
 from datetime import datetime, timezone
 
-from imgpipe.facts.ms_sizes import memory_estimate_of
-
 RECORD_SUFFIX = ".imgpipe.json"
 
 
@@ -80,7 +78,7 @@ def build(result, *, complete: bool, outputs: list[dict], wsclean_version: str |
         "argv": list(job.argv),
         "plan_argv": list(job.science_argv),
         "resources": job.given.to_json() if job.given else None,
-        "memory_estimate_mib": memory_estimate_of(job),
+        "memory_estimate_mib": result.memory_estimate_mib,
         "env": dict(job.env),
         "host": job.host,
         "ms": list(job.ms),
