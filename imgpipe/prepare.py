@@ -19,9 +19,9 @@ from imgpipe.core import plan as core_plan
 from imgpipe.core.config import Config, load_config
 from imgpipe.core.date_tokens import expand_date_tokens
 from imgpipe.core.grouping import Group
-from imgpipe.core.job_resources import place
+from imgpipe.core.job_resources import place, size_unknown, slurm_capacity
 from imgpipe.core.mpi import distributed, parse_nodes_mpi
-from imgpipe.core.nodes import is_local
+from imgpipe.core.nodes import SLURM, is_local
 from imgpipe.core.request import RunRequest
 from imgpipe.facts.ms_files import find_chunks
 from imgpipe.facts.node_capacity import local_capacity
@@ -94,6 +94,20 @@ def with_local_shares(plan: core_plan.Plan) -> core_plan.Plan:
     for i in here:
         jobs[i] = place(jobs[i], capacity)
     return replace(plan, jobs=tuple(jobs))
+
+
+def node_sizes(config: Config, plan: core_plan.Plan) -> dict[str, dict | str]:
+    """Each node of the plan: its cores and memory where known without connecting (this
+    machine; SLURM steps by ``slurm_options``), else when and how it will be known."""
+    out: dict[str, dict | str] = {}
+    for host in plan.hosts():
+        size = None
+        if not config.prefect.dask and is_local(host):
+            size = local_capacity()
+        elif not config.prefect.dask and host == SLURM:
+            size = slurm_capacity(config.worker.slurm_options)
+        out[host] = size.to_json() if size else size_unknown(host, config.worker, config.prefect.dask)
+    return out
 
 
 def resolve_groups(config: Config, inputs: list[str], combine: bool = False, combine_obs_ids: bool = False,

@@ -74,6 +74,23 @@ def test_dry_run_from_config_and_plan_json(run_imgpipe, write_config, ms_copy, t
                    "env": dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), str(given.cores))}
     assert res.stdout.startswith("localhost: wsclean -name")
     assert not (b / "images").exists()
+    assert plan["nodes"] == {"localhost": {"cores": local_capacity().cores, "memory_mib": local_capacity().mem_mb,
+                                           "limited_by": local_capacity().limited_by}}
+
+
+@requires_wsclean
+def test_the_plan_says_which_node_sizes_are_known_before_connecting(run_imgpipe, write_config, ms_copy, tmp_path):
+    """A plan does not connect: an SSH node's size is 'known when reached', SLURM's what
+    slurm_options asks of each step."""
+    a, b = ms_copy("SW01.MS", "SW02.MS")
+    cfg = write_config("[worker]\nnodes = 'node7'\ndry_run = true\n" + CONFIG)
+    assert run_imgpipe(cfg, a, b, "--plan-json", tmp_path / "plan.json").returncode == 0
+    nodes = json.loads((tmp_path / "plan.json").read_text())["nodes"]
+    assert nodes == {"node7": "known when imgpipe reaches the node (a plan or a dry run does not connect)"}
+    cfg.write_text(cfg.read_text().replace("nodes = 'node7'", "nodes = 'slurm'\nslurm_options = '-c 4 --mem=16G'"))
+    assert run_imgpipe(cfg, a, b, "--plan-json", tmp_path / "plan.json").returncode == 0
+    nodes = json.loads((tmp_path / "plan.json").read_text())["nodes"]
+    assert nodes == {"slurm": {"cores": 4, "memory_mib": 16384, "limited_by": "slurm_options"}}
 
 
 @requires_wsclean

@@ -6,6 +6,7 @@ that notes when and on which worker each job ran, so the per-node limits can be
 checked; the images are checked for the simulated source.
 """
 
+import re
 import signal
 import time
 
@@ -69,10 +70,14 @@ def test_jobs_run_on_the_named_workers_and_the_node_limit_holds(dask_cluster, ru
     # (a worker has 4 threads: only imgpipe's per-node limit keeps it to one job at a time)
     assert peak_overlap(rows, "node-a") == 1 and peak_overlap(rows, "node-b") == 1
     assert {n for n, *_ in rows} == {"node-a", "node-b"}
+    # each node's size was read on its worker, and its jobs were given their share of it
+    assert re.search(r"node node-a: \d+ core\(s\), [\d.]+ GiB", res.stderr), res.stderr[-3000:]
     # each job's task ran on a Dask worker and reported to this run in Prefect
     logs = logs_of_last_flow_run(run_imgpipe.base_env())
     assert sum("(Dask worker tcp://127.0.0.1:" in line for line in logs) == 3
     assert sum(line.startswith("done in ") for line in logs) == 3
+    given = [line for line in logs if re.search(r"given \d+ core\(s\) and [\d.]+ GiB: all of node-[ab] \(\d+ core\(s\)", line)]
+    assert len(given) == 3, [line for line in logs if "given" in line or "wsclean" in line]
 
 
 def test_run_on_file_host_pins_jobs_to_the_worker_of_their_node(dask_cluster, run_imgpipe, write_config, ms_copy, traced_wsclean, tmp_path):

@@ -64,3 +64,24 @@ def test_an_agent_that_says_only_ready_has_no_capacity():
     assert capacity_from_words([]) is None and capacity_from_words(["x"]) is None
     assert capacity_from_words(["4", "2097152"]).mem_mb == 2048
     assert capacity_from_words("2 307200 cgroup memory,cgroup cpu".split()).limited_by == "cgroup memory,cgroup cpu"
+
+
+def test_a_node_without_agent_is_read_by_its_python3_else_by_the_shell(tmp_path):
+    """``node_capacity_fallback.sh`` (one SSH session, where no agent runs): with python3 it
+    says what the agent would; without, the CPUs it may use and the RAM, and says so."""
+    from imgpipe.backends.agent_script import CAPACITY_FALLBACK, CAPACITY_SCRIPT
+
+    argv = ["/bin/bash", "-c", CAPACITY_FALLBACK, "imgpipe-capacity", CAPACITY_SCRIPT]
+    with_python = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.split()
+    assert capacity_from_words(with_python) == local_capacity()
+
+    bare = tmp_path / "bin"  # a PATH without python3
+    bare.mkdir()
+    for name in ("nproc", "awk", "getconf"):
+        os.symlink(subprocess.run(["/bin/bash", "-c", f"command -v {name}"], capture_output=True, text=True).stdout.strip(),
+                   bare / name)
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, env={"PATH": str(bare)}).stdout
+    cap = capacity_from_words(out.split())
+    assert cap.cores == len(os.sched_getaffinity(0)) and cap.mem_mb == meminfo_total_mb()
+    assert cap.limited_by == "machine,no python3: cgroup limits not read"
+    assert cap.describe().endswith("GiB (no python3: cgroup limits not read)")

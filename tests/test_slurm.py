@@ -179,3 +179,47 @@ def test_max_time_through_slurm(slurm, run_imgpipe, fake_wsclean, tmp_path):
     assert re.search(r"^  TIMED-OUT .*\(timed out: ran longer than max_time 2s; stopped with SIGTERM", res.stdout, re.M), res.stdout
     assert time.monotonic() - t0 < 60
     assert shutil.which("srun")
+
+
+# `scontrol show job -o` / `show node -o` of the test cluster (salloc --nodes=1, with and without --mem)
+_JOB = ("JobId=1 JobName=x NodeList=vm BatchHost=vm NumNodes=1 NumCPUs=1 NumTasks=1 CPUs/Task=1 "
+        "TRES=cpu=1,node=1,billing=1 Socks/Node=* MinCPUsNode=1 MinMemoryNode=0 MinTmpDiskNode=0")
+_NODE = "NodeName=vm Arch=x86_64 CPUTot=2 RealMemory=4096 AllocMem=0 FreeMem=23287 Sockets=2"
+
+
+@pytest.mark.parametrize(("job", "nodes", "expected"), [
+    (_JOB, _NODE, (1, 4096, 1)),  # no memory asked: the node's
+    (_JOB.replace("MinMemoryNode=0", "MinMemoryNode=2000M"), _NODE, (1, 2000, 1)),
+    (_JOB.replace("NumNodes=1 NumCPUs=1", "NumNodes=4 NumCPUs=128").replace("MinMemoryNode=0", "MinMemoryCPU=4G"),
+     _NODE, (32, 32 * 4096, 4)),
+    (_JOB, _NODE.replace("RealMemory=4096", "RealMemory=1"), (1, 0, 1)),  # an unconfigured node: memory unknown
+])
+def test_an_allocation_s_size_per_node(job, nodes, expected):
+    from imgpipe.backends.slurm import parse_allocation
+
+    node, n = parse_allocation(job, nodes)
+    assert (node.cores, node.mem_mb, n) == expected and node.limited_by == "SLURM allocation"
+    assert parse_allocation("JobId=1 JobState=PENDING", "") is None
+
+
+@requires_wsclean
+@pytest.mark.prefect
+def test_steps_of_an_allocation_share_its_node(slurm, run_imgpipe, tmp_path):
+    """No cores or memory in slurm_options: the allocation's node (1 CPU and the cluster's
+    default 1 GiB per CPU, as scontrol says) is shared by max_concurrent = 2 jobs: each step
+    gets --cpus-per-task and --mem (read back from SLURM's own view of the step) and WSClean
+    -j and -abs-mem."""
+    fake = tmp_path / "wsclean"
+    fake.write_text('#!/bin/bash\nif [ $# -eq 0 ]; then exec wsclean; fi\n'
+                    'step=$(scontrol show step "$SLURM_JOB_ID.$SLURM_STEP_ID" -o)\n'
+                    'echo "ARGV $* OMP=$OMP_NUM_THREADS $(grep -o "TRES=[^ ]*" <<< "$step")"\n')
+    fake.chmod(0o755)
+    cfg = slurm_config(tmp_path, max_concurrent="2", wsclean=f"'{fake}'", slurm_nodes="1")
+    res = run_imgpipe(cfg, *ms_dirs(tmp_path, 2), env={"SLURM_CONF": str(slurm.conf)})
+    assert res.returncode == 0, res.stderr[-3000:] + slurm.log_tail()
+    # usable: 1024 MiB less 1 GiB, but never under half: 512 MiB, halved: 256 MiB (-abs-mem 0.25 GB rounded down)
+    assert re.search(r"SLURM allocation \d+ of 1 node\(s\): 1 core\(s\), 1\.0 GiB \(SLURM allocation\) per node",
+                     res.stdout + res.stderr), res.stderr[-3000:]
+    for log in sorted((tmp_path / "out").glob("*.log")):
+        said = [line for line in log.read_text().splitlines() if line.startswith("ARGV ")]
+        assert len(said) == 1 and " -j 1 -abs-mem 0.2 " in said[0] and said[0].endswith(" OMP=1 TRES=cpu=1,mem=256M,node=1"), said

@@ -460,9 +460,9 @@ def test_check_reaches_every_node_finds_wsclean_and_writes_nothing(healthy_nodes
 
 @pytest.mark.parametrize("node_agent", [True, False])
 def test_an_ssh_node_s_size_comes_from_its_agent_and_its_jobs_get_their_share(healthy_nodes, tmp_path, node_agent):
-    """The node agent says its node's cores and memory when it starts; a job without a
-    category gets its share of them (-j, -abs-mem, thread variables, read back on the node).
-    Without an agent the node's size is unknown: only a category can be given."""
+    """The node agent says its node's cores and memory when it starts (without an agent,
+    one SSH session reads them); a job without a category gets its share of them (-j,
+    -abs-mem, thread variables, read back on the node)."""
     from dataclasses import replace
 
     from imgpipe.core.job_resources import Ask, abs_mem_gb, give
@@ -476,16 +476,13 @@ def test_an_ssh_node_s_size_comes_from_its_agent_and_its_jobs_get_their_share(he
         lines = []
         result = backend.run(job, lines.append)
         assert result.ok, result.reason
-        if node_agent:
-            assert backend.known_capacity("node102") == local_capacity()  # the "node" is this machine
-            given = give(job.ask, local_capacity(), "node102")
-            assert result.job.given == given and given.why.startswith("1/2 of node102 (")
-            assert lines == [f"T={given.cores}/{given.cores} A=-j {given.cores} -abs-mem {abs_mem_gb(given.mem_mb)}"]
-        else:
-            assert backend.known_capacity("node102") is None and result.job.given is None and lines == ["T=/ A="]
-            small = replace(job, ask=Ask(Category("small", 1, 2048), ("j", "abs-mem"), None, 2))
-            lines = []
-            assert backend.run(small, lines.append).ok and lines == ["T=1/1 A=-j 1 -abs-mem 2"]
+        assert backend.known_capacity("node102") == local_capacity()  # the "node" is this machine
+        given = give(job.ask, local_capacity(), "node102")
+        assert result.job.given == given and given.why.startswith("1/2 of node102 (")
+        assert lines == [f"T={given.cores}/{given.cores} A=-j {given.cores} -abs-mem {abs_mem_gb(given.mem_mb)}"]
+        small = replace(job, ask=Ask(Category("small", 1, 2048), ("j", "abs-mem"), None, 2))
+        lines = []
+        assert backend.run(small, lines.append).ok and lines == ["T=1/1 A=-j 1 -abs-mem 2"]
     finally:
         backend.close()
 
@@ -508,6 +505,9 @@ def test_jobs_are_admitted_on_ssh_nodes_by_the_memory_their_category_asks(health
     rows = read_trace(trace)
     assert sum(kind == "end" for *_, kind, _ in rows) == 6
     assert peak_overlap(rows, "node101") == 1 and peak_overlap(rows, "node102") == 1
+    size = local_capacity().describe()  # the run's log says each node's size
+    assert re.search(rf"node node101: {re.escape(size)}$", res.stderr, re.M), res.stderr[-3000:]
+    assert re.search(rf"node node102: {re.escape(size)}$", res.stderr, re.M)
     trace.unlink()
     cfg.write_text(cfg.read_text().replace(f"mem = '{int(usable * 0.6)}MB'", f"mem = '{usable * 2}MB'"))
     res = run_imgpipe(cfg, *ms, "--force")

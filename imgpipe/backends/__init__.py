@@ -87,10 +87,10 @@ class RunBackends:
 
     def capacity(self, host: str) -> Capacity | None:
         """``host``'s cores and memory if known without waiting: this machine's; an SSH node's
-        once its agent runs (it is started when the run reaches the nodes); for SLURM, what
-        ``slurm_options`` asks of each step."""
+        once the run reached it (its agent said, or one session read it); for SLURM, what
+        ``slurm_options`` asks of each step, else a node of the run's allocation once granted."""
         if host == SLURM:
-            return slurm_capacity(self.worker.slurm_options)
+            return self.slurm.capacity() if SLURM in self._made else slurm_capacity(self.worker.slurm_options)
         if is_local(host):
             return self._get(LOCAL).capacity
         return self.ssh.known_capacity(host) if is_ssh(host) else None
@@ -99,7 +99,9 @@ class RunBackends:
         """``job`` with the cores and memory it gets on ``job.host`` (see ``core.job_resources``)."""
         if job.ask is None or job.given is not None or job.host is None:
             return job
-        return place(job, self.capacity(job.host), 1 if job.host == SLURM else None)
+        if job.host == SLURM:
+            return self.slurm.place(job)
+        return place(job, self.capacity(job.host))
 
     def run_job(self, job, on_line: Callable[[str], None] = lambda line: None, stop=None):
         """Run ``job`` on ``job.host`` (local, SSH or SLURM); returns its JobResult.

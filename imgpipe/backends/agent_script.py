@@ -30,3 +30,8 @@ AGENT = (_SCRIPTS / "node_capacity.py").read_text() + "\n\n" + (_SCRIPTS / "node
 """The agent's source, run as ``python3 -I -S -c AGENT`` on the node: ``scripts/node_capacity.py``
 (how the node's cores and memory are read, the same code as for this machine) then
 ``scripts/node_agent.py``."""
+
+CAPACITY_SCRIPT = (_SCRIPTS / "node_capacity.py").read_text()
+"""The node-size reading alone, for a node without an agent (see ``SSHPool.measure``)."""
+CAPACITY_FALLBACK = (_SCRIPTS / "node_capacity_fallback.sh").read_text()
+"""Runs ``CAPACITY_SCRIPT`` with the node's python3, or reads the size with the shell."""

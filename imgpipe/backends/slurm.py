@@ -21,7 +21,7 @@ from typing import Callable
 from imgpipe.backends import local
 from imgpipe.backends.running import CANCEL_GRACE_S, RunningJobs
 from imgpipe.core.errors import ImgpipeError
-from imgpipe.core.job_resources import place, slurm_capacity, slurm_items
+from imgpipe.core.job_resources import Capacity, place, slurm_capacity, slurm_items
 from imgpipe.core.plan import Job
 from imgpipe.core.results import JobResult
 
@@ -56,13 +56,34 @@ class SlurmBackend:
         self.running = RunningJobs()  # the srun processes, here
         self.allocation: str | None = None
         """The SLURM job id of the run's allocation (known from salloc's first line)."""
+        self.allocation_size: tuple[Capacity, int] | None = None
+        """Each node's cores and memory in that allocation, and its number of nodes (see
+        :func:`allocation_size`); None: no allocation, or SLURM did not say."""
         self._lock = threading.Lock()
+
+    def capacity(self) -> Capacity | None:
+        """What one job may share: what ``slurm_options`` asks of each step when it says
+        both cores and memory, else a node of the run's allocation (when it has one)."""
+        size = slurm_capacity(self.worker.slurm_options)
+        if size is None and self.allocation_size is not None:
+            return self.allocation_size[0]
+        return size
+
+    def place(self, job: Job) -> Job:
+        """``job`` with its cores and memory (see ``core.job_resources``)."""
+        size = slurm_capacity(self.worker.slurm_options)
+        if size is not None:  # each srun step is an allocation of its own: all slurm_options ask for
+            return place(job, size, 1)
+        if self.allocation_size is not None and job.ask is not None:
+            # a step of the run's allocation: a share of one of its nodes, the jobs spread over them
+            node, nodes = self.allocation_size
+            return place(job, node, math.ceil(job.ask.slots / nodes))
+        return job
 
     def run(self, job: Job, on_line: Callable[[str], None] = lambda line: None, stop=None) -> JobResult:
         """Run ``job`` with srun (in the run's allocation if there is one)."""
         w = self.worker
-        # each srun step is an allocation of its own: its share is all slurm_options ask for
-        job = place(job, slurm_capacity(w.slurm_options), 1)
+        job = self.place(job)
         launcher = srun_argv(job, w, self.allocation)
         return local.run_local(job, w.env_file, on_line, w.kill_grace, w.max_time, tuple(launcher), stop=stop,
                                running=self.running, min_free_mb=w.temp_min_free)
@@ -99,6 +120,7 @@ class SlurmBackend:
             self.release()
             last = next((line for line in reversed(lines) if line.strip()), "no output")
             raise ImgpipeError(f"salloc failed (exit {rc}): {last}")
+        self.allocation_size = allocation_size(granted)
         return granted
 
     def release(self) -> bool:
@@ -123,6 +145,69 @@ class SlurmBackend:
 
 
 SCANCEL_TIMEOUT_S = 30.0
+SCONTROL_TIMEOUT_S = 30.0
+
+
+def allocation_size(job_id: str) -> tuple[Capacity, int] | None:
+    """A node of allocation ``job_id`` (cores, memory) and its number of nodes, as
+    ``scontrol show job`` and ``scontrol show node`` say; None when SLURM does not say
+    (logged: the jobs then get no share, only what slurm_options asks)."""
+    job = _scontrol(["show", "job", "-o", job_id])
+    nodes_text = _scontrol(["show", "node", "-o", _field(job, "NodeList") or ""]) if job else None
+    size = parse_allocation(job or "", nodes_text or "")
+    if size is None:
+        log.warning("SLURM allocation %s: cannot tell its cores and memory per node (scontrol show job said: %s): "
+                    "its jobs get only what slurm_options asks", job_id, (job or "nothing").strip()[:200])
+    return size
+
+
+def parse_allocation(job: str, nodes: str) -> tuple[Capacity, int] | None:
+    """(a node's share of the allocation, number of nodes) from ``scontrol show job -o``
+    and ``scontrol show node -o`` of its nodes. Memory: what the allocation asked per node
+    (``MinMemoryNode``, or ``MinMemoryCPU`` × its CPUs), else (no memory asked: the job
+    may use the node's) the smallest ``RealMemory`` of its nodes; a node's RealMemory of
+    a few MB is an unconfigured node: memory unknown."""
+    try:
+        n_nodes, n_cpus = int(_field(job, "NumNodes") or ""), int(_field(job, "NumCPUs") or "")
+    except ValueError:
+        return None
+    if n_nodes < 1 or n_cpus < 1:
+        return None
+    cores = max(1, n_cpus // n_nodes)
+    mem_mb = _slurm_mb(_field(job, "MinMemoryNode"))
+    if not mem_mb and (per_cpu := _slurm_mb(_field(job, "MinMemoryCPU"))):
+        mem_mb = per_cpu * cores
+    if not mem_mb:
+        real = [int(m) for m in re.findall(r"\bRealMemory=(\d+)", nodes)]
+        mem_mb = min(real) if real and min(real) >= MIN_REAL_MEMORY_MB else 0
+    return Capacity(cores, mem_mb, "SLURM allocation"), n_nodes
+
+
+MIN_REAL_MEMORY_MB = 256
+"""Below this a node's RealMemory is SLURM's default (1 MB: not configured), not a size."""
+
+
+def _field(text: str, name: str) -> str | None:
+    m = re.search(rf"(?:^|\s){re.escape(name)}=(\S+)", text)
+    return m.group(1) if m else None
+
+
+def _slurm_mb(value: str | None) -> int:
+    """``2000M``, ``4G``, ``0`` → MiB (SLURM's units: M = MiB); 0 when absent or none."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT]?)", value or "")
+    if not m:
+        return 0
+    factor = {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024 * 1024}[m.group(2)]
+    return int(float(m.group(1)) * factor)
+
+
+def _scontrol(args: list[str]) -> str | None:
+    try:
+        res = subprocess.run(["scontrol", *args], capture_output=True, text=True, timeout=SCONTROL_TIMEOUT_S,
+                             stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return res.stdout if res.returncode == 0 else None
 
 
 def _scancel(ids: list[str], what: str) -> bool:

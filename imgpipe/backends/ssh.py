@@ -32,13 +32,14 @@ from typing import Callable
 
 import paramiko
 
-from imgpipe.backends.agent_script import AGENT
+from imgpipe.backends.agent_script import AGENT, CAPACITY_FALLBACK, CAPACITY_SCRIPT
 from imgpipe.backends.job_script import OutputParser, new_token, outcome, wrapped_argv
 from imgpipe.backends.node_agent import EXITED, LOST, NOT_STARTED, OUTPUT, AgentLost, NodeAgent
 from imgpipe.backends.running import RunningJobs
 from imgpipe.core.job_resources import Capacity, place
 from imgpipe.core.plan import Job
 from imgpipe.core.results import CANCELLED, FAILED, JobResult
+from imgpipe.facts.node_capacity import capacity_from_words
 
 CHANNELS_PER_CONNECTION = 8
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -180,6 +181,8 @@ class SSHPool:
         self._agents: dict[str, tuple[NodeAgent, _Connection, paramiko.Channel] | None] = {}
         self._agent_locks: dict[str, threading.Lock] = {}
         """Each node's agent with its connection and channel; None: that node cannot run one."""
+        self._measured: dict[str, Capacity | None] = {}
+        """The size of nodes without an agent, read once by :meth:`measure`."""
 
     def _ssh_config(self) -> paramiko.SSHConfig:
         config = paramiko.SSHConfig()
@@ -318,9 +321,41 @@ class SSHPool:
         return None
 
     def known_capacity(self, host: str) -> Capacity | None:
-        """What the agent running on ``host`` said of its cores and memory (None: no agent yet)."""
+        """What the agent running on ``host`` said of its cores and memory, or what
+        :meth:`measure` read on a node without one; None: not known (yet)."""
         entry = self._agents.get(host)
-        return entry[0].capacity if entry else None
+        return entry[0].capacity if entry else self._measured.get(host)
+
+    def measure(self, host: str) -> Capacity | None:
+        """Read the cores and memory of ``host``, a node without agent, in one SSH session
+        (``scripts/node_capacity_fallback.sh``); None when it could not tell (logged)."""
+        if host in self._measured:
+            return self._measured[host]
+        argv = ["bash", "-c", CAPACITY_FALLBACK, "imgpipe-capacity", CAPACITY_SCRIPT]
+        words, why = None, "no answer"
+        try:
+            conn, chan = self.open_channel(host)
+        except NodeUnreachable as err:
+            why = str(err)
+        else:
+            try:
+                chan.settimeout(AGENT_START_TIMEOUT_S)
+                chan.exec_command(shlex.join(argv))
+                lines = chan.makefile("rb").read().decode("utf-8", "replace").splitlines()
+                words = lines[-1].split() if lines else None
+            except (OSError, EOFError, paramiko.SSHException) as err:
+                why = f"{err or type(err).__name__}"
+            finally:
+                self.close_channel(host, conn, chan)
+        capacity = capacity_from_words(words) if words else None
+        if capacity is not None and capacity.cores < 1:
+            capacity = None
+        if capacity is None and words:
+            why = f"it said {' '.join(words)!r}"
+        if capacity is None:
+            log.warning("%s: cannot read its cores and memory (%s): only a [worker] category applies there", host, why)
+        self._measured[host] = capacity
+        return capacity
 
     def close_agents(self, timeout_s: float = 2.0) -> None:
         """Stop every node agent (each ends once its jobs have); wait up to ``timeout_s`` for them."""
@@ -411,7 +446,8 @@ def check_nodes(
         for attempt in range(retries + 1):
             try:
                 pool.check(host)
-                pool.agent(host)
+                if pool.agent(host) is None:
+                    pool.measure(host)
                 return
             except NodeUnreachable as err:
                 if not err.transient or attempt == retries:
@@ -442,7 +478,8 @@ def run_ssh(
     """Run ``job`` on ``job.host`` over ``pool``'s connection; output streams to ``on_line``
     (and to the log on the node). ``running``: the run's registry, through which a cancel
     reaches this job; ``min_free_mb``: least free space for the job's scratch folder. A job
-    without a category gets its share of the node as the node agent said its capacity."""
+    without a category gets its share of the node as its agent said its size (or as
+    ``SSHPool.measure`` read it where there is no agent)."""
     running = running if running is not None else RunningJobs()
     if running.cancelled.is_set():
         return JobResult(job, CANCELLED, "run cancelled before the job started")
@@ -450,7 +487,7 @@ def run_ssh(
     parser = OutputParser(token)
     try:
         agent = pool.agent(job.host)
-        job = place(job, agent.capacity if agent is not None else None)
+        job = place(job, agent.capacity if agent is not None else pool.measure(job.host))
         # through the agent, the agent's wait4 measures the job; in a session of its own,
         # the wrapper's python3 launcher does (nothing else waits for it on the node)
         argv = wrapped_argv(job.argv, job.out_dir, job.log_path, env_file, token, grace_s, max_time_s,

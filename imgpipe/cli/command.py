@@ -31,7 +31,7 @@ from imgpipe.core.nodes import is_ssh
 from imgpipe.core.plan import write_plan_json
 from imgpipe.core.request import RunRequest
 from imgpipe.core.results import RunSummary
-from imgpipe.prepare import prepare_run
+from imgpipe.prepare import node_sizes, prepare_run
 from imgpipe.products.provenance import DONE, not_run_reason, not_to_run
 
 EXIT_OK, EXIT_JOBS_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -243,7 +243,7 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
     try:
         prepared = prepare_run(request)
         if plan_json:
-            write_plan_json(prepared.plan, plan_json)
+            write_plan_json(prepared.plan, plan_json, node_sizes(prepared.config, prepared.plan))
     except ImgpipeError as err:
         _fail(str(err))
     config, plan = prepared.config, prepared.plan

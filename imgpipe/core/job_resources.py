@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass, replace
 
 from imgpipe.core.memory_estimate import estimate_mib
+from imgpipe.core.nodes import DASK, SLURM
 from imgpipe.core.resources import Category, size_mb
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -44,8 +45,12 @@ class Capacity:
 
     def describe(self) -> str:
         mem = size_text(self.mem_mb) if self.mem_mb else "memory unknown"
-        how = "" if self.limited_by == "machine" else f" ({self.limited_by} limit)"
-        return f"{self.cores} core(s), {mem}{how}"
+        why = [w.strip() + (" limit" if w.strip().startswith("cgroup") else "") for w in self.limited_by.split(",")
+               if w.strip() != "machine"]
+        return f"{self.cores} core(s), {mem}" + (f" ({', '.join(why)})" if why else "")
+
+    def to_json(self) -> dict:
+        return {"cores": self.cores, "memory_mib": self.mem_mb, "limited_by": self.limited_by}
 
 
 @dataclass(frozen=True)
@@ -223,6 +228,19 @@ def alone(job):
     if job.ask is None or job.ask.category is not None:
         return job
     return replace(job, argv=job.science_argv, plan_argv=None, given=None, env=(), ask=replace(job.ask, slots=1))
+
+
+def size_unknown(host: str, worker, dask: bool = False) -> str:
+    """Why ``host``'s size is not known yet, or not at all (the run log, the plan JSON)."""
+    if host == DASK:
+        return "the machine of whichever Dask worker takes a job, read there when the job starts"
+    if dask:
+        return "read on its Dask worker when the run finds it"
+    if host == SLURM:
+        if worker.slurm_nodes:
+            return "a node of the run's SLURM allocation, once it is granted"
+        return "what SLURM gives each step: slurm_options asks no cores and memory (-c, --mem), so no share is given"
+    return "known when imgpipe reaches the node (a plan or a dry run does not connect)"
 
 
 def place(job, capacity: Capacity | None, slots: int | None = None):

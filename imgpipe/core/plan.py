@@ -111,8 +111,13 @@ class Plan:
     output_root: str | None = None
     """Where the images are (see :func:`output_root`); None: under each MS."""
 
-    def to_json(self) -> dict:
-        return {"pool": list(self.pool), "jobs": [job.to_json() for job in self.jobs]}
+    def to_json(self, nodes: dict | None = None) -> dict:
+        """``nodes``: each node's size as far as the plan knows it (``prepare.node_sizes``)."""
+        out: dict = {"pool": list(self.pool)}
+        if nodes is not None:
+            out["nodes"] = nodes
+        out["jobs"] = [job.to_json() for job in self.jobs]
+        return out
 
     def images_root(self) -> str | None:
         """The config's output root, or else the folder common to the jobs' out-dirs."""
@@ -172,12 +177,12 @@ def run_name(config_path: str | Path, inputs: list[str] | tuple[str, ...], n_job
     return name
 
 
-def write_plan_json(plan: Plan, path: str | Path) -> None:
+def write_plan_json(plan: Plan, path: str | Path, nodes: dict | None = None) -> None:
     """Write the plan atomically: a reader never sees half a file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(plan.to_json(), indent=2) + "\n")
+        tmp.write_text(json.dumps(plan.to_json(nodes), indent=2) + "\n")
         tmp.replace(path)
     except OSError as err:
         tmp.unlink(missing_ok=True)

@@ -8,7 +8,8 @@ worker on the node the dispatcher chose, by **worker restrictions**
 (``max_concurrent`` is then the cluster-wide number of jobs at once).
 
 On the worker the job runs as a local process under the usual wrapper (log, accounting,
-stop rules). Its Prefect task reports to this run's Prefect API (the URL travels with the
+stop rules). Each named node's size is read on one of its workers when the run finds
+them (``map_nodes``), so a job's share and admission are decided here, as for SSH nodes. Its Prefect task reports to this run's Prefect API (the URL travels with the
 task), so it shows in the same flow run. A cancelled run sets a Dask ``Event`` that each
 job's task watches: only this run's jobs stop, not those of other runs sharing the cluster.
 """
@@ -21,6 +22,7 @@ import uuid
 from contextlib import ExitStack
 
 from imgpipe.core.errors import NodeError
+from imgpipe.core.job_resources import Capacity
 from imgpipe.core.nodes import DASK
 
 STOP_POLL_S = 1.0
@@ -35,6 +37,7 @@ class DaskJobs:
         self.stop_event_name = f"imgpipe-stop-{uuid.uuid4().hex}"
         self._stack = ExitStack()
         self._workers: dict[str, list[str]] = {}
+        self._sizes: dict[str, Capacity | None] = {}
         self.client = None
 
     def __enter__(self) -> "DaskJobs":
@@ -71,7 +74,31 @@ class DaskJobs:
         """Find each node's Dask workers; returns ``{node: why}`` for nodes without one."""
         workers = self.client.scheduler_info(n_workers=-1)["workers"]
         self._workers, down = match_nodes(nodes, workers)
+        self._sizes = {node: self._read_size(node, addresses, workers) for node, addresses in self._workers.items()}
         return down
+
+    def capacity(self, host: str) -> Capacity | None:
+        """A named node's cores and memory as read on its workers (None for ``dask``: any worker)."""
+        return self._sizes.get(host)
+
+    def _read_size(self, node: str, addresses: list[str], workers: dict[str, dict]) -> Capacity | None:
+        """The machine of ``node``'s first worker as a job there sees it (the same reading as
+        for this machine), its memory at most the sum of its workers' ``memory_limit``."""
+        # imgpipe.facts: the function runs on the worker, which imports imgpipe to run the jobs anyway
+        from imgpipe.facts.node_capacity import local_capacity
+
+        try:
+            size = self.client.run(local_capacity, workers=addresses[:1])[addresses[0]]
+        except Exception as err:  # an old or broken worker: the node's jobs get no share
+            self.logger.warning("%s: cannot read its cores and memory on its Dask worker (%s: %s)", node,
+                                type(err).__name__, err)
+            return None
+        limits = [workers[a].get("memory_limit") or 0 for a in addresses]
+        limit_mb = sum(limits) // (1024 * 1024) if all(limits) else 0
+        if 0 < limit_mb < size.mem_mb:
+            why = "Dask memory_limit" if size.limited_by == "machine" else f"{size.limited_by},Dask memory_limit"
+            size = Capacity(size.cores, limit_mb, why)
+        return size
 
     def submit(self, task, parameters: dict, host: str):
         """Submit a job's task to the workers of ``host`` (anywhere for ``dask``); a Prefect future."""

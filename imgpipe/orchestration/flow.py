@@ -26,6 +26,7 @@ from prefect.utilities.annotations import quote
 from imgpipe.backends import RunBackends
 from imgpipe.core import events
 from imgpipe.core.errors import ImgpipeError, Interrupted, NoData
+from imgpipe.core.job_resources import place, size_unknown
 from imgpipe.core.ms_sharing import sharing_notes
 from imgpipe.core.plan import NO_DATA, output_root, run_name, write_plan_json
 from imgpipe.core.request import RunRequest
@@ -47,7 +48,7 @@ from imgpipe.orchestration.tasks import (
     slurm_allocation_task,
     write_run_report,
 )
-from imgpipe.prepare import PreparedRun, expand_inputs
+from imgpipe.prepare import PreparedRun, expand_inputs, node_sizes
 
 
 def scheduled_time() -> datetime:
@@ -132,7 +133,7 @@ def _prepare(request: RunRequest, logger) -> PreparedRun:
                              request.cwd, inputs=inputs, config=cfg)
     plan = _step(plan_jobs_task, cfg, groups, warnings, request.cwd, inputs=inputs, config=cfg)
     if request.plan_json:
-        write_plan_json(plan, request.plan_json)
+        write_plan_json(plan, request.plan_json, node_sizes(cfg, plan))
     return PreparedRun(request, inputs, cfg, plan)
 
 
@@ -277,6 +278,10 @@ def imgpipe_flow(
                                  time.time() - started, cfg.worker.max_concurrent, plan.images_root(), note=f"not run: {stop.error}")
             _record_run(summary, logger)
             return _failed(str(stop.error), summary)
+        for host in hosts:  # each node's size, as the jobs' shares and admission will use it
+            if host not in down:
+                size = dask_jobs.capacity(host) if dask_jobs is not None else run_backends.capacity(host)
+                logger.info("node %s: %s", host, size.describe() if size else size_unknown(host, cfg.worker, dask_jobs is not None))
         limits = NodeLimits([h for h in hosts if h not in down], cfg.worker.max_concurrent)
         stack.callback(limits.close)
 
@@ -284,6 +289,7 @@ def imgpipe_flow(
             # No task tags: a tag makes Prefect take a tag-concurrency lease per task (two
             # more API calls on the path of every job); node slots are NodeLimits' work.
             if dask_jobs is not None:
+                job = place(job, dask_jobs.capacity(job.host))  # (on the worker it is placed already)
                 parameters = dict(job=job, worker=cfg.worker, attempt=attempt, submission_id=submission_id,
                                   dask_stop=dask_jobs.stop_event_name, force=request.force, replace=request.replace)
                 return dask_jobs.submit(run_job_task, parameters, job.host)
@@ -296,7 +302,7 @@ def imgpipe_flow(
         server_wide = cfg.prefect.ms_locks == "server" and not serves(PREFECT_API_URL.value())
         ms_locks = (LocalMsLocks(), PrefectMsLocks(limits)) if server_wide else (LocalMsLocks(),)
         dispatcher = Dispatcher(plan, cfg.worker, start, _outcome, limits, logger, ms_locks, flow_run.name or "",
-                                capacity=run_backends.capacity)
+                                capacity=dask_jobs.capacity if dask_jobs is not None else run_backends.capacity)
         try:
             if cfg.worker.slurm_nodes and plan.jobs:  # (inside: an interrupted request is cancelled too)
                 slurm_allocation_task(quote(run_backends))

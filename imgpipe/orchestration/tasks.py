@@ -173,7 +173,9 @@ def slurm_allocation_task(backends: RunBackends) -> str:
     """One SLURM allocation for the whole run (slurm_nodes): the jobs become its steps."""
     logger = get_run_logger()
     job_id = backends.slurm.allocate(logger.info)
-    logger.info("SLURM allocation %s of %d node(s)", job_id, backends.worker.slurm_nodes)
+    size = backends.slurm.allocation_size
+    each = f": {size[0].describe()} per node" if size else ""
+    logger.info("SLURM allocation %s of %d node(s)%s", job_id, backends.worker.slurm_nodes, each)
     return job_id
 
 

@@ -2,7 +2,8 @@
 
 Follows ../shared/notes/slurm-single-node.md: munged started as the munge user, a
 private slurm.conf (SLURM_CONF) in a temp dir with the node named after
-``hostname -s``, no cgroups (proctrack/linuxproc, task/none), free ports, 2 CPUs.
+``hostname -s``, no cgroups (proctrack/linuxproc, task/none), free ports, 2 CPUs and
+4 GiB; memory is counted (CR_Core_Memory), 1 GiB per CPU unless a job asks, as on most clusters.
 Everything it starts is stopped at the end (munged too, when it started it).
 """
 
@@ -65,13 +66,14 @@ class SlurmCluster:
                     "TaskPlugin=task/none",
                     "JobAcctGatherType=jobacct_gather/none",
                     "SelectType=select/cons_tres",
-                    "SelectTypeParameters=CR_Core",
+                    "SelectTypeParameters=CR_Core_Memory",
+                    "DefMemPerCPU=1024",
                     "MpiDefault=none",
                     "ReturnToService=2",
                     "KillWait=5",
                     "InactiveLimit=0",
                     "MinJobAge=300",
-                    f"NodeName={self.host} CPUs=2 State=UNKNOWN",
+                    f"NodeName={self.host} CPUs=2 RealMemory=4096 State=UNKNOWN",
                     f"PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP",
                     "",
                 ]
