@@ -335,8 +335,8 @@ class SSHPool:
         words, why = None, "no answer"
         try:
             conn, chan = self.open_channel(host)
-        except NodeUnreachable as err:
-            why = str(err)
+        except NodeUnreachable:
+            return None  # not remembered: the job that asked fails on the connection, a retry asks again
         else:
             try:
                 chan.settimeout(AGENT_START_TIMEOUT_S)
