@@ -68,7 +68,8 @@ def sessions(test_nodes) -> dict[str, int]:
 @pytest.mark.parametrize("node_agent", [True, False])
 def test_pool_jobs_fill_every_slot_and_never_exceed_the_cap(healthy_nodes, run_imgpipe, fake_wsclean, tmp_path, node_agent):
     """14 one-second jobs on 2 nodes × 2 slots: each node runs exactly 2 at a time; through the
-    node agent, one SSH session per node carries them all (else one session per job)."""
+    node agent, one SSH session per node carries them all (else one session reads the node's
+    size, then one session per job)."""
     fake, trace = fake_wsclean
     cfg = node_config(healthy_nodes, tmp_path, max_concurrent="2", wsclean=f"'{fake}'", node_agent=str(node_agent).lower())
     ms = make_ms_dirs(tmp_path, 14)
@@ -85,7 +86,7 @@ def test_pool_jobs_fill_every_slot_and_never_exceed_the_cap(healthy_nodes, run_i
     for name in ("node101", "node102"):
         assert healthy_nodes[name].log.read_text().count("Accepted publickey") - logins[name] == 1
         jobs_there = sum(n == name and kind == "start" for n, _, kind, _ in rows)
-        assert sessions(healthy_nodes)[name] - before[name] == (1 if node_agent else jobs_there)
+        assert sessions(healthy_nodes)[name] - before[name] == (1 if node_agent else 1 + jobs_there)
         assert healthy_nodes.jobs_on(healthy_nodes[name]) == []  # the agent went with the run
     # every job's output reached its log beside its images
     log = (tmp_path / "out" / "obs_00.MS.log").read_text()
@@ -396,7 +397,8 @@ def test_a_node_that_cannot_run_the_agent_gets_a_session_per_job(healthy_nodes, 
     assert all(r.ok and lines == ["node102"] for r, lines in results)
     warnings = [r.getMessage() for r in caplog.records if "no node agent" in r.getMessage()]
     assert len(warnings) == 1 and "no-such-python3" in warnings[0] and "one SSH session per job" in warnings[0]
-    assert sessions(healthy_nodes)["node102"] - before == 1 + 3  # the agent's attempt, then one per job
+    # the agent's attempt, one to read the node's size, then one per job
+    assert sessions(healthy_nodes)["node102"] - before == 1 + 1 + 3
     backend.close()
 
 
