@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import random
+import re
 import shlex
 import subprocess
 import sys
@@ -537,18 +538,27 @@ def bench_oversubscription(tmp: Path) -> dict:
             "ratio": imgpipe_s / xargs_default, "share_ratio": xargs_given / xargs_default}
 
 
-ESTIMATE_RUNS = (  # (MS, image size, channels-out): none of them among the 16 runs the estimate was fitted on
-    ("mid", 256, 1), ("mid", 512, 2), ("mid", 768, 8), ("mid", 1024, 1), ("mid", 1024, 16), ("mid", 1536, 4),
-    ("mid", 2048, 2), ("mid", 3072, 1), ("mid", 4096, 2), ("tiny", 512, 16), ("tiny", 2048, 8), ("tiny", 4096, 1),
-    ("tiny", 3072, 4),
+ESTIMATE_RUNS = (  # (MS, image size, channels-out, [wsclean] settings): none among the runs the estimate was fitted on
+    ("mid", 256, 1, {}), ("mid", 512, 2, {}), ("mid", 768, 8, {}), ("mid", 1024, 1, {}), ("mid", 1024, 16, {}),
+    ("mid", 1536, 4, {}), ("mid", 2048, 2, {}), ("mid", 3072, 1, {}), ("mid", 4096, 2, {}), ("tiny", 512, 16, {}),
+    ("tiny", 2048, 8, {}), ("tiny", 4096, 1, {}), ("tiny", 3072, 4, {}),
+    # deconvolution settings (docs/resources.md has the runs their terms were fitted on)
+    ("mid", 3072, 2, {"niter": 0}), ("tiny", 1024, 8, {"niter": 0}), ("mid", 512, 1, {"niter": 0}),
+    ("mid", 1536, 2, {"multiscale": True}), ("tiny", 768, 8, {"multiscale": True}),
+    ("mid", 1536, 4, {"parallel-gridding": 2}), ("tiny", 2048, 1, {"parallel-gridding": 3}),
+    ("tiny", 1024, 8, {"parallel-deconvolution": 512}), ("mid", 3072, 1, {"parallel-deconvolution": 1024}),
+    ("mid", 768, 4, {"pol": "IQUV", "join-polarizations": True}), ("mid", 1536, 4, {"use-wgridder": True}),
 )
 
 
 def bench_memory_estimate(tmp: Path) -> dict:
     """Measured WSClean peak / imgpipe's memory estimate, on runs the estimate was not fitted
-    on (other MSs, other sizes and channel counts). The peak comes from GNU time's wait4 of
-    WSClean (a process started by this big Python would carry its peak, see backends/local)."""
+    on (other MSs, sizes, channel counts and deconvolution settings). Each run's settings go
+    both to WSClean (as the plan's argv would) and to the estimate. The peak comes from GNU
+    time's wait4 of WSClean (a process started by this big Python would carry its peak, see
+    backends/local)."""
     from imgpipe.core.memory_estimate import estimate_mib, image_mib
+    from imgpipe.core.wsclean_argv import option_items
     from imgpipe.demo.simulate import PointSource, make_ms
     from imgpipe.facts.ms_sizes import ms_bytes
 
@@ -558,19 +568,20 @@ def bench_memory_estimate(tmp: Path) -> dict:
         make_ms(mss[tag], [PointSource(150.3, 50.2, 5.0)], 150.0, 50.0, [60e6 + 0.2e6 * c for c in range(16)],
                 n_ant=n_ant, n_time=n_time, seed=5)
     runs = []
-    for tag, size, chans in ESTIMATE_RUNS:
+    for tag, size, chans, settings in ESTIMATE_RUNS:
         name = tmp / "out" / f"{tag}-{size}-{chans}"
         name.parent.mkdir(exist_ok=True)
-        argv = ["wsclean", "-name", str(name), "-size", str(size), str(size), "-scale", f"{round(20 * 1024 / size)}asec",
-                "-niter", "1000", "-mgain", "0.8", "-auto-threshold", "3", "-pol", "I", "-data-column", "DATA",
-                "-no-update-model-required", *(["-channels-out", str(chans), "-join-channels"] if chans > 1 else []),
-                mss[tag]]
+        options = {"size": f"{size} {size}", "scale": f"{round(20 * 1024 / size)}asec", "niter": 1000, "mgain": 0.8,
+                   "auto-threshold": 3, "pol": "I", "data-column": "DATA", "no-update-model-required": True,
+                   **({"channels-out": chans, "join-channels": True} if chans > 1 else {}), **settings}
+        argv = ["wsclean", "-name", str(name), *(item for k, v in options.items() for item in option_items(k, v)), mss[tag]]
         res = subprocess.run(["/usr/bin/time", "-f", "%M", *argv], capture_output=True, text=True)
         if res.returncode != 0:
-            raise SystemExit(f"wsclean failed: {res.stderr[-2000:]}")
+            raise SystemExit(f"wsclean failed: {shlex.join(argv)}\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
         peak = int(res.stderr.strip().splitlines()[-1]) / 1024
-        est = estimate_mib(image_mib({"size": f"{size} {size}", "pol": "I"}, chans), ms_bytes(mss[tag]))
+        est = estimate_mib(image_mib(options, chans), ms_bytes(mss[tag]))
         runs.append({"ms": tag, "ms_mib": ms_bytes(mss[tag]) / 2**20, "size": size, "channels": chans,
+                     "settings": " ".join(item for k, v in settings.items() for item in option_items(k, v)),
                      "peak_mib": peak, "estimate_mib": est, "peak_per_estimate": peak / est})
         for f in name.parent.iterdir():
             f.unlink()
@@ -671,6 +682,26 @@ BENCHMARKS = {
 }
 
 
+def earlier_results() -> dict | None:
+    """The raw figures of bench/RESULTS.md (its last JSON block), with when they were
+    written (older files say it in their first lines only); None without a whole run."""
+    path = REPO / "bench" / "RESULTS.md"
+    if not path.exists():
+        return None
+    text = path.read_text()
+    try:
+        earlier = json.loads(text.rsplit("```json", 1)[1].split("```", 1)[0])
+    except (IndexError, ValueError):
+        return None
+    if "written" not in earlier:
+        when = re.search(r"on (\d{4}-\d\d-\d\d \d\d:\d\d UTC)", text)
+        yardstick = re.search(r"in this Python\): ([\d.]+) s", text)
+        if not (when and yardstick):
+            return None
+        earlier["written"] = {"utc": when[1], "yardstick_s": float(yardstick[1])}
+    return earlier
+
+
 def main() -> None:
     chosen = sys.argv[1:] or list(BENCHMARKS)
     unknown = [name for name in chosen if name not in BENCHMARKS]
@@ -685,17 +716,35 @@ def main() -> None:
             print(f"== {name}", flush=True)
             results[name] = BENCHMARKS[name](Path(folder))
             print(json.dumps(results[name], indent=2), flush=True)
+    now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    written = {"utc": now, "yardstick_s": speed}
     if len(results) < len(BENCHMARKS):
-        return  # RESULTS.md holds whole runs only
+        earlier = earlier_results()
+        if earlier is None or set(BENCHMARKS) - set(earlier) - set(results):
+            return  # RESULTS.md holds whole runs, or benchmarks re-measured on top of one
+        remeasured = {**earlier.get("remeasured", {}), **dict.fromkeys(results, written)}
+        written = earlier["written"]
+        results = {**earlier, **results, "remeasured": remeasured}
+    results["written"] = written
+    text = render(results)
+    (REPO / "bench" / "RESULTS.md").write_text(text)
+    print("\n".join(text.splitlines()[:40]))
+
+
+def render(results: dict) -> str:
+    """bench/RESULTS.md from the raw figures of a whole run (and benchmarks re-measured on it)."""
     machine = f"{platform.node()}: {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}"
     o, u, p, i, r = (results[k] for k in ("overhead", "ssh_utilisation", "planning", "imaging", "original"))
     f, lj, pp = results["first_image"], results["long_jobs"], results["postprocess"]  # (9: below)
     lines = [
         "# imgpipe benchmark results",
         "",
-        f"Machine: {machine}. Written by `make bench` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
-        f"CPU yardstick (`sum(range(30_000_000))` in this Python): {speed:.2f} s; times from runs whose yardstick "
-        "differs are not comparable, ratios within one run are.",
+        f"Machine: {machine}. Written by `make bench` on {results['written']['utc']}. "
+        f"CPU yardstick (`sum(range(30_000_000))` in this Python): {results['written']['yardstick_s']:.2f} s; times "
+        "from runs whose yardstick differs are not comparable, ratios within one run are."
+        + "".join(f" Benchmark `{name}` re-measured alone (`python bench/run.py {name}`) on {when['utc']} "
+                  f"(yardstick {when['yardstick_s']:.2f} s): its own ratios stand, its times against the others' do not."
+                  for name, when in results.get("remeasured", {}).items()),
         "",
         "| benchmark | figures | ratio | target |",
         "|---|---|---|---|",
@@ -758,11 +807,12 @@ def main() -> None:
         f"estimate was not fitted on: {me['min']:.2f} to {me['max']:.2f} (goal 0.5 to 1.1: "
         f"{'met' if me['met'] else 'NOT met'}).",
         "",
-        "| MS (main table) | size | channels-out | peak | estimate | peak / estimate |",
-        "|---|---|---|---|---|---|",
+        "| MS (main table) | size | channels-out | settings (besides `-niter 1000 -mgain 0.8 -auto-threshold 3`) | peak | estimate | peak / estimate |",
+        "|---|---|---|---|---|---|---|",
     ]
     for run in me["runs"]:
-        lines.append(f"| {run['ms']} ({run['ms_mib']:.0f} MiB) | {run['size']}² | {run['channels']} | {run['peak_mib']:.0f} MiB | "
+        lines.append(f"| {run['ms']} ({run['ms_mib']:.0f} MiB) | {run['size']}² | {run['channels']} | "
+                     f"{run.get('settings', '')} | {run['peak_mib']:.0f} MiB | "
                      f"{run['estimate_mib']:.0f} MiB | {run['peak_per_estimate']:.2f} |")
     pk = results["packing"]
     if "skipped" in pk:
@@ -782,8 +832,7 @@ def main() -> None:
         "```",
         "",
     ]
-    (REPO / "bench" / "RESULTS.md").write_text("\n".join(lines))
-    print("\n".join(lines[:40]))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -112,8 +112,8 @@ def plan_for(tmp_path, worker: str, wsclean: str = "", n_ms: int = 2, mpi: bool 
 def test_without_a_category_the_plan_leaves_the_share_to_the_node(tmp_path):
     plan = plan_for(tmp_path, "nodes = 'node1,node2'\nmax_concurrent = 3", n_ms=5)
     job = plan.jobs[0]
-    # (64², one channel, I: gridding + 1 image's planes of 16 KiB for its memory estimate)
-    planes = me.GRIDDING_PLANES + me.PLANES_PER_IMAGE
+    # (64², one channel, no niter so no cleaning: the dirty image's planes of 16 KiB for its memory estimate)
+    planes = me.NO_CLEAN_PLANES
     assert job.given is None and job.ask == jr.Ask(None, ("j", "abs-mem"), None, 3, 64 * 64 * 4 / 2**20 * planes)
     assert "-j" not in job.argv and job.to_json()["resources"] == "a share of its node, decided when imgpipe reaches it"
     placed = jr.place(job, NODE)
@@ -210,8 +210,34 @@ def test_the_memory_estimate_reads_size_channels_and_polarisations():
     assert me.image_size("1024 512") == (1024, 512) and me.image_size(2048) == (2048, 2048)
     assert me.image_size([64, 32]) == (64, 32) and me.image_size(None) is None and me.image_size("big") is None
     assert [me.polarisations(p) for p in ("I", "IQUV", "xx,yy", "iv", None, "RR")] == [1, 4, 2, 2, 1, 1]
-    one = me.image_mib({"size": "1024 1024"}, 1)
+    one = me.image_mib({"size": "1024 1024", "niter": 1000}, 1)
     assert one == 4 * (me.GRIDDING_PLANES + me.PLANES_PER_IMAGE)
-    assert me.image_mib({"size": "1024 1024", "pol": "IQUV"}, 16) == 4 * (me.GRIDDING_PLANES + me.PLANES_PER_IMAGE * 64)
+    iquv = me.image_mib({"size": "1024 1024", "pol": "IQUV", "niter": "1e4"}, 16)
+    assert iquv == 4 * (me.GRIDDING_PLANES + me.PLANES_PER_IMAGE * 64)
     assert me.estimate_mib(one, 2**30) == me.FIXED_MIB + one + me.VISIBILITY_FRACTION * 1024
     assert me.image_mib({}, 1) is None and me.estimate_mib(None, 10) is None
+
+
+def test_the_memory_estimate_reads_the_deconvolution_settings():
+    clean = {"size": "2048 2048", "niter": 10000}
+    base = me.image_mib(clean, 4)
+    # no cleaning (niter absent: WSClean's default 0): a few planes, whatever the channels
+    dirty = me.image_mib({"size": "2048 2048"}, 4)
+    assert dirty == me.image_mib({**clean, "niter": 0}, 16) == 16 * me.NO_CLEAN_PLANES < base
+    # multi-scale: more planes, and more per image
+    multiscale = me.image_mib({**clean, "multiscale": True}, 4)
+    assert multiscale == base + 16 * (me.MULTISCALE_PLANES + 4 * me.MULTISCALE_PLANES_PER_IMAGE)
+    assert me.image_mib({**clean, "multiscale": ""}, 4) == multiscale  # a flag written as ''
+    assert me.image_mib({**clean, "multiscale": False}, 4) == base
+    # parallel gridding: buffers per gridder past the first, with or without cleaning
+    assert me.image_mib({**clean, "parallel-gridding": 3}, 4) == base + 2 * me.EXTRA_GRIDDER_MIB
+    assert me.image_mib({"size": 2048, "parallel-gridding": "2"}, 4) == dirty + me.EXTRA_GRIDDER_MIB
+    assert me.image_mib({**clean, "parallel-gridding": 1}, 4) == base
+    # parallel deconvolution: full planes, and planes of its subimages (512²: 1 MiB) per image
+    pd = me.PARALLEL_DECONVOLUTION_PLANES * 16
+    assert me.image_mib({**clean, "parallel-deconvolution": 512}, 4) == base + pd + 4 * me.PARALLEL_DECONVOLUTION_SUBPLANES_PER_IMAGE
+    assert me.image_mib({**clean, "parallel-deconvolution": 4096}, 1) == me.image_mib(clean, 1) + pd + 16 * me.PARALLEL_DECONVOLUTION_SUBPLANES_PER_IMAGE
+    assert me.image_mib({**clean, "parallel-deconvolution": 0}, 4) == base
+    # unreadable numbers are WSClean's to refuse: the estimate takes the default
+    assert me.image_mib({**clean, "parallel-gridding": "many"}, 4) == base
+    assert me.image_mib({"size": 2048, "niter": "lots"}, 4) == dirty
