@@ -3,6 +3,7 @@ runs use it, ``prefect server stop`` stops it, and a dead one's pid file is repl
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import pytest
 
 from imgpipe.orchestration.kept_server import server_port
 
+from support.prefect_logs import logs_of_last_flow_run
 from support.prefect_server import PREFECT, free_port
 from support.processes import alive, wait_for
 
@@ -25,6 +27,16 @@ def flow_runs(port: int) -> int:
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as answer:
         return json.loads(answer.read())
+
+
+def heartbeats(port: int) -> int:
+    """Prefect flow-run heartbeat events the server holds (from any run of the last day)."""
+    since = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)).isoformat()
+    query = {"filter": {"event": {"prefix": ["prefect.flow-run.heartbeat"]}, "occurred": {"since": since}}, "limit": 50}
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/events/filter", data=json.dumps(query).encode(),
+                                 method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as answer:
+        return json.loads(answer.read())["total"]
 
 
 def test_server_port_is_read_from_a_prefect_server_s_command_line_only():
@@ -55,6 +67,11 @@ def test_kept_server_is_started_once_reused_replaced_when_dead_and_stopped_by_pr
         assert second.returncode == 0, second.stderr[-3000:]
         assert "started a Prefect server" not in second.stderr
         assert int(pid_file.read_text()) == pid and flow_runs(port) == 2  # one server, both runs in its history
+        # the command leaves at once after its last line, yet the run's last log reached the
+        # server; and a command-line run sends no heartbeats unless asked
+        logs = logs_of_last_flow_run(run_imgpipe.base_env({**env, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}))
+        assert any(line.startswith("1 job(s): 1 ok, 0 failed") for line in logs), logs[-5:]
+        assert heartbeats(port) == 0
 
         os.kill(pid, signal.SIGKILL)
         assert wait_for(lambda: server_port(pid) is None, 10)
@@ -63,6 +80,10 @@ def test_kept_server_is_started_once_reused_replaced_when_dead_and_stopped_by_pr
         assert f"(replacing pid {pid}, gone)" in third.stderr
         new_pid = int(pid_file.read_text())
         assert new_pid != pid and server_port(new_pid) == port and flow_runs(port) == 3  # same database
+
+        asked = run_imgpipe(cfg, ms, "--force", env={**env, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"})
+        assert asked.returncode == 0, asked.stderr[-3000:]
+        assert heartbeats(port) == 1  # Prefect's first beat, at the flow run's start
 
         stop = subprocess.run([PREFECT, "server", "stop"], env={**run_imgpipe.base_env(env)}, capture_output=True,
                               text=True, timeout=120)

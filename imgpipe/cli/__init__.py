@@ -1,5 +1,5 @@
 """The ``imgpipe`` command (click) and its terminal display."""
 
-from imgpipe.cli.command import main
+from imgpipe.cli.quick_exit import main
 
 __all__ = ["main"]

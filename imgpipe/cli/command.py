@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import click
 
@@ -107,7 +107,7 @@ def _run_flow(prepared, run_backends, verbose: bool):
         return _run_flow_with(server, prepared, run_backends, verbose)
     finally:
         if server is not None:
-            _drain_prefect_workers()  # logs and events still queued go out while the server is up
+            drain_prefect_workers()  # logs and events still queued go out while the server is up
             server.stop()
             del os.environ["PREFECT_API_URL"]
 
@@ -120,7 +120,8 @@ def _say_kept(server) -> None:
                    "`prefect server stop` stops it", err=True)
 
 
-def _drain_prefect_workers() -> None:
+def drain_prefect_workers() -> None:
+    """Send Prefect's queued logs and events (at most 5 s each), if this run imported Prefect."""
     if "prefect" not in sys.modules:
         return
     try:
@@ -186,6 +187,22 @@ def _run_flow_with(server, prepared, run_backends, verbose):
         events.unsubscribe(remember)
 
 
+def no_heartbeats_unless_asked():
+    """Prefect's flow-run heartbeats off for a command-line run, unless
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY is set.
+
+    They serve a server-side automation that marks a silent flow run Crashed, which no
+    imgpipe server has unless its user made one; their thread sleeps in 1 s steps and the
+    run's end waits for it (up to 1 s after the last job). Deployment runs, started by a
+    Prefect worker, keep Prefect's setting."""
+    # Prefect: only once jobs really run (as in _run_until_done)
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    if os.environ.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY"):
+        return nullcontext()
+    return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+
+
 def _run_until_done(server, prepared, run_backends, interrupted, stopper, verbose):
     # Prefect (seconds): only once jobs really run, never for --help or a dry run
     from imgpipe.cli.console_log import console_lines
@@ -198,7 +215,7 @@ def _run_until_done(server, prepared, run_backends, interrupted, stopper, verbos
             return interrupted()
         except RuntimeError as err:
             _fail(str(err), EXIT_JOBS_FAILED)
-    with console_lines(verbose), progress_display(len(prepared.plan.jobs), click.echo):
+    with console_lines(verbose), progress_display(len(prepared.plan.jobs), click.echo), no_heartbeats_unless_asked():
         try:
             state = imgpipe_flow(**prepared.request.flow_parameters(), prepared=prepared, backends=run_backends,
                                  return_state=True)

@@ -169,18 +169,20 @@ def _draw(data, header, wcs, title: str, out) -> None:
     import matplotlib.pyplot as plt  # (after the backend is chosen)
     from astropy.visualization import ImageNormalize, PercentileInterval
 
+    # fixed places for the axes and the colour bar: one drawing (bbox_inches="tight", or a
+    # layout engine, draws the figure twice to measure it)
     fig = plt.figure(figsize=(5.2, 4.4), dpi=100)
-    ax = fig.add_subplot(projection=wcs)
+    ax = fig.add_axes((0.15, 0.13, 0.62, 0.733), projection=wcs)  # (square on the page: 3.2 in)
     norm = ImageNormalize(data, interval=PercentileInterval(99.5))
     im = ax.imshow(data, origin="lower", cmap="inferno", norm=norm)
     # in words, through WCSAxes' own API (plain set_xlabel can leave the UCD, pos.eq.ra)
     for coord, label in zip(ax.coords, axis_labels(header), strict=False):
         coord.set_axislabel(label)
     ax.coords.grid(color="white", alpha=0.2, linestyle="dotted")
-    fig.colorbar(im, ax=ax, label=str(header.get("BUNIT", "")))
+    fig.colorbar(im, cax=fig.add_axes((0.8, 0.13, 0.03, 0.733)), label=str(header.get("BUNIT", "")))
     if title:
         ax.set_title(title, fontsize=9, pad=12)  # clear of the top tick marks
-    fig.savefig(out, format="png", bbox_inches="tight")
+    fig.savefig(out, format="png")
     plt.close(fig)
 
 
