@@ -26,7 +26,8 @@ system-deps:
 # The SSH tests start real sshd servers on 127.0.0.2-4 (never beyond loopback); the
 # SLURM tests a real single-node SLURM (slurmctld, slurmd, munged) on this machine;
 # the report test renders report.html in headless Chromium; the --nodes_mpi test runs
-# Open MPI's mpirun on this machine.
+# Open MPI's mpirun on this machine; the deployment tests also run on a PostgreSQL
+# cluster of their own (Debian's postgresql, on 127.0.0.1, in a temporary folder).
 test-deps:
 	@missing=""; \
 	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
@@ -35,6 +36,7 @@ test-deps:
 	[ -x /usr/sbin/munged ] || missing="$$missing munge"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v mpirun >/dev/null 2>&1 || missing="$$missing openmpi-bin"; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \

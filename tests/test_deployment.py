@@ -4,6 +4,7 @@ parameter override, wait for Completed, check the image. Everything started is s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 
 from support.markers import requires_wsclean
 from support.paths import REPO
+from support.postgres import running_postgres, why_no_postgres
 from support.prefect_server import PREFECT, running_server, stop_group
 from support.processes import alive
 from support.sky import SOURCE_DEC, SOURCE_RA
@@ -23,14 +25,26 @@ from support.sky import SOURCE_DEC, SOURCE_RA
 pytestmark = [requires_wsclean, pytest.mark.prefect]
 
 
-@pytest.fixture
-def prefect_server(tmp_path):
-    """A real Prefect server on 127.0.0.1 with its own PREFECT_HOME; yields the env to talk to it."""
-    try:
-        with running_server(tmp_path / "prefect-server-home", tmp_path / "server.log") as env:
-            yield env
-    except RuntimeError as err:
-        pytest.fail(str(err))
+@pytest.fixture(params=["sqlite", "postgresql"])
+def prefect_server(request, tmp_path):
+    """A real Prefect server on 127.0.0.1 with its own PREFECT_HOME, on its default SQLite
+    database or on a PostgreSQL of its own (as a team's shared server); yields the env to
+    talk to it."""
+    with contextlib.ExitStack() as stack:
+        server_env, database = {}, None
+        if request.param == "postgresql":
+            if why := why_no_postgres():
+                pytest.skip(why)
+            database = stack.enter_context(running_postgres())
+            server_env["PREFECT_API_DATABASE_CONNECTION_URL"] = database.url
+        try:
+            env = stack.enter_context(running_server(tmp_path / "prefect-server-home", tmp_path / "server.log", server_env))
+        except RuntimeError as err:
+            pytest.fail(str(err))
+        yield env
+        if database is not None:  # the runs are in PostgreSQL, not in a SQLite file
+            assert int(database.query("SELECT count(*) FROM flow_run")) > 0
+            assert not (tmp_path / "prefect-server-home" / "prefect.db").exists()
 
 
 def prefect(env, *args, timeout=180) -> str:

@@ -39,10 +39,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(home: Path, log_path: Path):
+def running_server(home: Path, log_path: Path, server_env: dict | None = None):
     """Yields the environment that talks to the server (its PREFECT_HOME is ``home``,
-    its output goes to ``log_path``); RuntimeError with the log's end if its API does
-    not answer within START_TIMEOUT_S."""
+    its output goes to ``log_path``, ``server_env`` is the server's own, e.g. its
+    database URL); RuntimeError with the log's end if its API does not answer within
+    START_TIMEOUT_S."""
     port = free_port()
     env = {
         **os.environ,
@@ -55,7 +56,7 @@ def running_server(home: Path, log_path: Path):
     }
     with open(log_path, "w") as log:
         server = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                                  env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+                                  env={**env, **(server_env or {})}, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
