@@ -32,7 +32,9 @@ def runs_per_ms(trace):
 
 def test_sshd_killed_and_restarted_during_a_40_job_run(healthy_nodes, run_imgpipe, fake_wsclean, tmp_path):
     fake, trace = fake_wsclean
-    trace.with_suffix(".seconds").write_text("0.5")
+    # 1 s jobs: node102's cool-downs double while its sshd is down (0.5 + 1 + 2 s), and
+    # with 0.5 s jobs the other nodes could finish the run before it was tried again
+    trace.with_suffix(".seconds").write_text("1.0")
     cfg = node_config(healthy_nodes, tmp_path, nodes="'node[101-103]'", max_concurrent="2", wsclean=f"'{fake}'",
                       retries="3", retry_delay_seconds="0.3", host_cooldown_s="0.5")
     ms = make_ms_dirs(tmp_path, 40)
