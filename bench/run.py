@@ -561,7 +561,7 @@ def bench_memory_estimate(tmp: Path) -> dict:
     time's wait4 of WSClean (a process started by this big Python would carry its peak, see
     backends/local)."""
     from imgpipe.core.memory_estimate import estimate_mib, image_mib
-    from imgpipe.core.wsclean_argv import option_items
+    from imgpipe.core.wsclean_argv import build_argv, option_items
     from imgpipe.demo.simulate import PointSource, make_ms
     from imgpipe.facts.ms_sizes import ms_bytes
 
@@ -577,7 +577,7 @@ def bench_memory_estimate(tmp: Path) -> dict:
         options = {"size": f"{size} {size}", "scale": f"{round(20 * 1024 / size)}asec", "niter": 1000, "mgain": 0.8,
                    "auto-threshold": 3, "pol": "I", "data-column": "DATA", "no-update-model-required": True,
                    **({"channels-out": chans, "join-channels": True} if chans > 1 else {}), **settings}
-        argv = ["wsclean", "-name", str(name), *(item for k, v in options.items() for item in option_items(k, v)), mss[tag]]
+        argv = build_argv(["wsclean"], str(name), options.items(), [mss[tag]])
         res = subprocess.run(["/usr/bin/time", "-f", "%M", *argv], capture_output=True, text=True)
         if res.returncode != 0:
             raise SystemExit(f"wsclean failed: {shlex.join(argv)}\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
@@ -687,7 +687,8 @@ BENCHMARKS = {
 
 def earlier_results() -> dict | None:
     """The raw figures of bench/RESULTS.md (its last JSON block), with when they were
-    written (older files say it in their first lines only); None without a whole run."""
+    written (older files say it in their first lines only); None without such a block.
+    Whether they hold a whole run is the caller's to check."""
     path = REPO / "bench" / "RESULTS.md"
     if not path.exists():
         return None
@@ -719,8 +720,7 @@ def main() -> None:
             print(f"== {name}", flush=True)
             results[name] = BENCHMARKS[name](Path(folder))
             print(json.dumps(results[name], indent=2), flush=True)
-    now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    written = {"utc": now, "yardstick_s": speed}
+    written = {"utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "yardstick_s": speed}
     if len(results) < len(BENCHMARKS):
         earlier = earlier_results()
         if earlier is None or set(BENCHMARKS) - set(earlier) - set(results):

@@ -22,21 +22,23 @@ from support.processes import alive, wait_for
 pytestmark = pytest.mark.prefect
 
 
-def flow_runs(port: int) -> int:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/flow_runs/count", data=b"{}", method="POST",
+def post(port: int, path: str, body: dict):
+    """POST ``body`` as JSON to the server's API; its JSON answer."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/api{path}", data=json.dumps(body).encode(), method="POST",
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as answer:
         return json.loads(answer.read())
+
+
+def flow_runs(port: int) -> int:
+    return post(port, "/flow_runs/count", {})
 
 
 def heartbeats(port: int) -> int:
     """Prefect flow-run heartbeat events the server holds (from any run of the last day)."""
     since = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)).isoformat()
     query = {"filter": {"event": {"prefix": ["prefect.flow-run.heartbeat"]}, "occurred": {"since": since}}, "limit": 50}
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/events/filter", data=json.dumps(query).encode(),
-                                 method="POST", headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as answer:
-        return json.loads(answer.read())["total"]
+    return post(port, "/events/filter", query)["total"]
 
 
 def test_server_port_is_read_from_a_prefect_server_s_command_line_only():

@@ -5,8 +5,9 @@ Python's own teardown of a process that loaded Prefect, astropy and matplotlib t
 user's prompt should not wait on it. Once the run's outcome is printed, Prefect's queued
 logs and events have been sent (before imgpipe's own server stopped, or here to the
 server the user runs), the logging handlers are flushed and the process leaves with its
-exit code: every file the run writes is closed by then, every node connection released. Without Prefect loaded (``--help``, ``--version``, a dry run, a config error)
-the ordinary exit is already quick and is kept.
+exit code: every file the run writes is closed by then, every node connection released.
+Without Prefect loaded (``--help``, ``--version``, a dry run, a config error) the ordinary
+exit is already quick and is kept.
 """
 
 from __future__ import annotations

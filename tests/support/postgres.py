@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -39,8 +40,6 @@ def why_no_postgres() -> str | None:
         return "running as root without runuser to start PostgreSQL as the postgres user"
     if os.getuid() == 0:
         try:
-            import pwd
-
             pwd.getpwnam("postgres")
         except KeyError:
             return "running as root and no postgres user to run PostgreSQL as"
@@ -68,15 +67,15 @@ class Postgres:
 @contextlib.contextmanager
 def running_postgres():
     """Yields a :class:`Postgres` with an empty database ``prefect``."""
-    import pwd
-
     bin_dir = postgres_bin()
     folder = Path(tempfile.mkdtemp(prefix="imgpipe-postgres-"))
     data = folder / "data"
     log = folder / "postgres.log"
-    if os.getuid() == 0:
+    log.touch()
+    if os.getuid() == 0:  # the cluster's folder and log are the postgres user's
         owner = pwd.getpwnam("postgres")
-        os.chown(folder, owner.pw_uid, owner.pw_gid)
+        for path in (folder, log):
+            os.chown(path, owner.pw_uid, owner.pw_gid)
     server = None
     try:
         subprocess.run(_as_owner([str(bin_dir / "initdb"), "-D", str(data), "-U", "imgpipe", "-A", "trust", "-E", "UTF8",
@@ -84,8 +83,6 @@ def running_postgres():
                        check=True, capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
         port = free_port()
         with open(log, "w") as out:
-            if os.getuid() == 0:
-                os.chown(log, owner.pw_uid, owner.pw_gid)
             server = subprocess.Popen(
                 _as_owner([str(bin_dir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port),
                            "-k", str(folder), "-F", "-c", "max_connections=200"]),
