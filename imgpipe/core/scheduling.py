@@ -23,6 +23,7 @@ Starting a job only when it has a slot keeps queued jobs honest in the Prefect U
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Callable
@@ -80,6 +81,11 @@ class SlotScheduler:
         """Jobs to run alone → (the job, the node kept free for it while it empties)."""
         self._alone_on: set[str] = set()
         """Nodes running a job alone: no other job there until it ends."""
+        self._unchanged_until: float | None = None
+        """Set when a look found nothing to start: until then (the next retry's or cool-down's
+        end), and until a change (a job ends, is queued, an MS is freed...), another look
+        would find nothing either, and is skipped (a night's queue holds thousands of jobs
+        and the dispatcher looks after every event)."""
         self._keys = {id(q.job): (q.job, ms_keys(q.job)) for q in self._pending}
         """Each job's MSs, normalised once (take_ready looks at every waiting job each time);
         the job is kept beside them, so that its id cannot be another job's meanwhile."""
@@ -90,10 +96,15 @@ class SlotScheduler:
 
     def remove(self, job: Job) -> None:
         """Take ``job`` out of the queue (it will not run: done before)."""
+        self._unchanged_until = None
         self._pending = [q for q in self._pending if q.job is not job]
 
     def queued(self) -> list[Queued]:
         return list(self._pending)
+
+    def waiting(self):
+        """The queue in order, not copied (for a count that stops early; do not change the queue meanwhile)."""
+        return iter(self._pending)
 
     def _free(self, host: str, now: float) -> int:
         if host in self.down or self._blocked_until.get(host, 0.0) > now:
@@ -128,13 +139,25 @@ class SlotScheduler:
         return host
 
     def take_ready(self, now: float = 0.0) -> list[tuple[Queued, str]]:
-        """(job, node) pairs that may start now, their slots counted as taken, in queue order."""
+        """(job, node) pairs that may start now, their slots counted as taken, in queue order.
+
+        Each node's free slots are worked out once per call and updated as jobs are placed,
+        and a pool job looks only at nodes with a slot left: with thousands of jobs queued
+        and every slot busy (most calls of a big night), a call costs one look at each job
+        (its MSs, for the waits it tells), not one per job and node."""
+        if self._unchanged_until is not None and now < self._unchanged_until:
+            return []
+        free = {host: self._free(host, now) for host in self.pool}
+        open_hosts = [h for h in self.pool if free[h] > 0]
         ready, left = [], []
         for queued in self._pending:
             if queued.alone:  # its node is kept from now on, even while its MS is still held
-                self._reserve(queued)
+                kept = self._reserve(queued)
+                if kept is not None:
+                    free[kept] = self._free(kept, now)
+                    open_hosts = [h for h in open_hosts if free.get(h, 0) > 0]
             busy = self._ms_in_use(queued.job)
-            host = None if busy else self._place(queued, now)
+            host = None if busy else self._place(queued, now, free, open_hosts)
             if host is None:
                 left.append(queued)
             else:
@@ -144,7 +167,14 @@ class SlotScheduler:
                     self._in_use[key] = queued.job
                 self._waiting_on.pop(id(queued.job), None)
                 ready.append((queued, host))
+                free[host] = self._free(host, now)
+                if free[host] <= 0 and host in open_hosts:
+                    open_hosts = [h for h in open_hosts if h != host]
         self._pending = left
+        self._unchanged_until = None
+        if not ready:
+            wakeup = self.next_wakeup(now)
+            self._unchanged_until = math.inf if wakeup is None else now + wakeup
         return ready
 
     def _needs(self, job: Job, host: str) -> tuple[int, int] | None:
@@ -206,28 +236,34 @@ class SlotScheduler:
 
     def free_ms(self, job: Job) -> None:
         """``job`` no longer holds its MSs (it ended and its cross-run lock is back)."""
+        self._unchanged_until = None
         for key in self._keys_of(job):
             if self._in_use.get(key) is job:
                 del self._in_use[key]
 
-    def _place(self, queued: Queued, now: float) -> str | None:
+    def _place(self, queued: Queued, now: float, free: dict[str, int], open_hosts: list[str]) -> str | None:
+        """The node ``queued`` starts on now, or None. ``free``: slots left per node (filled in
+        for a pinned job's node when first asked); ``open_hosts``: the pool's nodes with one."""
         if queued.not_before > now:
             return None
         if queued.alone:
             return self._place_alone(queued, now)
         if queued.job.host is not None:
             host = queued.job.host
-            return host if self._free(host, now) > 0 and self.fits(queued.job, host) else None
-        candidates = [h for h in self.pool if self._free(h, now) > 0 and self.fits(queued.job, h)]
+            if host not in free:
+                free[host] = self._free(host, now)
+            return host if free[host] > 0 and self.fits(queued.job, host) else None
+        candidates = [h for h in open_hosts if self.fits(queued.job, h)]
         if len(candidates) > 1 and queued.avoid in candidates:
             candidates.remove(queued.avoid)
         if not candidates:
             return None
         # the freest first (slots, then memory left where known), in pool order among equals
-        return max(candidates, key=lambda h: (self._free(h, now), self._memory_left(h)))
+        return max(candidates, key=lambda h: (free[h], self._memory_left(h)))
 
     def release(self, host: str, job: Job | None = None) -> None:
         """A job on ``host`` ended (any way): free its slot (and, given ``job``, what it held)."""
+        self._unchanged_until = None
         self.running[host] -= 1
         self._unhold(job)
         if self.running[host] <= 0:
@@ -235,6 +271,7 @@ class SlotScheduler:
 
     def give_back(self, queued: Queued, host: str) -> None:
         """A job taken by ``take_ready`` could not start after all: free the slot and its MSs, keep its place."""
+        self._unchanged_until = None
         self.running[host] -= 1
         self._unhold(queued.job)
         if self.running[host] <= 0:
@@ -244,10 +281,12 @@ class SlotScheduler:
 
     def requeue(self, queued: Queued) -> None:
         """Queue a retry (at the front: it waited longest)."""
+        self._unchanged_until = None
         self._pending.insert(0, queued)
 
     def block(self, host: str, until: float) -> None:
         """No new job on ``host`` before ``until``."""
+        self._unchanged_until = None
         self._blocked_until[host] = max(until, self._blocked_until.get(host, 0.0))
 
     def connection_failed(self, host: str, now: float, cooldown_s: float) -> float:
@@ -266,6 +305,7 @@ class SlotScheduler:
 
     def mark_down(self, host: str) -> list[Queued]:
         """``host`` is unreachable: pool jobs avoid it; returns (and drops) the jobs pinned to it."""
+        self._unchanged_until = None
         self.down.add(host)
         self._reserved = {k: v for k, v in self._reserved.items() if v[1] != host}
         dropped = [q for q in self._pending if q.job.host == host]
@@ -277,6 +317,8 @@ class SlotScheduler:
 
     def next_wakeup(self, now: float) -> float | None:
         """Seconds until a waiting job might become startable by the clock alone (None: only a finished job helps)."""
+        if self._unchanged_until is not None:  # (worked out by the last look, nothing changed since)
+            return None if self._unchanged_until == math.inf else max(0.0, self._unchanged_until - now)
         times = [q.not_before for q in self._pending if q.not_before > now]
         times += [t for t in self._blocked_until.values() if t > now]
         return min(times) - now if times else None

@@ -119,6 +119,9 @@ class Dispatcher:
         self.results: dict[int, JobResult] = {}
         self._inbox: queue.Queue = queue.Queue()
         self._subs: dict[str, _Submission] = {}
+        self._unhandled = 0
+        """Submissions not yet handled (a count: the loop asks for it at every event, and a
+        night keeps thousands of submissions)."""
         self._idle_leases: dict[str, list] = defaultdict(list)
         self._acquiring = 0
         """Slot requests to Prefect still unanswered (their jobs hold a scheduler slot)."""
@@ -266,7 +269,7 @@ class Dispatcher:
         return out
 
     def _in_flight(self) -> int:
-        return sum(not s.handled for s in self._subs.values())
+        return self._unhandled
 
     def _start_ready(self) -> None:
         """Start every job that has a slot: with a slot this run already holds at once,
@@ -390,22 +393,33 @@ class Dispatcher:
             job = run_alone(job)
         log.debug("start %s on %s (attempt %d, %d job(s) waiting)", job.label, host, queued.attempt, self.scheduler.pending)
         sub = self._subs[sid] = _Submission(queued, job, lease, locks=locks)
+        self._unhandled += 1
         sub.future = self._start(job, queued.attempt, sid)
         sub.future.add_done_callback(lambda f, sid=sid: self._inbox.put(("done", sid, None)))
 
     def _return_idle_leases(self, everything: bool = False) -> None:
         """Give back to Prefect the slots no pending job of this run can use now."""
         for host, leases in self._idle_leases.items():
-            keep = 0 if everything else min(len(leases), self._waiting_for(host))
+            if not leases:
+                continue
+            keep = 0 if everything else self._waiting_for(host, at_most=len(leases))
             for lease in leases[keep:]:
                 thread = threading.Thread(target=self._limits.release, args=(lease,), daemon=True)
                 thread.start()
                 self._releases = [t for t in self._releases if t.is_alive()] + [thread]
             del leases[keep:]
 
-    def _waiting_for(self, host: str) -> int:
+    def _waiting_for(self, host: str, at_most: int) -> int:
+        """Pending jobs that could start on ``host`` now, counted up to ``at_most`` (the leases
+        held there: with thousands of jobs queued, the first few answer)."""
         now = time.monotonic()
-        return sum(1 for q in self.scheduler.queued() if q.not_before <= now and self._can_run_on(q.job, host))
+        count = 0
+        for q in self.scheduler.waiting():
+            if q.not_before <= now and self._can_run_on(q.job, host):
+                count += 1
+                if count >= at_most:
+                    break
+        return count
 
     def _can_run_on(self, job: Job, host: str) -> bool:
         """Pinned to ``host``, or a pool job and ``host`` is in the pool."""
@@ -425,6 +439,7 @@ class Dispatcher:
         if sub.handled:
             return
         sub.handled = True
+        self._unhandled -= 1
         result = replace(self._outcome(sub.job, sub.future), attempt=sub.queued.attempt)
         self._free_slot(sid, sub, result)  # (if the task died before saying WSClean ended)
         if oom_retry(result, self.worker, sub.queued):
