@@ -31,6 +31,7 @@ from imgpipe.core.nodes import is_ssh
 from imgpipe.core.plan import write_plan_json
 from imgpipe.core.request import RunRequest
 from imgpipe.core.results import RunSummary
+from imgpipe.facts.prefect_profile import configured_api_url
 from imgpipe.prepare import node_sizes, prepare_run
 from imgpipe.products.provenance import DONE, not_run_reason, not_to_run
 
@@ -82,6 +83,10 @@ def _run_flow(prepared, run_backends, verbose: bool):
     # (see imgpipe.orchestration.node_limits).
     os.environ.setdefault("PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE", "prefect.server.concurrency.lease_storage.filesystem")
     server = None
+    # a server set in the active Prefect profile counts as configured, as it does for Prefect
+    # (imgpipe decides before importing Prefect; see imgpipe.facts.prefect_profile)
+    if not os.environ.get("PREFECT_API_URL") and (url := configured_api_url(os.environ)):
+        os.environ["PREFECT_API_URL"] = url
     if not os.environ.get("PREFECT_API_URL"):
         # No Prefect server configured: the run's own, or the kept one ([prefect] server),
         # started now so that it starts while this process imports Prefect.
