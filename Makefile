@@ -2,7 +2,8 @@
 #   make demo   set everything up (apt wsclean, .venv, imgpipe) and image the demo data
 #   make test   the same set-up, then the whole test suite
 #   make nightly-demo  the nightly loop (Prefect server, deployment, worker) on 127.0.0.1
-# and the maintainers' loops: make unit, make lint, make docs, make bench, make lock.
+# and the maintainers' loops: make unit, make lint, make docs, make bench, make lock;
+# make wsclean-mp (opt-in) builds WSClean's MPI program for --nodes_mpi.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -12,7 +13,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LOCK   := constraints.txt
 EXTRAS := test,lint,docs
 
-.PHONY: setup system-deps test-deps demo nightly-demo test unit lint docs bench lock clean
+.PHONY: setup system-deps test-deps demo nightly-demo test unit lint docs bench lock clean wsclean-mp
 
 system-deps:
 	@missing=""; \
@@ -74,7 +75,7 @@ test: setup test-deps lint docs
 unit: setup
 	$(BIN)/python -m pytest -q -m "not daemon and not pythons"
 
-SHELL_FILES := $(wildcard imgpipe/backends/scripts/*.sh tests/support/*.sh .ci/run) examples/nightly-demo.sh
+SHELL_FILES := $(wildcard imgpipe/backends/scripts/*.sh tests/support/*.sh tools/*.sh .ci/run) examples/nightly-demo.sh
 lint: setup
 	$(BIN)/ruff check imgpipe tests bench flows docs
 	$(BIN)/shellcheck $(SHELL_FILES)
@@ -97,6 +98,12 @@ lock:
 	mv $(LOCK).new $(LOCK)
 	rm -rf build/lock-venv
 	@echo "$(LOCK) rewritten: run 'make test' before committing it"
+
+# Opt-in, not part of make test: WSClean's MPI program (Debian's package has none) built
+# from Debian's own wsclean source into ~/.cache/imgpipe/wsclean-mp (docs/mpi.md). A
+# full C++ compile of tens of minutes; the --nodes_mpi imaging test uses it when present.
+wsclean-mp:
+	tools/build-wsclean-mp.sh
 
 # Benchmarks (not tests): ratios against baselines measured in the same run → bench/RESULTS.md
 bench: setup test-deps

@@ -1,13 +1,15 @@
 """``--nodes_mpi``: each job as one distributed WSClean started by mpirun on the first node.
 
-Debian has no wsclean-mp, so the real-mpirun test puts a small MPI probe in its place:
-every rank writes what Open MPI told it (rank, size) and the argv it got. The argv
-itself is checked exactly.
+Debian's package has no wsclean-mp, so one real-mpirun test puts a small MPI probe in its
+place (every rank writes what Open MPI told it and the argv it got), and another images
+with a real wsclean-mp where `make wsclean-mp` built one (skipped otherwise).
 """
 
 import json
 import os
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -153,3 +155,57 @@ def test_nodes_mpi_with_the_dask_runner_is_one_clear_error(run_imgpipe, write_co
     assert res.returncode == 2
     assert res.stderr.startswith("imgpipe: error: ") and "--nodes_mpi does not go with [prefect] task_runner = 'dask'" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+WSCLEAN_MP = Path(os.environ.get("IMGPIPE_WSCLEAN_MP", Path.home() / ".cache/imgpipe/wsclean-mp/bin/wsclean-mp"))
+requires_wsclean_mp = pytest.mark.skipif(
+    not os.access(WSCLEAN_MP, os.X_OK),
+    reason=f"no wsclean-mp at {WSCLEAN_MP} (`make wsclean-mp` builds it from Debian's source: opt-in, ~40 min on 2 cores, not in CI)")
+TOLERANCE = 1e-5
+"""|MPI − plain| per pixel, as a fraction of the plain image's peak: float rounding only (measured 2e-7)."""
+
+
+@requires_wsclean
+@requires_mpirun
+@requires_wsclean_mp
+def test_real_wsclean_mp_over_two_sshd_nodes_images_as_plain_wsclean(healthy_nodes, run_imgpipe, write_config, ms_copy, tmp_path):
+    """A real wsclean-mp (Debian's WSClean 3.1 source, built with MPI) started by mpirun on
+    node101, one rank there and one on node102 (reached with the suite's ssh config): every
+    channel image and the MFS image equal a plain WSClean run of the same argv, and the source
+    is where it was simulated."""
+    from astropy.io import fits
+
+    from imgpipe.products.fits_peak import pixel_distance
+
+    from support.sky import SOURCE_DEC, SOURCE_RA
+
+    a, plain_ms = ms_copy("SW01.MS", "SW02.MS")
+    shutil.rmtree(plain_ms)
+    shutil.copytree(a, plain_ms)  # the same visibilities for the plain run (WSClean writes MODEL_DATA into its MS)
+    # Two "nodes" on one machine's 2 cores: ranks that busy-poll while they wait starve each
+    # other's gridding threads (prediction 30 s instead of 0.7), hence mpi_yield_when_idle.
+    mca = (f"--mca plm_rsh_agent 'ssh -F {healthy_nodes.ssh_config}' --mca oob_tcp_if_include lo "
+           "--mca btl_tcp_if_include lo --mca mpi_yield_when_idle 1")
+    cfg = write_config(
+        f"[worker]\nssh_config = '{healthy_nodes.ssh_config}'\n"
+        f'[mpi]\nwsclean_mp = "{WSCLEAN_MP}"\nextra_args = "{AS_ROOT}{mca}"\n'
+        "[wsclean]\nname = 'img'\nout-dir = 'images/$ms_basename$'\nsize = '128 128'\nscale = '1amin'\n"
+        "niter = 200\nmgain = 0.8\nj = 1\nchannels-out = 4\njoin-channels = true\n")
+    res = run_imgpipe(cfg, a, "--nodes_mpi", "node101,node102", "--plan-json", tmp_path / "plan.json")
+    assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+    assert "1 job(s): 1 ok, 0 failed" in res.stdout
+    out = tmp_path / "images" / "SW01.MS"
+    log = (out / "img.log").read_text()
+    assert "Node 0, PID" in log and "Node 1, PID" in log and "Worker node received exit message" in log
+    argv = json.loads((tmp_path / "plan.json").read_text())["jobs"][0]["argv"]
+    options = argv[argv.index(str(WSCLEAN_MP)) + 1:-1]
+    options[options.index("-name") + 1] = str(tmp_path / "plain" / "img")
+    (tmp_path / "plain").mkdir()
+    plain = subprocess.run(["wsclean", *options, str(plain_ms)], capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    for image in ("MFS-image", "0000-image", "0001-image", "0002-image", "0003-image", "MFS-residual"):
+        mpi_pixels, plain_pixels = fits.getdata(out / f"img-{image}.fits"), fits.getdata(tmp_path / "plain" / f"img-{image}.fits")
+        assert mpi_pixels.shape == plain_pixels.shape == (1, 1, 128, 128)
+        assert abs(mpi_pixels - plain_pixels).max() <= TOLERANCE * abs(plain_pixels).max(), image
+        if image.endswith("-image"):
+            assert pixel_distance(str(out / f"img-{image}.fits"), SOURCE_RA, SOURCE_DEC) <= 1.0

@@ -20,9 +20,9 @@ from imgpipe.core.errors import ConfigError
 from imgpipe.core.nodes import DASK, SLURM, expand_nodes
 
 WSCLEAN_MP_HELP = (
-    "Debian's wsclean package has no MPI build: build WSClean from source with MPI "
-    "(an MPI library such as libopenmpi-dev installed, cmake finds it and builds wsclean-mp) "
-    "on every MPI node, or point [mpi] wsclean_mp at it"
+    "Debian's wsclean package has no MPI build: build one from Debian's source with "
+    "`make wsclean-mp` in imgpipe's repository (or WSClean's cmake with libopenmpi-dev installed) "
+    "on every MPI node, and point [mpi] wsclean_mp at it"
 )
 
 
