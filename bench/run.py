@@ -22,7 +22,10 @@ in the same run, and the results go to bench/RESULTS.md. Run with `make bench`.
 10. memory estimate: 13 real WSClean runs (256² to 4096², 1 to 16 channels, two MSs), measured
    peak / imgpipe's estimate (goal: 0.5 to 1.1);
 11. packing: 30 fake jobs holding most of their memory estimate, on 3 sshd nodes in 3, 4 and
-   6 GiB memory cgroups: the memory admitted on a node never exceeds its usable memory.
+   6 GiB memory cgroups: the memory admitted on a node never exceeds its usable memory;
+12. scale (bench/scale.py): 5 000 fake jobs on 24 sshd nodes × 4 slots, embedded SQLite
+   server and a ``prefect server`` on PostgreSQL, against a 300-job run;
+13. MPI (bench/mpi.py): one job as a real wsclean-mp over two sshd nodes against plain WSClean.
 
 ``python bench/run.py overhead original`` runs only the benchmarks named.
 """
@@ -46,6 +49,9 @@ REPO = Path(__file__).resolve().parent.parent
 # The test suite's helpers (tests/support: real sshd nodes, a real Prefect server) run the
 # benchmarks' daemons too, so that both start them the same way.
 sys.path.insert(0, str(REPO / "tests"))
+from mpi import bench_mpi  # noqa: E402 (bench/: the script's own folder)
+from scale import bench_scale  # noqa: E402
+
 PY = sys.executable
 # The fake WSClean: sleeps (1 s, or what seconds/<MS name> says) between two trace lines.
 # Only bash builtins around the sleep ($EPOCHREALTIME, read): with date, cat, dirname
@@ -682,6 +688,8 @@ BENCHMARKS = {
     "oversubscription": bench_oversubscription,
     "memory_estimate": bench_memory_estimate,
     "packing": bench_packing,
+    "scale": lambda tmp: bench_scale(tmp, PY, fake_wsclean, env_for, greedy_makespan),
+    "mpi": bench_mpi,
 }
 
 
@@ -826,6 +834,7 @@ def render(results: dict) -> str:
         lines += ["", f"Packing (benchmark 11): {pk['jobs']} jobs of 0.3 to 1.5 GiB (estimates), 3 sshd nodes in 3/4/6 GiB "
                       f"cgroups, 4 slots each; {pk['ended']} ended, {pk['failed']} failed, in {pk['wall_s']:.1f} s. {per_node}. "
                       f"Never over a node's usable memory: **{'yes' if pk['never_over'] else 'NO'}**."]
+    lines += render_scale(results.get("scale")) + render_mpi(results.get("mpi"))
     lines += [
         "",
         "Raw figures:",
@@ -836,6 +845,42 @@ def render(results: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def render_scale(sc: dict | None) -> list[str]:
+    if sc is None:
+        return []
+    if "skipped" in sc:
+        return ["", f"Scale (benchmark 12): skipped: {sc['skipped']}."]
+    lines = ["", f"Scale (benchmark 12): {sc['jobs']} fake jobs (0.5–3 s, mean {sc['mean_job_s']:.2f} s, largest first) on "
+                 f"{sc['nodes']} sshd nodes × {sc['slots_per_node']} slots (a dispatcher with no cost between jobs would reach "
+                 f"{sc['ideal_utilisation']:.3f}); the soak's size ({sc['soak']['jobs']} jobs) on the same nodes for memory.",
+             "",
+             "| server | jobs started / s (sustained) | slot utilisation | run | imgpipe peak RSS | imgpipe CPU / job | server CPU / task run | database after | flow-run page lists its task runs (cold, warm) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for key, label in (("soak", "embedded (SQLite), 300 jobs"), ("sqlite", "embedded (SQLite)"), ("postgresql", "`prefect server` on PostgreSQL")):
+        r = sc.get(key, {})
+        if "skipped" in r or not r:
+            lines.append(f"| {label} | skipped: {r.get('skipped', 'not run')} | | | | | | | |")
+            continue
+        own_cpu = r["imgpipe_cpu_s"] - (r["server_cpu_s"] or 0.0) if key != "postgresql" else r["imgpipe_cpu_s"]
+        server = f"{r['server_cpu_per_task_run_ms']:.0f} ms" + (f" + PostgreSQL {r['postgres_cpu_per_task_run_ms']:.0f} ms" if "postgres_cpu_per_task_run_ms" in r else "")
+        ui = f"{r['ui_task_list_s']:.1f} s, {r['ui_task_list_again_s']:.1f} s" if "ui_task_list_s" in r else ""
+        lines.append(f"| {label} | {r['starts_per_s']:.1f} | {r['utilisation']:.3f} | {r['command_wall_s']:.0f} s | {r['peak_rss_mib']:.0f} MiB | "
+                     f"{1000 * own_cpu / r['jobs']:.0f} ms | {server} | {r['db_mib']:.0f} MiB | {ui} |")
+    lines += ["", f"imgpipe's peak RSS, {sc['jobs']} jobs against {sc['soak']['jobs']}: **{sc['rss_growth_mib']:+.0f} MiB** (goal < 100 MiB)."]
+    return lines
+
+
+def render_mpi(m: dict | None) -> list[str]:
+    if m is None:
+        return []
+    if "skipped" in m:
+        return ["", f"MPI (benchmark 13): skipped: {m['skipped']}."]
+    return ["", f"MPI (benchmark 13): one job ({m['ms']}; `{m['options']}`): wsclean-mp, 2 ranks × `-j 1` over two sshd "
+                f"nodes on this one machine, {m['mpi_2x1_s']:.1f} s; plain WSClean `-j 2` {m['plain_j2_s']:.1f} s "
+                f"(**{m['mpi_per_plain_j2']:.2f}**), `-j 1` {m['plain_j1_s']:.1f} s ({m['mpi_per_plain_j1']:.2f}). Both "
+                "nodes share the same 2 cores: this is MPI's cost, not the speed-up separate nodes give."]
 
 
 if __name__ == "__main__":

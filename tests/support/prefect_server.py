@@ -44,6 +44,13 @@ def running_server(home: Path, log_path: Path, server_env: dict | None = None):
     its output goes to ``log_path``, ``server_env`` is the server's own, e.g. its
     database URL); RuntimeError with the log's end if its API does not answer within
     START_TIMEOUT_S."""
+    with server_process(home, log_path, server_env) as (env, _):
+        yield env
+
+
+@contextlib.contextmanager
+def server_process(home: Path, log_path: Path, server_env: dict | None = None):
+    """:func:`running_server`, yielding the server's process too (the scale benchmark reads its CPU)."""
     port = free_port()
     env = {
         **os.environ,
@@ -68,6 +75,6 @@ def running_server(home: Path, log_path: Path, server_env: dict | None = None):
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise RuntimeError("prefect server did not start: " + Path(log_path).read_text()[-3000:]) from None
                 time.sleep(0.5)
-        yield env
+        yield env, server
     finally:
         stop_group(server)
