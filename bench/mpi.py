@@ -17,7 +17,6 @@ import subprocess
 import time
 from pathlib import Path
 
-WSCLEAN_MP = Path(os.environ.get("IMGPIPE_WSCLEAN_MP", Path.home() / ".cache/imgpipe/wsclean-mp/bin/wsclean-mp"))
 OPTIONS = ["-size", "1024", "1024", "-scale", "0.5amin", "-niter", "3000", "-mgain", "0.8", "-auto-threshold", "3",
            "-channels-out", "8", "-join-channels", "-no-update-model-required"]
 
@@ -33,6 +32,7 @@ def wall_s(argv: list[str], cwd: Path) -> float:
 def bench_mpi(tmp: Path) -> dict:
     from imgpipe.demo.simulate import PointSource, make_ms
 
+    from support.mpi_loopback import WSCLEAN_MP, loopback_mca
     from support.sshd_nodes import SSHNodes, sshd_available
 
     if not os.access(WSCLEAN_MP, os.X_OK):
@@ -45,9 +45,7 @@ def bench_mpi(tmp: Path) -> dict:
     (tmp / "nodes").mkdir()
     nodes = SSHNodes(tmp / "nodes", 2)
     root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
-    mpirun = ["mpirun", *root, "-host", "node101,node102", "-np", "2", "--mca", "plm_rsh_agent", f"ssh -F {nodes.ssh_config}",
-              "--mca", "oob_tcp_if_include", "lo", "--mca", "btl_tcp_if_include", "lo", "--mca", "mpi_yield_when_idle", "1",
-              "-x", "PATH"]
+    mpirun = ["mpirun", *root, "-host", "node101,node102", "-np", "2", *loopback_mca(nodes.ssh_config), "-x", "PATH"]
     out = {"ms": "24 antennas, 240 times, 8 channels", "options": " ".join(OPTIONS)}
     try:
         wall_s(["wsclean", "-name", str(tmp / "warm"), *OPTIONS, str(ms)], tmp)  # page cache, FFTW's first plans

@@ -48,13 +48,6 @@ def cpu_s(pids) -> float:
     return total / TICK
 
 
-def rss_mib(pid: int) -> float:
-    try:
-        return next(int(line.split()[1]) for line in open(f"/proc/{pid}/status") if line.startswith("VmRSS:")) / 1024.0
-    except (OSError, StopIteration):
-        return 0.0
-
-
 def processes_named(name: str) -> list[int]:
     out = []
     for entry in os.listdir("/proc"):
@@ -83,6 +76,7 @@ def make_ms(folder: Path, seconds: Path, count: int, seed: int) -> tuple[list[st
 
 def run_measured(py: str, cfg: Path, ms: list[str], env: dict, trace: Path, server_cpu) -> dict:
     """One imgpipe run, sampled every 0.5 s (imgpipe's RSS, the server's CPU); the jobs' own trace read after."""
+    from support.processes import rss_mib
     from support.sshd_nodes import descendants
 
     trace.unlink(missing_ok=True)
@@ -99,7 +93,9 @@ def run_measured(py: str, cfg: Path, ms: list[str], env: dict, trace: Path, serv
             seen = server_cpu(descendants(proc.pid))
             if seen is not None:
                 server.append((time.time(), seen))
-            samples.append((time.perf_counter() - t0, rss_mib(proc.pid)))
+            rss = rss_mib(proc.pid)
+            if rss is not None:
+                samples.append((time.perf_counter() - t0, rss))
             time.sleep(0.5)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -161,14 +157,14 @@ def ui_seconds(env: dict) -> dict:
 def bench_scale(tmp: Path, py: str, fake_wsclean, env_for, greedy_makespan) -> dict:
     from support.postgres import running_postgres, why_no_postgres
     from support.prefect_server import server_process
-    from support.sshd_nodes import SSHNodes, sshd_available
+    from support.sshd_nodes import SSHNodes, descendants, sshd_available
 
     if not sshd_available():
         return {"skipped": "openssh-server is not installed"}
     fake = fake_wsclean(tmp)
     trace = tmp / "trace"
     ms, lengths = make_ms(tmp / "data", tmp / "seconds", JOBS, 12)
-    soak_ms, soak_lengths = make_ms(tmp / "soak", tmp / "seconds", SOAK, 13)
+    soak_ms, _ = make_ms(tmp / "soak", tmp / "seconds", SOAK, 13)
     warm_ms, _ = make_ms(tmp / "warm", tmp / "seconds", 1, 14)
     slots = NODES * SLOTS
     ideal = sum(lengths) / (slots * greedy_makespan(sorted(lengths, reverse=True), slots))
@@ -207,7 +203,6 @@ def bench_scale(tmp: Path, py: str, fake_wsclean, env_for, greedy_makespan) -> d
                 server_env = {"PREFECT_API_DATABASE_CONNECTION_URL": pg.url, "PREFECT_SERVER_UI_ENABLED": "true"}
                 with server_process(tmp / "home-pg", tmp / "server-pg.log", server_env) as (env, server):
                     subprocess.run([py, "-m", "imgpipe", str(config("warm-pg")), *warm_ms], env=env, capture_output=True, check=True)
-                    from support.sshd_nodes import descendants
 
                     def server_tree():
                         return [server.pid, *descendants(server.pid)]

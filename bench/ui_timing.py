@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,18 +21,14 @@ import urllib.request
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def headless_chromium():
     """Yields the DevTools port of a headless Chromium of its own (profile in a temp folder), killed after."""
+    from support.prefect_server import free_port
+
     if CHROMIUM is None:
         raise RuntimeError("chromium is not installed (make test-deps installs it)")
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="imgpipe-bench-chromium-", ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen(
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",

@@ -7,9 +7,9 @@ with a real wsclean-mp where `make wsclean-mp` built one (skipped otherwise).
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -18,6 +18,7 @@ from imgpipe.core.errors import ConfigError
 from imgpipe.core.mpi import mpirun_prefix, parse_nodes_mpi
 
 from support.markers import requires_wsclean
+from support.mpi_loopback import WSCLEAN_MP, loopback_mca
 
 CONFIG = """
 [wsclean]
@@ -157,7 +158,6 @@ def test_nodes_mpi_with_the_dask_runner_is_one_clear_error(run_imgpipe, write_co
     assert len(res.stderr.strip().splitlines()) == 1
 
 
-WSCLEAN_MP = Path(os.environ.get("IMGPIPE_WSCLEAN_MP", Path.home() / ".cache/imgpipe/wsclean-mp/bin/wsclean-mp"))
 requires_wsclean_mp = pytest.mark.skipif(
     not os.access(WSCLEAN_MP, os.X_OK),
     reason=f"no wsclean-mp at {WSCLEAN_MP} (`make wsclean-mp` builds it from Debian's source: opt-in, ~40 min on 2 cores, not in CI)")
@@ -179,13 +179,10 @@ def test_real_wsclean_mp_over_two_sshd_nodes_images_as_plain_wsclean(healthy_nod
 
     from support.sky import SOURCE_DEC, SOURCE_RA
 
-    a, plain_ms = ms_copy("SW01.MS", "SW02.MS")
-    shutil.rmtree(plain_ms)
+    (a,) = ms_copy("SW01.MS")
+    plain_ms = tmp_path / "plain-SW01.MS"
     shutil.copytree(a, plain_ms)  # the same visibilities for the plain run (WSClean writes MODEL_DATA into its MS)
-    # Two "nodes" on one machine's 2 cores: ranks that busy-poll while they wait starve each
-    # other's gridding threads (prediction 30 s instead of 0.7), hence mpi_yield_when_idle.
-    mca = (f"--mca plm_rsh_agent 'ssh -F {healthy_nodes.ssh_config}' --mca oob_tcp_if_include lo "
-           "--mca btl_tcp_if_include lo --mca mpi_yield_when_idle 1")
+    mca = shlex.join(loopback_mca(healthy_nodes.ssh_config))
     cfg = write_config(
         f"[worker]\nssh_config = '{healthy_nodes.ssh_config}'\n"
         f'[mpi]\nwsclean_mp = "{WSCLEAN_MP}"\nextra_args = "{AS_ROOT}{mca}"\n'

@@ -14,6 +14,7 @@ from test_ssh import make_ms_dirs, node_config, summary_rows
 
 from support.fake_wsclean import peak_overlap, read_trace
 from support.markers import requires_wsclean
+from support.processes import rss_mib
 
 pytestmark = [requires_wsclean, pytest.mark.prefect]
 
@@ -74,11 +75,9 @@ def test_soak_300_jobs_on_3_nodes(healthy_nodes, run_imgpipe, fake_wsclean, tmp_
 
     def sample():
         while proc.poll() is None:
-            try:
-                rss = next(int(line.split()[1]) for line in open(f"/proc/{proc.pid}/status") if line.startswith("VmRSS:"))
-                samples.append((len(read_trace(trace)), rss / 1024.0))
-            except (OSError, StopIteration):
-                pass
+            rss = rss_mib(proc.pid)
+            if rss is not None:
+                samples.append((len(read_trace(trace)), rss))
             time.sleep(0.5)
 
     sampler = threading.Thread(target=sample)

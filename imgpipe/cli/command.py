@@ -83,11 +83,11 @@ def _run_flow(prepared, run_backends, verbose: bool):
     # (see imgpipe.orchestration.node_limits).
     os.environ.setdefault("PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE", "prefect.server.concurrency.lease_storage.filesystem")
     server = None
-    # a server set in the active Prefect profile counts as configured, as it does for Prefect
+    # the environment's server, else the active Prefect profile's, as Prefect reads them
     # (imgpipe decides before importing Prefect; see imgpipe.facts.prefect_profile)
-    if not os.environ.get("PREFECT_API_URL") and (url := configured_api_url(os.environ)):
+    if url := configured_api_url(os.environ):
         os.environ["PREFECT_API_URL"] = url
-    if not os.environ.get("PREFECT_API_URL"):
+    else:
         # No Prefect server configured: the run's own, or the kept one ([prefect] server),
         # started now so that it starts while this process imports Prefect.
         if prepared.config.prefect.server == "kept":

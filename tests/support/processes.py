@@ -19,3 +19,11 @@ def wait_for(predicate, timeout_s: float = 10.0, every_s: float = 0.05) -> bool:
             return True
         time.sleep(every_s)
     return False
+
+
+def rss_mib(pid: int) -> float | None:
+    """The process's resident memory (VmRSS) in MiB; None once it is gone."""
+    try:
+        return next(int(line.split()[1]) for line in open(f"/proc/{pid}/status") if line.startswith("VmRSS:")) / 1024.0
+    except (OSError, StopIteration):
+        return None
