@@ -429,9 +429,11 @@ class Dispatcher:
         if kind == "acquired":
             self._acquired(*sid, result)
             return
-        sub = self._subs[sid]
         if kind == "unlocked":  # a job's MS locks are back: the next job on its MSs may start
-            self.scheduler.free_ms(sub.queued.job)
+            self.scheduler.free_ms(result)
+            return
+        sub = self._subs.get(sid)
+        if sub is None:  # (its task had finished already)
             return
         if kind == "ended":  # WSClean has ended: its slot is free (the task still finishes up)
             self._free_slot(sid, sub, result)
@@ -440,6 +442,9 @@ class Dispatcher:
             return
         sub.handled = True
         self._unhandled -= 1
+        # Forgotten now that its task has finished: a night's thousands of finished
+        # submissions would keep their Prefect futures and states to the end of the run.
+        del self._subs[sid]
         result = replace(self._outcome(sub.job, sub.future), attempt=sub.queued.attempt)
         self._free_slot(sid, sub, result)  # (if the task died before saying WSClean ended)
         if oom_retry(result, self.worker, sub.queued):
@@ -459,20 +464,20 @@ class Dispatcher:
             self.logger.error("%s: not retried: WSClean had started there (%s)", sub.job.label, where)
         self._record(sub.queued, result)
 
-    def _unlock(self, sid: str, sub: _Submission, final: bool) -> None:
+    def _unlock(self, sub: _Submission, final: bool) -> None:
         """WSClean has ended: the job's MSs go back (to Prefect first, then to this run's
         scheduler); a lock limit no later job of this run needs is deleted."""
         keys = ms_keys(sub.queued.job)
         if final:
             self._ms_jobs.subtract(keys)
         done_with = tuple(k for k in keys if self._ms_jobs[k] <= 0)
-        if self._release_locks(sub.locks, done_with, sid):
+        if self._release_locks(sub.locks, done_with, sub.queued.job):
             self.scheduler.free_ms(sub.queued.job)
 
-    def _release_locks(self, locks: tuple, done_with: tuple[str, ...], sid: str | None = None) -> bool:
+    def _release_locks(self, locks: tuple, done_with: tuple[str, ...], job: Job | None = None) -> bool:
         """Give ``locks`` back: True if done now; else (an API call) in a thread, which then
-        tells the loop "unlocked" for ``sid``. ``done_with``: MSs no later job of this run
-        needs (their Prefect limits are deleted)."""
+        tells the loop "unlocked" for ``job`` (the scheduler's, as queued). ``done_with``: MSs
+        no later job of this run needs (their Prefect limits are deleted)."""
         for kind, handle in locks:
             if kind.instant:
                 kind.release(handle)
@@ -483,8 +488,8 @@ class Dispatcher:
         def release():
             for kind, handle in slow:
                 kind.release(handle)
-            if sid is not None:
-                self._inbox.put(("unlocked", sid, None))
+            if job is not None:
+                self._inbox.put(("unlocked", None, job))
             if done_with:
                 for kind, _ in slow:
                     kind.drop(done_with)
@@ -499,7 +504,7 @@ class Dispatcher:
             return
         sub.slot_freed = True
         again = retry_reason(result, self.worker, sub.queued.attempt) or oom_retry(result, self.worker, sub.queued)
-        self._unlock(sid, sub, final=not again)
+        self._unlock(sub, final=not again)
         self.scheduler.release(sub.job.host, sub.queued.job)
         self._idle_leases[sub.job.host].append(sub.lease)
         if result.connection_error:
