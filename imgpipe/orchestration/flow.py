@@ -33,6 +33,7 @@ from imgpipe.core.request import RunRequest
 from imgpipe.core.results import CANCELLED, FAILED, JobResult, RunSummary
 from imgpipe.orchestration.dispatcher import Dispatcher
 from imgpipe.orchestration.embedded_server import serves
+from imgpipe.orchestration.finished_task_runs import FinishedTaskRuns
 from imgpipe.orchestration.ms_locks import LocalMsLocks, PrefectMsLocks
 from imgpipe.orchestration.node_limits import NodeLimits
 from imgpipe.orchestration.tasks import (
@@ -301,7 +302,14 @@ def imgpipe_flow(
         # MS locks: this machine's always; Prefect's too when asked and other machines may share the server
         server_wide = cfg.prefect.ms_locks == "server" and not serves(PREFECT_API_URL.value())
         ms_locks = (LocalMsLocks(), PrefectMsLocks(limits)) if server_wide else (LocalMsLocks(),)
-        dispatcher = Dispatcher(plan, cfg.worker, start, _outcome, limits, logger, ms_locks, flow_run.name or "",
+        finished = FinishedTaskRuns()
+
+        def outcome(job, future):
+            result = _outcome(job, future)
+            finished.forget(getattr(future, "task_run_id", None))
+            return result
+
+        dispatcher = Dispatcher(plan, cfg.worker, start, outcome, limits, logger, ms_locks, flow_run.name or "",
                                 capacity=dask_jobs.capacity if dask_jobs is not None else run_backends.capacity)
         try:
             if cfg.worker.slurm_nodes and plan.jobs:  # (inside: an interrupted request is cancelled too)
@@ -325,7 +333,7 @@ def imgpipe_flow(
     all_done = summary.ok and summary.n_skipped == len(results)
     if all_done:
         summary.note = f"nothing to image: all {len(results)} job(s) done by an earlier run (force=True redoes them)"
-    summary.report = report_task(summary)
+    summary.report = report_task(quote(summary))  # (quoted: Prefect need not walk every job's result)
     _summary_artifact(summary)
     for line in summary.lines():
         logger.info(line, extra=events.SHOWN)
