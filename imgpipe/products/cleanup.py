@@ -11,22 +11,23 @@ the moment they do, and would write files of the same names).
 
 from __future__ import annotations
 
-import glob
 import os
+
+from imgpipe.products.named_files import named
 
 
 def wsclean_temporary_files(job) -> list[str]:
     """The temporary files of ``job``'s WSClean that exist now: its ``*-tmp.fits`` and the
     reorder files of its MSs (beside each MS, or in a ``-temp-dir`` of its argv)."""
-    found = glob.glob(glob.escape(job.image_prefix) + "-*-tmp.fits")
+    found = named(job.image_prefix, "-", "-tmp.fits")
     folders = []
     if "-temp-dir" in job.argv[:-1]:
         folders.append(job.argv[job.argv.index("-temp-dir") + 1])
     for ms in job.ms:
         ms = os.path.normpath(ms)
         for folder in (os.path.dirname(ms), *folders):
-            stem = glob.escape(os.path.join(folder, os.path.basename(ms)))
-            found += glob.glob(stem + "-part*.tmp") + glob.glob(stem + "-spw*-parted-meta.tmp")
+            stem = os.path.join(folder, os.path.basename(ms))
+            found += named(stem, "-part", ".tmp") + named(stem, "-spw", "-parted-meta.tmp")
     return sorted(set(found))
 
 

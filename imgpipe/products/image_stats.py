@@ -15,12 +15,13 @@ memory for 4096² and 8192² images.
 
 from __future__ import annotations
 
-import glob
 import math
 import os
 import threading
 import warnings
 from dataclasses import asdict, dataclass
+
+from imgpipe.products.named_files import named
 
 RMS_SAMPLE = 4 * 1024 * 1024
 QUICKLOOK_PIXELS = 512
@@ -51,7 +52,7 @@ def main_image(image_prefix: str) -> str | None:
     for name in (f"{image_prefix}-MFS-image.fits", f"{image_prefix}-image.fits"):
         if os.path.isfile(name):
             return name
-    found = sorted(glob.glob(glob.escape(image_prefix) + "-*image.fits"))
+    found = named(image_prefix, "-", "image.fits")
     return found[0] if found else None
 
 

@@ -19,13 +19,14 @@ same size.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import socket
 import tempfile
 import time
 from datetime import datetime, timezone
+
+from imgpipe.products.named_files import named
 
 RECORD_SUFFIX = ".imgpipe.json"
 
@@ -57,7 +58,7 @@ def fits_outputs(image_prefix: str, since: float | None = None, clock_offset: fl
     """The FITS files ``<prefix>-*.fits`` written at or after ``since`` (this machine's
     clock; ``clock_offset``: the file server's clock minus this one), with their sizes."""
     out = []
-    for path in sorted(glob.glob(glob.escape(image_prefix) + "-*.fits")):
+    for path in named(image_prefix, "-", ".fits"):
         st = os.stat(path)
         if since is None or st.st_mtime >= since + clock_offset - 2:
             out.append({"path": os.path.basename(path), "size": st.st_size})
