@@ -40,7 +40,7 @@ sys.argv = ["imgpipe", *sys.argv[4:]]
 main()
 """
 
-KINDS = ["State", "PrefectConcurrentFuture", "_Submission", "Pattern", "JobResult"]
+KINDS = ["State", "PrefectConcurrentFuture", "_Submission", "Pattern", "Event", "JobResult"]
 
 
 def test_a_finished_job_leaves_only_its_result_record(run_imgpipe, fake_wsclean, write_config, tmp_path):
@@ -62,8 +62,10 @@ def test_a_finished_job_leaves_only_its_result_record(run_imgpipe, fake_wsclean,
     # 200 more finished jobs: their results are kept (one JobResult each, plus those in flight)...
     assert 190 <= grown["JobResult"] <= 210, grown
     # ...and nothing else of theirs: no Prefect future, no task state (Prefect's own links
-    # to task results, forgotten in sweeps), no submission, no compiled file pattern
-    # (before: +200 futures and submissions, +400 states, +400 patterns)
+    # to task results, forgotten in sweeps), no cancel event of the task runner, no
+    # submission, no compiled file pattern (before: +200 futures, submissions and events,
+    # +400 states, +400 patterns)
     assert grown["PrefectConcurrentFuture"] <= 8 and grown["_Submission"] <= 8, grown
     assert grown["State"] <= 40, grown
+    assert grown["Event"] <= 10, grown
     assert grown["Pattern"] <= 10 and grown["fnmatch patterns"] <= 10, grown

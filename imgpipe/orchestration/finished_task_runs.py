@@ -7,6 +7,12 @@ task runs that made them (PrefectHQ/prefect#12668: by design, so memory grows wi
 task count). A night's thousands of jobs kept thousands of those entries (about seven per
 job). No task of imgpipe takes a job's result as an input (the report gets the summary
 quoted), so the links are never asked for, and a finished job's entries can go.
+
+The thread-pool task runner also keeps, per task run, the event it would set to cancel it
+(``ThreadPoolTaskRunner._cancel_events``, ~1 KiB each with its lock and condition) to the
+end of the flow run; a finished task run has nothing left to cancel, so its event goes at
+the same sweep. (A private attribute of Prefect's, pinned by constraints.txt: read only if
+it is the dict it is in Prefect 3; otherwise left alone.)
 """
 
 from __future__ import annotations
@@ -34,11 +40,18 @@ class FinishedTaskRuns:
             self.sweep()
 
     def sweep(self) -> int:
-        """Drop the entries of the task runs told so far; returns how many went."""
+        """Drop the entries (and cancel events) of the task runs told so far; returns how many
+        context entries went."""
         ids, self._ids = self._ids, set()
         context = FlowRunContext.get()
+        if context is None or not ids:
+            return 0
+        cancel_events = getattr(getattr(context, "task_runner", None), "_cancel_events", None)
+        if isinstance(cancel_events, dict):
+            for task_run_id in ids:
+                cancel_events.pop(task_run_id, None)
         entries = getattr(context, "run_results", None)
-        if not isinstance(entries, dict) or not ids:
+        if not isinstance(entries, dict):
             return 0
         gone = 0
         for key, entry in list(entries.items()):  # (task threads add entries meanwhile: dict calls are atomic)
