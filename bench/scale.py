@@ -76,15 +76,17 @@ def make_ms(folder: Path, seconds: Path, count: int, seed: int) -> tuple[list[st
 
 def run_measured(py: str, cfg: Path, ms: list[str], env: dict, trace: Path, server_cpu) -> dict:
     """One imgpipe run, sampled every 0.5 s (imgpipe's RSS, the server's CPU); the jobs' own trace read after."""
-    from support.processes import rss_mib
+    from support.processes import peak_rss_mib, rss_mib
     from support.sshd_nodes import descendants
 
     trace.unlink(missing_ok=True)
     t0 = time.perf_counter()
     proc = subprocess.Popen([py, "-m", "imgpipe", str(cfg), *ms], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, start_new_session=True)
-    samples, server, waited = [], [], []
-    # wait4 (not Popen.poll, which would reap the child first) gives the run's peak RSS and CPU
+    samples, server, waited, own_peak = [], [], [], [0.0]
+    # wait4 (not Popen.poll, which would reap the child first) gives the run's CPU, and a peak
+    # RSS that counts the embedded server (a reaped child): imgpipe's own peak is its VmHWM,
+    # last read at most 0.5 s before it exits
     waiter = threading.Thread(target=lambda: waited.append(os.wait4(proc.pid, 0)), daemon=True)
     waiter.start()
 
@@ -93,9 +95,11 @@ def run_measured(py: str, cfg: Path, ms: list[str], env: dict, trace: Path, serv
             seen = server_cpu(descendants(proc.pid))
             if seen is not None:
                 server.append((time.time(), seen))
-            rss = rss_mib(proc.pid)
+            rss, hwm = rss_mib(proc.pid), peak_rss_mib(proc.pid)
             if rss is not None:
                 samples.append((time.perf_counter() - t0, rss))
+            if hwm is not None:
+                own_peak[0] = max(own_peak[0], hwm)
             time.sleep(0.5)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -129,7 +133,7 @@ def run_measured(py: str, cfg: Path, ms: list[str], env: dict, trace: Path, serv
         "jobs": len(ms), "ended": len(ends), "command_wall_s": wall, "dispatch_wall_s": span, "busy_slot_s": busy,
         "utilisation": busy / (NODES * SLOTS * span),
         "starts_per_s": (len(middle) - 1) / (middle[-1] - middle[0]) if len(middle) > 1 else 0.0,
-        "peak_rss_mib": usage.ru_maxrss / 1024.0, "imgpipe_cpu_s": usage.ru_utime + usage.ru_stime,
+        "peak_rss_mib": own_peak[0], "peak_rss_with_children_mib": usage.ru_maxrss / 1024.0, "imgpipe_cpu_s": usage.ru_utime + usage.ru_stime,
         "rss_samples": [(round(t, 1), round(m, 1)) for t, m in samples[:: max(1, len(samples) // 60)]],
         # the embedded server's CPU from the first job's start on (its own start-up left out)
         "server_cpu_s": (max(c for _, c in server) - max([c for t, c in server if t <= starts[0]] or [0.0])) if server else None,

@@ -21,9 +21,22 @@ def wait_for(predicate, timeout_s: float = 10.0, every_s: float = 0.05) -> bool:
     return False
 
 
-def rss_mib(pid: int) -> float | None:
-    """The process's resident memory (VmRSS) in MiB; None once it is gone."""
+def _status_mib(pid: int, field: str) -> float | None:
     try:
-        return next(int(line.split()[1]) for line in open(f"/proc/{pid}/status") if line.startswith("VmRSS:")) / 1024.0
+        return next(int(line.split()[1]) for line in open(f"/proc/{pid}/status") if line.startswith(field)) / 1024.0
     except (OSError, StopIteration):
         return None
+
+
+def rss_mib(pid: int) -> float | None:
+    """The process's resident memory (VmRSS) in MiB; None once it is gone."""
+    return _status_mib(pid, "VmRSS:")
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    """The process's own peak resident memory so far (VmHWM) in MiB; None once it is gone.
+
+    Why not wait4's ru_maxrss: Linux counts there the largest of the process and of every
+    descendant it reaped, so a run with an embedded Prefect server (a child) reports the
+    server's peak when it is the larger one."""
+    return _status_mib(pid, "VmHWM:")
