@@ -42,6 +42,7 @@ def night():
     ids = [f.task_run_id for f in futures]
     linked = [entries_of(context, i) for i in ids]
     evented = [i in events for i in ids]
+    with_assets = [i in context.task_run_assets for i in ids]
     finished = FinishedTaskRuns(every=3)
     finished.forget(ids[0])
     finished.forget(ids[1])
@@ -49,8 +50,10 @@ def night():
     finished.forget(ids[2])  # the third: a sweep
     after_sweep = [entries_of(context, i) for i in ids]
     evented_after = [i in events for i in ids]
+    with_assets_after = [i in context.task_run_assets for i in ids]
     finished.forget(None)  # (a future without a task run id: nothing to do)
-    return dict(linked=linked, evented=evented, evented_after=evented_after, before_sweep=before_sweep, after_sweep=after_sweep, nothing_told=finished.sweep())
+    return dict(linked=linked, evented=evented, evented_after=evented_after,
+                with_assets=with_assets, with_assets_after=with_assets_after, before_sweep=before_sweep, after_sweep=after_sweep, nothing_told=finished.sweep())
 
 print("RESULT", json.dumps(night()))
 """
@@ -66,6 +69,8 @@ def test_told_task_runs_lose_their_links_at_each_sweep(run_imgpipe, tmp_path):
     assert out["after_sweep"][:3] == [0, 0, 0] and all(n >= 1 for n in out["after_sweep"][3:]), out
     assert out["evented"] == [True] * 5, out  # the task runner keeps a cancel event per task run
     assert out["evented_after"] == [False] * 3 + [True] * 2, out
+    assert out["with_assets"] == [True] * 5, out  # and an entry for the assets it hands downstream
+    assert out["with_assets_after"] == [False] * 3 + [True] * 2, out
     assert out["nothing_told"] == 0
 
 

@@ -6,7 +6,9 @@ run_results``) until the flow run ends: that is how it links a later task's inpu
 task runs that made them (PrefectHQ/prefect#12668: by design, so memory grows with the
 task count). A night's thousands of jobs kept thousands of those entries (about seven per
 job). No task of imgpipe takes a job's result as an input (the report gets the summary
-quoted), so the links are never asked for, and a finished job's entries can go.
+quoted), so the links are never asked for, and a finished job's entries can go; so can
+its entry in ``FlowRunContext.task_run_assets`` (the assets a task run hands downstream,
+an empty set for each of imgpipe's, read only for a task run's inputs).
 
 The thread-pool task runner also keeps, per task run, the event it would set to cancel it
 (``ThreadPoolTaskRunner._cancel_events``, ~1 KiB each with its lock and condition) to the
@@ -46,10 +48,11 @@ class FinishedTaskRuns:
         context = FlowRunContext.get()
         if context is None or not ids:
             return 0
-        cancel_events = getattr(getattr(context, "task_runner", None), "_cancel_events", None)
-        if isinstance(cancel_events, dict):
-            for task_run_id in ids:
-                cancel_events.pop(task_run_id, None)
+        for per_task_run in (getattr(getattr(context, "task_runner", None), "_cancel_events", None),
+                             getattr(context, "task_run_assets", None)):
+            if isinstance(per_task_run, dict):
+                for task_run_id in ids:
+                    per_task_run.pop(task_run_id, None)
         entries = getattr(context, "run_results", None)
         if not isinstance(entries, dict):
             return 0
