@@ -42,7 +42,7 @@ class FinishedTaskRuns:
             self.sweep()
 
     def sweep(self) -> int:
-        """Drop the entries (and cancel events) of the task runs told so far; returns how many
+        """Drop the entries (and cancel events, asset sets) of the task runs told so far; returns how many
         context entries went."""
         ids, self._ids = self._ids, set()
         context = FlowRunContext.get()
