@@ -88,3 +88,27 @@ def test_a_big_image_s_quick_look_is_drawn_from_block_means(tmp_path):
     tracemalloc.stop()
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert QUICKLOOK_PIXELS == 512 and peak_bytes < 32 * 2**20, f"{peak_bytes / 2**20:.0f} MiB for a 64 MiB image"
+
+
+def test_the_warm_up_loads_the_quick_look_s_modules_and_draws_no_figure():
+    """pyplot is not thread-safe: the background warm-up (while the first WSClean runs)
+    must not draw a figure of its own beside the job's quick-look."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, matplotlib.figure\n"
+        "made = []\n"
+        "real = matplotlib.figure.Figure.__init__\n"
+        "def counted(self, *a, **k):\n"
+        "    made.append(1); real(self, *a, **k)\n"
+        "matplotlib.figure.Figure.__init__ = counted\n"
+        "from imgpipe.products import image_stats\n"
+        "image_stats.load_in_background(); image_stats.load_in_background()\n"
+        "assert len(image_stats._loading) == 1\n"
+        "image_stats._loading[0].join(120)\n"
+        "loaded = [m in sys.modules for m in ('astropy.io.fits', 'astropy.visualization.wcsaxes', 'matplotlib.pyplot')]\n"
+        "print(made, loaded, matplotlib.get_backend().lower())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=180, check=True).stdout
+    assert out.split("\n")[0] == "[] [True, True, True] agg"

@@ -198,16 +198,26 @@ def load_in_background() -> None:
         return
 
     def load() -> None:
-        # numpy and astropy, ahead of their first use; a tiny quick-look drawn in memory
-        # also loads matplotlib's fonts and WCSAxes (a first figure costs ~1 s more)
-        import io
+        # what the statistics need first, then the quick-look's modules (WCSAxes is most
+        # of a first figure's cost) and the fonts and mathtext of its tick labels (RA's
+        # superscript h m s), measured once. No figure: pyplot is not thread-safe, and a
+        # warm-up figure drawn while the real one is drawn doubles the first-figure cost
+        # on the critical path of a short job
+        import astropy.io.fits  # noqa: F401
+        import matplotlib
+        import numpy  # noqa: F401
+        from astropy.wcs import WCS  # noqa: F401
 
-        import numpy as np
-        from astropy.wcs import WCS
+        matplotlib.use("Agg")
+        import astropy.visualization.wcsaxes  # noqa: F401
+        import matplotlib.pyplot  # noqa: F401
+        from astropy.visualization import ImageNormalize  # noqa: F401
+        from matplotlib.backends.backend_agg import RendererAgg
+        from matplotlib.font_manager import FontProperties
 
-        wcs = WCS(naxis=2)
-        wcs.wcs.ctype, wcs.wcs.cdelt, wcs.wcs.crval = ["RA---SIN", "DEC--SIN"], [-0.01, 0.01], [150.0, 50.0]
-        _draw(np.zeros((4, 4), dtype=np.float32), {"EQUINOX": 2000, "BUNIT": "JY/BEAM"}, wcs, "warm-up", io.BytesIO())
+        renderer = RendererAgg(8, 8, 100)
+        for text in (r"$10^\circ$", r"$\mathregular{^h}$", "Right Ascension (J2000)"):
+            renderer.get_text_width_height_descent(text, FontProperties(size=9), ismath=text.startswith("$"))
 
     _loading.append(threading.Thread(target=load, name="imgpipe-load-image-libraries", daemon=True))
     _loading[0].start()
