@@ -161,13 +161,21 @@ def quicklook_png(fits_path: str, png_path: str, title: str = "") -> str:
     return png_path
 
 
-def _draw(data, header, wcs, title: str, out) -> None:
-    """The quick-look figure of ``data`` into ``out`` (a path or a file object)."""
-    # matplotlib and astropy (~1 s in all): only to draw a quick-look
+def _pyplot():
+    """pyplot on the Agg backend (no display on a compute node), chosen before pyplot loads."""
+    # matplotlib (seconds to load with astropy's WCSAxes): only to draw a quick-look
     import matplotlib
 
-    matplotlib.use("Agg")  # no display on a compute node
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # (after the backend is chosen)
+
+    return plt
+
+
+def _draw(data, header, wcs, title: str, out) -> None:
+    """The quick-look figure of ``data`` into ``out`` (a path or a file object)."""
+    plt = _pyplot()
+    # astropy's visualisation: only to draw a quick-look
     from astropy.visualization import ImageNormalize, PercentileInterval
 
     # fixed places for the axes and the colour bar: one drawing (bbox_inches="tight", or a
@@ -204,19 +212,17 @@ def load_in_background() -> None:
         # warm-up figure drawn while the real one is drawn doubles the first-figure cost
         # on the critical path of a short job
         import astropy.io.fits  # noqa: F401
-        import matplotlib
         import numpy  # noqa: F401
         from astropy.wcs import WCS  # noqa: F401
 
-        matplotlib.use("Agg")
+        _pyplot()
         import astropy.visualization.wcsaxes  # noqa: F401
-        import matplotlib.pyplot  # noqa: F401
         from astropy.visualization import ImageNormalize  # noqa: F401
         from matplotlib.backends.backend_agg import RendererAgg
         from matplotlib.font_manager import FontProperties
 
         renderer = RendererAgg(8, 8, 100)
-        for text in (r"$10^\circ$", r"$\mathregular{^h}$", "Right Ascension (J2000)"):
+        for text in (r"$10^\circ$", r"$\mathregular{^h}$", *axis_labels({"EQUINOX": 2000})):
             renderer.get_text_width_height_descent(text, FontProperties(size=9), ismath=text.startswith("$"))
 
     _loading.append(threading.Thread(target=load, name="imgpipe-load-image-libraries", daemon=True))
