@@ -199,13 +199,19 @@ def no_heartbeats_unless_asked():
     They serve a server-side automation that marks a silent flow run Crashed, which no
     imgpipe server has unless its user made one; their thread sleeps in 1 s steps and the
     run's end waits for it (up to 1 s after the last job). Deployment runs, started by a
-    Prefect worker, keep Prefect's setting."""
+    Prefect worker, keep Prefect's setting.
+
+    The current settings with that one field changed, as copies: Prefect's
+    ``temporary_settings`` would validate every setting anew (tens of milliseconds
+    before the first job)."""
     # Prefect: only once jobs really run (as in _run_until_done)
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.context import SettingsContext, get_settings_context
 
     if os.environ.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY"):
         return nullcontext()
-    return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+    current = get_settings_context()
+    flows = current.settings.flows.model_copy(update={"heartbeat_frequency": None})
+    return SettingsContext(profile=current.profile, settings=current.settings.model_copy(update={"flows": flows}))
 
 
 def _run_until_done(server, prepared, run_backends, interrupted, stopper, verbose):

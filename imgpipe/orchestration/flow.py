@@ -13,7 +13,7 @@ from contextlib import ExitStack
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
 from prefect.exceptions import TerminationSignal
@@ -34,6 +34,7 @@ from imgpipe.core.results import CANCELLED, FAILED, JobResult, RunSummary
 from imgpipe.orchestration.dispatcher import Dispatcher
 from imgpipe.orchestration.embedded_server import serves
 from imgpipe.orchestration.finished_task_runs import FinishedTaskRuns
+from imgpipe.orchestration.light_flow import light_flow
 from imgpipe.orchestration.ms_locks import LocalMsLocks, PrefectMsLocks
 from imgpipe.orchestration.node_limits import NodeLimits
 from imgpipe.orchestration.tasks import (
@@ -194,7 +195,8 @@ def _outcome(job, future) -> JobResult:
     return JobResult(job, status, f"{state.name}: {err}")
 
 
-@flow(name="imgpipe", flow_run_name=_initial_name, task_runner=ThreadPoolTaskRunner(max_workers=512), validate_parameters=False)
+@light_flow((PreparedRun, RunBackends), name="imgpipe", flow_run_name=_initial_name,
+            task_runner=ThreadPoolTaskRunner(max_workers=512), validate_parameters=False)
 def imgpipe_flow(
     config: str,
     patterns: list[str],
