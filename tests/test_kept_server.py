@@ -34,11 +34,19 @@ def flow_runs(port: int) -> int:
     return post(port, "/flow_runs/count", {})
 
 
-def heartbeats(port: int) -> int:
-    """Prefect flow-run heartbeat events the server holds (from any run of the last day)."""
+def events(port: int, prefix: str) -> int:
+    """Events named ``prefix``... the server holds (from any run of the last day)."""
     since = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)).isoformat()
-    query = {"filter": {"event": {"prefix": ["prefect.flow-run.heartbeat"]}, "occurred": {"since": since}}, "limit": 50}
+    query = {"filter": {"event": {"prefix": [prefix]}, "occurred": {"since": since}}, "limit": 50}
     return post(port, "/events/filter", query)["total"]
+
+
+def heartbeats(port: int) -> int:
+    """Flow-run heartbeat events the server holds, once it holds the Completed events of
+    all ``flow_runs(port)`` runs: the server stores events in batches, seconds after they
+    came, and a run's heartbeat (at its start) comes before its Completed event."""
+    assert wait_for(lambda: events(port, "prefect.flow-run.Completed") == flow_runs(port), 60)
+    return events(port, "prefect.flow-run.heartbeat")
 
 
 def test_server_port_is_read_from_a_prefect_server_s_command_line_only():
