@@ -212,14 +212,15 @@ def bench_ssh_utilisation(tmp: Path) -> dict:
 def handovers(rows: list[list[str]]) -> list[float]:
     """Per job end (trace rows: time, start/end, node), the seconds until the next job
     starts on that node: what a slot waits between two jobs."""
+    import bisect
+
     gaps = []
     for node in {n for _, _, n in rows}:
-        events = sorted((float(t), kind) for t, kind, n in rows if n == node)
-        starts = [t for t, kind in events if kind == "start"]
-        for t, kind in events:
-            later = [s for s in starts if s >= t]
-            if kind == "end" and later:
-                gaps.append(later[0] - t)
+        starts = sorted(float(t) for t, kind, n in rows if n == node and kind == "start")
+        for end in (float(t) for t, kind, n in rows if n == node and kind == "end"):
+            after = bisect.bisect_left(starts, end)
+            if after < len(starts):  # (none after the node's last job)
+                gaps.append(starts[after] - end)
     return gaps or [float("nan")]
 
 
