@@ -55,9 +55,9 @@ $(BIN)/imgpipe: pyproject.toml $(LOCK)
 	touch $@
 
 # imgpipe's own modules byte-compiled, as pip does for a non-editable install: where
-# PYTHONDONTWRITEBYTECODE is set (many container images set it, as does this project's
-# CI machine), Python would otherwise compile the ~60 a run loads anew on every run
-# before its first job (50-80 ms here). Up to date, this is a few milliseconds.
+# PYTHONDONTWRITEBYTECODE is set (many container images set it, as does the machine
+# this project is developed on), Python would otherwise compile the ~60 a run loads
+# anew on every run, before its first job (50-80 ms here). Up to date, this is a few milliseconds.
 setup: system-deps $(BIN)/imgpipe
 	@$(BIN)/python -m compileall -q imgpipe flows
 
