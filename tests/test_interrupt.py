@@ -13,17 +13,19 @@ import time
 import pytest
 
 from support.markers import requires_wsclean
-from support.processes import alive
+from support.processes import alive, wait_for
 
 pytestmark = [requires_wsclean, pytest.mark.prefect]
 
 
-def start_on_a_long_job(run_imgpipe, write_config, ms_copy, tmp_path, ignore_sigterm=False, worker=""):
-    """imgpipe on one MS whose fake WSClean sleeps 120 s; (imgpipe's Popen, the job's pid) once it runs."""
+def start_on_a_long_job(run_imgpipe, write_config, ms_copy, tmp_path, ignore_sigterm=False, worker="", until=None):
+    """imgpipe on one MS whose fake WSClean sleeps 120 s (or until the file ``until``
+    exists); (imgpipe's Popen, the job's pid) once it runs."""
     fake = tmp_path / "fakews"
     marker = tmp_path / "pids"
     trap = "trap '' TERM\n" if ignore_sigterm else ""
-    fake.write_text(f'#!/bin/bash\nif [ $# -eq 0 ]; then exec wsclean; fi\n{trap}echo $$ >> "{marker}"\nsleep 120\n')
+    wait = f'for _ in $(seq 600); do [ -e "{until}" ] && exit 0; sleep 0.2; done\n' if until else "sleep 120\n"
+    fake.write_text(f'#!/bin/bash\nif [ $# -eq 0 ]; then exec wsclean; fi\n{trap}echo $$ >> "{marker}"\n{wait}')
     fake.chmod(0o755)
     (a,) = ms_copy("SW01.MS")
     cfg = write_config(f"[worker]\nwsclean = '{fake}'\n{worker}[wsclean]\nname = 'i'\nout-dir = '$ms_basename$'\n")
@@ -78,6 +80,21 @@ def test_the_embedded_prefect_server_goes_with_imgpipe_even_on_sigkill(run_imgpi
         time.sleep(0.2)
     assert not alive(servers[0]), "the embedded Prefect server outlived imgpipe"
     assert not alive(job), "WSClean outlived imgpipe"
+
+
+def test_the_embedded_prefect_server_is_gone_soon_after_a_run_that_ends_normally(run_imgpipe, write_config, ms_copy, tmp_path):
+    """imgpipe tells its server to stop and does not wait for the server's own graceful
+    shutdown; that shutdown still ends it."""
+    from support.sshd_nodes import descendants
+
+    go = tmp_path / "go"
+    proc, job = start_on_a_long_job(run_imgpipe, write_config, ms_copy, tmp_path, until=go)
+    servers = [p for p in descendants(proc.pid) if b"uvicorn" in open(f"/proc/{p}/cmdline", "rb").read()]
+    assert len(servers) == 1
+    go.touch()
+    out, err = proc.communicate(timeout=120)
+    assert "1 job(s)" in out, out + err
+    assert wait_for(lambda: not alive(servers[0]), timeout_s=10), "the embedded Prefect server outlived imgpipe"
 
 
 def test_a_second_ctrl_c_while_jobs_are_stopped_leaves_at_once_without_a_traceback(run_imgpipe, write_config, ms_copy, tmp_path):

@@ -113,7 +113,7 @@ def _run_flow(prepared, run_backends, verbose: bool):
     finally:
         if server is not None:
             drain_prefect_workers()  # logs and events still queued go out while the server is up
-            server.stop()
+            server.stop(wait=False)  # an embedded server's own stop overlaps the run's last lines and exit
             del os.environ["PREFECT_API_URL"]
 
 

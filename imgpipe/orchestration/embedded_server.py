@@ -12,6 +12,7 @@ This module imports nothing of Prefect: that is its point.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import importlib.util
 import os
@@ -189,13 +190,28 @@ class EmbeddedServer:
         how = f"exited with {self.process.returncode}" if self.process.poll() is not None else f"no answer in {timeout_s:g} s"
         raise RuntimeError(f"the embedded Prefect server did not start ({how}): {said[-1] if said else 'no output'}")
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = True) -> None:
+        """Tell the server to stop (SIGTERM: it takes no new request and finishes its own
+        shutdown); with ``wait``, until it is gone (SIGKILL after 5 s).
+
+        ``wait=False`` is the command line's: its graceful stop (~0.2 s here) then overlaps
+        the process's quick exit instead of delaying it. The server is already stopping
+        and gets SIGTERM again when this process ends; if this process exits normally
+        (imgpipe called from a Python program), it still waits for it, at exit."""
         global CURRENT
         if CURRENT is self:
             CURRENT = None
         if self.process is None:
             return
         self.process.terminate()
+        if wait:
+            self._reap()
+        else:
+            atexit.register(self._reap)
+
+    def _reap(self) -> None:
+        if self.process is None:
+            return
         try:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:

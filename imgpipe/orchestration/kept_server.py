@@ -130,5 +130,5 @@ class KeptServer:
         raise RuntimeError(f"the kept Prefect server on port {self.port} did not start ({how}): "
                            f"{said[-1] if said else 'no output'} (its log: {log}; PREFECT_SERVER_API_PORT sets the port)")
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = True) -> None:
         """Nothing: it is kept (``prefect server stop`` stops it)."""
