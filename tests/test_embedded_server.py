@@ -52,26 +52,24 @@ def test_a_memo_without_the_registration_does_not_count(tmp_path, monkeypatch):
     assert block_types_registered()
 
 
-def _started_server(tmp_path, monkeypatch) -> EmbeddedServer:
+def test_stop_without_waiting_leaves_the_server_to_finish_its_own_shutdown(tmp_path, monkeypatch):
+    """The command line does not wait for the server's graceful stop (it overlaps the
+    exit); the server is told to stop all the same and is gone soon after."""
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     server = EmbeddedServer()
     server.start()
-    server.wait_ready(120)
-    return server
-
-
-def test_stop_without_waiting_leaves_the_server_to_finish_its_own_shutdown(tmp_path, monkeypatch):
-    """The command line does not wait for the server's graceful stop (it overlaps the
-    exit); the server is told to stop all the same and is gone soon after."""
-    server = _started_server(tmp_path, monkeypatch)
-    pid = server.process.pid
-    server.stop(wait=False)
-    assert server.process.returncode is None  # told, not waited for
-    assert wait_for(lambda: server.process.poll() is not None, timeout_s=10)
-    # uvicorn re-raises the SIGTERM it caught once its shutdown is done: -15, not SIGKILL's -9
-    assert server.process.returncode == -signal.SIGTERM
-    assert not alive(pid)
+    try:
+        server.wait_ready(120)
+        pid = server.process.pid
+        server.stop(wait=False)
+        assert server.process.returncode is None  # told, not waited for
+        assert wait_for(lambda: server.process.poll() is not None, timeout_s=10)
+        # uvicorn re-raises the SIGTERM it caught once its shutdown is done: -15, not SIGKILL's -9
+        assert server.process.returncode == -signal.SIGTERM
+        assert not alive(pid)
+    finally:
+        server.stop()  # (reaps it, or stops a server this test failed on)
 
 
 def test_a_python_program_that_exits_normally_waits_for_its_server(tmp_path):

@@ -37,6 +37,13 @@ def start_on_a_long_job(run_imgpipe, write_config, ms_copy, tmp_path, ignore_sig
     return proc, int(marker.read_text().split()[0])
 
 
+def embedded_servers(pid: int) -> list[int]:
+    """The embedded Prefect servers (uvicorn) below the imgpipe process ``pid``."""
+    from support.sshd_nodes import descendants
+
+    return [p for p in descendants(pid) if b"uvicorn" in open(f"/proc/{p}/cmdline", "rb").read()]
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_or_sigterm_stops_running_jobs(prefect_home, ms_copy, tmp_path, sig):
     fake = tmp_path / "fakews"
@@ -68,10 +75,8 @@ def test_ctrl_c_or_sigterm_stops_running_jobs(prefect_home, ms_copy, tmp_path, s
 
 
 def test_the_embedded_prefect_server_goes_with_imgpipe_even_on_sigkill(run_imgpipe, write_config, ms_copy, tmp_path):
-    from support.sshd_nodes import descendants
-
     proc, job = start_on_a_long_job(run_imgpipe, write_config, ms_copy, tmp_path)
-    servers = [p for p in descendants(proc.pid) if b"uvicorn" in open(f"/proc/{p}/cmdline", "rb").read()]
+    servers = embedded_servers(proc.pid)
     assert len(servers) == 1  # imgpipe's embedded Prefect server
     proc.kill()
     proc.wait()
@@ -85,11 +90,9 @@ def test_the_embedded_prefect_server_goes_with_imgpipe_even_on_sigkill(run_imgpi
 def test_the_embedded_prefect_server_is_gone_soon_after_a_run_that_ends_normally(run_imgpipe, write_config, ms_copy, tmp_path):
     """imgpipe tells its server to stop and does not wait for the server's own graceful
     shutdown; that shutdown still ends it."""
-    from support.sshd_nodes import descendants
-
     go = tmp_path / "go"
     proc, job = start_on_a_long_job(run_imgpipe, write_config, ms_copy, tmp_path, until=go)
-    servers = [p for p in descendants(proc.pid) if b"uvicorn" in open(f"/proc/{p}/cmdline", "rb").read()]
+    servers = embedded_servers(proc.pid)
     assert len(servers) == 1
     go.touch()
     out, err = proc.communicate(timeout=120)

@@ -194,7 +194,7 @@ class EmbeddedServer:
         """Tell the server to stop (SIGTERM: it takes no new request and finishes its own
         shutdown); with ``wait``, until it is gone (SIGKILL after 5 s).
 
-        ``wait=False`` is the command line's: its graceful stop (~0.2 s here) then overlaps
+        ``wait=False`` is the command line's: the server's graceful stop then overlaps
         the process's quick exit instead of delaying it. The server is already stopping
         and gets SIGTERM again when this process ends; if this process exits normally
         (imgpipe called from a Python program), it still waits for it, at exit."""
