@@ -71,6 +71,17 @@ class RunBackends:
             return self._made[kind]
 
     @property
+    def local(self) -> LocalBackend:
+        """The run's backend for this machine (and its jobs started early, see ``imgpipe.cli.head_start``)."""
+        return self._get(LOCAL)
+
+    def started_early(self) -> dict[tuple[str, str], float]:
+        """(out_dir, name) → start time of the jobs started before the flow and not yet taken over."""
+        with self._lock:
+            local = self._made.get(LOCAL)
+        return local.started_early() if local is not None else {}
+
+    @property
     def ssh(self):
         """The run's SSH backend (its connections and node agents)."""
         return self._get(SSH)

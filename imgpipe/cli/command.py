@@ -13,7 +13,9 @@ import os
 import signal
 import sys
 import threading
+import time
 from contextlib import contextmanager, nullcontext
+from dataclasses import replace
 
 import click
 
@@ -30,7 +32,7 @@ from imgpipe.core.ms_sharing import sharing_notes
 from imgpipe.core.nodes import is_ssh
 from imgpipe.core.plan import write_plan_json
 from imgpipe.core.request import RunRequest
-from imgpipe.core.results import RunSummary
+from imgpipe.core.results import CANCELLED, JobResult, RunSummary
 from imgpipe.facts.prefect_profile import configured_api_url
 from imgpipe.prepare import node_sizes, prepare_run
 from imgpipe.products.provenance import DONE, not_run_reason, not_to_run
@@ -162,6 +164,12 @@ def _run_flow_with(server, prepared, run_backends, verbose):
 
     events.subscribe(remember)
 
+    who: list = []
+    in_flow: list = []
+    """Set once the flow runs: a signal before it (while Prefect is imported: an exception
+    raised in an import can deadlock the import machinery) only stops the jobs and sets
+    ``stopper``, which the command line looks at between its steps."""
+
     def interrupt(signum, frame):
         # Stop the WSClean processes at once (the flow engine would otherwise wait for
         # them while it unwinds), then unwind the flow.
@@ -171,23 +179,31 @@ def _run_flow_with(server, prepared, run_backends, verbose):
             os.write(2, b"imgpipe: interrupted again: leaving now (the jobs stop as their connections close)\n")
             os._exit(EXIT_INTERRUPTED)
         stop = Interrupted(signal.Signals(signum).name)
+        who.append(stop.who)
         stopper.append(threading.Thread(target=run_backends.cancel_all, args=(stop.who,), daemon=True))
         stopper[0].start()
-        raise stop
+        if in_flow:
+            raise stop
 
     def interrupted():
         if stopper:
             stopper[0].join()
         else:
             run_backends.cancel_all()
-        for line in partial[0].lines(every_job=False) if partial else []:
+        if partial:
+            lines = partial[0].lines(every_job=False)
+        elif run_backends.started_early():  # stopped before the flow took its early jobs over
+            lines = _stopped_before_the_flow(prepared, run_backends, who[0] if who else "Ctrl-C").lines()
+        else:
+            lines = []
+        for line in lines:
             click.echo(line)
         click.echo("imgpipe: interrupted: running WSClean jobs were stopped", err=True)
         return None, EXIT_INTERRUPTED
 
     try:
         with handling_signals(interrupt):
-            return _run_until_done(server, prepared, run_backends, interrupted, stopper, verbose)
+            return _run_until_done(server, prepared, run_backends, interrupted, stopper, verbose, in_flow)
     finally:
         events.unsubscribe(remember)
 
@@ -214,19 +230,54 @@ def no_heartbeats_unless_asked():
     return SettingsContext(profile=current.profile, settings=current.settings.model_copy(update={"flows": flows}))
 
 
-def _run_until_done(server, prepared, run_backends, interrupted, stopper, verbose):
-    # Prefect (seconds): only once jobs really run, never for --help or a dry run
-    from imgpipe.cli.console_log import console_lines
-    from imgpipe.orchestration.flow import RunFailed, imgpipe_flow
+def _stopped_before_the_flow(prepared, run_backends, who: str) -> RunSummary:
+    """The record of a run stopped while its early jobs (the head start) waited for the
+    flow: those jobs as they ended, the others not started; its report where it can be written."""
+    # the report's writer: only for a run stopped this early
+    from imgpipe.products.report import write_report
 
-    if server is not None:
-        try:
-            server.wait_ready(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]))
-        except KeyboardInterrupt:
-            return interrupted()
-        except RuntimeError as err:
-            _fail(str(err), EXIT_JOBS_FAILED)
+    since = min(run_backends.started_early().values(), default=time.time())
+    ended = {(r.job.out_dir, r.job.name): r for r in run_backends.local.stop_early()}
+    results = [ended.get((job.out_dir, job.name)) or JobResult(job, CANCELLED, f"not started: the run was stopped by {who}")
+               for job in prepared.plan.jobs]
+    results = [r if r.ok else replace(r, status=CANCELLED, reason=f"cancelled by {who}") if (r.job.out_dir, r.job.name) in ended
+               else r for r in results]
+    summary = RunSummary(results, time.time() - since, prepared.config.worker.max_concurrent, prepared.plan.images_root(),
+                         note=f"stopped by {who} before the Prefect server answered (no flow run recorded)")
+    try:
+        summary.report = write_report(summary, "imgpipe run (stopped before Prefect started)")
+    except OSError:
+        pass
+    return summary
+
+
+def _run_until_done(server, prepared, run_backends, interrupted, stopper, verbose, in_flow):
+    if server is not None and prepared.config.prefect.server != "kept":
+        # the head start (see its conditions): only with the run's own embedded server
+        from imgpipe.cli.head_start import start_early
+
+        start_early(prepared, run_backends)
+    try:
+        # Prefect (seconds): only once jobs really run, never for --help or a dry run
+        from imgpipe.cli.console_log import console_lines
+        from imgpipe.orchestration.flow import RunFailed, imgpipe_flow
+
+        if server is not None:
+            try:
+                server.wait_ready(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]),
+                                  abort=lambda: bool(stopper))
+            except RuntimeError as err:
+                stopped = run_backends.local.stop_early() if run_backends.started_early() else []
+                _fail(str(err) + (f"; the {len(stopped)} job(s) started meanwhile were stopped" if stopped else ""),
+                      EXIT_JOBS_FAILED)
+    except KeyboardInterrupt:
+        return interrupted()
+    if stopper:  # stopped before the flow began
+        return interrupted()
     with console_lines(verbose), progress_display(len(prepared.plan.jobs), click.echo), no_heartbeats_unless_asked():
+        in_flow.append(True)
+        if stopper:
+            return interrupted()
         try:
             state = imgpipe_flow(**prepared.request.flow_parameters(), prepared=prepared, backends=run_backends,
                                  return_state=True)
@@ -234,6 +285,10 @@ def _run_until_done(server, prepared, run_backends, interrupted, stopper, verbos
             return interrupted()
     if stopper:  # the signal came while Prefect was finishing the run
         return interrupted()
+    if run_backends.started_early():  # a run that ended before its dispatcher took them over (bad input, say)
+        for result in run_backends.local.stop_early():
+            click.echo(f"imgpipe: warning: {result.job.label}: started before the Prefect server answered, "
+                       "not taken over by the run: stopped", err=True)
     outcome = state.result(raise_on_failure=False)
     if isinstance(outcome, RunFailed):
         outcome = outcome.summary

@@ -29,8 +29,18 @@ def configured_api_url(environ: Mapping[str, str]) -> str | None:
     """PREFECT_API_URL as Prefect will see it (environment first, then the active profile); None if unset.
 
     An unreadable or malformed profiles file counts as no setting (Prefect warns about it itself)."""
-    if environ.get("PREFECT_API_URL"):
-        return environ["PREFECT_API_URL"]
+    return configured_setting(environ, "PREFECT_API_URL")
+
+
+DATABASE_URL_SETTINGS = ("PREFECT_SERVER_DATABASE_CONNECTION_URL", "PREFECT_API_DATABASE_CONNECTION_URL")
+"""Prefect 3's names for its server's database (unset: SQLite in PREFECT_HOME)."""
+
+
+def configured_setting(environ: Mapping[str, str], *names: str) -> str | None:
+    """The first of the settings ``names`` set in the environment, else in the active profile; None if none is."""
+    for name in names:
+        if environ.get(name):
+            return environ[name]
     try:
         with open(profiles_path(environ), "rb") as f:
             profiles = tomllib.load(f)
@@ -39,5 +49,8 @@ def configured_api_url(environ: Mapping[str, str]) -> str | None:
     active = environ.get("PREFECT_PROFILE") or profiles.get("active")
     table = profiles.get("profiles", {})
     profile = table.get(active) if isinstance(table, dict) and isinstance(active, str) else None
-    url = profile.get("PREFECT_API_URL") if isinstance(profile, dict) else None
-    return url if isinstance(url, str) and url else None
+    for name in names:
+        value = profile.get(name) if isinstance(profile, dict) else None
+        if isinstance(value, str) and value:
+            return value
+    return None

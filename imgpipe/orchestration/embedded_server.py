@@ -163,8 +163,9 @@ class EmbeddedServer:
             start_new_session=True,  # a Ctrl-C on the terminal is for imgpipe, which still needs the API to wind up
         )
 
-    def wait_ready(self, timeout_s: float) -> None:
-        """Wait for the API to answer; RuntimeError with the server's own words if it does not."""
+    def wait_ready(self, timeout_s: float, abort=lambda: False) -> None:
+        """Wait for the API to answer (or until ``abort()`` says the run stops); RuntimeError
+        with the server's own words if it does not."""
         # httpx: only once the server was started
         import httpx
 
@@ -172,6 +173,8 @@ class EmbeddedServer:
         restarts = 0
         with httpx.Client(timeout=2) as client:
             while time.monotonic() < deadline:
+                if abort():
+                    return
                 if self.process.poll() is not None:
                     if restarts == RESTARTS:
                         break

@@ -34,6 +34,7 @@ from imgpipe.core.results import CANCELLED, FAILED, JobResult, RunSummary
 from imgpipe.orchestration.dispatcher import Dispatcher
 from imgpipe.orchestration.embedded_server import serves
 from imgpipe.orchestration.finished_task_runs import FinishedTaskRuns
+from imgpipe.orchestration.home_lock import run_holding
 from imgpipe.orchestration.light_flow import light_flow
 from imgpipe.orchestration.ms_locks import LocalMsLocks, PrefectMsLocks
 from imgpipe.orchestration.node_limits import NodeLimits
@@ -183,6 +184,15 @@ def _stopped_by(err: BaseException) -> str:
     return f"an error in imgpipe ({type(err).__name__}: {err})"
 
 
+def _stop_early_jobs(run_backends, logger) -> None:
+    """Jobs the command line started before the flow (its head start) that the run did not
+    take over, as when it stopped first: stopped, as the run's other jobs are."""
+    if run_backends.started_early():
+        for result in run_backends.local.stop_early():
+            logger.warning("%s: started before the Prefect server answered, not taken over by the run: stopped",
+                           result.job.label)
+
+
 def _outcome(job, future) -> JobResult:
     future.wait()  # the task has returned; this records its final state
     state = future.state
@@ -228,6 +238,8 @@ def imgpipe_flow(
     released when it ends.
     """
     started = time.time()
+    if backends is not None:  # jobs the command line started before the flow (its head start) count in the run's time
+        started = min([started, *backends.started_early().values()])
     logger = get_run_logger()
     if prepared is None:
         request = RunRequest(config, tuple(patterns), combine, combine_obs_ids, nodes_mpi, dry_run, force, timezone,
@@ -285,8 +297,12 @@ def imgpipe_flow(
             if host not in down:
                 size = dask_jobs.capacity(host) if dask_jobs is not None else run_backends.capacity(host)
                 logger.info("node %s: %s", host, size.describe() if size else size_unknown(host, cfg.worker, dask_jobs is not None))
+        # (held until the node slots are given back: a head start waits for no run holding any)
+        stack.enter_context(run_holding(on_wait=lambda: logger.info(
+            "waiting for another imgpipe run of this PREFECT_HOME to start its first jobs")))
         limits = NodeLimits([h for h in hosts if h not in down], cfg.worker.max_concurrent)
         stack.callback(limits.close)
+        stack.callback(_stop_early_jobs, run_backends, logger)
 
         def start(job, attempt, submission_id):
             # No task tags: a tag makes Prefect take a tag-concurrency lease per task (two
@@ -312,7 +328,8 @@ def imgpipe_flow(
             return result
 
         dispatcher = Dispatcher(plan, cfg.worker, start, outcome, limits, logger, ms_locks, flow_run.name or "",
-                                capacity=dask_jobs.capacity if dask_jobs is not None else run_backends.capacity)
+                                capacity=dask_jobs.capacity if dask_jobs is not None else run_backends.capacity,
+                                first=frozenset(run_backends.started_early()))
         try:
             if cfg.worker.slurm_nodes and plan.jobs:  # (inside: an interrupted request is cancelled too)
                 slurm_allocation_task(quote(run_backends))

@@ -107,15 +107,15 @@ class KeptServer:
             )
         return process.pid
 
-    def wait_ready(self, timeout_s: float) -> None:
-        """Wait for the API to answer; RuntimeError naming the log if it does not."""
+    def wait_ready(self, timeout_s: float, abort=lambda: False) -> None:
+        """Wait for the API to answer (or until ``abort()`` says the run stops); RuntimeError naming the log if it does not."""
         # httpx: only once the server was started
         import httpx
 
         deadline = time.monotonic() + timeout_s
         with httpx.Client(timeout=2) as client:
             while time.monotonic() < deadline:
-                if answers(self.api_url, client):
+                if abort() or answers(self.api_url, client):
                     return
                 if server_port(self.pid) is None:  # exited (e.g. its port is taken)
                     (self.home / PID_FILE).unlink(missing_ok=True)

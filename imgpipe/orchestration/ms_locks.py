@@ -33,6 +33,15 @@ def _lock_folder() -> str:
     return folder
 
 
+_HANDED_OVER: dict[tuple[str, str], list[int]] = {}
+"""(out_dir, name) → locks a head start took for a job it started, until the flow's dispatcher asks for them."""
+
+
+def hand_over(job, fds: list[int]) -> None:
+    """Locks taken before the flow (``imgpipe.cli.head_start``), for the dispatcher's ``try_lock`` of that job."""
+    _HANDED_OVER[(job.out_dir, job.name)] = fds
+
+
 class LocalMsLocks:
     """``flock`` per MS on this machine (see the module docstring)."""
 
@@ -47,6 +56,8 @@ class LocalMsLocks:
 
     def try_lock(self, job, run: str) -> list[int] | None:
         """Locks on every MS of ``job`` now (file descriptors), or None if another run holds one."""
+        if (early := _HANDED_OVER.pop((job.out_dir, job.name), None)) is not None:
+            return early
         fds: list[int] = []
         for ms in ms_keys(job):
             fd = os.open(self._path(ms), os.O_RDWR | os.O_CREAT, 0o600)

@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 from dataclasses import replace
+from datetime import datetime
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -217,6 +218,10 @@ def run_job_task(
             APILogWorker.drain_all(timeout=5)
 
 
+def _clock(when: float) -> str:
+    return datetime.fromtimestamp(when).strftime("%H:%M:%S.%f")[:-5]
+
+
 def _failed_before_start(submission_id: str | None, result: JobResult):
     """A job that fails before its WSClean starts: its slot goes back at once, its task is Failed."""
     events.emit(JOB_ENDED, (submission_id, result))
@@ -244,7 +249,9 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
     # one line (each is a record in Prefect's database, per job): where, what it was given, the command
     given = f"; given {job.given.describe()}" if job.given is not None else ""
     expected = f"; memory estimate {size_text(estimate)}" if estimate is not None else ""
-    logger.info("start on %s%s%s%s: %s", where, f" (attempt {attempt})" if attempt > 1 else "", given, expected,
+    early = backends.started_early().get((job.out_dir, job.name)) if backends is not None and attempt == 1 else None
+    early = f" (started at {_clock(early)}, before the Prefect server answered)" if early is not None else ""
+    logger.info("start on %s%s%s%s%s: %s", where, f" (attempt {attempt})" if attempt > 1 else "", early, given, expected,
                 job.command_line())
     record = provenance.record_path(job.out_dir, job.name)
     verdict = provenance.not_to_run(job, force, may_replace) if attempt == 1 else None
