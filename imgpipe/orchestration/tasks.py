@@ -250,11 +250,13 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
     given = f"; given {job.given.describe()}" if job.given is not None else ""
     expected = f"; memory estimate {size_text(estimate)}" if estimate is not None else ""
     early = backends.started_early().get((job.out_dir, job.name)) if backends is not None and attempt == 1 else None
-    early = f" (started at {_clock(early)}, before the Prefect server answered)" if early is not None else ""
-    logger.info("start on %s%s%s%s%s: %s", where, f" (attempt {attempt})" if attempt > 1 else "", early, given, expected,
+    when = f" (started at {_clock(early)}, before the Prefect server answered)" if early is not None else ""
+    logger.info("start on %s%s%s%s%s: %s", where, f" (attempt {attempt})" if attempt > 1 else "", when, given, expected,
                 job.command_line())
     record = provenance.record_path(job.out_dir, job.name)
-    verdict = provenance.not_to_run(job, force, may_replace) if attempt == 1 else None
+    # A job started early (the head start) was checked and recorded before it started, and
+    # it runs: whatever is found now, it is taken over (its record updated if it can be).
+    verdict = provenance.not_to_run(job, force, may_replace) if attempt == 1 and early is None else None
     if verdict is not None and verdict[0] == provenance.DONE:  # another run made them since this one began
         result = replace(skipped(job, verdict[1]), attempt=attempt)
         events.emit(JOB_ENDED, (submission_id, result))
@@ -272,9 +274,12 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
         if os.path.isdir(job.out_dir):
             provenance.write(record, provenance.in_progress(job, str(flow_run.id) if flow_run.id else None))
     except OSError as err:  # the record of an earlier run would say "done": do not run over it
-        result = JobResult(job, FAILED, f"cannot write the job's record {record}: {err.strerror}", attempt=attempt)
-        logger.error("%s: %s", result.status, result.reason, extra=events.SHOWN)
-        return _failed_before_start(submission_id, result)
+        if early is None:
+            result = JobResult(job, FAILED, f"cannot write the job's record {record}: {err.strerror}", attempt=attempt)
+            logger.error("%s: %s", result.status, result.reason, extra=events.SHOWN)
+            return _failed_before_start(submission_id, result)
+        # (its record has said "being written" since it started)
+        logger.warning("%s: cannot update the job's record %s: %s", job.label, record, err.strerror)
     version: dict[str, str] = {}
 
     def on_line(line: str) -> None:
