@@ -75,11 +75,19 @@ class RunBackends:
         """The run's backend for this machine (and its jobs started early, see ``imgpipe.cli.head_start``)."""
         return self._get(LOCAL)
 
-    def started_early(self) -> dict[tuple[str, str], float]:
-        """(out_dir, name) → start time of the jobs started before the flow and not yet taken over."""
-        with self._lock:
-            local = self._made.get(LOCAL)
+    def started_early(self) -> dict[str, float]:
+        """Image prefix → start time of the jobs started before the flow and not yet taken over."""
+        local = self._made_local()
         return local.started_early() if local is not None else {}
+
+    def stop_early(self) -> list:
+        """Stop the jobs started before the flow that it did not take over; their JobResults."""
+        local = self._made_local()
+        return local.stop_early() if local is not None else []
+
+    def _made_local(self) -> LocalBackend | None:
+        with self._lock:
+            return self._made.get(LOCAL)
 
     @property
     def ssh(self):

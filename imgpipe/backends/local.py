@@ -31,8 +31,8 @@ class LocalBackend:
         self.worker = worker
         self.running = RunningJobs()  # pid → (Popen, OutputParser)
         self._capacity: Capacity | None = None
-        self._early: dict[tuple[str, str], _EarlyJob] = {}
-        """Jobs started before the run's flow (the head start), until the flow takes them over."""
+        self._early: dict[str, _EarlyJob] = {}
+        """Jobs started before the run's flow (the head start), by image prefix, until the flow takes them over."""
         self._guard = threading.Lock()
         self.on_all_taken_over: Callable[[], None] = lambda: None
         """Called once the last job started early has been taken over by the flow."""
@@ -44,15 +44,15 @@ class LocalBackend:
         job = place(job, self.capacity)
         early = _EarlyJob(job, time.time())
         with self._guard:
-            self._early[_key(job)] = early
+            self._early[job.image_prefix] = early
         w = self.worker
         threading.Thread(target=early.run, name=f"early {job.label}", daemon=True, args=(
             lambda: run_local(job, w.env_file, early.line, w.kill_grace, w.max_time, stop=early.stop,
                               running=self.running, min_free_mb=w.temp_min_free),)).start()
         return job
 
-    def started_early(self) -> dict[tuple[str, str], float]:
-        """(out_dir, name) → when it started, for the jobs started early and not yet taken over."""
+    def started_early(self) -> dict[str, float]:
+        """Image prefix → when it started, for the jobs started early and not yet taken over."""
         with self._guard:
             return {key: early.started for key, early in self._early.items()}
 
@@ -78,7 +78,7 @@ class LocalBackend:
         w = self.worker
         job = place(job, self.capacity)
         with self._guard:
-            early = self._early.pop(_key(job), None)
+            early = self._early.pop(job.image_prefix, None)
             last = early is not None and not self._early
         if early is not None:
             if last:
@@ -92,10 +92,6 @@ class LocalBackend:
 
     def close(self) -> None:
         """Nothing is held between jobs: each job's process ends with it."""
-
-
-def _key(job: Job) -> tuple[str, str]:
-    return (job.out_dir, job.name)
 
 
 class _EarlyJob:

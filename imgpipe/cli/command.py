@@ -237,11 +237,15 @@ def _stopped_before_the_flow(prepared, run_backends, who: str) -> RunSummary:
     from imgpipe.products.report import write_report
 
     since = min(run_backends.started_early().values(), default=time.time())
-    ended = {(r.job.out_dir, r.job.name): r for r in run_backends.local.stop_early()}
-    results = [ended.get((job.out_dir, job.name)) or JobResult(job, CANCELLED, f"not started: the run was stopped by {who}")
-               for job in prepared.plan.jobs]
-    results = [r if r.ok else replace(r, status=CANCELLED, reason=f"cancelled by {who}") if (r.job.out_dir, r.job.name) in ended
-               else r for r in results]
+    ended = {r.job.image_prefix: r for r in run_backends.stop_early()}
+
+    def outcome(job) -> JobResult:
+        result = ended.get(job.image_prefix)
+        if result is None:
+            return JobResult(job, CANCELLED, f"not started: the run was stopped by {who}")
+        return result if result.ok else replace(result, status=CANCELLED, reason=f"cancelled by {who}")
+
+    results = [outcome(job) for job in prepared.plan.jobs]
     summary = RunSummary(results, time.time() - since, prepared.config.worker.max_concurrent, prepared.plan.images_root(),
                          note=f"stopped by {who} before the Prefect server answered (no flow run recorded)")
     try:
@@ -267,7 +271,7 @@ def _run_until_done(server, prepared, run_backends, interrupted, stopper, verbos
                 server.wait_ready(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]),
                                   abort=lambda: bool(stopper))
             except RuntimeError as err:
-                stopped = run_backends.local.stop_early() if run_backends.started_early() else []
+                stopped = run_backends.stop_early()
                 _fail(str(err) + (f"; the {len(stopped)} job(s) started meanwhile were stopped" if stopped else ""),
                       EXIT_JOBS_FAILED)
     except KeyboardInterrupt:
@@ -285,10 +289,9 @@ def _run_until_done(server, prepared, run_backends, interrupted, stopper, verbos
             return interrupted()
     if stopper:  # the signal came while Prefect was finishing the run
         return interrupted()
-    if run_backends.started_early():  # a run that ended before its dispatcher took them over (bad input, say)
-        for result in run_backends.local.stop_early():
-            click.echo(f"imgpipe: warning: {result.job.label}: started before the Prefect server answered, "
-                       "not taken over by the run: stopped", err=True)
+    for result in run_backends.stop_early():  # a run that ended before its dispatcher took them over (bad input, say)
+        click.echo(f"imgpipe: warning: {result.job.label}: started before the Prefect server answered, "
+                   "not taken over by the run: stopped", err=True)
     outcome = state.result(raise_on_failure=False)
     if isinstance(outcome, RunFailed):
         outcome = outcome.summary

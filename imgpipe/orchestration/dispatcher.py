@@ -109,7 +109,7 @@ class Dispatcher:
                  ms_locks: tuple = (), run: str = "", capacity: Callable | None = None, first=frozenset()):
         """``capacity``: node → its Capacity, where known (``RunBackends.capacity``): jobs are
         then admitted there by the cores and memory they need (``core.scheduling``).
-        ``first``: (out_dir, name) of jobs started before the flow (``imgpipe.cli.head_start``),
+        ``first``: image prefixes of jobs started before the flow (``imgpipe.cli.head_start``),
         which take the first slots."""
         self.plan, self.worker, self.logger = plan, worker, logger
         self._start, self._outcome, self._limits = start, outcome, limits
@@ -168,13 +168,13 @@ class Dispatcher:
     def start_order(plan: Plan, worker: WorkerConfig, first=frozenset()) -> list[Job]:
         """The order in which waiting jobs take free slots ([worker] order); sized only
         when some jobs must wait (when every job starts at once, order does not matter).
-        Jobs already running (``first``, by (out_dir, name)) come before all others."""
+        Jobs already running (``first``, by image prefix) come before all others."""
         if worker.order == LARGEST_FIRST and len(plan.jobs) > len(plan.hosts()) * worker.max_concurrent:
             order = largest_first(plan.jobs, ms_sizes(ms for job in plan.jobs for ms in job.ms))
         else:
             order = list(plan.jobs)
         if first:
-            order.sort(key=lambda job: (job.out_dir, job.name) not in first)  # (stable: the rest keep their order)
+            order.sort(key=lambda job: job.image_prefix not in first)  # (stable: the rest keep their order)
         return order
 
     # -- events from task threads ---------------------------------------------------

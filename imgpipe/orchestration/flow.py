@@ -187,10 +187,9 @@ def _stopped_by(err: BaseException) -> str:
 def _stop_early_jobs(run_backends, logger) -> None:
     """Jobs the command line started before the flow (its head start) that the run did not
     take over, as when it stopped first: stopped, as the run's other jobs are."""
-    if run_backends.started_early():
-        for result in run_backends.local.stop_early():
-            logger.warning("%s: started before the Prefect server answered, not taken over by the run: stopped",
-                           result.job.label)
+    for result in run_backends.stop_early():
+        logger.warning("%s: started before the Prefect server answered, not taken over by the run: stopped",
+                       result.job.label)
 
 
 def _outcome(job, future) -> JobResult:

@@ -249,7 +249,7 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
     # one line (each is a record in Prefect's database, per job): where, what it was given, the command
     given = f"; given {job.given.describe()}" if job.given is not None else ""
     expected = f"; memory estimate {size_text(estimate)}" if estimate is not None else ""
-    early = backends.started_early().get((job.out_dir, job.name)) if backends is not None and attempt == 1 else None
+    early = backends.started_early().get(job.image_prefix) if backends is not None and attempt == 1 else None
     when = f" (started at {_clock(early)}, before the Prefect server answered)" if early is not None else ""
     logger.info("start on %s%s%s%s%s: %s", where, f" (attempt {attempt})" if attempt > 1 else "", when, given, expected,
                 job.command_line())
