@@ -19,37 +19,43 @@ import pytest
 from imgpipe.cli.head_start import why_not
 from imgpipe.core.config import load_config
 from imgpipe.core.plan import Job, Plan
-from imgpipe.orchestration import home_lock
+from imgpipe.orchestration import run_locks
 
 from support.fake_wsclean import install, peak_overlap, read_trace
+from support.processes import wait_for
 
-EARLY = "before the Prefect server answered"
+EARLY = "before the flow run began"
 
 HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from imgpipe.orchestration import home_lock
-    home, go = Path(sys.argv[1]), Path(sys.argv[2])
-    assert home_lock.try_exclusive(home)
-    print("exclusive", flush=True)
+    from imgpipe.orchestration import run_locks
+    go, locks = Path(sys.argv[1]), tuple(Path(p) for p in sys.argv[2:])
+    print("exclusive" if run_locks.try_exclusive(locks) else "held", flush=True)
     while not go.exists():
         time.sleep(0.05)
-    home_lock.share_now(home)
+    run_locks.share_now()
     print("shared", flush=True)
     time.sleep(60)
 """)
 
 
+def _holder(go: Path, *locks: Path) -> subprocess.Popen:
+    """Another process that tries a head start's locks and holds them until ``go`` exists."""
+    return subprocess.Popen([sys.executable, "-c", HOLDER, str(go), *map(str, locks)], stdout=subprocess.PIPE, text=True)
+
+
 def test_a_head_start_excludes_every_other_run_until_it_shares(tmp_path):
     home, go = tmp_path / "home", tmp_path / "go"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(home), str(go)], stdout=subprocess.PIPE, text=True)
+    locks = (run_locks.lock_path(home),)
+    holder = _holder(go, *locks)
     try:
         assert holder.stdout.readline().strip() == "exclusive"
-        assert not home_lock.try_exclusive(home)
+        assert not run_locks.try_exclusive(locks)
         entered, waited = threading.Event(), threading.Event()
 
         def other_run():
-            with home_lock.run_holding(home, on_wait=waited.set):
+            with run_locks.run_holding(locks, on_wait=waited.set):
                 entered.set()
                 time.sleep(0.5)
 
@@ -60,14 +66,40 @@ def test_a_head_start_excludes_every_other_run_until_it_shares(tmp_path):
         assert holder.stdout.readline().strip() == "shared"
         assert entered.wait(5)  # ... and goes on once it shares
         run.join()
-        assert not home_lock.try_exclusive(home)  # a live run (shared) still excludes a head start
+        assert not run_locks.try_exclusive(locks)  # a live run (shared) still excludes a head start
     finally:
         holder.kill()
         holder.wait()
-    assert home_lock.try_exclusive(home)  # the kernel dropped the dead holder's lock
-    home_lock.share_now(home)
-    with home_lock.run_holding(home):
+    assert run_locks.try_exclusive(locks)  # the kernel dropped the dead holder's lock
+    run_locks.share_now()
+    with run_locks.run_holding(locks):
         pass
+
+
+def test_a_run_on_a_loopback_server_also_holds_that_servers_lock(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    home = tmp_path / "home"
+    server = run_locks.server_lock_path(4321)
+    assert run_locks.lock_paths("http://127.0.0.1:4321/api", home) == (run_locks.lock_path(home), server)
+    assert run_locks.lock_paths("http://localhost:4321/api/", home)[1] == server
+    assert run_locks.lock_paths("https://prefect.example.org/api", home) == (run_locks.lock_path(home),)
+    assert run_locks.lock_paths(None, home) == (run_locks.lock_path(home),)
+    # a run of another PREFECT_HOME on that server excludes a head start, which then holds neither lock
+    other_home = (run_locks.lock_path(tmp_path / "other"), server)
+    go = tmp_path / "go"
+    other = _holder(go, *other_home)
+    try:
+        assert other.stdout.readline().strip() == "exclusive"
+        assert not run_locks.try_exclusive(run_locks.lock_paths("http://127.0.0.1:4321/api", home))
+        alone = _holder(tmp_path / "go2", run_locks.lock_path(home))
+        try:
+            assert alone.stdout.readline().strip() == "exclusive"  # the home's lock was let go
+        finally:
+            alone.kill()
+            alone.wait()
+    finally:
+        other.kill()
+        other.wait()
 
 
 def _config(tmp_path, text: str):
@@ -178,3 +210,106 @@ def test_the_jobs_started_early_take_the_first_slots_the_others_keep_their_order
                      name=f"i{i}") for i in range(4))
     order = Dispatcher.start_order(Plan(jobs), WorkerConfig(order="as_given"), frozenset({f"{tmp_path}/i2"}))
     assert [job.name for job in order] == ["i2", "i0", "i1", "i3"]
+
+
+SERVER_LIKE = "import time; time.sleep(60)"
+"""A process whose command line reads like a Prefect server's (``server_port`` knows it by that)."""
+
+
+def _server_like(tmp_path, host: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", SERVER_LIKE, "prefect.server.api.server:create_app", "--host", host,
+                             "--port", "4321"], env={**os.environ, **(env or {})})
+
+
+def test_a_kept_server_gives_a_head_start_only_on_loopback_and_this_homes_database(tmp_path, monkeypatch):
+    from imgpipe.orchestration.kept_server import server_environ
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("PREFECT_HOME", str(home))
+    monkeypatch.delenv("PREFECT_API_DATABASE_CONNECTION_URL", raising=False)
+    cfg = _config(tmp_path, "[worker]\nnodes = 'localhost'\n[wsclean]\nname = 'i'\n[prefect]\nserver = 'kept'\n")
+    job = Job(host=None, argv=("wsclean", "a.ms"), ms=("a.ms",), obs_id=None, sw=None, out_dir=str(tmp_path), name="i")
+    local = Plan((job,), pool=("localhost",))
+    servers = {"loopback": _server_like(tmp_path, "127.0.0.1"), "anywhere": _server_like(tmp_path, "0.0.0.0"),
+               "postgres": _server_like(tmp_path, "127.0.0.1",
+                                        {"PREFECT_API_DATABASE_CONNECTION_URL": "postgresql+asyncpg://db/prefect"})}
+    try:
+        assert wait_for(lambda: all(server_environ(s.pid) is not None and "--host" in
+                                    Path(f"/proc/{s.pid}/cmdline").read_text() for s in servers.values()), 10)
+        verdicts = {}
+        for name, server in servers.items():
+            (home / "server.pid").write_text(str(server.pid))
+            verdicts[name] = why_not(cfg, local, kept_pid=server.pid, environ={})
+        assert verdicts["loopback"] is None
+        assert "listens beyond this machine (--host 0.0.0.0)" in verdicts["anywhere"]
+        assert verdicts["postgres"] == "the kept Prefect server uses a database other than PREFECT_HOME's"
+        # this home's pid file names another server: not the one this run uses
+        assert "is not this PREFECT_HOME's" in why_not(cfg, local, kept_pid=servers["anywhere"].pid, environ={})
+        # and the embedded server's head start stays off while a server runs on the home
+        assert "runs on this PREFECT_HOME" in why_not(cfg, local, environ={})
+    finally:
+        for server in servers.values():
+            server.kill()
+            server.wait()
+
+
+@pytest.mark.prefect
+def test_a_kept_server_run_starts_early_unless_another_run_of_its_server_is_alive(run_imgpipe, sim_dir, tmp_path,
+                                                                                 monkeypatch):
+    """The head start with the kept server, and the kept server's lock: a run of another
+    PREFECT_HOME on it (by PREFECT_API_URL) holds that lock while it may hold node slots."""
+    from imgpipe.orchestration.kept_server import server_port
+
+    from support.prefect_server import free_port
+
+    port = free_port()
+    home = tmp_path / "home"
+    monkeypatch.setenv("XDG_CACHE_HOME", run_imgpipe.base_env()["XDG_CACHE_HOME"])  # where the runs' locks are
+    fake, trace = install(tmp_path)
+    seconds = trace.with_suffix(".seconds")
+    seconds.write_text("0.2")
+    (a,) = [shutil.copytree(sim_dir / "SW01.MS", tmp_path / "SW01.MS")]
+    kept_cfg = tmp_path / "kept.toml"
+    kept_cfg.write_text(f"[worker]\nwsclean = '{fake}'\n[wsclean]\nname = 'i'\nout-dir = '$ms_basename$'\n"
+                        "[prefect]\nserver = 'kept'\n")
+    other_cfg = tmp_path / "other.toml"
+    other_cfg.write_text(f"[worker]\nwsclean = '{fake}'\n[wsclean]\nname = 'o'\nout-dir = '$ms_basename$'\n")
+    kept = {"PREFECT_HOME": str(home), "PREFECT_SERVER_API_PORT": str(port)}
+    pid_file = home / "server.pid"
+    try:
+        first = run_imgpipe(kept_cfg, a, env=kept)  # starts the kept server
+        assert first.returncode == 0, first.stderr[-3000:]
+        assert EARLY in first.stdout + first.stderr  # its job started while the server started
+        again = run_imgpipe(kept_cfg, a, "--force", env=kept)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert EARLY in again.stdout + again.stderr  # the kept server answers; the job did not wait for Prefect
+
+        seconds.write_text("6")
+        trace.unlink()
+        other = run_imgpipe.popen(other_cfg, a, env={"PREFECT_HOME": str(tmp_path / "other-home"),
+                                                    "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"})
+        try:
+            assert wait_for(lambda: any(kind == "start" for *_, kind, _ in read_trace(trace)), 120)
+            holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "go"),
+                                       str(run_locks.server_lock_path(port))],
+                                      stdout=subprocess.PIPE, text=True, env=run_imgpipe.base_env(kept))
+            try:
+                assert holder.stdout.readline().strip() == "held"  # the other home's run holds the server's lock
+            finally:
+                holder.kill()
+                holder.wait()
+            seconds.write_text("0.2")
+            during = run_imgpipe(kept_cfg, a, "--force", env=kept)
+            assert during.returncode == 0, during.stderr[-3000:]
+            assert EARLY not in during.stdout + during.stderr  # so this run of the server waited for its flow
+        finally:
+            out, err = other.communicate(timeout=300)
+        assert other.returncode == 0, err[-3000:]
+        rows = read_trace(trace)
+        assert sum(kind == "end" for *_, kind, _ in rows) == 2
+    finally:
+        if pid_file.exists() and pid_file.read_text().strip().isdigit():
+            pid = int(pid_file.read_text())
+            if server_port(pid) is not None:
+                os.kill(pid, 9)

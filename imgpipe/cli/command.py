@@ -247,7 +247,7 @@ def _stopped_before_the_flow(prepared, run_backends, who: str) -> RunSummary:
 
     results = [outcome(job) for job in prepared.plan.jobs]
     summary = RunSummary(results, time.time() - since, prepared.config.worker.max_concurrent, prepared.plan.images_root(),
-                         note=f"stopped by {who} before the Prefect server answered (no flow run recorded)")
+                         note=f"stopped by {who} before its flow run began (none recorded)")
     try:
         summary.report = write_report(summary, "imgpipe run (stopped before Prefect started)")
     except OSError:
@@ -256,11 +256,11 @@ def _stopped_before_the_flow(prepared, run_backends, who: str) -> RunSummary:
 
 
 def _run_until_done(server, prepared, run_backends, interrupted, stopper, verbose, in_flow):
-    if server is not None and prepared.config.prefect.server != "kept":
-        # the head start (see its conditions): only with the run's own embedded server
+    if server is not None:
+        # the head start (see its conditions): only with the run's own embedded or kept server
         from imgpipe.cli.head_start import start_early
 
-        start_early(prepared, run_backends)
+        start_early(prepared, run_backends, server)
     try:
         # Prefect (seconds): only once jobs really run, never for --help or a dry run
         from imgpipe.cli.console_log import console_lines
@@ -290,7 +290,7 @@ def _run_until_done(server, prepared, run_backends, interrupted, stopper, verbos
     if stopper:  # the signal came while Prefect was finishing the run
         return interrupted()
     for result in run_backends.stop_early():  # a run that ended before its dispatcher took them over (bad input, say)
-        click.echo(f"imgpipe: warning: {result.job.label}: started before the Prefect server answered, "
+        click.echo(f"imgpipe: warning: {result.job.label}: started before the flow run began, "
                    "not taken over by the run: stopped", err=True)
     outcome = state.result(raise_on_failure=False)
     if isinstance(outcome, RunFailed):

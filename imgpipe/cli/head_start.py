@@ -1,26 +1,29 @@
-"""The head start: a command-line run's first jobs start while its embedded Prefect server starts.
+"""The head start: a command-line run's first jobs start before its flow run does.
 
-Why: a fresh embedded server answers seconds after the command starts (it imports
-Prefect's web application: docs/prefect.md), and the first jobs waited for it, though
-WSClean needs nothing of it. With a head start the jobs that would take the first slots
-start as soon as the plan is made; the flow takes each over when it reaches it (its
-task run, node slot, output, accounting and record, as for any job).
+Why: a run's flow begins once Prefect is imported (a second or two) and, with the
+embedded server, once that server answers (seconds more: it imports Prefect's web
+application, docs/prefect.md). The first jobs waited for it, though WSClean needs
+nothing of it. With a head start the jobs that would take the first slots start as soon
+as the plan is made; the flow takes each over when it reaches it (its task run, node
+slot, output, accounting and record, as for any job).
 
 What stays true:
-- The per-node cap across runs. Slots are held in this PREFECT_HOME's database, out of
-  reach until the server answers; a head start is taken only when no other imgpipe run
-  of this PREFECT_HOME is alive (``home_lock``, held exclusively until the early jobs
-  hold their slots there; a run starting meanwhile waits for that), and only with this
-  home's own SQLite database and no Prefect server running on it (which could serve
-  runs of other machines).
+- The per-node cap across runs. Slots are held in the server's database, out of reach
+  until the flow runs; a head start is taken only when no other imgpipe run of that
+  database is alive (``run_locks``: the PREFECT_HOME's lock and the loopback server's,
+  held exclusively until the early jobs hold their slots there; a run starting
+  meanwhile waits for that). So only with this home's own SQLite database, served by the
+  run's embedded server or this home's kept server, which listens on this machine's
+  loopback only (a server others can reach, or another database, could serve runs that
+  hold no lock here).
 - The jobs the flow would start first, the same way: those not done before and not
   another job's images (provenance), in the dispatcher's order and admission, with
   their MS locks and their "being written" record, before WSClean starts.
 - The history: each job is a task run of the flow run, which logs when it really
   started, and WSClean's output is logged from its first line.
 
-Only for runs on this machine (no SSH node, SLURM, Dask or MPI) with the run's own
-embedded server; otherwise the jobs start once the server answers.
+Only for runs on this machine (no SSH node, SLURM, Dask or MPI); with a Prefect server
+set by ``PREFECT_API_URL`` (which may serve any machine) the jobs start with the flow.
 """
 
 from __future__ import annotations
@@ -32,16 +35,19 @@ from dataclasses import replace
 from imgpipe.core.nodes import is_local
 from imgpipe.core.scheduling import SlotScheduler
 from imgpipe.facts.prefect_profile import DATABASE_URL_SETTINGS, configured_setting
-from imgpipe.orchestration import home_lock
+from imgpipe.orchestration import run_locks
 from imgpipe.orchestration.dispatcher import Dispatcher
 from imgpipe.orchestration.embedded_server import prefect_home
-from imgpipe.orchestration.kept_server import PID_FILE, server_port
+from imgpipe.orchestration.kept_server import PID_FILE, server_argv_of, server_environ, server_port
 from imgpipe.orchestration.ms_locks import LocalMsLocks, hand_over
 from imgpipe.products import provenance
 
 
-def why_not(config, plan, environ=os.environ) -> str | None:
-    """Why this run may not start jobs before its server answers (None: it may)."""
+def why_not(config, plan, kept_pid: int | None = None, environ=os.environ) -> str | None:
+    """Why this run may not start jobs before its flow does (None: it may).
+
+    ``kept_pid``: the kept server this run uses (``[prefect] server = 'kept'``), else the
+    run has its own embedded server."""
     if config.prefect.dask or config.nodes_mpi or config.worker.slurm_nodes:
         return "Dask, MPI or SLURM run"
     if not all(is_local(host) for host in plan.hosts()):
@@ -52,8 +58,27 @@ def why_not(config, plan, environ=os.environ) -> str | None:
         pid = int((prefect_home() / PID_FILE).read_text(encoding="utf-8").strip())
     except (OSError, ValueError):
         pid = None
-    if pid is not None and server_port(pid) is not None:
-        return f"a Prefect server (pid {pid}) runs on this PREFECT_HOME"
+    if pid is not None and server_port(pid) is None:
+        pid = None  # (a stale pid file)
+    if kept_pid is None:
+        return f"a Prefect server (pid {pid}) runs on this PREFECT_HOME" if pid is not None else None
+    if pid != kept_pid:
+        return f"the kept Prefect server (pid {kept_pid}) is not this PREFECT_HOME's"
+    return _why_not_kept(kept_pid)
+
+
+def _why_not_kept(pid: int) -> str | None:
+    """A kept server that only runs of this machine reach, on this home's database? (It
+    may have been started by ``prefect server start --background``, with any options.)"""
+    argv = server_argv_of(pid)
+    host = argv[argv.index("--host") + 1] if "--host" in argv[:-1] else "127.0.0.1"
+    if not run_locks.is_loopback(host):
+        return f"the kept Prefect server (pid {pid}) listens beyond this machine (--host {host})"
+    env = server_environ(pid)
+    if env is None:
+        return f"cannot read the kept Prefect server's environment (pid {pid})"
+    if configured_setting(env, *DATABASE_URL_SETTINGS):
+        return "the kept Prefect server uses a database other than PREFECT_HOME's"
     return None
 
 
@@ -67,18 +92,18 @@ def first_picks(plan, worker, capacity, force: bool, may_replace: bool) -> list:
     return [replace(queued.job, host=host) for queued, host in scheduler.take_ready(time.monotonic())]
 
 
-def start_early(prepared, run_backends) -> int:
-    """Start the run's first jobs now if this run may (see the module docstring); how many started."""
+def start_early(prepared, run_backends, server) -> int:
+    """Start the run's first jobs now if this run may (see the module docstring); how many started.
+
+    ``server``: the run's embedded or kept server, started (its ``api_url`` known)."""
     config, plan, request = prepared.config, prepared.plan, prepared.request
-    if why_not(config, plan) is not None:
+    kept_pid = server.pid if config.prefect.server == "kept" else None
+    if why_not(config, plan, kept_pid) is not None:
         return 0
-    try:
-        if not home_lock.try_exclusive():
-            return 0  # another run of this home is alive
-    except OSError:
-        return 0  # (a home that cannot hold the lock file)
+    if not run_locks.try_exclusive(run_locks.lock_paths(server.api_url)):
+        return 0  # another run of this home or server is alive
     local = run_backends.local
-    local.on_all_taken_over = home_lock.share_now
+    local.on_all_taken_over = run_locks.share_now
     ms_locks, started = LocalMsLocks(), 0
     for job in first_picks(plan, config.worker, run_backends.capacity, request.force, request.replace):
         job = run_backends.place(job)
@@ -95,5 +120,5 @@ def start_early(prepared, run_backends) -> int:
         local.start_early(job)
         started += 1
     if not started:
-        home_lock.share_now()
+        run_locks.share_now()
     return started

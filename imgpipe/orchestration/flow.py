@@ -34,10 +34,10 @@ from imgpipe.core.results import CANCELLED, FAILED, JobResult, RunSummary
 from imgpipe.orchestration.dispatcher import Dispatcher
 from imgpipe.orchestration.embedded_server import serves
 from imgpipe.orchestration.finished_task_runs import FinishedTaskRuns
-from imgpipe.orchestration.home_lock import run_holding
 from imgpipe.orchestration.light_flow import light_flow
 from imgpipe.orchestration.ms_locks import LocalMsLocks, PrefectMsLocks
 from imgpipe.orchestration.node_limits import NodeLimits
+from imgpipe.orchestration.run_locks import lock_paths, run_holding
 from imgpipe.orchestration.tasks import (
     check_mpi_task,
     connect_nodes_task,
@@ -188,7 +188,7 @@ def _stop_early_jobs(run_backends, logger) -> None:
     """Jobs the command line started before the flow (its head start) that the run did not
     take over, as when it stopped first: stopped, as the run's other jobs are."""
     for result in run_backends.stop_early():
-        logger.warning("%s: started before the Prefect server answered, not taken over by the run: stopped",
+        logger.warning("%s: started before the flow run began, not taken over by the run: stopped",
                        result.job.label)
 
 
@@ -297,8 +297,8 @@ def imgpipe_flow(
                 size = dask_jobs.capacity(host) if dask_jobs is not None else run_backends.capacity(host)
                 logger.info("node %s: %s", host, size.describe() if size else size_unknown(host, cfg.worker, dask_jobs is not None))
         # (held until the node slots are given back: a head start waits for no run holding any)
-        stack.enter_context(run_holding(on_wait=lambda: logger.info(
-            "waiting for another imgpipe run of this PREFECT_HOME to start its first jobs")))
+        stack.enter_context(run_holding(lock_paths(PREFECT_API_URL.value()), on_wait=lambda: logger.info(
+            "waiting for another imgpipe run of this PREFECT_HOME or Prefect server to start its first jobs")))
         limits = NodeLimits([h for h in hosts if h not in down], cfg.worker.max_concurrent)
         stack.callback(limits.close)
         stack.callback(_stop_early_jobs, run_backends, logger)

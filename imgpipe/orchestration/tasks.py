@@ -250,7 +250,7 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
     given = f"; given {job.given.describe()}" if job.given is not None else ""
     expected = f"; memory estimate {size_text(estimate)}" if estimate is not None else ""
     early = backends.started_early().get(job.image_prefix) if backends is not None and attempt == 1 else None
-    when = f" (started at {_clock(early)}, before the Prefect server answered)" if early is not None else ""
+    when = f" (started at {_clock(early)}, before the flow run began)" if early is not None else ""
     logger.info("start on %s%s%s%s%s: %s", where, f" (attempt {attempt})" if attempt > 1 else "", when, given, expected,
                 job.command_line())
     record = provenance.record_path(job.out_dir, job.name)
