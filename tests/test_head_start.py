@@ -216,13 +216,13 @@ SERVER_LIKE = "import time; time.sleep(60)"
 """A process whose command line reads like a Prefect server's (``server_port`` knows it by that)."""
 
 
-def _server_like(tmp_path, host: str, env: dict | None = None) -> subprocess.Popen:
+def _server_like(host: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", SERVER_LIKE, "prefect.server.api.server:create_app", "--host", host,
                              "--port", "4321"], env={**os.environ, **(env or {})})
 
 
 def test_a_kept_server_gives_a_head_start_only_on_loopback_and_this_homes_database(tmp_path, monkeypatch):
-    from imgpipe.orchestration.kept_server import server_environ
+    from imgpipe.orchestration.kept_server import server_argv_of, server_environ
 
     home = tmp_path / "home"
     home.mkdir()
@@ -231,12 +231,12 @@ def test_a_kept_server_gives_a_head_start_only_on_loopback_and_this_homes_databa
     cfg = _config(tmp_path, "[worker]\nnodes = 'localhost'\n[wsclean]\nname = 'i'\n[prefect]\nserver = 'kept'\n")
     job = Job(host=None, argv=("wsclean", "a.ms"), ms=("a.ms",), obs_id=None, sw=None, out_dir=str(tmp_path), name="i")
     local = Plan((job,), pool=("localhost",))
-    servers = {"loopback": _server_like(tmp_path, "127.0.0.1"), "anywhere": _server_like(tmp_path, "0.0.0.0"),
-               "postgres": _server_like(tmp_path, "127.0.0.1",
+    servers = {"loopback": _server_like("127.0.0.1"), "anywhere": _server_like("0.0.0.0"),
+               "postgres": _server_like("127.0.0.1",
                                         {"PREFECT_API_DATABASE_CONNECTION_URL": "postgresql+asyncpg://db/prefect"})}
     try:
-        assert wait_for(lambda: all(server_environ(s.pid) is not None and "--host" in
-                                    Path(f"/proc/{s.pid}/cmdline").read_text() for s in servers.values()), 10)
+        assert wait_for(lambda: all(server_environ(s.pid) is not None and "--host" in server_argv_of(s.pid)
+                                    for s in servers.values()), 10)
         verdicts = {}
         for name, server in servers.items():
             (home / "server.pid").write_text(str(server.pid))
@@ -269,7 +269,7 @@ def test_a_kept_server_run_starts_early_unless_another_run_of_its_server_is_aliv
     fake, trace = install(tmp_path)
     seconds = trace.with_suffix(".seconds")
     seconds.write_text("0.2")
-    (a,) = [shutil.copytree(sim_dir / "SW01.MS", tmp_path / "SW01.MS")]
+    a = shutil.copytree(sim_dir / "SW01.MS", tmp_path / "SW01.MS")
     kept_cfg = tmp_path / "kept.toml"
     kept_cfg.write_text(f"[worker]\nwsclean = '{fake}'\n[wsclean]\nname = 'i'\nout-dir = '$ms_basename$'\n"
                         "[prefect]\nserver = 'kept'\n")

@@ -113,10 +113,6 @@ def share_now() -> None:
             _exclusive.discard(path)
 
 
-def holds_exclusive(path: Path) -> bool:
-    return path in _exclusive
-
-
 @contextmanager
 def run_holding(paths: tuple[Path, ...], on_wait=lambda: None):
     """Hold ``paths`` shared while a run may take node slots (released at the end).
