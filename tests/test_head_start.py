@@ -313,3 +313,82 @@ def test_a_kept_server_run_starts_early_unless_another_run_of_its_server_is_aliv
             pid = int(pid_file.read_text())
             if server_port(pid) is not None:
                 os.kill(pid, 9)
+
+
+LISTENER = textwrap.dedent("""
+    import socket, sys, time
+    s = socket.socket()
+    s.bind((sys.argv[1], 0))
+    s.listen()
+    print(s.getsockname()[1], flush=True)
+    time.sleep(60)
+""")
+"""A process that listens, as a foreground ``prefect server start`` does (it never accepts)."""
+
+
+def _listener(host: str, env: dict) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen([sys.executable, "-c", LISTENER, host], env=env, stdout=subprocess.PIPE, text=True)
+    return proc, int(proc.stdout.readline())
+
+
+def test_a_running_server_gives_a_head_start_only_on_loopback_for_this_homes_database(tmp_path, monkeypatch):
+    from support.prefect_server import free_port
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("PREFECT_HOME", str(home))
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    cfg = _config(tmp_path, "[worker]\nnodes = 'localhost'\n[wsclean]\nname = 'i'\n")
+    job = Job(host=None, argv=("wsclean", "a.ms"), ms=("a.ms",), obs_id=None, sw=None, out_dir=str(tmp_path), name="i")
+    local = Plan((job,), pool=("localhost",))
+    servers = {"this home": _listener("127.0.0.1", {**base, "PREFECT_HOME": str(home)}),
+               "anywhere": _listener("0.0.0.0", {**base, "PREFECT_HOME": str(home)}),
+               "postgres": _listener("127.0.0.1", {**base, "PREFECT_HOME": str(home),
+                                                   "PREFECT_SERVER_DATABASE_CONNECTION_URL": "postgresql+asyncpg://db/p"}),
+               "other home": _listener("127.0.0.1", {**base, "PREFECT_HOME": str(tmp_path / "other")})}
+    try:
+        verdicts = {name: why_not(cfg, local, environ={}, api_url=f"http://127.0.0.1:{port}/api")
+                    for name, (_, port) in servers.items()}
+        assert verdicts["this home"] is None
+        port = servers["anywhere"][1]
+        assert verdicts["anywhere"] == f"the Prefect server on port {port} listens beyond this machine (on 0.0.0.0)"
+        assert verdicts["postgres"].endswith("uses a database other than its PREFECT_HOME's")
+        assert "serves another PREFECT_HOME" in verdicts["other home"]
+        free = free_port()
+        assert why_not(cfg, local, environ={}, api_url=f"http://127.0.0.1:{free}/api") == f"nothing listens on port {free}"
+        assert "beyond this machine's loopback" in why_not(cfg, local, environ={}, api_url="http://prefect.example.org/api")
+        # runs of other machines share the server by their user's word
+        shared = _config(tmp_path, "[worker]\nnodes = 'localhost'\n[wsclean]\nname = 'i'\n[prefect]\nms_locks = 'server'\n")
+        assert "MS locks on the Prefect server" in why_not(shared, local, environ={},
+                                                          api_url=f"http://127.0.0.1:{servers['this home'][1]}/api")
+    finally:
+        for proc, _ in servers.values():
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.prefect
+def test_a_run_on_a_running_server_of_its_home_starts_early_and_its_task_run_is_recorded(run_imgpipe, ms_copy, tmp_path):
+    """A real ``prefect server start`` (foreground, as a user runs it) on this run's
+    PREFECT_HOME; a run of another home that reaches it gets no head start."""
+    from support.prefect_server import running_server
+
+    home = tmp_path / "server-home"
+    fake, trace = install(tmp_path)
+    trace.with_suffix(".seconds").write_text("0.5")
+    (a,) = ms_copy("SW01.MS")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"[worker]\nwsclean = '{fake}'\n[wsclean]\nname = 'i'\nout-dir = '$ms_basename$'\n")
+    with running_server(home, tmp_path / "server.log") as server_env:
+        url = {"PREFECT_API_URL": server_env["PREFECT_API_URL"]}
+        res = run_imgpipe(cfg, a, env={"PREFECT_HOME": str(home), **url})
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert EARLY in res.stdout + res.stderr
+        (start,) = [t for *_, kind, t in read_trace(trace) if kind == "start"]
+        ((flow_run_id, flow_started),) = _db_rows(home, "select id, start_time from flow_run")
+        assert start < _when(flow_started)
+        ((state,),) = _eventually(home, "select state_type from task_run where flow_run_id = ? and "
+                                  "name like 'wsclean %' and state_type = 'COMPLETED'", flow_run_id)
+        other = run_imgpipe(cfg, a, "--force", env={"PREFECT_HOME": str(tmp_path / "other-home"), **url})
+        assert other.returncode == 0, other.stderr[-3000:]
+        assert EARLY not in other.stdout + other.stderr
+        assert len(_db_rows(home, "select id from flow_run")) == 2  # both recorded by the server

@@ -256,11 +256,10 @@ def _stopped_before_the_flow(prepared, run_backends, who: str) -> RunSummary:
 
 
 def _run_until_done(server, prepared, run_backends, interrupted, stopper, verbose, in_flow):
-    if server is not None:
-        # the head start (see its conditions): only with the run's own embedded or kept server
-        from imgpipe.cli.head_start import start_early
+    # the head start (see its conditions): jobs, not Prefect, first
+    from imgpipe.cli.head_start import start_early
 
-        start_early(prepared, run_backends, server)
+    start_early(prepared, run_backends, server)
     try:
         # Prefect (seconds): only once jobs really run, never for --help or a dry run
         from imgpipe.cli.console_log import console_lines

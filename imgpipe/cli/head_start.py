@@ -13,17 +13,20 @@ What stays true:
   database is alive (``run_locks``: the PREFECT_HOME's lock and the loopback server's,
   held exclusively until the early jobs hold their slots there; a run starting
   meanwhile waits for that). So only with this home's own SQLite database, served by the
-  run's embedded server or this home's kept server, which listens on this machine's
-  loopback only (a server others can reach, or another database, could serve runs that
-  hold no lock here).
+  run's embedded server, this home's kept server, or a server of this home running on
+  its user's command (``PREFECT_API_URL``), which listens on this machine's loopback
+  only (a server others can reach, another home's, or another database, could serve
+  runs that hold no lock here).
 - The jobs the flow would start first, the same way: those not done before and not
   another job's images (provenance), in the dispatcher's order and admission, with
   their MS locks and their "being written" record, before WSClean starts.
 - The history: each job is a task run of the flow run, which logs when it really
   started, and WSClean's output is logged from its first line.
 
-Only for runs on this machine (no SSH node, SLURM, Dask or MPI); with a Prefect server
-set by ``PREFECT_API_URL`` (which may serve any machine) the jobs start with the flow.
+Only for runs on this machine (no SSH node, SLURM, Dask or MPI, and not with
+``ms_locks = 'server'``, which says runs of other machines share the server). With any other Prefect
+server set by ``PREFECT_API_URL`` (a team's, another user's, one in a container) the
+jobs start with the flow.
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from imgpipe.core.nodes import is_local
 from imgpipe.core.scheduling import SlotScheduler
+from imgpipe.facts import listening_sockets
 from imgpipe.facts.prefect_profile import DATABASE_URL_SETTINGS, configured_setting
 from imgpipe.orchestration import run_locks
 from imgpipe.orchestration.dispatcher import Dispatcher
@@ -43,17 +48,22 @@ from imgpipe.orchestration.ms_locks import LocalMsLocks, hand_over
 from imgpipe.products import provenance
 
 
-def why_not(config, plan, kept_pid: int | None = None, environ=os.environ) -> str | None:
+def why_not(config, plan, kept_pid: int | None = None, environ=os.environ, api_url: str | None = None) -> str | None:
     """Why this run may not start jobs before its flow does (None: it may).
 
-    ``kept_pid``: the kept server this run uses (``[prefect] server = 'kept'``), else the
-    run has its own embedded server."""
+    ``kept_pid``: the kept server this run uses (``[prefect] server = 'kept'``);
+    ``api_url``: the running server it uses (``PREFECT_API_URL``); neither: the run has
+    its own embedded server."""
     if config.prefect.dask or config.nodes_mpi or config.worker.slurm_nodes:
         return "Dask, MPI or SLURM run"
     if not all(is_local(host) for host in plan.hosts()):
         return "a node other than this machine"
+    if config.prefect.ms_locks == "server":
+        return "MS locks on the Prefect server (runs of other machines use it)"
     if configured_setting(environ, *DATABASE_URL_SETTINGS):
         return "a Prefect database other than PREFECT_HOME's"
+    if api_url is not None:
+        return _why_not_running(api_url)
     try:
         pid = int((prefect_home() / PID_FILE).read_text(encoding="utf-8").strip())
     except (OSError, ValueError):
@@ -69,7 +79,9 @@ def why_not(config, plan, kept_pid: int | None = None, environ=os.environ) -> st
 
 def _why_not_kept(pid: int) -> str | None:
     """A kept server that only runs of this machine reach, on this home's database? (It
-    may have been started by ``prefect server start --background``, with any options.)"""
+    may have been started by ``prefect server start --background``, with any options.)
+    Its command line names its host (Prefect's background start and imgpipe's pass
+    ``--host``): read there, as the run that starts it looks before it listens."""
     argv = server_argv_of(pid)
     host = argv[argv.index("--host") + 1] if "--host" in argv[:-1] else "127.0.0.1"
     if not run_locks.is_loopback(host):
@@ -80,6 +92,38 @@ def _why_not_kept(pid: int) -> str | None:
     if configured_setting(env, *DATABASE_URL_SETTINGS):
         return "the kept Prefect server uses a database other than PREFECT_HOME's"
     return None
+
+
+def _why_not_running(api_url: str) -> str | None:
+    """A running server that only runs of this machine reach, on this home's database?
+    Found by its socket: a foreground ``prefect server start`` may take its host from its
+    profile (``PREFECT_SERVER_API_HOST``), the socket tells where it listens."""
+    port = run_locks.loopback_port(api_url)
+    if port is None:
+        return "a Prefect server beyond this machine's loopback (PREFECT_API_URL)"
+    name = f"the Prefect server on port {port}"
+    sockets = listening_sockets.listening(port)
+    if not sockets:
+        return f"nothing listens on port {port}"
+    beyond = [str(addr) for addr, _, _ in sockets if not listening_sockets.is_loopback(addr)]
+    if beyond:
+        return f"{name} listens beyond this machine (on {beyond[0]})"
+    pids = sorted({pid for *_, inode in sockets for pid in listening_sockets.owners(inode)})
+    if not pids:
+        return f"{name} is not a process of this user"
+    env = server_environ(pids[0])
+    if env is None:
+        return f"cannot read the environment of {name} (pid {pids[0]})"
+    if configured_setting(env, *DATABASE_URL_SETTINGS):
+        return f"{name} uses a database other than its PREFECT_HOME's"
+    home = Path(env.get("PREFECT_HOME") or Path(env.get("HOME") or Path.home()) / ".prefect").expanduser()
+    if not home.is_absolute():
+        home = Path(f"/proc/{pids[0]}/cwd") / home  # (relative to where it was started)
+    try:
+        same = home.resolve() == prefect_home().resolve()
+    except OSError:
+        same = False
+    return None if same else f"{name} serves another PREFECT_HOME ({home}; this run's is {prefect_home()})"
 
 
 def first_picks(plan, worker, capacity, force: bool, may_replace: bool) -> list:
@@ -95,12 +139,18 @@ def first_picks(plan, worker, capacity, force: bool, may_replace: bool) -> list:
 def start_early(prepared, run_backends, server) -> int:
     """Start the run's first jobs now if this run may (see the module docstring); how many started.
 
-    ``server``: the run's embedded or kept server, started (its ``api_url`` known)."""
+    ``server``: the run's embedded or kept server, started (its ``api_url`` known); None:
+    a running server set by ``PREFECT_API_URL``."""
     config, plan, request = prepared.config, prepared.plan, prepared.request
-    kept_pid = server.pid if config.prefect.server == "kept" else None
-    if why_not(config, plan, kept_pid) is not None:
+    if server is None:
+        api_url = os.environ["PREFECT_API_URL"]
+        why = why_not(config, plan, api_url=api_url)
+    else:
+        api_url = server.api_url
+        why = why_not(config, plan, server.pid if config.prefect.server == "kept" else None)
+    if why is not None:
         return 0
-    if not run_locks.try_exclusive(run_locks.lock_paths(server.api_url)):
+    if not run_locks.try_exclusive(run_locks.lock_paths(api_url)):
         return 0  # another run of this home or server is alive
     local = run_backends.local
     local.on_all_taken_over = run_locks.share_now
