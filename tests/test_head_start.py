@@ -140,13 +140,19 @@ def _when(text: str) -> float:
     return datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()
 
 
-def test_the_first_job_starts_before_the_server_answers_and_is_the_flow_runs_task_run(run_imgpipe, ms_copy, tmp_path):
-    home = tmp_path / "home"
+def _one_fake_job(tmp_path: Path, ms_copy, seconds: str) -> tuple[Path, Path, Path]:
+    """A config running the fake WSClean for ``seconds`` on one copied MS: (config, MS, trace)."""
     fake, trace = install(tmp_path)
-    trace.with_suffix(".seconds").write_text("2")
+    trace.with_suffix(".seconds").write_text(seconds)
     (a,) = ms_copy("SW01.MS")
     cfg = tmp_path / "c.toml"
     cfg.write_text(f"[worker]\nwsclean = '{fake}'\n[wsclean]\nname = 'i'\nout-dir = '$ms_basename$'\n")
+    return cfg, a, trace
+
+
+def test_the_first_job_starts_before_the_server_answers_and_is_the_flow_runs_task_run(run_imgpipe, ms_copy, tmp_path):
+    home = tmp_path / "home"
+    cfg, a, trace = _one_fake_job(tmp_path, ms_copy, "2")
     res = run_imgpipe(cfg, a, env={"PREFECT_HOME": str(home)})
     assert res.returncode == 0, res.stderr[-3000:]
     assert EARLY in res.stdout + res.stderr
@@ -373,11 +379,7 @@ def test_a_run_on_a_running_server_of_its_home_starts_early_and_its_task_run_is_
     from support.prefect_server import running_server
 
     home = tmp_path / "server-home"
-    fake, trace = install(tmp_path)
-    trace.with_suffix(".seconds").write_text("0.5")
-    (a,) = ms_copy("SW01.MS")
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f"[worker]\nwsclean = '{fake}'\n[wsclean]\nname = 'i'\nout-dir = '$ms_basename$'\n")
+    cfg, a, trace = _one_fake_job(tmp_path, ms_copy, "0.5")
     with running_server(home, tmp_path / "server.log") as server_env:
         url = {"PREFECT_API_URL": server_env["PREFECT_API_URL"]}
         res = run_imgpipe(cfg, a, env={"PREFECT_HOME": str(home), **url})
@@ -386,8 +388,8 @@ def test_a_run_on_a_running_server_of_its_home_starts_early_and_its_task_run_is_
         (start,) = [t for *_, kind, t in read_trace(trace) if kind == "start"]
         ((flow_run_id, flow_started),) = _db_rows(home, "select id, start_time from flow_run")
         assert start < _when(flow_started)
-        ((state,),) = _eventually(home, "select state_type from task_run where flow_run_id = ? and "
-                                  "name like 'wsclean %' and state_type = 'COMPLETED'", flow_run_id)
+        assert _eventually(home, "select id from task_run where flow_run_id = ? and name like 'wsclean %' and "
+                           "state_type = 'COMPLETED'", flow_run_id)  # the early job is the flow run's task run
         other = run_imgpipe(cfg, a, "--force", env={"PREFECT_HOME": str(tmp_path / "other-home"), **url})
         assert other.returncode == 0, other.stderr[-3000:]
         assert EARLY not in other.stdout + other.stderr
