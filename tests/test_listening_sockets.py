@@ -33,6 +33,12 @@ def test_an_ipv6_socket_and_its_loopback_verdict():
     assert not listening_sockets.is_loopback(ipaddress.ip_address("0.0.0.0"))
 
 
+def test_a_host_name_or_text_is_loopback_only_when_it_names_this_machine():
+    assert all(map(listening_sockets.is_loopback, ("localhost", "127.0.0.1", "127.3.2.1", "::1", "::ffff:127.0.0.1")))
+    assert not any(map(listening_sockets.is_loopback, ("0.0.0.0", "::", "10.0.0.1", "127.example.org", "node101", "",
+                                                       None)))
+
+
 def test_a_socket_that_does_not_listen_is_not_a_listener():
     port = free_port()
     assert listening_sockets.listening(port) == []

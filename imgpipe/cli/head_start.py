@@ -84,7 +84,7 @@ def _why_not_kept(pid: int) -> str | None:
     ``--host``): read there, as the run that starts it looks before it listens."""
     argv = server_argv_of(pid)
     host = argv[argv.index("--host") + 1] if "--host" in argv[:-1] else "127.0.0.1"
-    if not run_locks.is_loopback(host):
+    if not listening_sockets.is_loopback(host):
         return f"the kept Prefect server (pid {pid}) listens beyond this machine (--host {host})"
     env = server_environ(pid)
     if env is None:
@@ -116,14 +116,14 @@ def _why_not_running(api_url: str) -> str | None:
         return f"cannot read the environment of {name} (pid {pids[0]})"
     if configured_setting(env, *DATABASE_URL_SETTINGS):
         return f"{name} uses a database other than its PREFECT_HOME's"
-    home = Path(env.get("PREFECT_HOME") or Path(env.get("HOME") or Path.home()) / ".prefect").expanduser()
+    home, ours = Path(env.get("PREFECT_HOME") or Path(env.get("HOME") or Path.home()) / ".prefect").expanduser(), prefect_home()
     if not home.is_absolute():
         home = Path(f"/proc/{pids[0]}/cwd") / home  # (relative to where it was started)
     try:
-        same = home.resolve() == prefect_home().resolve()
+        same = home.resolve() == ours.resolve()
     except OSError:
         same = False
-    return None if same else f"{name} serves another PREFECT_HOME ({home}; this run's is {prefect_home()})"
+    return None if same else f"{name} serves another PREFECT_HOME ({home}; this run's is {ours})"
 
 
 def first_picks(plan, worker, capacity, force: bool, may_replace: bool) -> list:

@@ -26,8 +26,18 @@ def _address(hex_addr: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ipaddress.ip_address(words)
 
 
-def is_loopback(address) -> bool:
-    """127.0.0.0/8, ::1, or an IPv4 loopback address mapped into IPv6."""
+def is_loopback(host) -> bool:
+    """Is ``host`` (a name, an address or its text) this machine's loopback, which only
+    this machine's programs reach: ``localhost``, 127.0.0.0/8, ::1, or an IPv4 loopback
+    address mapped into IPv6?"""
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host) if isinstance(host, str) else host
+    except ValueError:
+        return False  # another name (or none): it may resolve anywhere
+    if address is None:
+        return False
     mapped = getattr(address, "ipv4_mapped", None)
     return address.is_loopback or (mapped is not None and mapped.is_loopback)
 

@@ -33,12 +33,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from imgpipe.facts.listening_sockets import is_loopback
 from imgpipe.orchestration.embedded_server import prefect_home
 
 LOCK_NAME = "imgpipe-runs.lock"
 POLL_S = 0.1
 """How often a run waiting for a head start looks again."""
-LOOPBACK = ("localhost", "::1")
 
 _fds: dict[Path, int] = {}
 _exclusive: set[Path] = set()
@@ -49,11 +49,6 @@ _guard = threading.Lock()
 def lock_path(home: Path | None = None) -> Path:
     """The lock of the runs of a PREFECT_HOME."""
     return (home or prefect_home()) / LOCK_NAME
-
-
-def is_loopback(host: str | None) -> bool:
-    """Is ``host`` this machine's loopback (only this machine's programs reach it)?"""
-    return bool(host) and (host.startswith("127.") or host in LOOPBACK)
 
 
 def loopback_port(api_url: str | None) -> int | None:
