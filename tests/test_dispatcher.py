@@ -346,3 +346,40 @@ def test_the_next_job_on_an_ms_starts_when_wsclean_ends_not_when_the_task_does()
     results = Dispatcher(plan, worker, start, lambda j, f: f.result(), Limits(2), logging.getLogger("t"), (locks,)).run({})
     assert all(r.ok for r in results)
     assert started == [("0", 0), ("1", 0)]  # the second began before the first's task had finished
+
+
+def test_a_dead_node_costs_the_run_at_most_node_give_up(caplog):
+    """Six jobs pinned to a dead node, six to a good one: jobs failing together while the
+    node cools down count once (the cool-down no longer doubles per failed job), the node
+    gets a last try at node_give_up after its first failure, then its jobs fail at once
+    with the reason; every retry line states the real wait."""
+    import re
+    import time
+
+    plan = Plan(tuple(job(i, "dead" if i % 2 else "good") for i in range(12)), pool=("dead", "good"))
+    worker = WorkerConfig(nodes=("dead", "good"), max_concurrent=3, retries=2, retry_delay=0.01,
+                          host_cooldown=0.1, node_give_up=0.6)
+
+    def outcomes(j, attempt):
+        if j.host == "dead":
+            time.sleep(0.02)
+            return JobResult(j, FAILED, "dead: connection refused", connection_error=True)
+        return ok(j, attempt)
+
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        results, attempts = run(plan, worker, outcomes, Limits(3))
+    took = time.monotonic() - started
+    assert took < 0.6 + 0.5, took  # node_give_up and a last try, not minutes of doubled cool-downs
+    assert [r.status for r in results] == [OK, FAILED] * 6
+    dead = [r for r in results if r.status == FAILED]
+    # each failed with its reason: out of attempts, or its node given up
+    assert all(r.reason.startswith("dead: connection refused") for r in dead), [r.reason for r in dead]
+    assert any("node dead given up: unreachable for" in r.reason and "node_give_up = 0.6 s" in r.reason
+               for r in dead), [r.reason for r in dead]
+    cool_downs = [float(x) for x in re.findall(r"dead: no new job there for ([\d.]+) s", caplog.text)]
+    # doubling per try (0.1, 0.2, 0.4) cut at give-up, never per failed job (up to 5 min)
+    assert cool_downs and max(cool_downs) <= 0.6 and len(cool_downs) <= 4, cool_downs
+    for wait in re.findall(r"retry j\d+ @ dead \(attempt \d of 3 in ([\d.]+) s\)", caplog.text):
+        assert float(wait) >= 0.01  # the node's cool-down, not only retry_delay
+    assert "given up" in caplog.text

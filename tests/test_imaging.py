@@ -75,3 +75,56 @@ def test_real_telescope_mss_and_a_failing_job(run_imgpipe, write_config, shared_
     assert "killed by SIG" in failed[0] or "exit code" in failed[0]
     assert (out / "all-image.fits").exists()
     assert "Traceback" not in res.stdout
+
+
+def _pixels(image):
+    from astropy.io import fits
+
+    return fits.getdata(str(image)).squeeze()
+
+
+def _noise_rms(image) -> float:
+    return float(_pixels(image).std())
+
+
+@pytest.mark.parametrize("temp", ["[worker] temp_dir", "[wsclean] temp-dir"])
+def test_a_deep_image_of_same_named_mss_holds_every_night(run_imgpipe, write_config, tmp_path, temp):
+    """Three nights' SW01.MS, one --combine job with a temp dir: WSClean names its reorder
+    files after the MS's base name there, so without imgpipe's links the deep image was the
+    last night alone (3.1) or aborted. Noise-only nights: the deep image's noise is a night's
+    ÷ √3, and it is none of the nights' images."""
+    from imgpipe.demo.simulate import make_ms
+
+    nights = []
+    for i in (1, 2, 3):
+        (tmp_path / f"night{i}").mkdir()
+        nights.append(make_ms(str(tmp_path / f"night{i}" / "SW01.MS"), [], freqs_hz=[60e6, 61e6, 62e6, 63e6],
+                              n_ant=8, n_time=32, noise_jy=5.0, seed=10 * i))
+    scratch = tmp_path / "scratch"
+    worker = "[worker]\nmax_concurrent = 2\n"
+    wsclean = ("[wsclean]\nname = 'img'\nout-dir = '$ms_in$/../OUT'\nsize = '128 128'\nscale = '1amin'\nniter = 0\n"
+               "channels-out = 2\nj = 1\n")  # two output channels: WSClean reorders into the temp dir
+    if temp == "[worker] temp_dir":
+        worker += f"temp_dir = '{scratch}'\ntemp_min_free = '1MB'\n"
+    else:
+        wsclean += f"temp-dir = '{scratch}'\n"
+        worker += "temp_min_free = '1MB'\n"
+    singles = run_imgpipe(write_config(worker + wsclean.replace("OUT", "single"), "single.toml"), *nights)
+    assert singles.returncode == 0, singles.stdout + singles.stderr
+    deep = run_imgpipe(write_config(worker + wsclean.replace("OUT", "deep"), "deep.toml"), *nights, "--combine")
+    assert deep.returncode == 0, deep.stdout + deep.stderr
+    assert "1 job(s): 1 ok, 0 failed" in deep.stdout
+
+    deep_image = tmp_path / "night3" / "deep" / "img-MFS-image.fits"
+    single_images = [tmp_path / f"night{i}" / "single" / "img-MFS-image.fits" for i in (1, 2, 3)]
+    single_rms = [_noise_rms(image) for image in single_images]
+    expected = sum(single_rms) / 3 / 3 ** 0.5
+    assert abs(_noise_rms(deep_image) / expected - 1) < 0.15, (_noise_rms(deep_image), single_rms)
+    deep_pixels = _pixels(deep_image)
+    for image in single_images:  # none of the nights alone
+        assert abs(deep_pixels - _pixels(image)).max() > 0.1 * deep_pixels.std()
+    log = (tmp_path / "night3" / "deep" / "img.log").read_text()
+    assert all(f"-SW01.MS -> {night}" in log for night in nights)  # the links, said in the log
+    assert not list(scratch.iterdir())  # every scratch folder (and its links) removed
+    record = json.loads((tmp_path / "night3" / "deep" / "img.imgpipe.json").read_text())
+    assert record["ms"] == nights

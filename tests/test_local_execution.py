@@ -272,3 +272,15 @@ def test_another_sigkill_is_not_called_out_of_memory(tmp_path):
     job = replace(job_for(tmp_path, ["bash", "-c", "kill -KILL $$"]), given=Given(1, 4096, "test"))
     result = name_out_of_memory(local.run_local(job, None))
     assert (result.reason, result.oom_killed) == ("killed by SIGKILL", False)
+
+
+def test_an_error_wsclean_prints_before_exiting_0_fails_the_job(tmp_path):
+    """WSClean 3.6 exits 0 after "Error occurred while finishing IO task: Error opening
+    temporary data file" (its image is then of no MS): never ok."""
+    said = "Error occurred while finishing IO task: Error opening temporary data file"
+    result = local.run_local(job_for(tmp_path, ["bash", "-c", f"echo 'Inversion: 1 2 3'; echo '{said}'; echo done"]), None)
+    assert result.status == FAILED and result.exit_code == 0
+    assert result.reason == f"WSClean exited 0 after printing an error: {said}"
+    # words that merely mention an error are not one
+    fine = local.run_local(job_for(tmp_path, ["bash", "-c", "echo 'Estimated error of the model: 0.1'"], "b"), None)
+    assert fine.status == OK

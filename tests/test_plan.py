@@ -1,6 +1,7 @@
 """Planning against real MSs and the installed WSClean's option list."""
 
 import json
+import os
 
 import pytest
 
@@ -37,7 +38,7 @@ def test_one_job_per_ms_with_out_dir_tokens(write_config, ms_copy, tmp_path):
     assert all(job.host == "localhost" for job in plan.jobs)
 
 
-def test_each_job_gets_a_scratch_folder_of_its_own_unless_temp_dir_is_set(write_config, ms_copy, tmp_path):
+def test_each_job_gets_a_scratch_folder_of_its_own_in_either_temp_dir(write_config, ms_copy, tmp_path):
     a, b = ms_copy("SW01.MS", "SW02.MS")
     cfg = BASE.replace("max_concurrent = 2", "max_concurrent = 2\ntemp_dir = '/scratch/$ms_basename$'")
     plan = build_plan(load_config(write_config(cfg)), [str(a), str(b)], cwd=str(tmp_path))
@@ -47,8 +48,30 @@ def test_each_job_gets_a_scratch_folder_of_its_own_unless_temp_dir_is_set(write_
     again = build_plan(load_config(write_config(cfg)), [str(a)], cwd=str(tmp_path))
     # stable from run to run (but for the share of the node: -j, -abs-mem), so resuming sees the same job
     assert again.jobs[0].science_argv == first.science_argv
+    # [wsclean] temp-dir wins over [worker] temp_dir, and is a folder of the jobs' scratch folders too:
+    # two jobs sharing it would write reorder files of the same name (an MS's base name)
     own = build_plan(load_config(write_config(cfg + "temp-dir = '/mine'\n")), [str(a)], cwd=str(tmp_path)).jobs[0]
-    assert own.scratch is None and own.argv.count("-temp-dir") == 1 and "/mine" in own.argv
+    assert own.scratch.startswith("/mine/imgpipe-img-") and own.argv.count("-temp-dir") == 1
+    assert own.argv[own.argv.index("-temp-dir") + 1] == own.scratch and "/mine" not in own.argv
+
+
+def test_mss_that_share_a_base_name_are_given_to_wsclean_as_links_in_the_scratch_folder(write_config, ms_copy, tmp_path):
+    nights = []
+    for night in ("n1", "n2"):
+        (tmp_path / night).mkdir()
+        nights += [str(p) for p in ms_copy("SW01.MS")]
+        os.rename(nights[-1], tmp_path / night / "SW01.MS")
+        nights[-1] = str(tmp_path / night / "SW01.MS")
+    a, = ms_copy("SW02.MS")
+    cfg = BASE.replace("max_concurrent = 2", "max_concurrent = 2\ntemp_dir = '/scratch'")
+    job, = build_plan(load_config(write_config(cfg)), [*nights, str(a)], combine=True, cwd=str(tmp_path)).jobs
+    assert job.ms == (*nights, str(a))  # the record names the MSs themselves
+    assert job.ms_links == ((f"{job.scratch}/1-SW01.MS", nights[0]), (f"{job.scratch}/2-SW01.MS", nights[1]))
+    assert job.argv[-3:] == (f"{job.scratch}/1-SW01.MS", f"{job.scratch}/2-SW01.MS", str(a))
+    assert job.to_json()["ms_links"] == {f"{job.scratch}/1-SW01.MS": nights[0], f"{job.scratch}/2-SW01.MS": nights[1]}
+    # no temp dir: WSClean names its files after each MS's whole path, nothing to link
+    plain, = build_plan(load_config(write_config(BASE)), [*nights, str(a)], combine=True, cwd=str(tmp_path)).jobs
+    assert plain.ms_links == () and plain.argv[-3:] == (*nights, str(a)) and "ms_links" not in plain.to_json()
 
 
 def test_combine_uses_the_last_ms_for_tokens(write_config, ms_copy, tmp_path):

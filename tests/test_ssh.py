@@ -517,3 +517,56 @@ def test_jobs_are_admitted_on_ssh_nodes_by_the_memory_their_category_asks(health
     assert re.search(r"^imgpipe: error: obs_00\.MS @ any node: category heavy asks for 1 core\(s\) and [\d.]+ GiB, more than "
                      r"any node it may run on has \(node101 \d+ core\(s\), [\d.]+ GiB usable, node102 .*\): lower the category",
                      res.stderr, re.M), res.stderr
+
+
+def test_a_node_down_at_start_stops_nothing_when_its_jobs_are_done(healthy_nodes, run_imgpipe, sim_dir, tmp_path):
+    """The job pinned to node103 was done by an earlier run (real WSClean); node103's sshd is
+    then down: a re-run checks what is done before what must be reachable, and ends ok (was:
+    refused, exit 2)."""
+    mss = []
+    for node, name in (("node103", "SW01.MS"), ("node101", "SW02.MS")):
+        dest = tmp_path / "net" / node / name
+        shutil.copytree(sim_dir / name, dest)
+        mss.append(str(dest))
+    body = "[wsclean]\nname = 'img'\nout-dir = '$ms_in$/../images'\nsize = [64, 64]\nscale = '2amin'\nj = 1\n"
+    cfg = node_config(healthy_nodes, tmp_path, body, nodes="'node101,node103'", retries="0", run_on_file_host="true",
+                      run_on_file_host_pattern=f"'{tmp_path}/net/(node\\d{{3}})/'")
+    first = run_imgpipe(cfg, mss[0])
+    assert first.returncode == 0, first.stderr[-3000:]
+    healthy_nodes.kill(healthy_nodes["node103"])
+    again = run_imgpipe(cfg, *mss)
+    assert again.returncode == 0, again.stdout + again.stderr[-3000:]
+    assert "node103" not in again.stderr.split("Beginning flow run")[0]  # not reached, not warned about
+    assert "2 job(s): 2 ok (1 skipped: done before), 0 failed" in again.stdout, again.stdout
+
+
+def test_a_node_that_dies_mid_run_costs_at_most_node_give_up(healthy_nodes, run_imgpipe, fake_wsclean, tmp_path):
+    """node102's sshd is killed while 6 jobs pinned to it wait: they are tried until
+    node_give_up (here 4 s) after its first failure, then fail at once with the reason; the
+    run ends soon after node101's jobs (was: cool-downs doubled per failed job, up to 5 min
+    each), and each line states the real wait."""
+    fake, trace = fake_wsclean
+    trace.with_suffix(".seconds").write_text("1")
+    on102 = make_ms_dirs(tmp_path, 7, "node102")
+    on101 = make_ms_dirs(tmp_path / "x", 4, "node101")
+    cfg = node_config(
+        healthy_nodes, tmp_path, nodes="'node101,node102'", max_concurrent="1", retries="2", run_on_file_host="true",
+        run_on_file_host_pattern=f"'{tmp_path}/(?:x/)?net/(node\\d{{3}})/'", wsclean=f"'{fake}'",
+        host_cooldown_s="1", node_give_up="'4s'", node_agent="false",
+    )
+    proc = run_imgpipe.popen(cfg, *on102, *on101)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(n == "node102" and k == "end" for n, _, k, _ in read_trace(trace)):
+        time.sleep(0.05)
+    healthy_nodes.kill(healthy_nodes["node102"])
+    killed = time.monotonic()
+    out, err = proc.communicate(timeout=300)
+    took = time.monotonic() - killed
+    assert proc.returncode == 1, err[-3000:]
+    assert took < 4 + 1 + 10, took  # give-up, the job running at the kill, a last try and the run's end
+    rows = summary_rows(out)
+    assert sum(s == "OK" and "@ node101" in rest for s, rest in rows) == 4
+    failed = [rest for s, rest in rows if s == "FAILED"]
+    assert failed and any("node node102 given up: unreachable for" in rest for rest in failed), out
+    assert re.search(r"node102: no new job there for [\d.]+ s \(connection failed; given up if it still fails 4 s", err)
+    assert "node node102 given up" in err

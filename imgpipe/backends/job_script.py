@@ -22,7 +22,8 @@ one thing every node has.
   ``... slurm <job id>`` and ``... setup <what> [figures]`` when a step before the job
   fails (env_file, out_dir, log, the scratch folder or its free space).
 - With a scratch folder (``[worker] temp_dir``): remove the folders beside it whose
-  owner is gone (a killed run), check the free space, create it, remove it at the end.
+  owner is gone (a killed run), check the free space, create it, make the job's MS links
+  in it (``Job.ms_links``), remove it at the end.
 
 Values are positional parameters (``"$@"``) or shlex-quoted by the caller, never
 pasted into shell code, so no config value or path can run a command of its own.
@@ -65,6 +66,7 @@ def wrapped_argv(
     scratch: str | None = None,
     min_free_mb: int = 0,
     env: tuple[tuple[str, str], ...] = (),
+    links: tuple[tuple[str, str], ...] = (),
 ) -> list[str]:
     """argv that runs ``argv`` under the wrapper (a ``bash -c`` script and its arguments).
 
@@ -79,6 +81,7 @@ def wrapped_argv(
     (if its file system has ``min_free_mb`` free) and removed when it ends.
     ``env``: variables exported before the env_file is sourced (``Job.env``: names and
     whole numbers only; the wrapper ignores anything else).
+    ``links``: (link, MS) pairs made in the scratch folder once it exists (``Job.ms_links``).
     """
     # --norc: bash started below sshd would read ~/.bashrc again (the login shell or the
     # node agent has already set the environment; the env_file is sourced explicitly)
@@ -86,11 +89,15 @@ def wrapped_argv(
         "bash", "--norc", "--noprofile", "-c", _SCRIPT, "imgpipe-job", token, env_file or "", out_dir, log_path,
         f"{grace_s:g}", "" if max_time_s is None else str(int(max_time_s)),
         scratch or "", str(int(min_free_mb) * 1024), _ACCOUNTING if rusage_launcher else "",
-        " ".join(f"{name}={value}" for name, value in env), *argv,
+        " ".join(f"{name}={value}" for name, value in env), str(len(links)), *(x for pair in links for x in pair),
+        *argv,
     ]
 
 
 _TIME = re.compile(r"(\d+)m([\d.]+)s")
+WSCLEAN_ERROR = re.compile(r"^\s*(Error\b|ERROR\b|\+? ?An exception occ?ured)")
+"""How WSClean's errors begin ("Error occurred while …", "+ An exception occured: …"); its
+other output never does."""
 
 
 @dataclass
@@ -115,6 +122,10 @@ class ControlState:
     """SLURM job id (``1234`` or ``1234.5`` for a step), when run through SLURM."""
     oom_killed: bool = False
     """The job died of SIGKILL while the node's count of OOM kills rose (``/proc/vmstat``)."""
+    error_line: str | None = None
+    """The first line of the job's output that reads as an error of WSClean's (:data:`WSCLEAN_ERROR`):
+    an exit status of 0 after one is no success (3.6 exits 0 after "Error occurred while finishing
+    IO task: Error opening temporary data file", with an image of neither MS)."""
 
 
 class OutputParser:
@@ -138,6 +149,8 @@ class OutputParser:
             return
         if any(c.isalpha() for c in line):
             self.last_words = line
+            if self.state.error_line is None and WSCLEAN_ERROR.match(line):
+                self.state.error_line = line.strip()
         on_line(line)
 
     def measured(self, max_rss_kb: int, user_s: float, sys_s: float) -> None:
@@ -241,6 +254,8 @@ def _outcome(state: ControlState, last_line: str, grace_s: float | None) -> tupl
     if state.exit_code is None:
         return FAILED, None, "the job's wrapper ended without an exit status"
     code = wrapper_exit(state.exit_code)
+    if code == 0 and state.error_line:
+        return FAILED, 0, f"WSClean exited 0 after printing an error: {state.error_line[:300]}"
     if code == 0:
         return OK, 0, ""
     said = f": {last_line.strip()[:300]}" if last_line.strip() else ""  # WSClean's last words

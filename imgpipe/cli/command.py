@@ -362,11 +362,13 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
     # The run's backends (its SSH connections and node agents, a SLURM allocation), from
     # the node checks to the last job; released however the run ends.
     with RunBackends(config.worker) as run_backends:
-        if not config.prefect.dask and any(is_ssh(h) for h in plan.hosts()):
+        # only the nodes of jobs still to run (done ones are skipped whatever their node's state)
+        hosts = plan.hosts([job for job in plan.jobs if not_to_run(job, force, replace) is None])
+        if not config.prefect.dask and any(is_ssh(h) for h in hosts):
             # Reach the SSH nodes before starting Prefect: an unreachable node fails in seconds
             # (the connections stay open for the jobs, and the flow takes this answer).
             try:
-                down = run_backends.reach_nodes(plan.hosts(), lambda m: click.echo(f"imgpipe: warning: {m}", err=True), quick=True)
+                down = run_backends.reach_nodes(hosts, lambda m: click.echo(f"imgpipe: warning: {m}", err=True), quick=True)
             except ImgpipeError as err:
                 _fail(str(err))
             for why in down.values():
@@ -377,7 +379,7 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
             from imgpipe.orchestration.dask_jobs import check_cluster
 
             try:
-                down = check_cluster(config.prefect.dask_address, plan.hosts(), config.worker.skip_unreachable_nodes)
+                down = check_cluster(config.prefect.dask_address, hosts, config.worker.skip_unreachable_nodes)
             except ImgpipeError as err:
                 _fail(str(err))
             for why in down.values():

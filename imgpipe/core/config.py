@@ -96,7 +96,13 @@ class WorkerConfig:
         "fail with the reason", BOOLEAN)
     host_cooldown: float = key(
         10.0, "after a connection failure a node gets no new job for this long, doubled for each failure in a row "
-        "(at most 5 min), while the other nodes go on", DURATION, minimum=0, old_names=("host_cooldown_s",))
+        "(at most 5 min; jobs that fail together while it cools down count once), while the other nodes go on",
+        DURATION, minimum=0, old_names=("host_cooldown_s",))
+    node_give_up: float = key(
+        180.0, "a node whose connections have all failed for this long (from its first failure in a row) is given "
+        "up for the run: it gets a last try then, and if that fails too its waiting jobs fail at once with the "
+        "reason (the next run redoes them) and pool jobs go to the other nodes. What a dead node costs a night",
+        DURATION, minimum=0)
     max_time: float | None = key(
         None, "longest a job may run; then SIGTERM to its process group on its node, SIGKILL after `kill_grace`; "
         "reported `TIMED-OUT`, never ok, not retried. With SLURM also `--time` (minutes, rounded up, plus the "
@@ -138,14 +144,16 @@ class WorkerConfig:
         None, "scratch folder on each job's node (tokens as in out-dir, e.g. `'/local/scratch/$obs_id$'`): each job "
         "gets `-temp-dir <temp_dir>/imgpipe-<name>-<hash>`, created just before it starts and removed when it ends "
         "(ok, failed, timed out or cancelled); folders left by a killed run are removed by the next job there. "
-        "Unset: WSClean's own behaviour (its reorder files beside the MS, or `-temp-dir` if `[wsclean]` sets it). "
-        "`''` = not set", OPTIONAL_STRING)
+        "MSs of one job that share a base name (`SW01.MS` of several nights) are given to WSClean as links of "
+        "names of their own in that folder (WSClean names its reorder files after the base name alone). "
+        "A `temp-dir` in `[wsclean]` wins and is used in the same way. Unset, and no `temp-dir`: WSClean's "
+        "reorder files beside each MS. `''` = not set", OPTIONAL_STRING)
     keep_partial_images: bool = key(
         False, "keep the images a cancelled or timed-out job had written (dirty, psf, ...); off: they are removed "
         "(the job is redone by the next run, and a partial image is easily taken for a product). WSClean's "
         "temporary files (`*-tmp.fits`, reorder files) are always removed", BOOLEAN)
     temp_min_free: int = key(
-        10240, "with `temp_dir`: a job does not start (it fails, saying how much is free) when the scratch folder's "
+        10240, "with `temp_dir` (or `[wsclean] temp-dir`): a job does not start (it fails, saying how much is free) when the scratch folder's "
         "file system has less free space than this; `0` = no check", SIZE, minimum=0, shown="'10GB'")
 
     def job_category(self) -> Category | None:

@@ -22,7 +22,7 @@ from imgpipe.core.job_resources import Ask, Given, apply, ask_for, give
 from imgpipe.core.memory_estimate import image_mib
 from imgpipe.core.mpi import mpirun_prefix
 from imgpipe.core.nodes import is_ssh
-from imgpipe.core.scratch import scratch_dir
+from imgpipe.core.scratch import ms_links, scratch_dir
 from imgpipe.core.tokens import expand_tokens, obs_id_of, token_values
 from imgpipe.core.wsclean_argv import CHANNELS_OUT, TEMP_DIR, build_argv, check_option_names, resolve_channels_out
 
@@ -55,6 +55,9 @@ class Job:
     plan_argv: tuple[str, ...] | None = None
     """``argv`` before ``-j``/``-abs-mem`` were added (None: none were): what an earlier run of
     the same job is recognised by, since cores and memory do not change the images."""
+    ms_links: tuple[tuple[str, str], ...] = ()
+    """(link, MS) pairs made in the scratch folder before WSClean starts, given to it in place
+    of MSs that share a base name (see :func:`imgpipe.core.scratch.ms_links`)."""
 
     @property
     def science_argv(self) -> tuple[str, ...]:
@@ -83,7 +86,7 @@ class Job:
         return shlex.join(self.argv)
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "host": self.host,
             "argv": list(self.argv),
             "ms": list(self.ms),
@@ -94,6 +97,9 @@ class Job:
             "resources": self.given.to_json() if self.given else self.pending_resources(),
             "env": dict(self.env),
         }
+        if self.ms_links:  # only MSs that share a base name are linked: rare
+            out["ms_links"] = dict(self.ms_links)
+        return out
 
     def pending_resources(self) -> str | None:
         """What a job's resources will be when they are decided only on its node (for the plan)."""
@@ -125,10 +131,12 @@ class Plan:
             return self.output_root
         return os.path.commonpath([job.out_dir for job in self.jobs])
 
-    def hosts(self) -> list[str]:
-        """Every node this plan may use: pinned hosts, then the pool if a job needs it."""
-        hosts = [job.host for job in self.jobs if job.host]
-        if any(job.host is None for job in self.jobs):
+    def hosts(self, jobs: "tuple[Job, ...] | list[Job] | None" = None) -> list[str]:
+        """Every node this plan may use: pinned hosts, then the pool if a job needs it.
+        ``jobs``: only the nodes these jobs need (those still to run)."""
+        jobs = self.jobs if jobs is None else jobs
+        hosts = [job.host for job in jobs if job.host]
+        if any(job.host is None for job in jobs):
             hosts += self.pool
         return list(dict.fromkeys(hosts))
 
@@ -226,6 +234,17 @@ def resolve_groups(
     if combine_obs_ids and not combine:
         warnings.append("--combine_obs_ids has no effect without --combine")
     return group_selections(selections, combine, combine_obs_ids and combine, dh.sw_order), warnings
+
+
+def _temp_parent(config: Config, options: dict, values: dict[str, str], cwd: str) -> str | None:
+    """The folder that holds the jobs' scratch folders: ``[wsclean] temp-dir`` if set (it
+    wins, as it always did), else ``[worker] temp_dir``; None: WSClean's reorder files go
+    beside each MS, named after its full path."""
+    if TEMP_DIR in options:
+        return os.path.normpath(os.path.join(cwd, os.path.expanduser(str(options[TEMP_DIR]))))
+    if config.worker.temp_dir:
+        return expand_tokens(config.worker.temp_dir, values)
+    return None
 
 
 def _hosts(config: Config, groups: list[Group]) -> list[str | None]:
@@ -334,12 +353,17 @@ def plan_jobs(
         n_chan = None
         if CHANNELS_OUT in options:
             n_chan = resolve_channels_out(options[CHANNELS_OUT], ms_paths, count_channels)
-        scratch = None
-        if config.worker.temp_dir and TEMP_DIR not in options:
-            scratch = scratch_dir(expand_tokens(config.worker.temp_dir, values), f"{out_dir}/{name}", name)
-        argv = build_argv(prefix, f"{out_dir}/{name}", config.options, ms_paths, n_chan, scratch)
+        scratch, links = None, ()
+        parent = _temp_parent(config, options, values, cwd)
+        if parent:
+            scratch = scratch_dir(parent, f"{out_dir}/{name}", name)
+            links = ms_links(scratch, ms_paths)
+        linked = {ms: link for link, ms in links}
+        argv = build_argv(prefix, f"{out_dir}/{name}", config.options, [linked.get(p, p) for p in ms_paths],
+                          n_chan, scratch)
         job_ask = ask if ask is None or ask.category is not None else replace(ask, image_mib=image_mib(options, n_chan))
-        job = Job(host, tuple(argv), tuple(ms_paths), group.obs_id, group.sw, out_dir, name, scratch, job_ask)
+        job = Job(host, tuple(argv), tuple(ms_paths), group.obs_id, group.sw, out_dir, name, scratch, job_ask,
+                  ms_links=links)
         jobs.append(with_category(job))
 
     seen: dict[str, Job] = {}

@@ -31,6 +31,9 @@ from typing import Callable
 from imgpipe.core.ms_sharing import ms_keys
 from imgpipe.core.plan import Job
 
+MAX_COOLDOWN_S = 300.0
+"""The longest cool-down between two tries of a failing node (``host_cooldown`` doubles up to it)."""
+
 
 @dataclass(frozen=True)
 class Queued:
@@ -71,6 +74,8 @@ class SlotScheduler:
         self.running: Counter[str] = Counter()
         self._blocked_until: dict[str, float] = {}
         self._failures: Counter[str] = Counter()
+        self._failing_since: dict[str, float] = {}
+        """Per node failing its connections: when the first failure in a row came."""
         self.down: set[str] = set()
         self._in_use: dict[str, Job] = {}
         """MS (normalised path) → the job of this run that holds it (running, or its lock still held)."""
@@ -289,19 +294,44 @@ class SlotScheduler:
         self._unchanged_until = None
         self._blocked_until[host] = max(until, self._blocked_until.get(host, 0.0))
 
-    def connection_failed(self, host: str, now: float, cooldown_s: float) -> float:
-        """Cool ``host`` down: ``cooldown_s``, doubled for each failure in a row (at most 5 min).
+    def connection_failed(self, host: str, now: float, cooldown_s: float, give_up_s: float) -> tuple[float, bool] | None:
+        """Cool ``host`` down: ``cooldown_s``, doubled for each failure in a row (at most 5 min),
+        and never past ``give_up_s`` after its first failure in a row: a last try then.
 
-        Returns the cool-down applied. A dead node is then tried less and less often,
-        so jobs do not spend their retries on it while other nodes work.
+        Returns (the wait left, whether this failure began it), or None when the node has failed for ``give_up_s``:
+        it is given up for the run (the caller marks it down). A failure while the node is
+        already cooling down (a job that set out before the last failure) is the same
+        outage: it neither doubles the wait nor counts (six jobs failing at once doubled it
+        six times, up to 5 minutes per job, 20 minutes for a night's six pinned jobs).
         """
+        since = self._failing_since.setdefault(host, now)
+        blocked = self._blocked_until.get(host, 0.0)
+        if blocked > now:
+            return blocked - now, False
+        if now - since >= give_up_s:
+            return None
         self._failures[host] += 1
-        wait = min(cooldown_s * 2 ** (self._failures[host] - 1), max(cooldown_s, 300.0))
+        wait = min(cooldown_s * 2 ** (self._failures[host] - 1), max(cooldown_s, MAX_COOLDOWN_S), since + give_up_s - now)
         self.block(host, now + wait)
-        return wait
+        return wait, True
+
+    def blocked_for(self, host: str, now: float) -> float:
+        """Seconds before ``host`` takes a new job again (0: it may now)."""
+        return max(0.0, self._blocked_until.get(host, 0.0) - now)
+
+    def failing_since(self, host: str) -> float | None:
+        """When ``host``'s failures in a row began (None: it is not failing)."""
+        return self._failing_since.get(host)
+
+    def can_run(self, job: Job) -> bool:
+        """Some node may still take ``job``: its own (pinned) or one of the pool's, not down."""
+        if job.host is not None:
+            return job.host not in self.down
+        return any(h not in self.down for h in self.pool)
 
     def connection_ok(self, host: str) -> None:
         self._failures.pop(host, None)
+        self._failing_since.pop(host, None)
 
     def mark_down(self, host: str) -> list[Queued]:
         """``host`` is unreachable: pool jobs avoid it; returns (and drops) the jobs pinned to it."""

@@ -77,9 +77,13 @@ def build_argv(
     channels_out: int | None = None,
     temp_dir: str | None = None,
 ) -> list[str]:
-    """``prefix + -name <image_prefix> [+ -temp-dir <temp_dir>] + options (file order) + MS paths``."""
+    """``prefix + -name <image_prefix> [+ -temp-dir <temp_dir>] + options (file order) + MS paths``.
+
+    ``temp_dir`` (the job's scratch folder) replaces a ``temp-dir`` of the options."""
     argv = [*prefix, "-name", image_prefix, *(("-" + TEMP_DIR, temp_dir) if temp_dir else ())]
     for key, value in options:
+        if key == TEMP_DIR and temp_dir:
+            continue
         if key == CHANNELS_OUT and channels_out is not None:
             value = channels_out
         argv += option_items(key, value)

@@ -128,6 +128,8 @@ class Dispatcher:
         self._acquiring = 0
         """Slot requests to Prefect still unanswered (their jobs hold a scheduler slot)."""
         self._slot_errors: dict[str, int] = defaultdict(int)
+        self._given_up: dict[str, str] = {}
+        """Nodes that failed every connection for ``node_give_up``, and why (their jobs' reason)."""
         """Failed slot requests in a row, per node."""
         self._releases: list[threading.Thread] = []
         """Slot releases under way: joined before the run returns, so none races NodeLimits.close()."""
@@ -459,12 +461,19 @@ class Dispatcher:
             self.scheduler.requeue(sub.queued.retry(time.monotonic(), alone=True))
             return
         why = retry_reason(result, self.worker, sub.queued.attempt)
-        if why:
+        if why and not self.scheduler.can_run(sub.queued.job):
+            result = replace(result, reason=f"{result.reason}; not retried: {self._given_up.get(sub.job.host, 'no node left')}")
+        elif why:
+            now = time.monotonic()
+            # a job pinned to its node waits for the node's cool-down too: say the real wait
+            wait = self.worker.retry_delay
+            if sub.queued.job.host is not None:
+                wait = max(wait, self.scheduler.blocked_for(sub.queued.job.host, now))
             self.logger.warning(
-                "retry %s (attempt %d of %d in %g s): %s",
-                sub.queued.job.label, sub.queued.attempt + 1, self.worker.retries + 1, self.worker.retry_delay, why,
+                "retry %s (attempt %d of %d in %s): %s",
+                sub.queued.job.label, sub.queued.attempt + 1, self.worker.retries + 1, _seconds(wait), why,
             )
-            self.scheduler.requeue(sub.queued.retry(time.monotonic() + self.worker.retry_delay, avoid=sub.job.host))
+            self.scheduler.requeue(sub.queued.retry(now + self.worker.retry_delay, avoid=sub.job.host))
             return
         if result.connection_error and (result.pid is not None or result.maybe_started):
             where = f"pid {result.pid}" if result.pid is not None else "its start was under way"
@@ -514,15 +523,39 @@ class Dispatcher:
         self._unlock(sub, final=not again)
         self.scheduler.release(sub.job.host, sub.queued.job)
         self._idle_leases[sub.job.host].append(sub.lease)
-        if result.connection_error:
-            wait = self.scheduler.connection_failed(sub.job.host, time.monotonic(), self.worker.host_cooldown)
-            self.logger.warning("%s: no new job there for %g s (connection failed)", sub.job.host, wait)
+        if result.connection_error and sub.job.host not in self.scheduler.down:
+            now = time.monotonic()
+            host = sub.job.host
+            cooling = self.scheduler.connection_failed(host, now, self.worker.host_cooldown, self.worker.node_give_up)
+            if cooling is None:
+                self._give_up(host, now, result.reason)
+            elif cooling[1]:  # (a job that failed within the same cool-down: said already)
+                wait = cooling[0]
+                self.logger.warning("%s: no new job there for %s (connection failed; given up if it still fails %s "
+                                    "after its first failure)", host, _seconds(wait),
+                                    _seconds(self.worker.node_give_up))
         elif result.pid is not None:
             self.scheduler.connection_ok(sub.job.host)
+
+    def _give_up(self, host: str, now: float, reason: str) -> None:
+        """``host`` has failed every connection for ``node_give_up``: no more tries this run;
+        the jobs pinned to it fail now (the next run redoes them), pool jobs go elsewhere."""
+        since = self.scheduler.failing_since(host) or now
+        why = (f"node {host} given up: unreachable for {_seconds(now - since)} "
+               f"([worker] node_give_up = {_seconds(self.worker.node_give_up)}): {reason}")
+        self._given_up[host] = why
+        self.logger.error("%s", why)
+        for dropped in self.scheduler.mark_down(host):
+            self._record(dropped, JobResult(dropped.job, FAILED, why, connection_error=True))
 
     def _record(self, queued: Queued, result: JobResult) -> None:
         self.results[self._order[id(queued.job)]] = result
         events.emit("finished", result)
+
+
+def _seconds(s: float) -> str:
+    """A wait as the log says it: ``10 s``, ``0.5 s``, ``180 s``."""
+    return f"{round(s, 1):g} s"
 
 
 def oom_retry(result: JobResult, worker: WorkerConfig, queued: Queued) -> bool:

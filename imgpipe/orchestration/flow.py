@@ -269,7 +269,9 @@ def imgpipe_flow(
                                  logger)
 
     not_to_run = resume_check_task(plan, request.force, request.replace)
-    hosts = plan.hosts()
+    # only the nodes of jobs still to run must be reached: a night done but for a dead node's
+    # jobs is done, whatever that node's state
+    hosts = plan.hosts([job for i, job in enumerate(plan.jobs) if i not in not_to_run])
     with ExitStack() as stack:  # releases, in reverse order and whatever raised: node slots, then backends
         run_backends = backends if backends is not None else stack.enter_context(RunBackends(cfg.worker))
         dask_jobs = None
@@ -350,7 +352,7 @@ def imgpipe_flow(
     summary = RunSummary(results, time.time() - started, cfg.worker.max_concurrent, plan.images_root())
     all_done = summary.ok and summary.n_skipped == len(results)
     if all_done:
-        summary.note = f"nothing to image: all {len(results)} job(s) done by an earlier run (force=True redoes them)"
+        summary.note = f"nothing to image: all {len(results)} job(s) done by an earlier run (--force redoes them; force=True for a deployment run)"
     summary.report = report_task(quote(summary))  # (quoted: Prefect need not walk every job's result)
     _summary_artifact(summary)
     for line in summary.lines():

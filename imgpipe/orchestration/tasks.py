@@ -145,7 +145,7 @@ def resume_check_task(plan: Plan, force: bool = False, replace: bool = False) ->
             out[i] = skipped(job, record)
     done = sum(r.status != FAILED for r in out.values())
     if done:
-        logger.info("%d job(s) done by an earlier run, skipped (force=True redoes them)", done)
+        logger.info("%d job(s) done by an earlier run, skipped (--force redoes them; force=True for a deployment run)", done)
     return out
 
 

@@ -4,11 +4,13 @@
 # $1 token, $2 env file ('' for none), $3 out dir, $4 log file, $5 kill grace (s),
 # $6 max time (s, '' for none), $7 scratch folder ('' for none), $8 least free space there (kB),
 # $9 accounting launcher source ('' for none), $10 variables to set before the env_file
-# (NAME=number words: the job's thread counts), $11... argv
+# (NAME=number words: the job's thread counts), $11 number N of MS links, then N (link, MS)
+# pairs (made in the scratch folder: imgpipe/core/scratch.py), then the argv
 # shellcheck disable=SC1090  # the env_file is the user's, known only at run time
 exec 2>&1
 trap '' PIPE  # a dead connection must not kill the wrapper before its watcher runs
-tok=$1; t="@imgpipe-$1"; f=$2; d=$3; log=$4; grace=$5; maxt=$6; scr=$7; minfree=$8; acct=$9; vars=${10}; shift 10
+tok=$1; t="@imgpipe-$1"; f=$2; d=$3; log=$4; grace=$5; maxt=$6; scr=$7; minfree=$8; acct=$9; vars=${10}; nlinks=${11}; shift 11
+links=("${@:1:2*nlinks}"); shift $((2 * nlinks))
 for v in $vars; do  # only NAME=digits: nothing here can run a command
   case $v in *[!A-Za-z0-9_=]*|=*|*=|*=*[!0-9]*) ;; [A-Za-z_]*=*) export "${v?}";; esac
 done
@@ -41,6 +43,10 @@ if [ -n "$scr" ]; then  # the job's own scratch folder (imgpipe/core/scratch.py)
   fi
   rm -rf -- "$scr"
   if ! { mkdir -- "$scr" && echo "$$ $tok" > "$scr/.imgpipe-owner"; }; then setup_failed temp_dir; fi
+  for ((i = 0; i < 2 * nlinks; i += 2)); do  # MSs sharing a base name, each under a name of its own
+    ln -s -- "${links[i + 1]}" "${links[i]}" || setup_failed temp_dir
+    echo "imgpipe: ${links[i]} -> ${links[i + 1]}" >&5
+  done
   echo "imgpipe: scratch folder $scr on $(hostname)" >&5
 fi
 oom_kills() {  # the kernel's count of OOM kills (cgroup limits too), to tell one from another SIGKILL
