@@ -73,3 +73,37 @@ def test_a_timed_out_job_leaves_no_temporary_file_and_its_record_says_what_went(
     record = json.loads((out / "img.imgpipe.json").read_text())
     assert record["status"] == "timed-out" and record["partial_images"] == "removed"
     assert record["removed"] == sorted(["img-0000-dirty.fits", "img-model-I-0000-tmp.fits", str(ms.parent / "SW01.MS-part0000-I-b0.tmp")])
+
+
+@pytest.mark.prefect
+def test_a_failed_job_is_cleaned_as_a_stopped_one_and_a_job_that_never_started_keeps_the_earlier_record(
+        run_imgpipe, fake_wsclean, tmp_path):
+    """A WSClean that fails midway (a lost connection, a full disk, an error) leaves its
+    *-tmp.fits and partial images: removed as for a cancelled job, and its record lists no
+    -tmp.fits as a product. A job that never started (here: its env_file is gone) leaves the
+    record it found as it was, log link and all."""
+    fake, trace = fake_wsclean
+    trace.with_suffix(".seconds").write_text("0.1")
+    trace.with_suffix(".products").touch()
+    trace.with_suffix(".exit").write_text("1")
+    ms = tmp_path / "data" / "SW01.MS"
+    ms.mkdir(parents=True)
+    env_file = tmp_path / "env.sh"
+    env_file.write_text("true\n")
+    cfg = tmp_path / "img.toml"
+    cfg.write_text(f"[worker]\nwsclean = '{fake}'\nenv_file = '{env_file}'\n"
+                   f"[wsclean]\nname = 'img'\nout-dir = '{tmp_path}/out'\n")
+    res = run_imgpipe(cfg, ms)
+    assert res.returncode == 1 and "FAILED" in res.stdout, res.stdout[-2000:]
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".fits") == []
+    record = json.loads((out / "img.imgpipe.json").read_text())
+    assert record["status"] == "failed" and record["partial_images"] == "removed"
+    assert record["removed"] == ["img-0000-dirty.fits", "img-model-I-0000-tmp.fits"]
+    assert not any(o["path"].endswith("-tmp.fits") for o in record["outputs"])
+
+    earlier = (out / "img.imgpipe.json").read_text()
+    env_file.unlink()
+    again = run_imgpipe(cfg, ms)
+    assert again.returncode == 1 and "cannot source the env_file" in again.stdout, again.stdout[-2000:]
+    assert (out / "img.imgpipe.json").read_text() == earlier

@@ -162,7 +162,7 @@ def start_early(prepared, run_backends, server) -> int:
             continue  # another run (of another PREFECT_HOME) images that MS: the flow will wait for it
         try:
             os.makedirs(job.out_dir, exist_ok=True)
-            provenance.write(provenance.record_path(job.out_dir, job.name), provenance.in_progress(job, None))
+            provenance.mark_starting(provenance.record_path(job.out_dir, job.name), job, None)
         except OSError:
             ms_locks.release(fds)
             continue  # the flow's task says why, as for any job

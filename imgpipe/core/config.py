@@ -149,7 +149,8 @@ class WorkerConfig:
         "A `temp-dir` in `[wsclean]` wins and is used in the same way. Unset, and no `temp-dir`: WSClean's "
         "reorder files beside each MS. `''` = not set", OPTIONAL_STRING)
     keep_partial_images: bool = key(
-        False, "keep the images a cancelled or timed-out job had written (dirty, psf, ...); off: they are removed "
+        False, "keep the images a job that did not end ok (cancelled, timed out, failed) had written (dirty, psf, "
+        "...); off: they are removed "
         "(the job is redone by the next run, and a partial image is easily taken for a product). WSClean's "
         "temporary files (`*-tmp.fits`, reorder files) are always removed", BOOLEAN)
     temp_min_free: int = key(

@@ -26,12 +26,12 @@ from imgpipe.core.job_resources import size_text
 from imgpipe.core.nodes import LOCALHOST, is_ssh
 from imgpipe.core.plan import Job, Plan
 from imgpipe.core.request import RunRequest
-from imgpipe.core.results import CANCELLED, FAILED, TIMED_OUT, JobResult, RunSummary, name_out_of_memory
+from imgpipe.core.results import CANCELLED, FAILED, JobResult, RunSummary, name_out_of_memory
 from imgpipe.facts.ms_sizes import memory_estimate_of
 from imgpipe.orchestration.dispatcher import JOB_ENDED
 from imgpipe.prepare import plan_jobs, read_config, resolve_groups
 from imgpipe.products import cleanup, image_stats, provenance
-from imgpipe.products.job_outputs import finish, skipped, wsclean_version
+from imgpipe.products.job_outputs import finish, never_started, skipped, wsclean_version
 from imgpipe.products.report import write_report
 
 
@@ -272,7 +272,7 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
         except OSError:  # not visible here (an SSH node's own disk): no record here either
             pass
         if os.path.isdir(job.out_dir):
-            provenance.write(record, provenance.in_progress(job, str(flow_run.id) if flow_run.id else None))
+            provenance.mark_starting(record, job, str(flow_run.id) if flow_run.id else None)
     except OSError as err:  # the record of an earlier run would say "done": do not run over it
         if early is None:
             result = JobResult(job, FAILED, f"cannot write the job's record {record}: {err.strerror}", attempt=attempt)
@@ -310,7 +310,7 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
         who = backends.stopped_by if backends is not None else None
         result = replace(result, reason=f"cancelled by {who or 'the run being stopped'}")
     removed: list[str] = []
-    if result.status in (CANCELLED, TIMED_OUT):  # before its MS locks go back
+    if not result.ok and not never_started(result):  # before its MS locks go back
         removed = cleanup.remove(cleanup.wsclean_temporary_files(job))
         if removed:
             logger.info("removed %d temporary file(s) WSClean left: %s", len(removed), " ".join(removed))

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Callable
 
 from imgpipe._version import __version__
-from imgpipe.core.results import CANCELLED, SKIPPED, TIMED_OUT, JobResult
+from imgpipe.core.results import SKIPPED, JobResult
 from imgpipe.products import cleanup, provenance
 from imgpipe.products.image_stats import ImageStats, image_stats, main_image, quicklook_png
 
@@ -27,21 +27,35 @@ def wsclean_version(line: str) -> str | None:
     return m.group(1) if m else None
 
 
+def never_started(result: JobResult) -> bool:
+    """WSClean surely never ran (connection refused, a setup step failed, no data on the node)."""
+    return result.started_at is None and result.pid is None and not result.maybe_started
+
+
 def finish(result: JobResult, wsclean: str | None, flow_run_id: str | None, warn: Callable[[str], None],
            keep_partial: bool = False, removed: list[str] = ()) -> JobResult:
-    """Stats + PNG for a successful job, and the provenance record for any job.
+    """Stats + PNG for a successful job, and the provenance record for any job that ran.
 
-    A cancelled or timed-out job's images are partial: removed (the record lists them,
-    with ``removed``: WSClean's temporary files already gone) unless ``keep_partial``
-    (``[worker] keep_partial_images``)."""
+    A job that did not end ok (failed, cancelled, timed out, its connection lost) leaves
+    partial images: removed (the record lists them, with ``removed``: WSClean's temporary
+    files already gone) unless ``keep_partial`` (``[worker] keep_partial_images``). A job
+    whose WSClean never started changed nothing: the record it found is put back in place
+    of its "being written" one (:func:`provenance.put_back`)."""
     job = result.job
     if not os.path.isdir(job.out_dir):
         warn(f"{job.out_dir} is not visible here: no image statistics, quick-look or provenance record")
         return result
+    path = provenance.record_path(job.out_dir, job.name)
+    if never_started(result):
+        try:
+            provenance.put_back(path)
+        except OSError as err:
+            warn(f"cannot put back the record {path}: {err.strerror}")
+        return result
     skew = provenance.clock_offset(job.out_dir)
     outputs = provenance.fits_outputs(job.image_prefix, since=result.started_at, clock_offset=skew)
     partial: list[str] = []
-    if result.status in (CANCELLED, TIMED_OUT) and not keep_partial and result.started_at is not None:
+    if not result.ok and not keep_partial and result.started_at is not None:
         partial = [os.path.basename(p) for p in cleanup.remove([os.path.join(job.out_dir, o["path"]) for o in outputs])]
         outputs = [o for o in outputs if o["path"] not in partial]
     image = stats = png = None
@@ -64,12 +78,12 @@ def finish(result: JobResult, wsclean: str | None, flow_run_id: str | None, warn
         flow_run_id=flow_run_id,
         stats=stats.to_json() if stats else None,
     )
-    if result.status in (CANCELLED, TIMED_OUT):
+    if not result.ok:
         record["partial_images"] = "kept" if keep_partial else "removed"
         record["removed"] = sorted(partial + [os.path.relpath(p, job.out_dir) if os.path.dirname(p) == job.out_dir else p
                                               for p in removed])
     try:
-        provenance.write(provenance.record_path(job.out_dir, job.name), record)
+        provenance.write(path, record)
     except OSError as err:
         warn(f"cannot write the provenance record in {job.out_dir}: {err.strerror}")
     return replace(result, image=image, stats=stats, quicklook=png)

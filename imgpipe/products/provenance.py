@@ -59,6 +59,8 @@ def fits_outputs(image_prefix: str, since: float | None = None, clock_offset: fl
     clock; ``clock_offset``: the file server's clock minus this one), with their sizes."""
     out = []
     for path in named(image_prefix, "-", ".fits"):
+        if path.endswith("-tmp.fits"):  # WSClean's scratch images: never a product
+            continue
         st = os.stat(path)
         if since is None or st.st_mtime >= since + clock_offset - 2:
             out.append({"path": os.path.basename(path), "size": st.st_size})
@@ -151,6 +153,27 @@ def in_progress(job, flow_run_id: str | None) -> dict:
         "obs_id": job.obs_id, "sw": job.sw, "started_at": _iso(_now()), "prefect_flow_run_id": flow_run_id,
         "imgpipe_host": socket.gethostname(), "imgpipe_pid": os.getpid(),
     }
+
+
+def mark_starting(path: str, job, flow_run_id: str | None) -> None:
+    """Write the record of a job that is starting, with the record it replaces inside it
+    (``earlier``): put back by :func:`put_back` if WSClean never starts."""
+    found = read(path)
+    if found is not None and found.get("status") == RUNNING:  # a run that died: what it had found
+        found = found.get("earlier")
+    write(path, {**in_progress(job, flow_run_id), "earlier": found})
+
+
+def put_back(path: str) -> None:
+    """A job whose WSClean never started changed nothing: its "being written" record gives way
+    to the one it replaced (none: no record)."""
+    found = read(path)
+    if found is None or found.get("status") != RUNNING:
+        return
+    if found.get("earlier") is None:
+        os.unlink(path)
+    else:
+        write(path, found["earlier"])
 
 
 def _pid_alive(pid) -> bool:
