@@ -81,3 +81,17 @@ def test_memory_at_once_counts_only_jobs_that_overlapped():
 
     assert memory_high_water([ran(0, 10, 500), ran(10, 20, 900), ran(5, 15, 300)]) == 1200
     assert memory_high_water([ran(0, 1, 100)]) == 100 and memory_high_water([]) is None
+
+
+def test_cancelled_jobs_are_counted_as_cancelled_everywhere_the_outcome_is_said():
+    """The terminal said "2 cancelled" while the report and the artifact said "2 failed"."""
+    from imgpipe.core.results import CANCELLED
+    from imgpipe.products.report import render
+
+    summary = RunSummary([result("n", 1, 1.0), result("n", 2, 1.0, FAILED, reason="exit code 1"),
+                          result("n", 3, 1.0, CANCELLED, reason="cancelled by Ctrl-C"),
+                          result("n", 4, 1.0, CANCELLED, reason="cancelled by Ctrl-C")], wall_s=2.0)
+    assert summary.counts() == "1 ok, 1 failed, 2 cancelled" and not summary.ok
+    assert summary.lines()[-1] == "4 job(s): 1 ok, 1 failed, 2 cancelled, in 2.0 s"
+    assert summary.markdown().startswith("**1 ok, 1 failed, 2 cancelled** in 2.0 s")
+    assert "1 ok, 1 failed, 2 cancelled, 4 job(s) in 2.0 s" in render(summary, "t", "/out")

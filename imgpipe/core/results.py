@@ -195,8 +195,13 @@ class RunSummary:
         return sum(r.ok for r in self.results)
 
     @property
+    def n_cancelled(self) -> int:
+        return sum(r.status == CANCELLED for r in self.results)
+
+    @property
     def n_failed(self) -> int:
-        return len(self.results) - self.n_ok
+        """Jobs that did not end ok, but for the cancelled ones (what the person asked for)."""
+        return len(self.results) - self.n_ok - self.n_cancelled
 
     @property
     def n_skipped(self) -> int:
@@ -204,7 +209,14 @@ class RunSummary:
 
     @property
     def ok(self) -> bool:
-        return self.n_failed == 0
+        return self.n_ok == len(self.results)
+
+    def counts(self) -> str:
+        """``3 ok (1 skipped: done before), 1 failed, 2 cancelled``: the one wording of a run's
+        outcome, on the terminal, in the artifact and in the report."""
+        skipped = f" ({self.n_skipped} skipped: done before)" if self.n_skipped else ""
+        cancelled = f", {self.n_cancelled} cancelled" if self.n_cancelled else ""
+        return f"{self.n_ok} ok{skipped}, {self.n_failed} failed{cancelled}"
 
     def nodes(self) -> list[NodeUsage]:
         usage: dict[str, list[JobResult]] = {}
@@ -244,12 +256,7 @@ class RunSummary:
             util = f", slots busy {node.utilisation:.0%} ({self.slots_per_node} slot(s) × {self.wall_s:.1f} s)" if node.utilisation is not None else ""
             mem = f", memory at once ≤ {size_text(node.memory_high_mb)}" if node.memory_high_mb else ""
             out.append(f"  node {node.host}: {node.jobs} job(s), busy {node.busy_s:.1f} s{util}{mem}")
-        skipped = f" ({self.n_skipped} skipped: done before)" if self.n_skipped else ""
-        cancelled = sum(r.status == CANCELLED for r in self.results)
-        stopped = f", {cancelled} cancelled" if cancelled else ""
-        out.append(
-            f"{len(self.results)} job(s): {self.n_ok} ok{skipped}, {self.n_failed - cancelled} failed{stopped}, in {self.wall_s:.1f} s"
-        )
+        out.append(f"{len(self.results)} job(s): {self.counts()}, in {self.wall_s:.1f} s")
         if self.note:
             out.append(self.note)
         if self.output_root:
@@ -266,7 +273,7 @@ class RunSummary:
         def num(value, fmt, unit=""):
             return "" if value is None else format(value, fmt) + unit
 
-        head = f"**{self.n_ok} ok, {self.n_failed} failed** in {self.wall_s:.1f} s"
+        head = f"**{self.counts()}** in {self.wall_s:.1f} s"
         out = [head] + (["", self.note] if self.note else [])
         if not self.results:
             return "\n".join(out)
@@ -277,7 +284,7 @@ class RunSummary:
             out.append(f"| {r.job.label} | {r.status.upper()} | {num(r.wall_s, '.1f', ' s')} "
                        f"| {num(r.max_rss_mb, '.0f', ' MiB')} | {image} |")
         wall, cpu, rss = self.totals()
-        out.append(f"| **total** | {self.n_ok} ok, {self.n_failed} failed | {wall:.1f} s | {num(rss, '.0f', ' MiB')} | |")
+        out.append(f"| **total** | {self.counts()} | {wall:.1f} s | {num(rss, '.0f', ' MiB')} | |")
         trouble = [r for r in self.results if not r.ok]
         if trouble:
             out += ["", "**Not done**", ""]

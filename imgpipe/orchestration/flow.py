@@ -362,5 +362,6 @@ def imgpipe_flow(
             return _failed(f"{summary.note} (fail_when_no_data)", summary)
         return Completed(message=summary.note, data=summary)
     if not summary.ok:
-        return _failed(f"{summary.n_failed} of {len(summary.results)} job(s) failed", summary)
+        return _failed(f"{len(summary.results) - summary.n_ok} of {len(summary.results)} job(s) did not end ok: "
+                       f"{summary.counts()}", summary)
     return summary

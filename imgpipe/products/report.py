@@ -58,7 +58,7 @@ def render(summary: RunSummary, title: str, root: str) -> str:
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{e(title)}</h1>",
-        f"<div class='sub'>{summary.n_ok} ok ({summary.n_skipped} skipped), {summary.n_failed} failed, "
+        f"<div class='sub'>{e(summary.counts())}, "
         f"{len(summary.results)} job(s) in {summary.wall_s:.1f} s &middot; written {e(datetime.now().isoformat(timespec='seconds'))}</div>",
         f"<p class='note'>{e(summary.note)}</p>" if summary.note else "",
         "<table><tr><th>node</th><th>jobs</th><th>busy (s)</th><th>slot utilisation</th><th>memory at once ≤</th></tr>",
