@@ -20,7 +20,8 @@ from support.jobs import make_job
 
 
 def job_for(tmp_path, argv, name="img"):
-    return make_job("localhost", argv, ("/x.MS",), tmp_path / "out dir", name)
+    (tmp_path / "x.MS").mkdir(exist_ok=True)  # (its MSs must be there: the wrapper reads where they are)
+    return make_job("localhost", argv, (str(tmp_path / "x.MS"),), tmp_path / "out dir", name)
 
 
 def test_output_is_streamed_to_log_and_callback(tmp_path):
@@ -284,3 +285,12 @@ def test_an_error_wsclean_prints_before_exiting_0_fails_the_job(tmp_path):
     # words that merely mention an error are not one
     fine = local.run_local(job_for(tmp_path, ["bash", "-c", "echo 'Estimated error of the model: 0.1'"], "b"), None)
     assert fine.status == OK
+
+
+def test_a_job_whose_ms_is_not_on_its_node_does_not_run_wsclean(tmp_path):
+    """The wrapper reads where the MS is (here: this machine): missing, WSClean is not run and
+    the job says which MS (SSH, SLURM and Dask jobs run under the same wrapper)."""
+    job = make_job("localhost", ("bash", "-c", f"touch {tmp_path}/ran"), (str(tmp_path / "gone.MS"),), tmp_path / "o")
+    result = local.run_local(job, None)
+    assert result.status == FAILED and result.pid is None and not (tmp_path / "ran").exists()
+    assert result.reason == f"Measurement Set not found on its node: {tmp_path}/gone.MS"

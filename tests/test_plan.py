@@ -219,6 +219,23 @@ def test_run_on_file_host_and_plan_json(dh_config, tmp_path):
     }
 
 
+def test_a_night_s_missing_ms_on_an_ssh_node_is_skipped_not_the_night(dh_config, tmp_path):
+    """An MS that has not arrived, for a job on an SSH node: with channels-out 'all' (counted
+    here) the job is skipped as no data yet and the others are planned (was: the whole run
+    refused); with a number it is planned, and its node says whether the MS is there."""
+    import shutil
+
+    make, root = dh_config
+    shutil.rmtree(root / "node102" / "20231201_A" / "SW02.MS")
+    pinned = f"nodes = 'node[101-102]'\nrun_on_file_host = true\nrun_on_file_host_pattern = '{root}/(node\\d+)/'"
+    counted = build_plan(make(extra_worker=pinned, extra="channels-out = 'all'\n"), ["2023120*"], cwd=str(tmp_path))
+    assert [(j.obs_id, j.sw) for j in counted.jobs] == [("20231201_A", "SW01"), ("20231202_A", "SW01"), ("20231202_A", "SW02")]
+    assert counted.warnings == (f"SW02 20231201_A: Measurement Set {root}/node102/20231201_A/SW02.MS not found from this "
+                                "machine (channels-out = 'all' counts its channels here), skipped (no data yet)",)
+    numbered = build_plan(make(extra_worker=pinned, extra="channels-out = 2\n"), ["2023120*"], cwd=str(tmp_path))
+    assert len(numbered.jobs) == 4 and numbered.warnings == ()
+
+
 def test_a_run_is_named_after_what_it_images():
     from imgpipe.core.plan import run_name
 

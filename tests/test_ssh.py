@@ -570,3 +570,29 @@ def test_a_node_that_dies_mid_run_costs_at_most_node_give_up(healthy_nodes, run_
     assert failed and any("node node102 given up: unreachable for" in rest for rest in failed), out
     assert re.search(r"node102: no new job there for [\d.]+ s \(connection failed; given up if it still fails 4 s", err)
     assert "node node102 given up" in err
+
+
+def test_a_night_s_ms_missing_on_its_node_is_skipped_and_the_others_imaged(healthy_nodes, run_imgpipe, fake_wsclean, tmp_path):
+    """A data handler night on two SSH nodes whose SW02 MS on node102 has not arrived: that job
+    is read where its MS is (on node102), skipped as no data yet, WSClean not run; the other
+    jobs run and the run ends 0 (was: the job went to WSClean and failed)."""
+    fake, trace = fake_wsclean
+    trace.with_suffix(".seconds").write_text("0.1")
+    root = tmp_path / "net"
+    for node, sw in (("node101", "SW01"), ("node102", "SW02")):
+        if (node, sw) != ("node102", "SW02"):
+            (root / node / "20231201_A" / f"{sw}.MS").mkdir(parents=True)
+    (root / "node101" / "20231201_A" / "SW02.MS").mkdir(parents=True)  # (not the night's: another node)
+    dh = tmp_path / "dh.toml"
+    dh.write_text(f"[data_level_path]\nL2 = '{root}/%NODE%/%OBS_ID%'\n[spectral_windows]\nSW01 = [1, 4]\nSW02 = [5, 8]\n"
+                  "[obs_ids]\n'20231201_A' = ['node101', 'node102']\n")
+    body = (f"[data_handler]\nconfig_file = '{dh}'\n[wsclean]\nname = '$sw$'\nout-dir = '{tmp_path}/out/$obs_id$'\n"
+            "channels-out = 2\n")
+    cfg = node_config(healthy_nodes, tmp_path, body, run_on_file_host="true",
+                      run_on_file_host_pattern=f"'{root}/(node\\d{{3}})/'", wsclean=f"'{fake}'")
+    res = run_imgpipe(cfg, "20231201_A")
+    assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+    assert "2 job(s): 1 ok, 0 failed, 1 no data yet, in" in res.stdout, res.stdout
+    assert f"no data yet: Measurement Set not found on its node: {root}/node102/20231201_A/SW02.MS (node102)" in res.stdout
+    assert [ms.rsplit("/", 1)[1] for n, _, kind, _, ms in (line.split()[:5] for line in trace.read_text().splitlines())
+            if kind == "start"] == ["SW01.MS"]

@@ -67,6 +67,7 @@ def wrapped_argv(
     min_free_mb: int = 0,
     env: tuple[tuple[str, str], ...] = (),
     links: tuple[tuple[str, str], ...] = (),
+    ms: tuple[str, ...] = (),
 ) -> list[str]:
     """argv that runs ``argv`` under the wrapper (a ``bash -c`` script and its arguments).
 
@@ -82,6 +83,7 @@ def wrapped_argv(
     ``env``: variables exported before the env_file is sourced (``Job.env``: names and
     whole numbers only; the wrapper ignores anything else).
     ``links``: (link, MS) pairs made in the scratch folder once it exists (``Job.ms_links``).
+    ``ms``: the job's MSs: one missing on the node fails its setup (``no_ms``), WSClean not run.
     """
     # --norc: bash started below sshd would read ~/.bashrc again (the login shell or the
     # node agent has already set the environment; the env_file is sourced explicitly)
@@ -90,7 +92,7 @@ def wrapped_argv(
         f"{grace_s:g}", "" if max_time_s is None else str(int(max_time_s)),
         scratch or "", str(int(min_free_mb) * 1024), _ACCOUNTING if rusage_launcher else "",
         " ".join(f"{name}={value}" for name, value in env), str(len(links)), *(x for pair in links for x in pair),
-        *argv,
+        str(len(ms)), *ms, *argv,
     ]
 
 
@@ -196,6 +198,8 @@ _SETUP_REASONS = {
     "log": "cannot write the job log",
     "temp_dir": "cannot create the job's scratch folder ([worker] temp_dir)",
 }
+MS_NOT_ON_NODE = "Measurement Set not found on its node"
+"""The reason of a job one of whose MSs is not on its node (WSClean was not run)."""
 
 
 def _size(kb: int) -> str:
@@ -204,6 +208,8 @@ def _size(kb: int) -> str:
 
 
 def _setup_reason(state: ControlState) -> str:
+    if state.setup_failed == "no_ms":
+        return f"{MS_NOT_ON_NODE}: {' '.join(state.setup_detail)}"
     if state.setup_failed == "temp_space" and len(state.setup_detail) == 2:
         free, least = (_size(int(x)) for x in state.setup_detail)
         return (f"not started: the scratch folder's file system ([worker] temp_dir) has {free} free, "
@@ -249,7 +255,7 @@ def _outcome(state: ControlState, last_line: str, grace_s: float | None) -> tupl
         return TIMED_OUT, code, f"timed out: ran longer than max_time {format_duration(state.timed_out)}; stopped with SIGTERM{grace}{how}"
     if state.setup_failed:
         why = _setup_reason(state)
-        detail = f": {last_line}" if last_line and state.setup_failed != "temp_space" else ""
+        detail = f": {last_line}" if last_line and state.setup_failed not in ("temp_space", "no_ms") else ""
         return FAILED, SETUP_FAILED, why + detail
     if state.exit_code is None:
         return FAILED, None, "the job's wrapper ended without an exit status"

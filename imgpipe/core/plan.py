@@ -352,6 +352,13 @@ def plan_jobs(
         out_dir = os.path.normpath(os.path.join(cwd, os.path.expanduser(expand_tokens(config.out_dir, values))))
         n_chan = None
         if CHANNELS_OUT in options:
+            counted = not isinstance(options[CHANNELS_OUT], int)
+            unseen = [path for path in ms_paths if counted and not os.path.isdir(path)]
+            if unseen and has_dh:  # (a job on another node: missing there too, or not visible here)
+                what = " ".join(x for x in (group.sw, group.obs_id or obs_id_of([m.obs_id for m in group.ms])) if x)
+                warnings.append(no_data_warning(what, f"Measurement Set {unseen[0]} not found from this machine "
+                                                      f"(channels-out = {options[CHANNELS_OUT]!r} counts its channels here)"))
+                continue
             n_chan = resolve_channels_out(options[CHANNELS_OUT], ms_paths, count_channels)
         scratch, links = None, ()
         parent = _temp_parent(config, options, values, cwd)

@@ -9,6 +9,8 @@ from imgpipe.core.job_resources import size_text
 from imgpipe.core.plan import Job
 
 OK, FAILED, CANCELLED, TIMED_OUT, SKIPPED = "ok", "failed", "cancelled", "timed-out", "skipped"
+NO_DATA_YET = "no data yet"
+"""How the reason of a job skipped because its MS is not (yet) on its node begins."""
 
 
 def format_duration(seconds: float) -> str:
@@ -97,6 +99,11 @@ class JobResult:
     def ok(self) -> bool:
         """Succeeded now, or earlier (skipped: its images are complete)."""
         return self.status in (OK, SKIPPED)
+
+    @property
+    def no_data(self) -> bool:
+        """Skipped because its MS is not (yet) on its node: nothing made, nothing failed."""
+        return self.status == SKIPPED and self.reason.startswith(NO_DATA_YET)
 
     @property
     def wall_s(self) -> float | None:
@@ -192,7 +199,8 @@ class RunSummary:
 
     @property
     def n_ok(self) -> int:
-        return sum(r.ok for r in self.results)
+        """Jobs whose images are there: made now, or by an earlier run."""
+        return sum(r.ok and not r.no_data for r in self.results)
 
     @property
     def n_cancelled(self) -> int:
@@ -201,22 +209,29 @@ class RunSummary:
     @property
     def n_failed(self) -> int:
         """Jobs that did not end ok, but for the cancelled ones (what the person asked for)."""
-        return len(self.results) - self.n_ok - self.n_cancelled
+        return sum(not r.ok and r.status != CANCELLED for r in self.results)
 
     @property
     def n_skipped(self) -> int:
-        return sum(r.status == SKIPPED for r in self.results)
+        """Done by an earlier run."""
+        return sum(r.status == SKIPPED and not r.no_data for r in self.results)
+
+    @property
+    def n_no_data(self) -> int:
+        return sum(r.no_data for r in self.results)
 
     @property
     def ok(self) -> bool:
-        return self.n_ok == len(self.results)
+        """Nothing failed or was cancelled (a job with no data yet is no failure)."""
+        return all(r.ok for r in self.results)
 
     def counts(self) -> str:
         """``3 ok (1 skipped: done before), 1 failed, 2 cancelled``: the one wording of a run's
         outcome, on the terminal, in the artifact and in the report."""
         skipped = f" ({self.n_skipped} skipped: done before)" if self.n_skipped else ""
         cancelled = f", {self.n_cancelled} cancelled" if self.n_cancelled else ""
-        return f"{self.n_ok} ok{skipped}, {self.n_failed} failed{cancelled}"
+        no_data = f", {self.n_no_data} {NO_DATA_YET}" if self.n_no_data else ""
+        return f"{self.n_ok} ok{skipped}, {self.n_failed} failed{cancelled}{no_data}"
 
     def nodes(self) -> list[NodeUsage]:
         usage: dict[str, list[JobResult]] = {}

@@ -362,6 +362,6 @@ def imgpipe_flow(
             return _failed(f"{summary.note} (fail_when_no_data)", summary)
         return Completed(message=summary.note, data=summary)
     if not summary.ok:
-        return _failed(f"{len(summary.results) - summary.n_ok} of {len(summary.results)} job(s) did not end ok: "
+        return _failed(f"{sum(not r.ok for r in summary.results)} of {len(summary.results)} job(s) did not end ok: "
                        f"{summary.counts()}", summary)
     return summary

@@ -17,6 +17,7 @@ from prefect.states import Cancelled, Completed, Failed
 from prefect.utilities.annotations import quote
 
 from imgpipe.backends import RunBackends
+from imgpipe.backends.job_script import MS_NOT_ON_NODE
 from imgpipe.backends.local import LocalBackend
 from imgpipe.backends.probe import check_mpi
 from imgpipe.core import events
@@ -26,7 +27,7 @@ from imgpipe.core.job_resources import size_text
 from imgpipe.core.nodes import LOCALHOST, is_ssh
 from imgpipe.core.plan import Job, Plan
 from imgpipe.core.request import RunRequest
-from imgpipe.core.results import CANCELLED, FAILED, JobResult, RunSummary, name_out_of_memory
+from imgpipe.core.results import CANCELLED, FAILED, NO_DATA_YET, SKIPPED, JobResult, RunSummary, name_out_of_memory
 from imgpipe.facts.ms_sizes import memory_estimate_of
 from imgpipe.orchestration.dispatcher import JOB_ENDED
 from imgpipe.prepare import plan_jobs, read_config, resolve_groups
@@ -303,6 +304,9 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
         if finished is not None:
             finished.set()
     result = name_out_of_memory(replace(result, memory_estimate_mib=estimate))
+    if result.status == FAILED and result.reason.startswith(MS_NOT_ON_NODE) and (job.obs_id or job.sw):
+        # a night's MS not (yet) on its node, as at planning: skipped, the others imaged
+        result = replace(result, status=SKIPPED, reason=f"{NO_DATA_YET}: {result.reason} ({job.host})")
     if result.over_memory:  # as the original worker pool warned
         logger.warning("%s: peak memory %s, above the %s it was given (%s)", job.label, size_text(result.max_rss_mb),
                        size_text(result.job.given.mem_mb), result.job.given.why)
@@ -321,6 +325,9 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
         st = result.stats
         logger.info("image %s: peak %.4g %s, rms %.3g, dynamic range %s", result.image, st.peak, st.unit, st.rms,
                     f"{st.dynamic_range:.0f}" if st.dynamic_range else "n/a")
+    if result.no_data:
+        logger.warning("%s: %s", job.label, result.reason, extra=events.SHOWN)
+        return result
     if not result.ok:
         # A Failed state, not an exception: an expected outcome needs no traceback in the log.
         if result.status == CANCELLED:  # what the person or the schedule asked for: no error

@@ -5,12 +5,15 @@
 # $6 max time (s, '' for none), $7 scratch folder ('' for none), $8 least free space there (kB),
 # $9 accounting launcher source ('' for none), $10 variables to set before the env_file
 # (NAME=number words: the job's thread counts), $11 number N of MS links, then N (link, MS)
-# pairs (made in the scratch folder: imgpipe/core/scratch.py), then the argv
+# pairs (made in the scratch folder: imgpipe/core/scratch.py), then the number M of the job's
+# MSs and their M paths (each must be on this node), then the argv
 # shellcheck disable=SC1090  # the env_file is the user's, known only at run time
 exec 2>&1
 trap '' PIPE  # a dead connection must not kill the wrapper before its watcher runs
 tok=$1; t="@imgpipe-$1"; f=$2; d=$3; log=$4; grace=$5; maxt=$6; scr=$7; minfree=$8; acct=$9; vars=${10}; nlinks=${11}; shift 11
 links=("${@:1:2*nlinks}"); shift $((2 * nlinks))
+nms=$1; shift
+mss=("${@:1:nms}"); shift "$nms"
 for v in $vars; do  # only NAME=digits: nothing here can run a command
   case $v in *[!A-Za-z0-9_=]*|=*|*=|*=*[!0-9]*) ;; [A-Za-z_]*=*) export "${v?}";; esac
 done
@@ -24,6 +27,9 @@ exec 4<&0 5> >(exec tee -- "$log") 6>&1
 tee_pid=$!
 [ -n "${SLURM_JOB_ID:-}" ] && echo "imgpipe: SLURM job $SLURM_JOB_ID${SLURM_STEP_ID:+ step $SLURM_STEP_ID} on $(hostname)" >&5
 setup_failed() { echo "$t setup $*"; exec 5>&-; wait "$tee_pid"; exit 126; }
+for m in "${mss[@]}"; do  # read where the MS is: one not (yet) on this node is said so, WSClean not run
+  [ -e "$m" ] || { echo "imgpipe: Measurement Set not found on $(hostname): $m" >&5; setup_failed no_ms "$m"; }
+done
 if [ -n "$scr" ]; then  # the job's own scratch folder (imgpipe/core/scratch.py)
   top=${scr%/*}
   mkdir -p -- "$top" || setup_failed temp_dir
