@@ -57,6 +57,17 @@ def test_dry_run_prints_quoted_commands_and_creates_nothing(run_imgpipe, write_c
             "data-column = 'CORRECTED_DATA' (set a key to change it, or to false to drop it)") in res.stderr
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
     assert not (tmp_path / "pwned").exists()
+    assert ("dry run: 2 job(s): 2 would run on 1 node(s) (localhost), 0 of them replacing earlier images; "
+            "0 done before; 0 refused; nothing was run or written") in res.stderr
+
+    # a complete record of these MSs made by another command (a [wsclean] value changed): said
+    import json
+
+    (b / "images").mkdir()
+    (b / "images" / "img.imgpipe.json").write_text(json.dumps({"complete": True, "ms": [str(b)], "plan_argv": ["x"]}))
+    res = run_imgpipe(cfg, weird, b, "--dry-run")
+    assert res.stdout.strip().splitlines()[1].endswith("  # its earlier images, made by another command, would be replaced")
+    assert "2 would run on 1 node(s) (localhost), 1 of them replacing earlier images" in res.stderr
 
 
 @requires_wsclean

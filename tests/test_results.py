@@ -95,3 +95,13 @@ def test_cancelled_jobs_are_counted_as_cancelled_everywhere_the_outcome_is_said(
     assert summary.lines()[-1] == "4 job(s): 1 ok, 1 failed, 2 cancelled, in 2.0 s"
     assert summary.markdown().startswith("**1 ok, 1 failed, 2 cancelled** in 2.0 s")
     assert "1 ok, 1 failed, 2 cancelled, 4 job(s) in 2.0 s" in render(summary, "t", "/out")
+
+
+def test_the_report_says_unknown_times_as_unknown():
+    """A job that never ran has no wall or CPU time: '— / —', not ' s /  s'."""
+    from imgpipe.products.report import render
+
+    never = JobResult(make_job("n", ms=("/d/SW01.MS",)), FAILED, "node unreachable: n: connection refused")
+    page = render(RunSummary([never], wall_s=1.0), "t", "/out")
+    assert "<th>wall / CPU</th><td>— / —</td>" in page and " s /  s" not in page
+    assert "<th>peak memory</th><td>—</td>" in page

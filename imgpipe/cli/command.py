@@ -35,7 +35,8 @@ from imgpipe.core.request import RunRequest
 from imgpipe.core.results import CANCELLED, JobResult, RunSummary
 from imgpipe.facts.prefect_profile import configured_api_url
 from imgpipe.prepare import node_sizes, prepare_run
-from imgpipe.products.provenance import DONE, not_run_reason, not_to_run
+from imgpipe.products.provenance import DONE, not_run_reason, not_to_run, record_path
+from imgpipe.products.provenance import read as read_record
 
 EXIT_OK, EXIT_JOBS_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -49,15 +50,27 @@ def _debug_to_stderr() -> None:
     logger.setLevel(logging.DEBUG)
 
 
-def _dry_run_note(job, force: bool, replace: bool) -> str:
-    """What a real run would do with this job, when it is not simply running it."""
+def _dry_run_note(job, force: bool, replace: bool) -> tuple[str, str]:
+    """(what a real run would do with this job: 'run', 'skip', 'refuse' or 'replace', its note)."""
     verdict = not_to_run(job, force, replace)
     if verdict is None:
-        return ""
+        earlier = read_record(record_path(job.out_dir, job.name))
+        if earlier and earlier.get("complete") is True:  # made by another command (a [wsclean] value changed)
+            return "replace", "  # its earlier images, made by another command, would be replaced"
+        return "run", ""
     kind, record = verdict
     if kind == DONE:
-        return "  # done before: would be skipped (--force redoes it)"
-    return f"  # would be {not_run_reason(job, kind, record)}"
+        return "skip", "  # done before: would be skipped (--force redoes it)"
+    return "refuse", f"  # would be {not_run_reason(job, kind, record)}"
+
+
+def _dry_run_totals(plan, kinds: list[str]) -> str:
+    """The dry run's last line: what a real run would do, in numbers."""
+    counts = {k: kinds.count(k) for k in ("run", "replace", "skip", "refuse")}
+    nodes = plan.hosts([job for job, kind in zip(plan.jobs, kinds, strict=True) if kind in ("run", "replace")])
+    return (f"dry run: {len(kinds)} job(s): {counts['run'] + counts['replace']} would run on {len(nodes)} node(s)"
+            f"{' (' + ', '.join(nodes) + ')' if nodes else ''}, {counts['replace']} of them replacing earlier images; "
+            f"{counts['skip']} done before; {counts['refuse']} refused; nothing was run or written")
 
 
 class _NoLinkToAGoneServer(logging.Filter):
@@ -349,9 +362,11 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
             given = ", ".join(f"{k} = {v!r}" for k, v in WSCLEAN_DEFAULTS if k in config.defaults_used)
             click.echo(f"imgpipe: note: [wsclean] defaults of nenucal's imgpipe applied: {given} "
                        "(set a key to change it, or to false to drop it)", err=True)
-        lines = [line + _dry_run_note(job, force, replace) for job, line in zip(plan.jobs, plan.dry_run_lines(), strict=True)]
+        notes = [_dry_run_note(job, force, replace) for job in plan.jobs]
+        lines = [line + note for (_, note), line in zip(notes, plan.dry_run_lines(), strict=True)]
         if lines:
             click.echo("\n".join(lines))  # one write: 16 000 echo calls cost 0.3 s
+        click.echo(_dry_run_totals(plan, [kind for kind, _ in notes]), err=True)
         for note in sharing_notes(plan.jobs):
             click.echo(f"imgpipe: note: {note}", err=True)
         return

@@ -48,8 +48,9 @@ def _png_data(path: str | None) -> str | None:
         return "data:image/png;base64," + base64.b64encode(f.read()).decode()
 
 
-def _num(value, fmt: str) -> str:
-    return "" if value is None else format(value, fmt)
+def _num(value, fmt: str, unit: str = "") -> str:
+    """``value`` formatted with its unit, or "—" when it is not known (a job that never ran)."""
+    return "—" if value is None else format(value, fmt) + unit
 
 
 def render(summary: RunSummary, title: str, root: str) -> str:
@@ -74,8 +75,8 @@ def render(summary: RunSummary, title: str, root: str) -> str:
         picture = f"<img alt='quick-look of {e(job.label)}' src='{png}'>" if png else "<div class='noimg'>no image</div>"
         rows = [
             ("host", job.host or ""),
-            ("wall / CPU", f"{_num(r.wall_s, '.1f')} s / {_num(r.cpu_s, '.1f')} s"),
-            ("peak memory", f"{_num(r.max_rss_mb, '.0f')} MiB" if r.max_rss_mb is not None else ""),
+            ("wall / CPU", f"{_num(r.wall_s, '.1f', ' s')} / {_num(r.cpu_s, '.1f', ' s')}"),
+            ("peak memory", _num(r.max_rss_mb, '.0f', ' MiB')),
             ("exit code", _num(r.exit_code, "d")),
         ]
         if job.given is not None:
