@@ -128,9 +128,9 @@ class Dispatcher:
         self._acquiring = 0
         """Slot requests to Prefect still unanswered (their jobs hold a scheduler slot)."""
         self._slot_errors: dict[str, int] = defaultdict(int)
+        """Failed slot requests in a row, per node."""
         self._given_up: dict[str, str] = {}
         """Nodes that failed every connection for ``node_give_up``, and why (their jobs' reason)."""
-        """Failed slot requests in a row, per node."""
         self._releases: list[threading.Thread] = []
         """Slot releases under way: joined before the run returns, so none races NodeLimits.close()."""
         self._ms_locks = tuple(ms_locks)
