@@ -190,8 +190,11 @@ def test_hostile_paths_and_values_never_reach_a_shell(healthy_nodes, run_imgpipe
     res = run_imgpipe(cfg, ms, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     log = (tmp_path / "out" / f"{evil}.MS" / "img.log").read_text()
-    # arrived as single arguments (then the job's share of its node: -j, -abs-mem)
-    assert re.sub(r" -j \d+ -abs-mem [\d.]+ ", " ", log.strip()).endswith(f"-temp-dir {tmp_path}/x; touch pwned4 {ms}")
+    # arrived as single arguments (then the job's share of its node: -j, -abs-mem); the temp-dir
+    # holds the job's own scratch folder (collisions.md)
+    said = [line for line in log.splitlines() if line.startswith("fake wsclean on ")]
+    assert len(said) == 1 and said[0].endswith(f" {ms}"), log
+    assert re.search(re.escape(f" -temp-dir {tmp_path}/x; touch pwned4/imgpipe-img-") + r"[0-9a-f]{8} -pol ", said[0]), log
     home = Path(os.path.expanduser("~"))
     for where in (tmp_path, home, Path("/")):
         assert not any((where / f"pwned{s}").exists() for s in ("", "2", "3", "4"))
