@@ -236,6 +236,11 @@ def resolve_groups(
     return group_selections(selections, combine, combine_obs_ids and combine, dh.sw_order), warnings
 
 
+def _group_name(group: Group) -> str:
+    """``SW01 20231201_NT04``: a group as a no-data warning names it."""
+    return " ".join(x for x in (group.sw, group.obs_id or obs_id_of([m.obs_id for m in group.ms])) if x)
+
+
 def _temp_parent(config: Config, options: dict, values: dict[str, str], cwd: str) -> str | None:
     """The folder that holds the jobs' scratch folders: ``[wsclean] temp-dir`` if set (it
     wins, as it always did), else ``[worker] temp_dir``; None: WSClean's reorder files go
@@ -340,7 +345,7 @@ def plan_jobs(
         ms_paths = [m.path for m in group.ms]
         missing = [path for path in ms_paths if check_ms and not os.path.isdir(path)]
         if missing and has_dh:  # a night's MS not (yet) there: the others are still imaged
-            what = " ".join(x for x in (group.sw, group.obs_id or obs_id_of([m.obs_id for m in group.ms])) if x)
+            what = _group_name(group)
             warnings.append(no_data_warning(what, f"Measurement Set {missing[0]} not found"))
             continue
         if missing:
@@ -355,7 +360,7 @@ def plan_jobs(
             counted = not isinstance(options[CHANNELS_OUT], int)
             unseen = [path for path in ms_paths if counted and not os.path.isdir(path)]
             if unseen and has_dh:  # (a job on another node: missing there too, or not visible here)
-                what = " ".join(x for x in (group.sw, group.obs_id or obs_id_of([m.obs_id for m in group.ms])) if x)
+                what = _group_name(group)
                 warnings.append(no_data_warning(what, f"Measurement Set {unseen[0]} not found from this machine "
                                                       f"(channels-out = {options[CHANNELS_OUT]!r} counts its channels here)"))
                 continue
