@@ -125,6 +125,24 @@ def test_a_run_of_fewer_jobs_than_slots_splits_the_node_among_them(tmp_path):
     assert plan_for(tmp_path, "max_concurrent = 4", n_ms=1).jobs[0].ask.slots == 1
 
 
+def test_a_job_left_alone_on_a_re_run_gets_its_whole_node(tmp_path):
+    """Five jobs on two slots share their node by two; on a re-run where four are done the
+    one left shares it with no one (issue 45: 11)."""
+    plan = plan_for(tmp_path, "max_concurrent = 2", n_ms=5)
+    assert [job.ask.slots for job in plan.jobs] == [2] * 5
+    left = plan.shares_left({0, 1, 2, 3}, 2)
+    assert left.jobs[4].ask.slots == 1 and left.jobs[:4] == plan.jobs[:4]
+    assert "all of localhost" in jr.place(left.jobs[4], jr.Capacity(2, 4 * GiB)).given.why
+
+
+def test_jobs_pinned_to_nodes_share_each_node_only_with_the_jobs_that_may_run_there(tmp_path):
+    from dataclasses import replace
+    plan = plan_for(tmp_path, "nodes = 'a,b'\nmax_concurrent = 3", n_ms=4)
+    pinned = replace(plan, jobs=tuple(replace(job, host=h) for job, h in zip(plan.jobs, "aabb", strict=True)), pool=("a", "b"))
+    assert [job.ask.slots for job in pinned.shares_left((), 3).jobs] == [2, 2, 2, 2]
+    assert [job.ask.slots for job in pinned.shares_left({0}, 3).jobs[1:]] == [1, 2, 2]
+
+
 def test_a_resources_table_makes_every_wsclean_job_heavy_as_in_the_original(tmp_path):
     plan = plan_for(tmp_path, "nodes = 'node1'\n[worker.resources]\nheavy = {cpus = 6, mem = '20GB'}")
     for job in plan.jobs:

@@ -59,6 +59,8 @@ def test_resume_skips_complete_jobs_and_force_redoes_them(run_imgpipe, write_con
     (tmp_path / "images" / "SW02.MS" / "img-psf.fits").unlink()
     third = run_imgpipe(cfg, a, b)
     assert status_of(third.stdout) == ["SKIPPED", "OK"]
+    # imaged alone, the job left is given the whole node, not half of it (issue 45: 11)
+    assert "1/2 of localhost" not in third.stdout + third.stderr and "all of localhost" in third.stdout + third.stderr
     forced = run_imgpipe(cfg, a, b, "--force")
     assert status_of(forced.stdout) == ["OK", "OK"] and image.stat().st_mtime_ns != mtime
     changed = run_imgpipe(write_config(CONFIG + "mgain = 0.8\n"), a)

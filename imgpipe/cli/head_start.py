@@ -128,11 +128,12 @@ def _why_not_running(api_url: str) -> str | None:
 
 def first_picks(plan, worker, capacity, force: bool, may_replace: bool) -> list:
     """The jobs the flow's dispatcher would start first, placed on their node."""
+    done = {i for i, job in enumerate(plan.jobs) if provenance.not_to_run(job, force, may_replace) is not None}
+    plan = plan.shares_left(done, worker.max_concurrent)  # (as the flow will)
     sizes, needs = Dispatcher.admission(plan, capacity)
     scheduler = SlotScheduler(Dispatcher.start_order(plan, worker), plan.pool, worker.max_concurrent, sizes, needs)
-    for job in plan.jobs:
-        if provenance.not_to_run(job, force, may_replace) is not None:
-            scheduler.remove(job)  # (the flow's resume check records it)
+    for i in done:
+        scheduler.remove(plan.jobs[i])  # (the flow's resume check records it)
     return [replace(queued.job, host=host) for queued, host in scheduler.take_ready(time.monotonic())]
 
 

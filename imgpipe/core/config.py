@@ -129,7 +129,7 @@ class WorkerConfig:
         None, "the category of `[worker.resources]` whose cores and memory each WSClean job is given. Unset: `heavy` "
         "when the config has a `[worker.resources]` table (as the original's WSClean jobs), else a fair share of "
         "the job's node: its cores // `max_concurrent` and its usable memory (RAM or cgroup limit, less 10 %, at "
-        "least 1 GiB) / `max_concurrent` (a run of fewer jobs than `max_concurrent` splits the node among them)",
+        "least 1 GiB) / `max_concurrent` (fewer jobs left to run than `max_concurrent` split the node among them: a job imaged alone gets the whole node)",
         OPTIONAL_STRING)
     auto_resources: bool = key(
         True, "tell each WSClean job what it was given: `-j` and `-abs-mem` (unless `[wsclean]` sets `j`, `mem` or "

@@ -64,8 +64,8 @@ class Ask:
     threads: int | None = None
     """The config's own ``j``, which the thread variables then follow."""
     slots: int = 1
-    """How many jobs share a node: ``max_concurrent``, or the run's number of jobs when
-    fewer (a run of one MS gets the whole node)."""
+    """How many jobs share a node: ``max_concurrent``, or the number of jobs left to run
+    there when fewer (a run of one MS gets the whole node; see ``Plan.shares_left``)."""
     image_mib: float | None = None
     """The image part of its memory estimate (``core.memory_estimate``); None: unknown."""
 
@@ -98,7 +98,7 @@ def usable_mb(capacity: Capacity) -> int:
     return max(capacity.mem_mb // 2, capacity.mem_mb - reserve)
 
 
-def ask_for(options: dict | tuple, category: Category | None, enabled: bool = True, slots: int = 1) -> Ask | None:
+def ask_for(options: dict | tuple, category: Category | None, enabled: bool = True) -> Ask | None:
     """The plan's part: None when imgpipe sets nothing (``auto_resources = false``)."""
     if not enabled:
         return None
@@ -106,7 +106,7 @@ def ask_for(options: dict | tuple, category: Category | None, enabled: bool = Tr
     flags = tuple(f for f, given_by in (("j", {"j"}), ("abs-mem", {"mem", "abs-mem"})) if not values.keys() & given_by)
     j = values.get("j")
     threads = int(j) if isinstance(j, int) and not isinstance(j, bool) or (isinstance(j, str) and j.isdigit()) else None
-    return Ask(category, flags, threads, max(1, slots))
+    return Ask(category, flags, threads)
 
 
 def give(ask: Ask | None, capacity: Capacity | None, host: str, slots: int | None = None) -> Given | None:
@@ -227,7 +227,20 @@ def alone(job):
     as it is: its memory is what it asked for)."""
     if job.ask is None or job.ask.category is not None:
         return job
-    return replace(job, argv=job.science_argv, plan_argv=None, given=None, env=(), ask=replace(job.ask, slots=1))
+    return _unplaced(job, 1)
+
+
+def shared_by(job, slots: int):
+    """``job`` sharing its node among ``slots`` jobs; a share it was given for another
+    number is decided again on its node (a category stays as it is)."""
+    if job.ask is None or job.ask.category is not None or job.ask.slots == slots:
+        return job
+    return _unplaced(job, slots)
+
+
+def _unplaced(job, slots: int):
+    """``job`` with no share yet (its node gives it one when it starts), for ``slots`` jobs."""
+    return replace(job, argv=job.science_argv, plan_argv=None, given=None, env=(), ask=replace(job.ask, slots=slots))
 
 
 def size_unknown(host: str, worker, dask: bool = False) -> str:

@@ -12,13 +12,13 @@ import os
 import shlex
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection
 
 from imgpipe.core.config import Config, compile_file_host_pattern
 from imgpipe.core.data_handler import FindChunks, ResolvedMS, load_data_handler
 from imgpipe.core.errors import InputError, WSCleanNotFound
 from imgpipe.core.grouping import Group, group_paths, group_selections
-from imgpipe.core.job_resources import Ask, Given, apply, ask_for, give
+from imgpipe.core.job_resources import Ask, Given, apply, ask_for, give, shared_by
 from imgpipe.core.memory_estimate import image_mib
 from imgpipe.core.mpi import mpirun_prefix
 from imgpipe.core.nodes import is_ssh
@@ -139,6 +139,22 @@ class Plan:
         if any(job.host is None for job in jobs):
             hosts += self.pool
         return list(dict.fromkeys(hosts))
+
+    def shares_left(self, not_to_run: "Collection[int]", max_concurrent: int) -> "Plan":
+        """This plan with each job still to run sharing its node only with the jobs left that
+        may run there (at most ``max_concurrent``): a job imaged alone on a re-run gets the
+        whole node, not the share it would have had among the night's jobs.
+        ``not_to_run``: indices of the jobs an earlier run did (or that are refused)."""
+        left = [job for i, job in enumerate(self.jobs) if i not in not_to_run]
+
+        def sharing(job: Job) -> int:
+            if job.host is None:
+                return sum(1 for j in left if j.host is None or j.host in self.pool)
+            return sum(1 for j in left if j.host == job.host or (j.host is None and job.host in self.pool))
+
+        jobs = tuple(job if i in not_to_run else shared_by(job, max(1, min(max_concurrent, sharing(job))))
+                     for i, job in enumerate(self.jobs))
+        return replace(self, jobs=jobs)
 
     def dry_run_lines(self) -> list[str]:
         anywhere = f"any of {','.join(self.pool)}"
@@ -336,8 +352,7 @@ def plan_jobs(
     prefix = config.worker.wsclean
     # an MPI job spans nodes: WSClean's defaults there (its ranks' threads are mpirun's business)
     worker = config.worker
-    ask = None if config.nodes_mpi else ask_for(config.options, worker.job_category(), worker.auto_resources,
-                                                min(worker.max_concurrent, len(groups)))
+    ask = None if config.nodes_mpi else ask_for(config.options, worker.job_category(), worker.auto_resources)
     if config.nodes_mpi:
         prefix = tuple(mpirun_prefix(config.mpi, config.nodes_mpi))
     jobs = []
@@ -387,4 +402,5 @@ def plan_jobs(
                 "use $ms_basename$, $obs_id$ or $sw$ in out-dir or name"
             )
         seen[key] = job
-    return Plan(tuple(jobs), tuple(warnings), tuple(config.worker.nodes), output_root(config.out_dir, cwd))
+    plan = Plan(tuple(jobs), tuple(warnings), tuple(config.worker.nodes), output_root(config.out_dir, cwd))
+    return plan.shares_left((), worker.max_concurrent)

@@ -269,6 +269,7 @@ def imgpipe_flow(
                                  logger)
 
     not_to_run = resume_check_task(plan, request.force, request.replace)
+    plan = plan.shares_left(not_to_run, cfg.worker.max_concurrent)  # a lone job left gets its whole node
     # only the nodes of jobs still to run must be reached: a night done but for a dead node's
     # jobs is done, whatever that node's state
     hosts = plan.hosts([job for i, job in enumerate(plan.jobs) if i not in not_to_run])
