@@ -19,7 +19,7 @@ from imgpipe.core import plan as core_plan
 from imgpipe.core.config import Config, load_config
 from imgpipe.core.date_tokens import expand_date_tokens
 from imgpipe.core.grouping import Group
-from imgpipe.core.job_resources import place, size_unknown, slurm_capacity
+from imgpipe.core.job_resources import Capacity, fits_nowhere, place, size_unknown, slurm_capacity
 from imgpipe.core.mpi import distributed, parse_nodes_mpi
 from imgpipe.core.nodes import SLURM, is_local
 from imgpipe.core.request import RunRequest
@@ -96,18 +96,31 @@ def with_local_shares(plan: core_plan.Plan) -> core_plan.Plan:
     return replace(plan, jobs=tuple(jobs))
 
 
+def known_size(config: Config, host: str) -> Capacity | None:
+    """``host``'s cores and memory where known without connecting (this machine; SLURM
+    steps by ``slurm_options``), else None."""
+    if config.prefect.dask:
+        return None
+    if is_local(host):
+        return local_capacity()
+    return slurm_capacity(config.worker.slurm_options) if host == SLURM else None
+
+
 def node_sizes(config: Config, plan: core_plan.Plan) -> dict[str, dict | str]:
-    """Each node of the plan: its cores and memory where known without connecting (this
-    machine; SLURM steps by ``slurm_options``), else when and how it will be known."""
+    """Each node of the plan: its size where known without connecting, else when and how it
+    will be known."""
     out: dict[str, dict | str] = {}
     for host in plan.hosts():
-        size = None
-        if not config.prefect.dask and is_local(host):
-            size = local_capacity()
-        elif not config.prefect.dask and host == SLURM:
-            size = slurm_capacity(config.worker.slurm_options)
+        size = known_size(config, host)
         out[host] = size.to_json() if size else size_unknown(host, config.worker, config.prefect.dask)
     return out
+
+
+def too_big_for_known_nodes(config: Config, plan: core_plan.Plan) -> str | None:
+    """What the run would refuse before any job starts: a category bigger than every node
+    it may run on, among the nodes whose size is known without connecting (a dry run
+    says it; the run checks again once it has reached its nodes)."""
+    return fits_nowhere(plan.jobs, plan.pool, lambda host: known_size(config, host))
 
 
 def resolve_groups(config: Config, inputs: list[str], combine: bool = False, combine_obs_ids: bool = False,

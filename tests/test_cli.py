@@ -112,6 +112,19 @@ def test_combine_obs_ids_alone_warns(run_imgpipe, write_config, ms_copy):
     assert "warning: --combine_obs_ids has no effect without a [data_handler] section" in res.stderr
 
 
+@requires_wsclean
+def test_the_dry_run_refuses_what_the_run_would_a_category_bigger_than_this_machine(run_imgpipe, write_config, ms_copy):
+    """Issue 45: 12. The node's size is known without connecting, so the dry run says it."""
+    (a,) = ms_copy("SW01.MS")
+    cfg = write_config("[worker.resources]\nheavy = {cpus = 1, mem = '999999GB'}\n" + CONFIG)
+    dry, real = run_imgpipe(cfg, a, "--dry-run"), run_imgpipe(cfg, a)
+    for res in (dry, real):
+        assert res.returncode == 2 and "Traceback" not in res.stderr, (res.stdout, res.stderr)
+        assert res.stderr.strip().startswith("imgpipe: error: SW01.MS @ localhost: category heavy asks for 1 core(s) and "
+                                             "999999.0 GiB, more than any node it may run on has (localhost "), res.stderr
+    assert dry.stdout == "" and dry.stderr.strip().splitlines()[-1] == real.stderr.strip().splitlines()[-1]
+
+
 DH_OK = (
     "[data_level_path]\nL2 = '{tmp}/L2'\n[spectral_windows]\nSW01 = [1, 2]\nSW02 = [3, 4]\n"
     "[obs_ids]\n'20231201_A' = ['n1', 'n2']\n"

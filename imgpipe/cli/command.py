@@ -34,7 +34,7 @@ from imgpipe.core.plan import write_plan_json
 from imgpipe.core.request import RunRequest
 from imgpipe.core.results import CANCELLED, JobResult, RunSummary
 from imgpipe.facts.prefect_profile import configured_api_url
-from imgpipe.prepare import node_sizes, prepare_run
+from imgpipe.prepare import node_sizes, prepare_run, too_big_for_known_nodes
 from imgpipe.products.provenance import DONE, not_run_reason, not_to_run, record_path
 from imgpipe.products.provenance import read as read_record
 
@@ -358,6 +358,8 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
     if config.worker.debug:
         _debug_to_stderr()
     if config.worker.dry_run if dry_run is None else dry_run:
+        if why := too_big_for_known_nodes(config, plan):  # what the run would refuse
+            _fail(why)
         if config.defaults_used:
             given = ", ".join(f"{k} = {v!r}" for k, v in WSCLEAN_DEFAULTS if k in config.defaults_used)
             click.echo(f"imgpipe: note: [wsclean] defaults of nenucal's imgpipe applied: {given} "

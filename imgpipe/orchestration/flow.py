@@ -51,7 +51,7 @@ from imgpipe.orchestration.tasks import (
     slurm_allocation_task,
     write_run_report,
 )
-from imgpipe.prepare import PreparedRun, expand_inputs, node_sizes
+from imgpipe.prepare import PreparedRun, expand_inputs, node_sizes, too_big_for_known_nodes
 
 
 def scheduled_time() -> datetime:
@@ -260,6 +260,8 @@ def imgpipe_flow(
     for note in sharing_notes(plan.jobs):
         logger.info(note)
     if cfg.worker.dry_run if request.dry_run is None else request.dry_run:
+        if why := too_big_for_known_nodes(cfg, plan):  # what the run would refuse
+            return _failed(why, RunSummary([], time.time() - started))
         for line in plan.dry_run_lines():
             logger.info("dry run: %s", line)
         return RunSummary([], time.time() - started)
