@@ -23,6 +23,7 @@ from imgpipe.core.job_resources import Capacity, fits_nowhere, place, size_unkno
 from imgpipe.core.mpi import distributed, parse_nodes_mpi
 from imgpipe.core.nodes import SLURM, is_local
 from imgpipe.core.request import RunRequest
+from imgpipe.facts.ms_columns import columns_among
 from imgpipe.facts.ms_files import find_chunks
 from imgpipe.facts.node_capacity import local_capacity
 from imgpipe.facts.wsclean_options import known_options
@@ -80,7 +81,8 @@ def read_config(request: RunRequest) -> Config:
 def plan_jobs(config: Config, groups: list[Group], warnings=(), cwd: str | None = None) -> core_plan.Plan:
     """Groups → jobs (see :func:`imgpipe.core.plan.plan_jobs`), with the real facts; jobs
     for this machine already get their share of it (the dry run and plan show it)."""
-    plan = core_plan.plan_jobs(config, groups, warnings, cwd, known_options=known_options, count_channels=count_channels)
+    plan = core_plan.plan_jobs(config, groups, warnings, cwd, known_options=known_options, count_channels=count_channels,
+                               columns_among=columns_among)
     return with_local_shares(plan)
 
 

@@ -185,6 +185,36 @@ def test_data_handler_plans(dh_config, tmp_path):
     assert warned.warnings == ("20231201_A SW_NONE: no Measurement Set, skipped (no data yet)",)
 
 
+def _drop_column(ms, column="CORRECTED_DATA"):
+    from casacore import tables
+
+    with tables.table(str(ms), readonly=False, ack=False) as t:
+        t.removecols([column])
+
+
+def test_an_ms_without_the_data_column_is_said_at_planning(write_config, ms_copy, tmp_path):
+    """Issue 45: 13. nenucal's default data-column, an MS with only DATA: one line naming the
+    key, its value, the MS and the columns it has (was: each job's WSClean failing with exit
+    code 255); a data handler night skips that job as no data yet and plans the others."""
+    a, b = ms_copy("SW01.MS", "SW02.MS")
+    _drop_column(b)
+    cfg = load_config(write_config(BASE))
+    with pytest.raises(InputError) as err:
+        build_plan(cfg, [str(a), str(b)], cwd=str(tmp_path))
+    assert str(err.value).endswith(f"[wsclean] data-column = 'CORRECTED_DATA' (nenucal's default): Measurement Set {b} "
+                                   "has no CORRECTED_DATA column (its data columns: DATA); set data-column to a column the MSs have")
+    assert len(build_plan(load_config(write_config(BASE + "data-column = 'DATA'\n")), [str(a), str(b)], cwd=str(tmp_path)).jobs) == 2
+
+
+def test_a_night_s_ms_without_its_calibrated_column_is_no_data_yet(dh_config, tmp_path):
+    make, root = dh_config
+    _drop_column(root / "node102" / "20231201_A" / "SW02.MS")
+    plan = build_plan(make(), ["20231201_A"], cwd=str(tmp_path))
+    assert [j.sw for j in plan.jobs] == ["SW01"]
+    assert plan.warnings == (f"SW02 20231201_A: Measurement Set {root}/node102/20231201_A/SW02.MS has no CORRECTED_DATA "
+                             "column (its data columns: DATA), skipped (no data yet)",)
+
+
 def test_run_on_file_host_and_plan_json(dh_config, tmp_path):
     make, root = dh_config
     cfg = make(extra_worker=f"nodes = 'node[201-202]'\nrun_on_file_host = true\nrun_on_file_host_pattern = '{root}/(node\\d+)/'")

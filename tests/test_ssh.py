@@ -599,3 +599,33 @@ def test_a_night_s_ms_missing_on_its_node_is_skipped_and_the_others_imaged(healt
     assert f"no data yet: Measurement Set not found on its node: {root}/node102/20231201_A/SW02.MS (node102)" in res.stdout
     assert [ms.rsplit("/", 1)[1] for n, _, kind, _, ms in (line.split()[:5] for line in trace.read_text().splitlines())
             if kind == "start"] == ["SW01.MS"]
+
+
+
+def test_a_night_s_ms_without_its_column_on_its_node_is_no_data_yet(healthy_nodes, run_imgpipe, fake_wsclean, sim_dir,
+                                                                   tmp_path):
+    """Issue 45: 13, on the node: node102's SW02 MS has no CORRECTED_DATA (calibration has not
+    written it yet). Its node reads that from the MS's table description just before WSClean
+    would start: skipped as no data yet, WSClean not run, the other job imaged, exit 0."""
+    from casacore import tables
+
+    fake, trace = fake_wsclean
+    trace.with_suffix(".seconds").write_text("0.1")
+    root = tmp_path / "net"
+    (root / "node101" / "20231201_A" / "SW01.MS").mkdir(parents=True)
+    shutil.copytree(sim_dir / "SW02.MS", root / "node102" / "20231201_A" / "SW02.MS")
+    with tables.table(str(root / "node102" / "20231201_A" / "SW02.MS"), readonly=False, ack=False) as t:
+        t.removecols(["CORRECTED_DATA"])
+    dh = tmp_path / "dh.toml"
+    dh.write_text(f"[data_level_path]\nL2 = '{root}/%NODE%/%OBS_ID%'\n[spectral_windows]\nSW01 = [1, 4]\nSW02 = [5, 8]\n"
+                  "[obs_ids]\n'20231201_A' = ['node101', 'node102']\n")
+    body = f"[data_handler]\nconfig_file = '{dh}'\n[wsclean]\nname = '$sw$'\nout-dir = '{tmp_path}/out/$obs_id$'\n"
+    cfg = node_config(healthy_nodes, tmp_path, body, run_on_file_host="true",
+                      run_on_file_host_pattern=f"'{root}/(node\\d{{3}})/'", wsclean=f"'{fake}'")
+    res = run_imgpipe(cfg, "20231201_A")
+    assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+    assert "2 job(s): 1 ok, 0 failed, 1 no data yet, in" in res.stdout, res.stdout
+    assert (f"no data yet: Measurement Set without the column WSClean reads: {root}/node102/20231201_A/SW02.MS has no "
+            "CORRECTED_DATA column on its node; set [wsclean] data-column to a column it has (node102)") in res.stdout
+    assert [ms.rsplit("/", 1)[1] for n, _, kind, _, ms in (line.split()[:5] for line in trace.read_text().splitlines())
+            if kind == "start"] == ["SW01.MS"]

@@ -68,6 +68,7 @@ def wrapped_argv(
     env: tuple[tuple[str, str], ...] = (),
     links: tuple[tuple[str, str], ...] = (),
     ms: tuple[str, ...] = (),
+    column: str | None = None,
 ) -> list[str]:
     """argv that runs ``argv`` under the wrapper (a ``bash -c`` script and its arguments).
 
@@ -84,6 +85,8 @@ def wrapped_argv(
     whole numbers only; the wrapper ignores anything else).
     ``links``: (link, MS) pairs made in the scratch folder once it exists (``Job.ms_links``).
     ``ms``: the job's MSs: one missing on the node fails its setup (``no_ms``), WSClean not run.
+    ``column``: the column WSClean reads (``Job.data_column``): an MS without it fails the
+    job's setup (``no_column``), WSClean not run.
     """
     # --norc: bash started below sshd would read ~/.bashrc again (the login shell or the
     # node agent has already set the environment; the env_file is sourced explicitly)
@@ -92,7 +95,7 @@ def wrapped_argv(
         f"{grace_s:g}", "" if max_time_s is None else str(int(max_time_s)),
         scratch or "", str(int(min_free_mb) * 1024), _ACCOUNTING if rusage_launcher else "",
         " ".join(f"{name}={value}" for name, value in env), str(len(links)), *(x for pair in links for x in pair),
-        str(len(ms)), *ms, *argv,
+        str(len(ms)), *ms, column or "", *argv,
     ]
 
 
@@ -200,6 +203,10 @@ _SETUP_REASONS = {
 }
 MS_NOT_ON_NODE = "Measurement Set not found on its node"
 """The reason of a job one of whose MSs is not on its node (WSClean was not run)."""
+MS_WITHOUT_COLUMN = "Measurement Set without the column WSClean reads"
+"""The reason of a job one of whose MSs lacks its ``data-column`` (WSClean was not run)."""
+NOT_THERE_YET = (MS_NOT_ON_NODE, MS_WITHOUT_COLUMN)
+"""Reasons that, for a night's job (data handler), mean its data is not there yet."""
 
 
 def _size(kb: int) -> str:
@@ -210,6 +217,10 @@ def _size(kb: int) -> str:
 def _setup_reason(state: ControlState) -> str:
     if state.setup_failed == "no_ms":
         return f"{MS_NOT_ON_NODE}: {' '.join(state.setup_detail)}"
+    if state.setup_failed == "no_column" and len(state.setup_detail) >= 2:
+        column, path = state.setup_detail[0], " ".join(state.setup_detail[1:])
+        return (f"{MS_WITHOUT_COLUMN}: {path} has no {column} column on its node; "
+                "set [wsclean] data-column to a column it has")
     if state.setup_failed == "temp_space" and len(state.setup_detail) == 2:
         free, least = (_size(int(x)) for x in state.setup_detail)
         return (f"not started: the scratch folder's file system ([worker] temp_dir) has {free} free, "
@@ -255,7 +266,7 @@ def _outcome(state: ControlState, last_line: str, grace_s: float | None) -> tupl
         return TIMED_OUT, code, f"timed out: ran longer than max_time {format_duration(state.timed_out)}; stopped with SIGTERM{grace}{how}"
     if state.setup_failed:
         why = _setup_reason(state)
-        detail = f": {last_line}" if last_line and state.setup_failed not in ("temp_space", "no_ms") else ""
+        detail = f": {last_line}" if last_line and state.setup_failed not in ("temp_space", "no_ms", "no_column") else ""
         return FAILED, SETUP_FAILED, why + detail
     if state.exit_code is None:
         return FAILED, None, "the job's wrapper ended without an exit status"

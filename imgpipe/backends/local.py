@@ -161,7 +161,8 @@ def run_local(
             # _own_peak_kb; through srun, wait4 would measure srun
             [*launcher, *wrapped_argv(job.argv, job.out_dir, job.log_path, env_file, token, grace_s, max_time_s,
                                       rusage_launcher=True, scratch=job.scratch, min_free_mb=min_free_mb,
-                                      env=job.env, links=job.ms_links, ms=job.ms)],
+                                      env=job.env, links=job.ms_links, ms=job.ms,
+                                      column=job.data_column)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -492,7 +492,8 @@ def run_ssh(
         # the wrapper's python3 launcher does (nothing else waits for it on the node)
         argv = wrapped_argv(job.argv, job.out_dir, job.log_path, env_file, token, grace_s, max_time_s,
                             rusage_launcher=agent is None, scratch=job.scratch, min_free_mb=min_free_mb,
-                            env=job.env, links=job.ms_links, ms=job.ms)
+                            env=job.env, links=job.ms_links, ms=job.ms,
+                            column=job.data_column)
         if agent is None:
             sent, lost = _run_in_session(pool, running, job.host, argv, parser, on_line)
         else:

@@ -24,12 +24,35 @@ from imgpipe.core.mpi import mpirun_prefix
 from imgpipe.core.nodes import is_ssh
 from imgpipe.core.scratch import ms_links, scratch_dir
 from imgpipe.core.tokens import expand_tokens, obs_id_of, token_values
-from imgpipe.core.wsclean_argv import CHANNELS_OUT, TEMP_DIR, build_argv, check_option_names, resolve_channels_out
+from imgpipe.core.wsclean_argv import (
+    CHANNELS_OUT,
+    DATA_COLUMN,
+    DATA_COLUMNS,
+    TEMP_DIR,
+    build_argv,
+    check_option_names,
+    resolve_channels_out,
+)
 
 KnownOptions = Callable[[tuple[str, ...]], frozenset[str]]
 """WSClean prefix → the option names it accepts (raises WSCleanNotFound)."""
 CountChannels = Callable[[list[str]], int]
 """MS paths → number of distinct channels (for ``channels-out = 'all'``)."""
+ColumnsAmong = Callable[[str, tuple[str, ...]], "frozenset[str] | None"]
+"""MS path, column names → those its main table has (None: it cannot be read)."""
+
+
+def _no_column(column: str, ms_paths: list[str], columns_among: ColumnsAmong | None) -> str | None:
+    """Why the job cannot image ``column`` (an MS it reads here lacks it), or None.
+    Only a plain column name is looked for; an MS not readable here is WSClean's to judge."""
+    if columns_among is None or not column.replace("_", "").isalnum():
+        return None
+    for path in ms_paths:
+        found = columns_among(path, (column, *DATA_COLUMNS))
+        if found is not None and column not in found:
+            has = ", ".join(c for c in DATA_COLUMNS if c in found) or "none of " + ", ".join(DATA_COLUMNS)
+            return f"Measurement Set {path} has no {column} column (its data columns: {has})"
+    return None
 
 
 @dataclass(frozen=True)
@@ -63,6 +86,17 @@ class Job:
     def science_argv(self) -> tuple[str, ...]:
         """The argv without the flags of its resources (see ``plan_argv``)."""
         return self.plan_argv if self.plan_argv is not None else self.argv
+
+    @property
+    def data_column(self) -> str | None:
+        """The column WSClean reads (``-data-column``) when a plain name, for checking that
+        each MS has it; None: WSClean's default, or a value not looked for."""
+        argv = self.science_argv
+        for i, arg in enumerate(argv[:-1]):
+            if arg == "-data-column":
+                name = argv[i + 1]
+                return name if name.replace("_", "").isalnum() and len(name) < 256 else None
+        return None
 
     @property
     def image_prefix(self) -> str:
@@ -297,6 +331,7 @@ def build_plan(
     known_options: KnownOptions,
     count_channels: CountChannels,
     find_chunks: FindChunks,
+    columns_among: ColumnsAmong | None = None,
 ) -> Plan:
     """Resolve the inputs and decide every job, in submission order.
 
@@ -304,7 +339,8 @@ def build_plan(
     (:mod:`imgpipe.prepare` passes the real readers) so that planning stays pure.
     """
     groups, warnings = resolve_groups(config, inputs, combine, combine_obs_ids, cwd, find_chunks=find_chunks)
-    return plan_jobs(config, groups, warnings, cwd, known_options=known_options, count_channels=count_channels)
+    return plan_jobs(config, groups, warnings, cwd, known_options=known_options, count_channels=count_channels,
+                     columns_among=columns_among)
 
 
 def plan_jobs(
@@ -315,8 +351,10 @@ def plan_jobs(
     *,
     known_options: KnownOptions,
     count_channels: CountChannels,
+    columns_among: ColumnsAmong | None = None,
 ) -> Plan:
-    """Groups → jobs: host, WSClean argv, output directory; checks option names and MSs."""
+    """Groups → jobs: host, WSClean argv, output directory; checks option names and MSs.
+    ``columns_among``: reads which columns an MS has (None: not checked here)."""
     cwd = cwd or os.getcwd()
     where = str(config.path)
     has_dh = config.data_handler is not None
@@ -365,6 +403,17 @@ def plan_jobs(
             continue
         if missing:
             raise InputError(f"Measurement Set not found: {missing[0]} (no [data_handler] section: arguments are MS paths)")
+        # the column WSClean reads, for the jobs of this machine (a job's own node checks its
+        # MSs just before WSClean starts: imgpipe/backends/scripts/job_wrapper.sh)
+        column = options.get(DATA_COLUMN)  # (false: the key dropped)
+        lacking = _no_column(column, ms_paths, columns_among) if check_ms and isinstance(column, str) else None
+        if lacking and has_dh:  # calibration has not written it (yet): the others are still imaged
+            warnings.append(no_data_warning(_group_name(group), lacking))
+            continue
+        if lacking:
+            given = " (nenucal's default)" if DATA_COLUMN in config.defaults_used else ""
+            raise InputError(f"{where}: [wsclean] {DATA_COLUMN} = {options[DATA_COLUMN]!r}{given}: {lacking}; "
+                             "set data-column to a column the MSs have")
         last = group.ms[-1]
         values = token_values(last.path, None, obs_id_of([m.obs_id for m in group.ms]), last.sw)
         name = expand_tokens(config.name, values)

@@ -17,6 +17,9 @@ from imgpipe.core.errors import ConfigError, InputError
 
 CHANNELS_OUT = "channels-out"
 TEMP_DIR = "temp-dir"
+DATA_COLUMN = "data-column"
+DATA_COLUMNS = ("DATA", "CORRECTED_DATA", "MODEL_DATA", "FLOAT_DATA")
+"""The visibility columns named when saying which ones an MS has."""
 _EVERY = re.compile(r"^every(\d+)$")
 
 

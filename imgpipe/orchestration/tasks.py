@@ -17,7 +17,7 @@ from prefect.states import Cancelled, Completed, Failed
 from prefect.utilities.annotations import quote
 
 from imgpipe.backends import RunBackends
-from imgpipe.backends.job_script import MS_NOT_ON_NODE
+from imgpipe.backends.job_script import NOT_THERE_YET
 from imgpipe.backends.local import LocalBackend
 from imgpipe.backends.probe import check_mpi
 from imgpipe.core import events
@@ -304,8 +304,9 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
         if finished is not None:
             finished.set()
     result = name_out_of_memory(replace(result, memory_estimate_mib=estimate))
-    if result.status == FAILED and result.reason.startswith(MS_NOT_ON_NODE) and (job.obs_id or job.sw):
-        # a night's MS not (yet) on its node, as at planning: skipped, the others imaged
+    if result.status == FAILED and result.reason.startswith(NOT_THERE_YET) and (job.obs_id or job.sw):
+        # a night's MS (or its calibrated column) not (yet) on its node, as at planning:
+        # skipped, the others imaged
         result = replace(result, status=SKIPPED, reason=f"{NO_DATA_YET}: {result.reason} ({job.host})")
     if result.over_memory:  # as the original worker pool warned
         logger.warning("%s: peak memory %s, above the %s it was given (%s)", job.label, size_text(result.max_rss_mb),

@@ -6,7 +6,8 @@
 # $9 accounting launcher source ('' for none), $10 variables to set before the env_file
 # (NAME=number words: the job's thread counts), $11 number N of MS links, then N (link, MS)
 # pairs (made in the scratch folder: imgpipe/core/scratch.py), then the number M of the job's
-# MSs and their M paths (each must be on this node), then the argv
+# MSs and their M paths (each must be on this node), then the column WSClean reads ('' for
+# none: each MS must have it), then the argv
 # shellcheck disable=SC1090  # the env_file is the user's, known only at run time
 exec 2>&1
 trap '' PIPE  # a dead connection must not kill the wrapper before its watcher runs
@@ -14,6 +15,7 @@ tok=$1; t="@imgpipe-$1"; f=$2; d=$3; log=$4; grace=$5; maxt=$6; scr=$7; minfree=
 links=("${@:1:2*nlinks}"); shift $((2 * nlinks))
 nms=$1; shift
 mss=("${@:1:nms}"); shift "$nms"
+col=$1; shift
 for v in $vars; do  # only NAME=digits: nothing here can run a command
   case $v in *[!A-Za-z0-9_=]*|=*|*=|*=*[!0-9]*) ;; [A-Za-z_]*=*) export "${v?}";; esac
 done
@@ -29,6 +31,14 @@ tee_pid=$!
 setup_failed() { echo "$t setup $*"; exec 5>&-; wait "$tee_pid"; exit 126; }
 for m in "${mss[@]}"; do  # read where the MS is: one not (yet) on this node is said so, WSClean not run
   [ -e "$m" ] || { echo "imgpipe: Measurement Set not found on $(hostname): $m" >&5; setup_failed no_ms "$m"; }
+  # its main table's description holds each column name as casacore writes a string: a
+  # 4-byte big-endian length, then the name (imgpipe/facts/ms_columns.py); grep exits 1
+  # only when it is not there (2: no table.dat, or no grep -P here: WSClean will say); a
+  # table.dat that is not casacore's is left to WSClean too
+  if [ -n "$col" ] && [ "$(od -An -N4 -tx1 -- "$m/table.dat" 2> /dev/null | tr -d ' \n')" = bebebebe ]; then
+    LC_ALL=C grep -qaP -- "$(printf '\\x00\\x00\\x00\\x%02x' "${#col}")\\Q$col\\E" "$m/table.dat" 2> /dev/null
+    [ $? -eq 1 ] && { echo "imgpipe: Measurement Set without the $col column on $(hostname): $m" >&5; setup_failed no_column "$col" "$m"; }
+  fi
 done
 if [ -n "$scr" ]; then  # the job's own scratch folder (imgpipe/core/scratch.py)
   top=${scr%/*}
