@@ -77,6 +77,19 @@ def test_real_telescope_mss_and_a_failing_job(run_imgpipe, write_config, shared_
     assert "Traceback" not in res.stdout
 
 
+def test_a_damaged_ms_is_said_to_be_damaged(run_imgpipe, write_config, ms_copy, tmp_path):
+    """Issue 45: 14. A truncated table.f0 (a copy cut short): casacore's 'is not writable'
+    comes after the words a radio astronomer needs; the other MS is imaged."""
+    a, b = ms_copy("SW01.MS", "SW02.MS")
+    with open(a / "table.f0", "r+b") as f:
+        f.truncate(1000)
+    res = run_imgpipe(write_config(CONFIG), a, b)
+    assert res.returncode == 1 and "2 job(s): 1 ok, 1 failed" in res.stdout, res.stdout + res.stderr[-3000:]
+    failed = next(line for line in res.stdout.splitlines() if line.strip().startswith("FAILED"))
+    assert f"(Measurement Set {a} could not be read and may be damaged: " in failed, failed
+    assert f"{a}/table.f0 is not writable (exit code " in failed, failed
+
+
 def _pixels(image):
     from astropy.io import fits
 

@@ -57,6 +57,24 @@ def name_out_of_memory(result: "JobResult") -> "JobResult":
     return replace(result, reason=f"out of memory{figures}: {how}; {OOM_ADVICE}", oom_killed=True)
 
 
+def name_damaged_ms(result: "JobResult") -> "JobResult":
+    """A job whose WSClean stopped on casacore's words about a file inside one of its MSs
+    (a truncated ``table.f0`` reads as ``... table.f0 is not writable``), said so:
+    ``Measurement Set X could not be read and may be damaged: <casacore's words> (exit code 255)``."""
+    if result.status != FAILED or not result.exit_code or result.exit_code < 0:
+        return result
+    exit_text = describe_exit(result.exit_code)
+    if not result.reason.startswith(exit_text + ": "):
+        return result
+    words = result.reason[len(exit_text) + 2:].lstrip("+> ").strip()
+    given = {link: ms for link, ms in result.job.ms_links}  # (WSClean names the link it was given)
+    for path in (*result.job.ms, *given):
+        if f"{path.rstrip('/')}/" in words:
+            ms = given.get(path, path)
+            return replace(result, reason=f"Measurement Set {ms} could not be read and may be damaged: {words} ({exit_text})")
+    return result
+
+
 @dataclass(frozen=True)
 class JobResult:
     """Outcome and cost of one job."""

@@ -27,7 +27,7 @@ from imgpipe.core.job_resources import size_text
 from imgpipe.core.nodes import LOCALHOST, is_ssh
 from imgpipe.core.plan import Job, Plan
 from imgpipe.core.request import RunRequest
-from imgpipe.core.results import CANCELLED, FAILED, NO_DATA_YET, SKIPPED, JobResult, RunSummary, name_out_of_memory
+from imgpipe.core.results import CANCELLED, FAILED, NO_DATA_YET, SKIPPED, JobResult, RunSummary, name_damaged_ms, name_out_of_memory
 from imgpipe.facts.ms_sizes import memory_estimate_of
 from imgpipe.orchestration.dispatcher import JOB_ENDED
 from imgpipe.prepare import plan_jobs, read_config, resolve_groups
@@ -303,7 +303,7 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
     finally:
         if finished is not None:
             finished.set()
-    result = name_out_of_memory(replace(result, memory_estimate_mib=estimate))
+    result = name_damaged_ms(name_out_of_memory(replace(result, memory_estimate_mib=estimate)))
     if result.status == FAILED and result.reason.startswith(NOT_THERE_YET) and (job.obs_id or job.sw):
         # a night's MS (or its calibrated column) not (yet) on its node, as at planning:
         # skipped, the others imaged
