@@ -27,7 +27,16 @@ from imgpipe.core.job_resources import size_text
 from imgpipe.core.nodes import LOCALHOST, is_ssh
 from imgpipe.core.plan import Job, Plan
 from imgpipe.core.request import RunRequest
-from imgpipe.core.results import CANCELLED, FAILED, NO_DATA_YET, SKIPPED, JobResult, RunSummary, name_damaged_ms, name_out_of_memory
+from imgpipe.core.results import (
+    CANCELLED,
+    FAILED,
+    NO_DATA_YET,
+    SKIPPED,
+    JobResult,
+    RunSummary,
+    name_damaged_ms,
+    name_out_of_memory,
+)
 from imgpipe.facts.ms_sizes import memory_estimate_of
 from imgpipe.orchestration.dispatcher import JOB_ENDED
 from imgpipe.prepare import plan_jobs, read_config, resolve_groups
