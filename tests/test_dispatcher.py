@@ -60,7 +60,20 @@ class TaskFuture(Future):
     """Like a Prefect future: ``wait()`` until the task's state is final."""
 
     def wait(self, timeout=None):
-        self.exception(timeout)
+        try:
+            self.exception(timeout)
+        except TimeoutError:
+            pass
+
+    @property
+    def state(self):
+        future = self
+
+        class State:
+            def is_final(self):
+                return future.done()
+
+        return State()
 
 
 def run(plan, worker, outcomes, limits):
@@ -383,3 +396,46 @@ def test_a_dead_node_costs_the_run_at_most_node_give_up(caplog):
     for wait in re.findall(r"retry j\d+ @ dead \(attempt \d of 3 in ([\d.]+) s\)", caplog.text):
         assert float(wait) >= 0.01  # the node's cool-down, not only retry_delay
     assert "given up" in caplog.text
+
+
+def test_a_job_whose_wsclean_ended_ok_just_before_a_stop_is_ok():
+    """Issue 45: 5. Job 0's WSClean ends ok and its task is still making its statistics when
+    Ctrl-C comes (a real quick-look takes ~1.5 s); job 1 is still running. The stopped run's
+    word: job 0 ok, with its task's result; job 1 cancelled (was: both cancelled)."""
+    import _thread
+    import time
+
+    from imgpipe.core.results import CANCELLED
+
+    plan = Plan((job(0, "a"), job(1, "a")), pool=("a",))
+    worker = WorkerConfig(nodes=("a",), max_concurrent=2)
+    stop = threading.Event()
+
+    def start(j, attempt, sid):
+        future = TaskFuture()
+
+        def body():
+            if j.ms[0] == "/d/1.MS":
+                stop.wait(10)
+                return
+            result = ok(j, attempt)
+            events.emit(JOB_ENDED, (sid, result))
+            time.sleep(0.3)  # (the dispatcher takes the 'ended' word meanwhile)
+            _thread.interrupt_main()  # Ctrl-C, while this task makes its statistics
+            time.sleep(0.5)
+            future.set_result(JobResult(j, OK, exit_code=0, started_at=1.0, ended_at=2.0, pid=100, image="j0-image.fits"))
+
+        threading.Thread(target=body, daemon=True).start()
+        return future
+
+    dispatcher = Dispatcher(plan, worker, start, lambda j, f: f.result(), Limits(2), logging.getLogger("t"))
+    try:
+        dispatcher.run({})
+    except KeyboardInterrupt:
+        results = dispatcher.partial_results("Ctrl-C", wait_s=1.5)
+    else:
+        raise AssertionError("the run was not interrupted")
+    finally:
+        stop.set()
+    assert [r.status for r in results] == [OK, CANCELLED]
+    assert results[0].image == "j0-image.fits" and results[1].reason == "cancelled by Ctrl-C"

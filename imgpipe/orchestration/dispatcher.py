@@ -96,6 +96,8 @@ class _Submission:
     future: object = None
     slot_freed: bool = False
     handled: bool = False
+    ended: JobResult | None = None
+    """What its task said when WSClean ended (the task then finishes up: statistics, record)."""
     locks: tuple = ()
     """The job's locks on its MSs: (kind of lock, handle) pairs."""
 
@@ -265,7 +267,7 @@ class Dispatcher:
                 sub.future.wait(max(0.0, deadline - time.monotonic()))
             except Exception:
                 pass
-        by_job = {id(sub.queued.job): ended.get(sid) or JobResult(sub.job, CANCELLED, "") for sid, sub in running.items()}
+        by_job = {id(sub.queued.job): self._last_word(sub, ended.get(sid) or sub.ended) for sid, sub in running.items()}
         out = []
         for i, job in enumerate(self.plan.jobs):
             if i in self.results:
@@ -276,6 +278,17 @@ class Dispatcher:
             else:
                 out.append(JobResult(job, CANCELLED, f"not started: the run was stopped by {who}"))
         return out
+
+    def _last_word(self, sub: _Submission, ended: JobResult | None) -> JobResult:
+        """A stopped run's word on a job that was running: its task's result if the task has
+        finished (a job whose WSClean ended ok just before the stop is ok, with its
+        statistics), else what it said when WSClean ended, else cancelled."""
+        try:
+            if sub.future is not None and sub.future.state.is_final():
+                return self._outcome(sub.job, sub.future)
+        except Exception:  # (a future that cannot say: the task's last word is used)
+            pass
+        return ended or JobResult(sub.job, CANCELLED, "")
 
     def _in_flight(self) -> int:
         return self._unhandled
@@ -445,6 +458,7 @@ class Dispatcher:
         if sub is None:  # (its task had finished already)
             return
         if kind == "ended":  # WSClean has ended: its slot is free (the task still finishes up)
+            sub.ended = result
             self._free_slot(sid, sub, result)
             return
         if sub.handled:
