@@ -299,8 +299,8 @@ def _run_until_done(server, prepared, run_backends, interrupted, stopper, verbos
                                  return_state=True)
         except KeyboardInterrupt:
             return interrupted()
-    if stopper:  # the signal came while Prefect was finishing the run
-        return interrupted()
+    if stopper or state.is_cancelled():  # the signal came while Prefect was finishing the run, or
+        return interrupted()  # Prefect's own SIGTERM handler took it (the flow run ended Cancelled)
     for result in run_backends.stop_early():  # a run that ended before its dispatcher took them over (bad input, say)
         click.echo(f"imgpipe: warning: {result.job.label}: started before the flow run began, "
                    "not taken over by the run: stopped", err=True)

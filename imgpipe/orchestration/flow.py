@@ -19,7 +19,7 @@ from prefect.client.orchestration import get_client
 from prefect.exceptions import TerminationSignal
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL
-from prefect.states import Completed, Failed
+from prefect.states import Cancelled, Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
@@ -351,7 +351,11 @@ def imgpipe_flow(
             events.emit("interrupted", partial)  # the CLI prints it
             for line in partial.lines():
                 logger.warning(line, extra=events.SHOWN)
-            raise
+            if not isinstance(err, (KeyboardInterrupt, TerminationSignal)):
+                raise
+            # asked to stop (Ctrl-C, SIGTERM, a cancel in Prefect): the run ends Cancelled,
+            # not Crashed (kept for a process that died outright)
+            return Cancelled(message=f"stopped by {who}: {partial.counts()}", data=partial)
     summary = RunSummary(results, time.time() - started, cfg.worker.max_concurrent, plan.images_root())
     all_done = summary.ok and summary.n_skipped == len(results)
     if all_done:
