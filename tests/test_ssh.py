@@ -273,10 +273,11 @@ def test_ctrl_c_stops_remote_jobs(healthy_nodes, run_imgpipe, fake_wsclean, tmp_
     pids = [pid for _, pid, _, _ in read_trace(trace)]
     assert len(pids) == 4
     t0 = time.monotonic()
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)  # to imgpipe alone, as a supervisor's kill -INT (not the terminal's group)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-3000:]
-    assert time.monotonic() - t0 < 10  # every WSClean gone, summary printed, imgpipe exited
+    # every WSClean gone, summary printed, imgpipe exited (issue 45: 10 saw 12.5 s; 0.3-0.7 s here)
+    assert time.monotonic() - t0 < 3
     assert all(not alive(pid) for pid in pids)
     for node in healthy_nodes.nodes:
         assert healthy_nodes.jobs_on(node) == []  # nothing left under any sshd
