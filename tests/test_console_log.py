@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import sys
 
@@ -40,13 +41,17 @@ def test_verbose_keeps_everything_but_what_the_command_line_prints():
     assert not verbose.filter(record("1 job(s): 1 ok, 0 failed, in 3.0 s", **events.SHOWN))
 
 
-def run_on_a_terminal(cmd: list[str], env: dict, cwd, timeout: float = 300) -> tuple[int, str]:
-    """Run ``cmd`` with stdout and stderr on a pseudo-terminal, as in a person's shell."""
+def run_on_a_terminal(cmd: list[str], env: dict, cwd, timeout: float = 300, interrupt_when: str | None = None) -> tuple[int, str]:
+    """Run ``cmd`` with stdout and stderr on a pseudo-terminal, as in a person's shell;
+    ``interrupt_when``: send it SIGINT once its output holds this text."""
     master, slave = pty.openpty()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env, cwd=cwd)
     os.close(slave)
     out = b""
     while True:
+        if interrupt_when is not None and interrupt_when.encode() in out:
+            proc.send_signal(signal.SIGINT)
+            interrupt_when = None
         ready, _, _ = select.select([master], [], [], timeout)
         if not ready:
             proc.kill()
@@ -78,7 +83,9 @@ def test_a_terminal_shows_the_bar_each_job_and_the_summary_once_and_v_adds_prefe
     for ms in (a, b):  # each job's line, once: printed as it ended, not again in the summary
         assert out.count(f"OK        {ms.name} @ localhost") == 1, out
     assert out.count("2 job(s): 2 ok, 0 failed") == 1 and out.count("report: ") == 1, out
-    assert "image peak" in out and f"log: {tmp_path}/images/SW01.MS/img.log" in out
+    # a line that fits the terminal: the image's figures, no log for a job that ended ok (issue 45: 15)
+    line = next(line for line in out.splitlines() if f"OK        {a.name} @ localhost" in line)
+    assert " | peak " in line and "log:" not in line and len(line) <= 250, line
 
     code, out = run_on_a_terminal(cmd + ["--force", "-v"], env, tmp_path)
     assert code == 0, out
@@ -102,3 +109,43 @@ def test_into_a_file_prefect_lines_by_default_and_q_keeps_them_out(run_imgpipe, 
     lines = res.stdout.splitlines()
     assert lines[0].startswith("  OK        SW01.MS @ localhost") and " | image peak " in lines[0], lines
     assert lines[-3].startswith("1 job(s): 1 ok, 0 failed"), lines
+
+
+@requires_wsclean
+@pytest.mark.prefect
+def test_into_a_file_a_failed_job_is_its_lines_not_prefect_s_repr_of_its_state(run_imgpipe, write_config, ms_copy, tmp_path):
+    """Issue 45: 15. Prefect's 'Task run failed with state: Failed(message=..., result=JobResult(...))'
+    (~2 kB a job) and its 'NoneType: None', and its workers' 'Still processing items' at the
+    end, stay out of the run's output; the job's own lines and the summary say it."""
+    (a,) = ms_copy("SW01.MS")
+    failing = tmp_path / "failing-wsclean"
+    failing.write_text('#!/bin/bash\nif [ $# -eq 0 ]; then exec wsclean; fi\necho "no luck"\nexit 3\n')
+    failing.chmod(0o755)
+    res = run_imgpipe(write_config(f"[worker]\nwsclean = '{failing}'\n" + SMALL_IMAGE), a)
+    assert res.returncode == 1, res.stderr[-3000:]
+    everything = res.stdout + res.stderr
+    assert "FAILED    SW01.MS @ localhost" in res.stdout and "exit code 3: no luck" in res.stdout
+    assert "Finished in state Failed('SW01.MS @ localhost: exit code 3: no luck')" in res.stderr  # (-v's lines stay)
+    for noise in ("Task run failed with state", "result=JobResult(", "NoneType: None", "Still processing items"):
+        assert noise not in everything, everything[-3000:]
+
+
+@requires_wsclean
+@pytest.mark.prefect
+def test_on_a_terminal_ctrl_c_leaves_the_bar_once_then_the_stopped_run(run_imgpipe, write_config, ms_copy, tmp_path):
+    """Issue 45: 15. After Ctrl-C the stopped run's lines come below the bar's last state,
+    which is not drawn again between them (it was, three times)."""
+    a, b = ms_copy("SW01.MS", "SW02.MS")
+    sleeper = tmp_path / "sleeping-wsclean"
+    sleeper.write_text('#!/bin/bash\nif [ $# -eq 0 ]; then exec wsclean; fi\necho "gridding"\nsleep 120\n')
+    sleeper.chmod(0o755)
+    cfg = write_config(f"[worker]\nwsclean = '{sleeper}'\nmax_concurrent = 2\n" + SMALL_IMAGE)
+    env = run_imgpipe.base_env()
+    env.pop("CI")
+    env["COLUMNS"] = "150"
+    cmd = [sys.executable, "-m", "imgpipe", str(cfg), str(a), str(b), "-v"]
+    code, out = run_on_a_terminal(cmd, env, tmp_path, interrupt_when=" - start on localhost")
+    assert code == 130, out
+    after = out[out.index("did not end well"):]
+    assert "━" not in after and "2 job(s): 0 ok, 0 failed, 2 cancelled" in after, after
+    assert "interrupted: running WSClean jobs were stopped" in after

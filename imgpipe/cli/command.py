@@ -149,8 +149,11 @@ def drain_prefect_workers() -> None:
         from prefect.events.worker import EventsWorker
         from prefect.logging.handlers import APILogWorker
 
-        APILogWorker.drain_all(timeout=5)
-        EventsWorker.drain_all(timeout=5)
+        from imgpipe.cli.console_log import console_lines
+
+        with console_lines(verbose=True):  # (not their "Still processing items" lines)
+            APILogWorker.drain_all(timeout=5)
+            EventsWorker.drain_all(timeout=5)
     except Exception:  # best effort: the run's outcome is already decided
         pass
 
@@ -290,17 +293,20 @@ def _run_until_done(server, prepared, run_backends, interrupted, stopper, verbos
         return interrupted()
     if stopper:  # stopped before the flow began
         return interrupted()
+    state = None
     with console_lines(verbose), progress_display(len(prepared.plan.jobs), click.echo), no_heartbeats_unless_asked():
         in_flow.append(True)
-        if stopper:
-            return interrupted()
-        try:
-            state = imgpipe_flow(**prepared.request.flow_parameters(), prepared=prepared, backends=run_backends,
-                                 return_state=True)
-        except KeyboardInterrupt:
-            return interrupted()
-    if stopper or state.is_cancelled():  # the signal came while Prefect was finishing the run, or
-        return interrupted()  # Prefect's own SIGTERM handler took it (the flow run ended Cancelled)
+        if not stopper:
+            try:
+                state = imgpipe_flow(**prepared.request.flow_parameters(), prepared=prepared, backends=run_backends,
+                                     return_state=True)
+            except KeyboardInterrupt:
+                pass
+    # stopped (the bar is gone by now: the stopped run's lines are printed below it, once):
+    # by a signal, even one that came while Prefect was finishing the run, or by Prefect's
+    # own SIGTERM handler (the flow run ended Cancelled)
+    if state is None or stopper or state.is_cancelled():
+        return interrupted()
     for result in run_backends.stop_early():  # a run that ended before its dispatcher took them over (bad input, say)
         click.echo(f"imgpipe: warning: {result.job.label}: started before the flow run began, "
                    "not taken over by the run: stopped", err=True)

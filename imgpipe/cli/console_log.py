@@ -14,6 +14,16 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 
+NEVER_SHOWN = (
+    # Prefect's task engine when a task returns a Failed state: the state's repr with the
+    # whole JobResult (~2 kB) and "NoneType: None" (exc_info with no exception); the job's
+    # own line says why it failed
+    "Task run failed with state: ",
+    # Prefect's log and event workers while the run's last lines are sent: they are
+    "Still processing items: ",
+)
+"""How the lines of Prefect's that a terminal or a log file never gets begin."""
+
 
 class ConsoleLines(logging.Filter):
     def __init__(self, verbose: bool):
@@ -21,7 +31,7 @@ class ConsoleLines(logging.Filter):
         self.verbose = verbose
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "imgpipe_shown", False):
+        if getattr(record, "imgpipe_shown", False) or str(record.msg).startswith(NEVER_SHOWN):
             return False
         if self.verbose:
             return True

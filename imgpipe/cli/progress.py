@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import Callable
 
 from imgpipe.core import events
-from imgpipe.core.results import job_line
+from imgpipe.core.results import SKIPPED, job_line
 
 
 def counts_as_failed(result) -> bool:
@@ -23,17 +23,29 @@ def interactive() -> bool:
 
 
 @contextmanager
-def _on_finished(callback: Callable[[object], None]):
-    """``callback(result)`` for every job that finishes while the block runs."""
+def _on_finished(callback: Callable[[object], None], on_step: Callable[[str], None] = lambda what: None):
+    """``callback(result)`` for every job that finishes while the block runs; ``on_step``
+    with what the run is doing (``reaching nodes``, ``imaging``)."""
     def listener(event: str, payload) -> None:
         if event == "finished":
             callback(payload)
+        elif event in STEPS:
+            on_step(STEPS[event])
 
     events.subscribe(listener)
     try:
         yield
     finally:
         events.unsubscribe(listener)
+
+
+STEPS = {"planned": "reaching nodes", "started": "imaging"}
+"""What the bar says once the run has emitted each event (before the first: ``starting Prefect``)."""
+
+
+def done_before(result) -> bool:
+    """A job skipped because an earlier run did it: one count line on a terminal, not a line each."""
+    return result.status == SKIPPED and not result.no_data
 
 
 @contextmanager
@@ -49,7 +61,7 @@ def progress_display(n_jobs: int, echo: Callable[[str], None], console=None, bar
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     progress = Progress(
-        TextColumn("[bold]imaging"),
+        TextColumn("[bold]{task.fields[what]}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[failed]} failed"),
@@ -57,11 +69,27 @@ def progress_display(n_jobs: int, echo: Callable[[str], None], console=None, bar
         transient=False,
         console=console,
     )
-    task = progress.add_task("jobs", total=n_jobs, failed=0)
+    task = progress.add_task("jobs", total=n_jobs, failed=0, what="starting Prefect")
+    skipped = [0]
+
+    def say_skipped() -> None:
+        if skipped[0]:
+            progress.console.print(f"  SKIPPED   {skipped[0]} job(s) done by an earlier run (--force redoes them)",
+                                   markup=False, highlight=False)
+            skipped[0] = 0
 
     def show(result) -> None:
-        progress.console.print(job_line(result), markup=False, highlight=False, soft_wrap=True)
-        progress.update(task, advance=1, failed=progress.tasks[0].fields["failed"] + counts_as_failed(result))
+        if done_before(result):
+            skipped[0] += 1
+        else:
+            say_skipped()
+            progress.console.print(job_line(result, progress.console.width), markup=False, highlight=False,
+                                   soft_wrap=True)
+        progress.update(task, advance=1, failed=progress.tasks[0].fields["failed"] + counts_as_failed(result),
+                        what="imaging")
 
-    with _on_finished(show), progress:
-        yield
+    with _on_finished(show, lambda what: progress.update(task, what=what)), progress:
+        try:
+            yield
+        finally:
+            say_skipped()

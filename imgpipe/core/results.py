@@ -149,8 +149,13 @@ def _beam(stats) -> str:
     return f"{stats.beam_major_arcsec:.0f}×{stats.beam_minor_arcsec:.0f} @ {stats.beam_pa_deg:.0f}°"
 
 
-def job_line(r: JobResult) -> str:
-    """One job on the terminal: state, label, time and memory, reason, image statistics, log."""
+def job_line(r: JobResult, width: int | None = None) -> str:
+    """One job's line: state, label, time and memory, reason, image statistics, log.
+    ``width``: a terminal's, for a line that fits it (wall time and peak memory only, the
+    log only for a job that did not end ok, cut with "…"); the run's summary and a log
+    file get the whole line."""
+    if width is not None:
+        return _short_line(r, width)
     cost, given = "", r.job.given
     if r.wall_s is not None:
         cost = f" {r.wall_s:.1f}s"
@@ -170,6 +175,17 @@ def job_line(r: JobResult) -> str:
     st = r.stats
     image = f" | image peak {st.peak:.4g} rms {st.rms:.3g}" + (f" DR {st.dynamic_range:.0f}" if st.dynamic_range else "") if st else ""
     return f"  {r.status.upper():9s} {r.job.label}{cost}{why}{image}  log: {r.job.log_path}"
+
+
+def _short_line(r: JobResult, width: int) -> str:
+    cost = "" if r.wall_s is None else f" {r.wall_s:.1f}s" if r.wall_s < 60 else f" {format_duration(r.wall_s)}"
+    cost += f" peak {size_text(r.max_rss_mb)}" if r.max_rss_mb is not None else ""
+    why = f" ({r.reason})" if r.reason else ""
+    st = r.stats
+    image = f" | peak {st.peak:.4g} rms {st.rms:.3g}" + (f" DR {st.dynamic_range:.0f}" if st.dynamic_range else "") if st else ""
+    log = "" if r.ok else f"  log: {r.job.log_path}"
+    line = f"  {r.status.upper():9s} {r.job.label}{cost}{why}{image}{log}"
+    return line if len(line) <= width else line[:max(1, width - 1)] + "…"
 
 
 @dataclass
