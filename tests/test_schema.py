@@ -76,3 +76,30 @@ def test_the_reference_table_shows_each_key_its_default_unit_and_old_name():
     assert "| `max_concurrent` | integer | `4` |" in table and "at least 1" in table
     assert "| `kill_grace` | duration (s) | `30` |" in table and "old name: `kill_grace_s`" in table
     assert "| `order` | string | `'largest_first'` |" in table and "one of `'largest_first'`, `'as_given'`" in table
+
+
+def test_a_default_is_shown_as_it_is_written_in_a_config():
+    """Issue 45: 16. A pattern's backslashes once each, as in a TOML literal string, and
+    each shown default reads back as the key's default."""
+    import re
+    import tomllib
+
+    table = reference_table("worker", WorkerConfig)
+    assert r"| `run_on_file_host_pattern` | string | `'\/net/(node\d{3})'` |" in table
+    for spec in keys_of(WorkerConfig):
+        if isinstance(spec.default, str) and spec.shown is None:
+            shown = re.search(rf"^\| `{spec.name}` \| [^|]+ \| `(.*?)` \|", table, re.M).group(1)
+            assert tomllib.loads(f"k = {shown}")["k"] == spec.default, spec.name
+
+
+def test_docs_config_md_holds_the_tables_the_schema_gives():
+    """The config reference reads whole in the repository (not only in the built manual),
+    and never drifts: `make docs` rewrites these tables; this fails when they are stale."""
+    from pathlib import Path
+
+    from imgpipe.core.config_reference import SECTIONS, with_tables
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "config.md").read_text()
+    assert with_tables(page) == page, "docs/config.md's key tables are stale: run make docs"
+    for name, cls, _ in SECTIONS:
+        assert all(f"| `{spec.name}` |" in page for spec in keys_of(cls)), name

@@ -158,10 +158,18 @@ class KeySpec:
         if isinstance(value, bool):
             return str(value).lower()
         if isinstance(value, tuple):
-            return repr(" ".join(value)) if self.kind is ARGV else repr(",".join(value)) if value else "none"
+            return toml_text(" ".join(value)) if self.kind is ARGV else toml_text(",".join(value)) if value else "none"
         if isinstance(value, float) and value.is_integer():
             return str(int(value))
-        return repr(value) if isinstance(value, str) else str(value)
+        return toml_text(value) if isinstance(value, str) else str(value)
+
+
+def toml_text(value: str) -> str:
+    """A string as it is written in a config: a TOML literal string (``'/net/(node\\d{3})'``,
+    its backslashes as they are), or a basic one when it holds a quote or a line break."""
+    if "'" not in value and "\n" not in value:
+        return f"'{value}'"
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def keys_of(section_class: type) -> list[KeySpec]:
