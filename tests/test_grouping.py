@@ -47,3 +47,12 @@ def test_combine_obs_ids_one_job_per_sw_in_file_order():
     assert groups[0].obs_id is None  # spans obsA and obsB
     single = group_selections(SELECTIONS[:2], True, True, ORDER)
     assert [g.obs_id for g in single] == ["obsA", "obsA"]
+
+
+def test_the_grouping_in_words_and_flags():
+    from imgpipe.core.grouping import describe
+
+    assert describe(False, False, False) == describe(True, False, True) == "one job per MS"
+    assert describe(False, True, False) == "-c: every MS in one job"
+    assert describe(True, True, False) == "-c: one job per spectral window and obs_id"
+    assert describe(True, True, True) == "-c -o: one job per spectral window over all obs_ids"

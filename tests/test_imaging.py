@@ -52,6 +52,10 @@ def test_combine_two_ms_in_one_call(run_imgpipe, write_config, ms_copy, tmp_path
     log = (out / "img.log").read_text()
     assert str(a) in log and str(b) in log  # both MSs were read by one WSClean
     assert "1 job(s): 1 ok, 0 failed" in res.stdout
+    # the report says how the MSs were grouped (issue 45: 16)
+    report = next((tmp_path / "images").glob("report-*.html")).read_text()
+    title = report.split("<title>", 1)[1].split("</title>", 1)[0]
+    assert title.startswith("imgpipe run imgpipe.toml SW01.MS SW02.MS") and title.endswith(" · -c: every MS in one job"), title
 
 
 def test_real_telescope_mss_and_a_failing_job(run_imgpipe, write_config, shared_ms, tmp_path):

@@ -52,3 +52,14 @@ def group_selections(
         ms = tuple(m for s in sels for m in s.ms)
         groups.append(Group(ms, sels[0].obs_id if len(obs) == 1 else None, sw))
     return groups
+
+
+def describe(data_handler: bool, combine: bool, combine_obs_ids: bool) -> str:
+    """How a run groups its MSs into jobs, in words and in its flags (the report's title)."""
+    if not combine:
+        return "one job per MS"
+    if not data_handler:
+        return "-c: every MS in one job"
+    if combine_obs_ids:
+        return "-c -o: one job per spectral window over all obs_ids"
+    return "-c: one job per spectral window and obs_id"

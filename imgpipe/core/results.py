@@ -230,6 +230,8 @@ class RunSummary:
     """The run's report.html, once written."""
     note: str | None = None
     """What the run looked for and why it imaged nothing, or what stopped it (a line)."""
+    grouping: str = ""
+    """How its MSs were grouped into jobs (``grouping.describe``), for the report's title."""
 
     @property
     def n_ok(self) -> int:

@@ -26,6 +26,7 @@ from prefect.utilities.annotations import quote
 from imgpipe.backends import RunBackends
 from imgpipe.core import events
 from imgpipe.core.errors import ImgpipeError, Interrupted, NoData
+from imgpipe.core.grouping import describe as describe_grouping
 from imgpipe.core.job_resources import place, size_unknown
 from imgpipe.core.ms_sharing import sharing_notes
 from imgpipe.core.plan import NO_DATA, output_root, run_name, write_plan_json
@@ -270,6 +271,7 @@ def imgpipe_flow(
         return _nothing_to_image(request, prepared.inputs, cfg, f"no data yet: {missing}", started, fail_when_no_data,
                                  logger)
 
+    grouping = describe_grouping(cfg.data_handler is not None, request.combine, request.combine_obs_ids)
     not_to_run = resume_check_task(plan, request.force, request.replace)
     plan = plan.shares_left(not_to_run, cfg.worker.max_concurrent)  # a lone job left gets its whole node
     # only the nodes of jobs still to run must be reached: a night done but for a dead node's
@@ -346,7 +348,7 @@ def imgpipe_flow(
                 dask_jobs.stop()
             run_backends.cancel_all(who)
             partial = RunSummary(dispatcher.partial_results(who), time.time() - started, cfg.worker.max_concurrent,
-                                 plan.images_root(), note=f"stopped by {who}")
+                                 plan.images_root(), note=f"stopped by {who}", grouping=grouping)
             _record_run(partial, logger)  # a stopped run leaves its record too
             events.emit("interrupted", partial)  # the CLI prints it
             for line in partial.lines():
@@ -356,7 +358,7 @@ def imgpipe_flow(
             # asked to stop (Ctrl-C, SIGTERM, a cancel in Prefect): the run ends Cancelled,
             # not Crashed (kept for a process that died outright)
             return Cancelled(message=f"stopped by {who}: {partial.counts()}", data=partial)
-    summary = RunSummary(results, time.time() - started, cfg.worker.max_concurrent, plan.images_root())
+    summary = RunSummary(results, time.time() - started, cfg.worker.max_concurrent, plan.images_root(), grouping=grouping)
     all_done = summary.ok and summary.n_skipped == len(results)
     if all_done:
         summary.note = f"nothing to image: all {len(results)} job(s) done by an earlier run (--force redoes them; force=True for a deployment run)"

@@ -173,7 +173,8 @@ def write_run_report(summary: RunSummary, logger) -> str | None:
     """The run's report (see :func:`imgpipe.products.report.write_report`); a folder that
     cannot be written is a warning, never a failed night."""
     try:
-        return write_report(summary, f"imgpipe run {flow_run.name or ''}".strip())
+        title = f"imgpipe run {flow_run.name or ''}".strip()
+        return write_report(summary, f"{title} · {summary.grouping}" if summary.grouping else title)
     except OSError as err:
         logger.warning("cannot write the report: %s", err)
         return None
