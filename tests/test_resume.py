@@ -53,6 +53,9 @@ def test_resume_skips_complete_jobs_and_force_redoes_them(run_imgpipe, write_con
     second = run_imgpipe(cfg, a, b)
     assert second.returncode == 0 and status_of(second.stdout) == ["SKIPPED", "SKIPPED"], second.stdout
     assert "2 job(s): 2 ok (2 skipped: done before)" in second.stdout
+    # the flow's time, and the whole command's beside it (issue 45: 16: 'in 0.1 s' for a 9 s command)
+    assert re.search(r"2 job\(s\): 2 ok \(2 skipped: done before\), 0 failed, in [\d.]+ s \(the command: [\d.]+ s, "
+                     r"Prefect's start included\)", second.stdout), second.stdout
     assert image.stat().st_mtime_ns == mtime  # WSClean did not run
 
     # a deleted image, or a changed config, means the job is not done

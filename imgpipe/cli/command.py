@@ -342,6 +342,7 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
     MS_INS_OR_OBS_IDS are Measurement Set paths, or, when the config has a
     [data_handler] section, obs_id patterns GLOB[,GLOB...][:SWGLOB].
     """
+    command_started = time.monotonic()
     request = RunRequest(os.path.abspath(os.path.expanduser(config_file)), tuple(ms_ins_or_obs_ids), combine,
                          combine_obs_ids, nodes_mpi, dry_run, force, tz, plan_json, os.getcwd(), replace)
     try:
@@ -417,6 +418,7 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
             _fail(why)
         summary, code = _run_flow(prepared, run_backends, not interactive() if verbose is None else verbose)
     if summary is not None:  # (its wall time is the flow's: Prefect's start-up is not the nodes' fault)
+        summary.command_s = time.monotonic() - command_started  # (said beside it when it differs)
         for line in summary.lines(every_job=False):  # (each job's line was printed as it finished)
             click.echo(line)
     sys.exit(code)

@@ -232,6 +232,8 @@ class RunSummary:
     """What the run looked for and why it imaged nothing, or what stopped it (a line)."""
     grouping: str = ""
     """How its MSs were grouped into jobs (``grouping.describe``), for the report's title."""
+    command_s: float | None = None
+    """The whole command's time (Prefect's start included), when the command line ran it."""
 
     @property
     def n_ok(self) -> int:
@@ -307,7 +309,10 @@ class RunSummary:
             util = f", slots busy {node.utilisation:.0%} ({self.slots_per_node} slot(s) × {self.wall_s:.1f} s)" if node.utilisation is not None else ""
             mem = f", memory at once ≤ {size_text(node.memory_high_mb)}" if node.memory_high_mb else ""
             out.append(f"  node {node.host}: {node.jobs} job(s), busy {node.busy_s:.1f} s{util}{mem}")
-        out.append(f"{len(self.results)} job(s): {self.counts()}, in {self.wall_s:.1f} s")
+        whole = ""
+        if self.command_s is not None and self.command_s - self.wall_s >= 1:  # (a second of start-up is no news)
+            whole = f" (the command: {self.command_s:.1f} s, Prefect's start included)"
+        out.append(f"{len(self.results)} job(s): {self.counts()}, in {self.wall_s:.1f} s{whole}")
         if self.note:
             out.append(self.note)
         if self.output_root:
