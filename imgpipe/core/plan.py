@@ -31,6 +31,7 @@ from imgpipe.core.wsclean_argv import (
     TEMP_DIR,
     build_argv,
     check_option_names,
+    plain_column,
     resolve_channels_out,
 )
 
@@ -45,7 +46,7 @@ ColumnsAmong = Callable[[str, tuple[str, ...]], "frozenset[str] | None"]
 def _no_column(column: str, ms_paths: list[str], columns_among: ColumnsAmong | None) -> str | None:
     """Why the job cannot image ``column`` (an MS it reads here lacks it), or None.
     Only a plain column name is looked for; an MS not readable here is WSClean's to judge."""
-    if columns_among is None or not column.replace("_", "").isalnum():
+    if columns_among is None or not plain_column(column):
         return None
     for path in ms_paths:
         found = columns_among(path, (column, *DATA_COLUMNS))
@@ -95,7 +96,7 @@ class Job:
         for i, arg in enumerate(argv[:-1]):
             if arg == "-data-column":
                 name = argv[i + 1]
-                return name if name.replace("_", "").isalnum() and len(name) < 256 else None
+                return name if plain_column(name) else None
         return None
 
     @property

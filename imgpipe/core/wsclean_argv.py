@@ -20,6 +20,12 @@ TEMP_DIR = "temp-dir"
 DATA_COLUMN = "data-column"
 DATA_COLUMNS = ("DATA", "CORRECTED_DATA", "MODEL_DATA", "FLOAT_DATA")
 """The visibility columns named when saying which ones an MS has."""
+
+
+def plain_column(name: str) -> bool:
+    """A column name that is looked for in an MS (letters, digits, ``_``); any other value
+    is left to WSClean to judge."""
+    return name.replace("_", "").isalnum() and len(name) < 256
 _EVERY = re.compile(r"^every(\d+)$")
 
 
