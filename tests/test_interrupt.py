@@ -81,8 +81,7 @@ def test_ctrl_c_or_sigterm_stops_running_jobs(prefect_home, ms_copy, tmp_path, s
         assert not alive(pid), "a WSClean job survived Ctrl-C"
     assert time.monotonic() - t0 < 10  # every WSClean gone, summary printed, imgpipe exited
     # asked to stop, the flow run ends Cancelled, quietly: Crashed is for a process that died (issue 45: 7)
-    # (a SIGTERM is taken by Prefect's own handler while the flow runs: the words cover both)
-    who = "Ctrl-C" if sig == signal.SIGINT else "a cancel in Prefect (or SIGTERM to the flow run)"
+    who = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM to imgpipe"
     assert state_of_last_flow_run(env) == ("CANCELLED", f"stopped by {who}: 0 ok, 0 failed, 2 cancelled")
     assert "Crash detected" not in out + err and "interrupt signal" not in out + err
 

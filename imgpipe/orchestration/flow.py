@@ -174,12 +174,13 @@ def _nothing_to_image(request: RunRequest, inputs, cfg, why: str, started: float
     return Completed(message=why, data=summary)
 
 
-def _stopped_by(err: BaseException) -> str:
-    """Who or what stopped a run, for its jobs' reasons."""
+def _stopped_by(err: BaseException, command_line: bool) -> str:
+    """Who or what stopped a run, for its jobs' reasons (``command_line``: the run is the
+    command line's, whose SIGTERM Prefect's own handler may have taken)."""
     if isinstance(err, Interrupted):
         return err.who
     if isinstance(err, TerminationSignal):
-        return "a cancel in Prefect (or SIGTERM to the flow run)"
+        return "SIGTERM to imgpipe" if command_line else "a cancel in Prefect (or SIGTERM to the flow run)"
     if isinstance(err, KeyboardInterrupt):
         return "Ctrl-C"
     return f"an error in imgpipe ({type(err).__name__}: {err})"
@@ -343,7 +344,7 @@ def imgpipe_flow(
         except BaseException as err:
             # Ctrl-C, or SIGTERM (how a Prefect worker cancels a deployment run): stop every
             # running WSClean now, here and on the nodes, before the process goes away.
-            who = _stopped_by(err)
+            who = _stopped_by(err, backends is not None)
             if dask_jobs is not None:
                 dask_jobs.stop()
             run_backends.cancel_all(who)
@@ -353,9 +354,11 @@ def imgpipe_flow(
             events.emit("interrupted", partial)  # the CLI prints it
             for line in partial.lines():
                 logger.warning(line, extra=events.SHOWN)
-            if not isinstance(err, (KeyboardInterrupt, TerminationSignal)):
+            if not (isinstance(err, KeyboardInterrupt) or (isinstance(err, TerminationSignal) and backends is not None)):
+                # (a deployment run's cancel, TerminationSignal, goes on to Prefect's engine,
+                # which ends the run Cancelled and sends its last logs; an error is an error)
                 raise
-            # asked to stop (Ctrl-C, SIGTERM, a cancel in Prefect): the run ends Cancelled,
+            # asked to stop (Ctrl-C, SIGINT or SIGTERM to imgpipe): the run ends Cancelled,
             # not Crashed (kept for a process that died outright)
             return Cancelled(message=f"stopped by {who}: {partial.counts()}", data=partial)
     summary = RunSummary(results, time.time() - started, cfg.worker.max_concurrent, plan.images_root(), grouping=grouping)
