@@ -125,6 +125,26 @@ def test_the_dry_run_refuses_what_the_run_would_a_category_bigger_than_this_mach
     assert dry.stdout == "" and dry.stderr.strip().splitlines()[-1] == real.stderr.strip().splitlines()[-1]
 
 
+@requires_wsclean
+def test_an_ms_without_the_data_column_is_one_clear_line(run_imgpipe, write_config, ms_copy, tmp_path):
+    """Issue 45: 13, at the command line: exit 2, one line naming the file, key, value, MS and
+    its columns; nothing written (no plan JSON), the dry run the same."""
+    from casacore import tables
+
+    a, b = ms_copy("SW01.MS", "SW02.MS")
+    with tables.table(str(b), readonly=False, ack=False) as t:
+        t.removecols(["CORRECTED_DATA"])
+    cfg = write_config(CONFIG)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    for extra in ((), ("--dry-run",)):
+        res = run_imgpipe(cfg, a, b, "--plan-json", tmp_path / "plan.json", *extra)
+        assert res.returncode == 2 and "Traceback" not in res.stderr, (res.stdout, res.stderr)
+        assert res.stderr.strip().splitlines() == [
+            f"imgpipe: error: {cfg}: [wsclean] data-column = 'CORRECTED_DATA' (nenucal's default): Measurement Set {b} "
+            "has no CORRECTED_DATA column (its data columns: DATA); set data-column to a column the MSs have"]
+        assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
 DH_OK = (
     "[data_level_path]\nL2 = '{tmp}/L2'\n[spectral_windows]\nSW01 = [1, 2]\nSW02 = [3, 4]\n"
     "[obs_ids]\n'20231201_A' = ['n1', 'n2']\n"
