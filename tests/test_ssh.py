@@ -433,8 +433,8 @@ def test_a_cancel_drops_an_agent_that_stopped_answering(healthy_nodes, tmp_path)
         assert out["r"].status == "cancelled" and alive(pid)  # the frozen node has not acted yet
     finally:
         os.kill(agent_pid, signal.SIGCONT)
-    deadline = time.monotonic() + 15
-    while alive(pid) and time.monotonic() < deadline:
+    deadline = time.monotonic() + 15  # (the job first, then its wrapper and the agent leave the node)
+    while (alive(pid) or healthy_nodes.jobs_on(node)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(pid) and healthy_nodes.jobs_on(node) == []
     backend.close()
