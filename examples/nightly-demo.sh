@@ -19,6 +19,12 @@ export PREFECT_HOME=$folder/prefect-home
 export PREFECT_API_URL=http://127.0.0.1:$port/api
 export PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
 export IMGPIPE_REPO=$repo IMGPIPE_CONFIG=$folder/nightly.toml
+# the server as docs/deployments.md sets one up: an auth string (a file only you can
+# read), CSRF protection, its own web origin only
+auth_file=$folder/prefect-auth
+[ -s "$auth_file" ] || (umask 077; "$bin/python" -c 'import secrets; print(secrets.token_hex(32))' > "$auth_file")
+PREFECT_API_AUTH_STRING=$(cat "$auth_file")
+export PREFECT_API_AUTH_STRING
 
 server='' worker=''
 # shellcheck disable=SC2329  # run by the EXIT trap
@@ -34,7 +40,9 @@ if [ -z "${KEEP:-}" ]; then trap stop_all EXIT; fi
 obs_id=$("$bin/python" -m imgpipe.demo night "$folder")
 echo "== last night's demo observation: $obs_id ($folder/L2/$obs_id)"
 
-"$bin/prefect" server start --host 127.0.0.1 --port "$port" > "$folder/server.log" 2>&1 &
+PREFECT_SERVER_API_AUTH_STRING=$PREFECT_API_AUTH_STRING PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED=true \
+  PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS=http://127.0.0.1:$port \
+  "$bin/prefect" server start --host 127.0.0.1 --port "$port" > "$folder/server.log" 2>&1 &
 server=$!
 for _ in $(seq 240); do
   "$bin/python" -c 'import os, urllib.request; urllib.request.urlopen(os.environ["PREFECT_API_URL"] + "/health", timeout=2)' \
@@ -62,7 +70,8 @@ echo "== where to look"
 echo "   images:            $folder/images/$obs_id"
 echo "   the night's report: $folder/images/report.html"
 echo "   each job's log:    $folder/images/$obs_id/SW01.log, SW02.log"
-echo "   the run in the UI: http://127.0.0.1:$port/runs (its artifact: imgpipe-summary)"
+echo "   the run in the UI: http://127.0.0.1:$port/runs (its artifact: imgpipe-summary; the UI asks for"
+echo "                      the server's auth string, in $auth_file)"
 if [ -n "${KEEP:-}" ]; then
   echo "   still running: server (process group $server), worker ($worker); stop them with"
   echo "   kill -TERM -- -$worker -$server"

@@ -16,17 +16,20 @@ from dataclasses import replace
 from datetime import datetime
 
 from imgpipe.core import plan as core_plan
-from imgpipe.core.config import Config, load_config
+from imgpipe.core.config import Config, WorkerConfig, load_config
+from imgpipe.core.config_commands import code_files, named_commands
 from imgpipe.core.date_tokens import expand_date_tokens
+from imgpipe.core.errors import ConfigError
 from imgpipe.core.grouping import Group
 from imgpipe.core.job_resources import Capacity, fits_nowhere, place, size_unknown, slurm_capacity
 from imgpipe.core.mpi import distributed, parse_nodes_mpi
 from imgpipe.core.nodes import SLURM, is_local
 from imgpipe.core.request import RunRequest
+from imgpipe.facts.file_trust import others_can_write, this_user
 from imgpipe.facts.ms_columns import columns_among
 from imgpipe.facts.ms_files import find_chunks
 from imgpipe.facts.node_capacity import local_capacity
-from imgpipe.facts.wsclean_options import known_options
+from imgpipe.facts.wsclean_options import cached_options, known_options
 
 
 def count_channels(ms_paths: list[str]) -> int:
@@ -74,14 +77,28 @@ def expand_inputs(request: RunRequest, when: datetime | None = None) -> tuple[st
 
 
 def read_config(request: RunRequest) -> Config:
+    """The request's config, read and checked; a config naming commands only from files
+    that no one but this user can write (see :mod:`imgpipe.facts.file_trust`)."""
     config = load_config(request.config, request.cwd)
+    for path in code_files(config):
+        if why := others_can_write(path):
+            raise ConfigError(
+                f"{config.path}: names commands imgpipe runs as {this_user()} "
+                f"({', '.join(named_commands(config))}), but {why}: a config that names commands, the files it "
+                "names and their folders must be writable by you alone (chmod go-w; see docs/deployments.md)")
     return distributed(config, parse_nodes_mpi(request.nodes_mpi)) if request.nodes_mpi else config
 
 
-def plan_jobs(config: Config, groups: list[Group], warnings=(), cwd: str | None = None) -> core_plan.Plan:
+def plan_jobs(config: Config, groups: list[Group], warnings=(), cwd: str | None = None,
+              dry_run: bool = False) -> core_plan.Plan:
     """Groups → jobs (see :func:`imgpipe.core.plan.plan_jobs`), with the real facts; jobs
-    for this machine already get their share of it (the dry run and plan show it)."""
-    plan = core_plan.plan_jobs(config, groups, warnings, cwd, known_options=known_options, count_channels=count_channels,
+    for this machine already get their share of it (the dry run and plan show it).
+
+    A dry run runs no command the config names: the option list of its own ``[worker]
+    wsclean`` comes from the cache of an earlier run, or is not checked."""
+    named = config.worker.wsclean != WorkerConfig().wsclean
+    options = cached_options if dry_run and named else known_options
+    plan = core_plan.plan_jobs(config, groups, warnings, cwd, known_options=options, count_channels=count_channels,
                                columns_among=columns_among)
     return with_local_shares(plan)
 
@@ -132,16 +149,18 @@ def resolve_groups(config: Config, inputs: list[str], combine: bool = False, com
 
 
 def build_plan(
-    config: Config, inputs: list[str], combine: bool = False, combine_obs_ids: bool = False, cwd: str | None = None
+    config: Config, inputs: list[str], combine: bool = False, combine_obs_ids: bool = False, cwd: str | None = None,
+    dry_run: bool = False,
 ) -> core_plan.Plan:
     """Resolve the inputs and decide every job (see :func:`imgpipe.core.plan.build_plan`)."""
     groups, warnings = resolve_groups(config, inputs, combine, combine_obs_ids, cwd)
-    return plan_jobs(config, groups, warnings, cwd)
+    return plan_jobs(config, groups, warnings, cwd, dry_run)
 
 
 def prepare_run(request: RunRequest, when: datetime | None = None) -> PreparedRun:
     """The whole preparation in one call; raises ImgpipeError (one clear line) on bad input."""
     inputs = expand_inputs(request, when)
     config = read_config(request)
-    plan = build_plan(config, list(inputs), request.combine, request.combine_obs_ids, request.cwd)
+    plan = build_plan(config, list(inputs), request.combine, request.combine_obs_ids, request.cwd,
+                      config.worker.dry_run if request.dry_run is None else request.dry_run)
     return PreparedRun(request, inputs, config, plan)

@@ -318,3 +318,45 @@ def test_the_run_s_signal_handlers_are_undone_however_it_ends():
     with pytest.raises(RuntimeError), handling_signals(mine):
         raise RuntimeError("the run failed")
     assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+@requires_wsclean
+def test_a_config_naming_commands_that_others_can_write_is_refused(run_imgpipe, write_config, ms_copy, tmp_path):
+    """As OpenSSH's StrictModes: the named command never runs, one line names the file and its mode."""
+    from imgpipe.facts.file_trust import this_user
+
+    (ms,) = ms_copy("SW01.MS")
+    marker = tmp_path / "ran"
+    cfg = write_config(f"[worker]\nwsclean = 'sh -c \"touch {marker}\"'\n" + CONFIG)
+    cfg.chmod(0o664)
+    res = run_imgpipe(cfg, ms, "--dry-run")
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert res.stderr.strip() == (
+        f"imgpipe: error: {cfg}: names commands imgpipe runs as {this_user()} ([worker] wsclean), but file {cfg} can be "
+        "written by its group (mode 0664): a config that names commands, the files it names and their folders must "
+        "be writable by you alone (chmod go-w; see docs/deployments.md)")
+    assert not marker.exists()
+    env = tmp_path / "env.sh"  # the env_file is sourced by bash: code as well
+    env.write_text("export A=1\n")
+    env.chmod(0o666)
+    cfg.write_text(f"[worker]\nenv_file = '{env}'\n" + CONFIG)
+    cfg.chmod(0o600)
+    res = run_imgpipe(cfg, ms, "--dry-run")
+    assert res.returncode == 2 and f"but file {env} can be written by every account (mode 0666)" in res.stderr, res.stderr
+    cfg.write_text("[worker]\nmax_concurrent = 2\n" + CONFIG)  # names no command: a shared config is fine
+    cfg.chmod(0o666)
+    assert run_imgpipe(cfg, ms, "--dry-run").returncode == 0
+
+
+def test_a_dry_run_runs_no_wsclean_the_config_names(run_imgpipe, write_config, ms_copy, tmp_path):
+    """Its option list comes from the cache of an earlier run of that WSClean, or is not checked."""
+    ms = tmp_path / "SW01.MS"
+    ms.mkdir()
+    marker = tmp_path / "ran"
+    cfg = write_config(f"[worker]\nwsclean = 'sh -c \"touch {marker}\"'\n" + CONFIG)
+    res = run_imgpipe(cfg, ms, "--dry-run")
+    assert res.returncode == 0, res.stderr
+    assert not marker.exists()
+    assert ("imgpipe: warning: WSClean option names not checked: a dry run does not run the config's [worker] wsclean "
+            f"(sh -c touch {marker}); the run checks them before any job starts") in res.stderr
+    assert res.stdout.startswith(f"localhost: sh -c 'touch {marker}' -name ")

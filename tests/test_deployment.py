@@ -9,7 +9,6 @@ import json
 import shutil
 import subprocess
 import time
-import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from support.markers import requires_wsclean
 from support.paths import REPO
 from support.postgres import running_postgres, why_no_postgres
-from support.prefect_server import PREFECT, running_server, stop_group
+from support.prefect_server import PREFECT, api, running_server, stop_group
 from support.processes import alive
 from support.sky import SOURCE_DEC, SOURCE_RA
 
@@ -77,14 +76,6 @@ def final_state(env, run_id: str, timeout_s: float) -> str | None:
             break
         time.sleep(0.5)
     return state
-
-
-def api(env, method: str, path: str, body: dict | None = None):
-    req = urllib.request.Request(env["PREFECT_API_URL"] + path, method=method,
-                                 data=None if body is None else json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read() or b"null")
 
 
 def test_nightly_deployment_runs_for_real(prefect_server, sim_dir, tmp_path):
@@ -233,3 +224,56 @@ def test_cancelling_a_deployment_run_stops_its_wsclean(prefect_server, fake_wscl
     assert list(out.glob("report-*.html"))
     logs = run_logs(env, run_id)
     assert any(line.startswith("cancelled: cancelled by a cancel in Prefect") for line in logs), logs
+
+
+def test_a_stranger_s_parameters_run_nothing_and_write_nothing(prefect_server, fake_wsclean, tmp_path):
+    """What anyone who reaches the API could try (docs/deployments.md, "Who may start a
+    run"): the server refuses a request without its auth string; `plan_json` is no
+    parameter (it wrote the plan over any file); a config outside the deployment's folder,
+    or one in it that others can write, is refused before anything it names runs."""
+    import urllib.error
+
+    fake, _ = fake_wsclean
+    folder = tmp_path / "deployed"
+    folder.mkdir(mode=0o755)
+    env = {**prefect_server, "IMGPIPE_REPO": str(REPO), "IMGPIPE_CONFIG": str(folder / "nightly.toml")}
+    ms = tmp_path / "obs.MS"
+    ms.mkdir()
+    (folder / "nightly.toml").write_text(f"[worker]\nwsclean = '{fake}'\n[wsclean]\nname = 'img'\nout-dir = '{tmp_path}/out'\n")
+    marker = tmp_path / "pwned"
+    evil = f"[worker]\nwsclean = 'sh -c \"id > {marker}\"'\n[wsclean]\nname = 'img'\nout-dir = '{tmp_path}/out'\n"
+    (tmp_path / "elsewhere").mkdir(mode=0o755)
+    (tmp_path / "elsewhere" / "evil.toml").write_text(evil)
+    (folder / "shared.toml").write_text(evil)
+    (folder / "shared.toml").chmod(0o664)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    prefect(env, "work-pool", "create", "imgpipe", "--type", "process")
+    prefect(env, "deploy", "--prefect-file", "deployments/prefect.yaml", "--name", "manual")
+    deployment = api(env, "GET", "/deployments/name/imgpipe/manual")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        api(env, "POST", f"/deployments/{deployment['id']}/create_flow_run", {}, auth=False)
+    assert refused.value.code == 403  # CSRF protection: no token (a token needs the auth string)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        api(env, "GET", f"/deployments/{deployment['id']}", auth=False)
+    assert refused.value.code == 401
+    res = subprocess.run([PREFECT, "--no-prompt", "deployment", "run", "imgpipe/manual", "--param", f"plan_json={victim}",
+                          "--param", f"patterns={json.dumps([str(ms)])}"], env=env, cwd=REPO, capture_output=True,
+                         text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert res.returncode != 0 and "plan_json" in res.stdout + res.stderr, res.stdout + res.stderr
+    worker = start_worker(env, tmp_path)
+    try:
+        runs = {what: run_deployment(env, "imgpipe/manual", f"patterns={json.dumps([str(ms)])}",
+                                     f"config={json.dumps(str(path))}")
+                for what, path in (("outside", tmp_path / "elsewhere" / "evil.toml"), ("writable", folder / "shared.toml"))}
+        states = {what: final_state(env, run_id, 300) for what, run_id in runs.items()}
+    finally:
+        stop_group(worker)
+    assert states == {"outside": "FAILED", "writable": "FAILED"}, (tmp_path / "worker.log").read_text()[-4000:]
+    messages = {what: api(env, "GET", f"/flow_runs/{run_id}")["state"]["message"] for what, run_id in runs.items()}
+    assert messages["outside"] == (f"config {tmp_path}/elsewhere/evil.toml is not in the folder of deployment 'manual''s "
+                                   f"config ({folder}): a deployment run uses only configs from the folder it was deployed with")
+    assert f"but file {folder}/shared.toml can be written by its group (mode 0664)" in messages["writable"]
+    assert "[worker] wsclean" in messages["writable"]
+    assert not marker.exists() and victim.read_text() == "keep me"
+    assert not (tmp_path / "out").exists()

@@ -294,7 +294,9 @@ def test_a_kept_server_run_starts_early_unless_another_run_of_its_server_is_aliv
         seconds.write_text("6")
         trace.unlink()
         other = run_imgpipe.popen(other_cfg, a, env={"PREFECT_HOME": str(tmp_path / "other-home"),
-                                                    "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"})
+                                                    "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+                                                    # (the kept server's auth string, as any client of it needs)
+                                                    "PREFECT_API_AUTH_STRING": (home / "imgpipe-server.auth").read_text().strip()})
         try:
             assert wait_for(lambda: any(kind == "start" for *_, kind, _ in read_trace(trace)), 120)
             holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "go"),

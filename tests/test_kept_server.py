@@ -4,49 +4,47 @@ runs use it, ``prefect server stop`` stops it, and a dead one's pid file is repl
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import signal
+import stat
 import subprocess
-import urllib.request
+import urllib.error
 from pathlib import Path
 
 import pytest
 
-from imgpipe.orchestration.kept_server import server_port
+from imgpipe.orchestration.kept_server import AUTH_FILE, server_port
 
 from support.prefect_logs import logs_of_last_flow_run
-from support.prefect_server import PREFECT, free_port
+from support.prefect_server import PREFECT, api, free_port
 from support.processes import alive, wait_for
 
 pytestmark = pytest.mark.prefect
 
 
-def post(port: int, path: str, body: dict):
-    """POST ``body`` as JSON to the server's API; its JSON answer."""
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/api{path}", data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as answer:
-        return json.loads(answer.read())
+def client(port: int, home: Path) -> dict:
+    """How a client reaches the kept server of ``home``: its URL and the auth string imgpipe left there."""
+    return {"PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+            "PREFECT_API_AUTH_STRING": (home / AUTH_FILE).read_text().strip()}
 
 
-def flow_runs(port: int) -> int:
-    return post(port, "/flow_runs/count", {})
+def flow_runs(server: dict) -> int:
+    return api(server, "POST", "/flow_runs/count", {})
 
 
-def events(port: int, prefix: str) -> int:
+def events(server: dict, prefix: str) -> int:
     """Events named ``prefix``... the server holds (from any run of the last day)."""
     since = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)).isoformat()
     query = {"filter": {"event": {"prefix": [prefix]}, "occurred": {"since": since}}, "limit": 50}
-    return post(port, "/events/filter", query)["total"]
+    return api(server, "POST", "/events/filter", query)["total"]
 
 
-def heartbeats(port: int) -> int:
+def heartbeats(server: dict) -> int:
     """Flow-run heartbeat events the server holds, once it holds the Completed events of
-    all ``flow_runs(port)`` runs: the server stores events in batches, seconds after they
+    all ``flow_runs(server)`` runs: the server stores events in batches, seconds after they
     came, and a run's heartbeat (at its start) comes before its Completed event."""
-    assert wait_for(lambda: events(port, "prefect.flow-run.Completed") == flow_runs(port), 60)
-    return events(port, "prefect.flow-run.heartbeat")
+    assert wait_for(lambda: events(server, "prefect.flow-run.Completed") == flow_runs(server), 60)
+    return events(server, "prefect.flow-run.heartbeat")
 
 
 def test_server_port_is_read_from_a_prefect_server_s_command_line_only():
@@ -72,16 +70,26 @@ def test_kept_server_is_started_once_reused_replaced_when_dead_and_stopped_by_pr
         assert f"started a Prefect server kept for later runs: UI at http://127.0.0.1:{port}" in first.stderr
         pid = int(pid_file.read_text())
         assert alive(pid) and server_port(pid) == port  # still up after the run
+        # it outlives the run on a port every account here reaches: it wants its auth string
+        assert f"(its auth string is in {home / AUTH_FILE})" in first.stderr
+        assert stat.S_IMODE((home / AUTH_FILE).stat().st_mode) == 0o600
+        server = client(port, home)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            api(server, "POST", "/flow_runs/count", {}, auth=False)
+        assert refused.value.code in (401, 403)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            api(server, "GET", "/flow_runs/00000000-0000-0000-0000-000000000000", auth=False)
+        assert refused.value.code == 401
 
         second = run_imgpipe(cfg, ms, "--force", env=env)
         assert second.returncode == 0, second.stderr[-3000:]
         assert "started a Prefect server" not in second.stderr
-        assert int(pid_file.read_text()) == pid and flow_runs(port) == 2  # one server, both runs in its history
+        assert int(pid_file.read_text()) == pid and flow_runs(server) == 2  # one server, both runs in its history
         # the command leaves at once after its last line, yet the run's last log reached the
         # server; and a command-line run sends no heartbeats unless asked
-        logs = logs_of_last_flow_run(run_imgpipe.base_env({**env, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}))
+        logs = logs_of_last_flow_run(run_imgpipe.base_env({**env, **server}))
         assert any(line.startswith("1 job(s): 1 ok, 0 failed") for line in logs), logs[-5:]
-        assert heartbeats(port) == 0
+        assert heartbeats(server) == 0
 
         os.kill(pid, signal.SIGKILL)
         assert wait_for(lambda: server_port(pid) is None, 10)
@@ -89,11 +97,12 @@ def test_kept_server_is_started_once_reused_replaced_when_dead_and_stopped_by_pr
         assert third.returncode == 0, third.stderr[-3000:]
         assert f"(replacing pid {pid}, gone)" in third.stderr
         new_pid = int(pid_file.read_text())
-        assert new_pid != pid and server_port(new_pid) == port and flow_runs(port) == 3  # same database
+        server = client(port, home)  # (a new server: a new auth string)
+        assert new_pid != pid and server_port(new_pid) == port and flow_runs(server) == 3  # same database
 
         asked = run_imgpipe(cfg, ms, "--force", env={**env, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"})
         assert asked.returncode == 0, asked.stderr[-3000:]
-        assert heartbeats(port) == 1  # Prefect's first beat, at the flow run's start
+        assert heartbeats(server) == 1  # Prefect's first beat, at the flow run's start
 
         stop = subprocess.run([PREFECT, "server", "stop"], env={**run_imgpipe.base_env(env)}, capture_output=True,
                               text=True, timeout=120)

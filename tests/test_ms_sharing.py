@@ -169,10 +169,7 @@ def test_runs_on_two_machines_sharing_a_prefect_server_take_turns(fake_wsclean, 
     with a temp folder of its own (so this machine's locks cannot see each other: as on two
     machines). Prefect's MS limit keeps them apart, and is deleted once the last job on
     that MS has ended."""
-    import json
-    import urllib.request
-
-    from support.prefect_server import running_server
+    from support.prefect_server import api, running_server
 
     fake, trace = fake_wsclean
     trace.with_suffix(".hold").touch()  # a's job holds the MS until b says it waits for it
@@ -201,10 +198,7 @@ def test_runs_on_two_machines_sharing_a_prefect_server_take_turns(fake_wsclean, 
         trace.with_suffix(".go").touch()
         for proc, log in zip(procs, logs, strict=True):
             assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
-        request = urllib.request.Request(server_env["PREFECT_API_URL"] + "/v2/concurrency_limits/filter", data=b"{}",
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            names = [limit["name"] for limit in json.load(answer)]
+        names = [limit["name"] for limit in api(server_env, "POST", "/v2/concurrency_limits/filter", {})]
     rows = read_trace(trace)
     (a_start, a_end), (b_start, b_end) = sorted(
         (next(t for _, p, k, t in rows if p == pid and k == "start"), next(t for _, p, k, t in rows if p == pid and k == "end"))

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import urllib.request
-
 import pytest
 
 from imgpipe.facts.prefect_profile import configured_api_url, profiles_path
@@ -57,7 +54,7 @@ def test_a_run_goes_to_the_server_of_the_active_profile(run_imgpipe, fake_wsclea
     """No PREFECT_API_URL in the environment, a profile naming a running `prefect server`:
     the run is recorded there (before, imgpipe started a private server and the run was
     missing from the shared history)."""
-    from support.prefect_server import running_server
+    from support.prefect_server import api, running_server
 
     fake, _ = fake_wsclean
     ms = tmp_path / "data" / "SW01.MS"
@@ -66,11 +63,10 @@ def test_a_run_goes_to_the_server_of_the_active_profile(run_imgpipe, fake_wsclea
     cfg.write_text(f"[worker]\nwsclean = '{fake}'\n[wsclean]\nname = 'img'\nout-dir = '{tmp_path}/images'\n")
     with running_server(tmp_path / "server-home", tmp_path / "server.log") as server_env:
         profile = tmp_path / "profiles.toml"
-        profile.write_text(f'active = "team"\n[profiles.team]\nPREFECT_API_URL = "{server_env["PREFECT_API_URL"]}"\n')
+        profile.write_text(f'active = "team"\n[profiles.team]\nPREFECT_API_URL = "{server_env["PREFECT_API_URL"]}"\n'
+                           f'PREFECT_API_AUTH_STRING = "{server_env["PREFECT_API_AUTH_STRING"]}"\n')
         res = run_imgpipe(cfg, ms, env={"PREFECT_PROFILES_PATH": str(profile)})
         assert res.returncode == 0, res.stderr[-3000:]
-        request = urllib.request.Request(server_env["PREFECT_API_URL"] + "/flow_runs/filter", data=b"{}",
-                                         headers={"Content-Type": "application/json"})
-        runs = json.loads(urllib.request.urlopen(request, timeout=30).read())
+        runs = api(server_env, "POST", "/flow_runs/filter", {})
     assert [r["name"] for r in runs] == ["img.toml SW01.MS · 1 job"]
     assert runs[0]["state_type"] == "COMPLETED"

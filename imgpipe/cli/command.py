@@ -97,7 +97,7 @@ def _run_flow(prepared, run_backends, verbose: bool):
     # Node-slot leases on disk, so that a run killed outright cannot hold slots forever
     # (see imgpipe.orchestration.node_limits).
     os.environ.setdefault("PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE", "prefect.server.concurrency.lease_storage.filesystem")
-    server = None
+    server, set_here = None, []
     # the environment's server, else the active Prefect profile's, as Prefect reads them
     # (imgpipe decides before importing Prefect; see imgpipe.facts.prefect_profile)
     if url := configured_api_url(os.environ):
@@ -122,6 +122,9 @@ def _run_flow(prepared, run_backends, verbose: bool):
             os.environ["PREFECT_API_URL"] = server.start()
         except (OSError, RuntimeError) as err:
             _fail(f"cannot start the Prefect server: {err}", EXIT_JOBS_FAILED)
+        if getattr(server, "auth_string", None) and "PREFECT_API_AUTH_STRING" not in os.environ:
+            os.environ["PREFECT_API_AUTH_STRING"] = server.auth_string  # the kept server's (see kept_server)
+            set_here.append("PREFECT_API_AUTH_STRING")
         _say_kept(server)
     try:
         return _run_flow_with(server, prepared, run_backends, verbose)
@@ -129,15 +132,16 @@ def _run_flow(prepared, run_backends, verbose: bool):
         if server is not None:
             drain_prefect_workers()  # logs and events still queued go out while the server is up
             server.stop(wait=False)  # an embedded server's own stop overlaps the run's last lines and exit
-            del os.environ["PREFECT_API_URL"]
+            for name in ("PREFECT_API_URL", *set_here):
+                del os.environ[name]
 
 
 def _say_kept(server) -> None:
     """Where the kept server is, when this run started it (or replaced a dead one)."""
     if getattr(server, "started", False):
         stale = f" (replacing pid {server.replaced}, gone)" if server.replaced else ""
-        click.echo(f"imgpipe: started a Prefect server kept for later runs{stale}: UI at {server.ui_url}; "
-                   "`prefect server stop` stops it", err=True)
+        click.echo(f"imgpipe: started a Prefect server kept for later runs{stale}: UI at {server.ui_url} (its auth "
+                   f"string is in {server.auth_file}); `prefect server stop` stops it", err=True)
 
 
 def drain_prefect_workers() -> None:
@@ -344,7 +348,7 @@ def main(config_file, ms_ins_or_obs_ids, combine, combine_obs_ids, nodes_mpi, dr
     """
     command_started = time.monotonic()
     request = RunRequest(os.path.abspath(os.path.expanduser(config_file)), tuple(ms_ins_or_obs_ids), combine,
-                         combine_obs_ids, nodes_mpi, dry_run, force, tz, plan_json, os.getcwd(), replace)
+                         combine_obs_ids, nodes_mpi, dry_run, force, tz, os.getcwd(), replace)
     try:
         prepared = prepare_run(request)
         if plan_json:

@@ -61,7 +61,7 @@ class WorkerConfig:
         "Prefect database", INTEGER, minimum=1)
     env_file: str | None = key(
         None, "file sourced by bash before each job (a leading `~/` is the home on the job's node); a failing "
-        "`source` fails the job with the shell's message. `''` = not set", OPTIONAL_STRING)
+        "`source` fails the job with the shell's message. `''` = not set", OPTIONAL_STRING, code=True)
     debug: bool = key(
         False, "more output: imgpipe's own decisions (which job starts where and when, slots held by other runs) "
         "on the terminal, as `imgpipe: debug:` lines", BOOLEAN)
@@ -73,10 +73,10 @@ class WorkerConfig:
         "nenucal's template)", OPTIONAL_STRING)
     wsclean: tuple[str, ...] = key(
         ("wsclean",), "the WSClean executable, or a prefix such as `'singularity exec /img/wsclean.sif wsclean'` "
-        "(split like a shell command line)", ARGV)
+        "(split like a shell command line)", ARGV, code=True)
     ssh_config: str | None = key(
         None, "an ssh_config file read before `~/.ssh/config` (its values win); relative to the config file's "
-        "folder; must exist", OPTIONAL_STRING)
+        "folder; must exist", OPTIONAL_STRING, code=True)
     accept_new_host_keys: bool = key(
         False, "accept and remember (in known_hosts) the key of a node never seen before; a *changed* key is "
         "always refused", BOOLEAN)
@@ -174,14 +174,14 @@ class PrefectConfig:
         "workers", STRING, choices=("threads", "dask"))
     dask_address: str | None = key(
         None, "scheduler of an existing Dask cluster (`'tcp://host:8786'`); none: a temporary cluster "
-        "(`cluster_class`)", OPTIONAL_STRING)
+        "(`cluster_class`)", OPTIONAL_STRING, code=True)
     cluster_class: str | None = key(
         None, "with `'dask'` and no `dask_address`: the cluster class to start, a dotted name such as "
         "`'dask_jobqueue.SLURMCluster'` (install `dask-jobqueue` yourself)", OPTIONAL_STRING,
-        shown="'distributed.LocalCluster'")
+        shown="'distributed.LocalCluster'", code=True)
     cluster_kwargs: tuple[tuple[str, Any], ...] = key(
         (), "keyword arguments of `cluster_class`, a TOML table (`[prefect.cluster_kwargs]`); LocalCluster's "
-        "default: one worker with `max_concurrent` threads", TABLE, shown="{}")
+        "default: one worker with `max_concurrent` threads", TABLE, shown="{}", code=True)
     ms_locks: str = key(
         "machine", "how runs keep off each other's MSs (one WSClean per MS at a time): `'machine'`, every run started "
         "on this machine (a file lock per MS, no cost); `'server'`, also runs started on other machines against the "
@@ -207,16 +207,16 @@ class PrefectConfig:
 class MPIConfig:
     """How ``--nodes_mpi`` runs one distributed WSClean per job (``[mpi]``)."""
 
-    mpirun: tuple[str, ...] = key(("mpirun",), "the MPI launcher, run on the first MPI node", ARGV)
+    mpirun: tuple[str, ...] = key(("mpirun",), "the MPI launcher, run on the first MPI node", ARGV, code=True)
     np_per_node: int = key(
         1, "MPI processes per node: `-np` is this times the number of nodes; above 1 the hosts carry slot counts "
         "(`-host n1:2,n2:2`)", INTEGER, minimum=1)
     extra_args: tuple[str, ...] = key(
         (), "more mpirun options, e.g. `'--bind-to none --mca btl_tcp_if_include ib0'` (as root Open MPI also "
-        "wants `--allow-run-as-root`)", ARGV)
+        "wants `--allow-run-as-root`)", ARGV, code=True)
     wsclean_mp: tuple[str, ...] = key(
         ("wsclean-mp",), "the MPI build of WSClean (Debian's package has none), or a prefix such as "
-        "`'singularity exec ws.sif wsclean-mp'`", ARGV)
+        "`'singularity exec ws.sif wsclean-mp'`", ARGV, code=True)
     export_env: tuple[str, ...] = key(
         ("PATH", "LD_LIBRARY_PATH"), "variables passed to every rank with `-x`, as set after `env_file` was "
         "sourced on the first node; Open MPI warns about, and skips, an unset one", NAMES,
@@ -258,6 +258,8 @@ class Config:
     """The ``[wsclean]`` keys that come from :data:`WSCLEAN_DEFAULTS` (the config does not set them)."""
     warnings: tuple[str, ...] = ()
     """Said once per run (e.g. a data handler file found only relative to the working directory)."""
+    files: tuple[Path, ...] = ()
+    """The files its settings came from: the config, then its ``default_settings`` chain."""
 
 
 _SECTIONS = ("worker", "data_handler", "wsclean", "prefect", "mpi")
@@ -459,6 +461,11 @@ def _merge(base: dict, over: dict) -> dict:
 
 def read_settings_chain(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     """The config file over its ``default_settings`` file (relative to it), recursively."""
+    return _read_chain(path, chain)[0]
+
+
+def _read_chain(path: Path, chain: tuple[Path, ...] = ()) -> tuple[dict, tuple[Path, ...]]:
+    """The merged settings and the files they came from (the config first)."""
     if path in chain:
         loop = " → ".join(str(p) for p in (*chain, path))
         raise ConfigError(f"{chain[-1]}: default_settings makes a loop: {loop}")
@@ -467,12 +474,13 @@ def read_settings_chain(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     if not isinstance(base_name, str):
         raise ConfigError(f"{path}: default_settings = {base_name!r}: must be the path of a config file")
     if not base_name:
-        return data
+        return data, (path,)
     base = Path(base_name).expanduser()
     base = base if base.is_absolute() else path.parent / base
     if not base.is_file():
         raise ConfigError(f"{path}: default_settings = {base_name!r}: no such file ({base})")
-    return _merge(read_settings_chain(base, (*chain, path)), data)
+    under, files = _read_chain(base, (*chain, path))
+    return _merge(under, data), (path, *files)
 
 
 def _with_wsclean_defaults(table: Any, path: Path) -> tuple[dict, tuple[str, ...]]:
@@ -493,7 +501,7 @@ def load_config(path: str | Path, cwd: str | None = None) -> Config:
     ``cwd``: the working directory (a data handler file may be found relative to it).
     """
     path = Path(path).expanduser().absolute()
-    data = read_settings_chain(path)
+    data, files = _read_chain(path)
     for section in data:
         if section not in _SECTIONS:
             raise ConfigError(f"{path}: unknown section [{section}] (known: {', '.join('[' + s + ']' for s in _SECTIONS)})")
@@ -514,5 +522,5 @@ def load_config(path: str | Path, cwd: str | None = None) -> Config:
             check_channels_out(value, str(path))
     return Config(
         path=path, worker=worker, data_handler=data_handler, name=name, out_dir=out_dir, options=options,
-        prefect=prefect, mpi=mpi, defaults_used=defaults_used, warnings=tuple(warnings),
+        prefect=prefect, mpi=mpi, defaults_used=defaults_used, warnings=tuple(warnings), files=files,
     )

@@ -35,7 +35,8 @@ from imgpipe.core.wsclean_argv import (
     resolve_channels_out,
 )
 
-KnownOptions = Callable[[tuple[str, ...]], frozenset[str]]
+KnownOptions = Callable[[tuple[str, ...]], "frozenset[str] | None"]
+"""WSClean's option names for a prefix; None: not read (a dry run does not run a WSClean the config names)."""
 """WSClean prefix → the option names it accepts (raises WSCleanNotFound)."""
 CountChannels = Callable[[list[str]], int]
 """MS paths → number of distinct channels (for ``channels-out = 'all'``)."""
@@ -385,6 +386,10 @@ def plan_jobs(
             raise
         known = None
         warnings.append(f"{config.worker.wsclean[0]} is not installed here: WSClean option names not checked")
+    else:
+        if known is None:
+            warnings.append(f"WSClean option names not checked: a dry run does not run the config's [worker] wsclean "
+                            f"({' '.join(config.worker.wsclean)}); the run checks them before any job starts")
     if known is not None:
         check_option_names([k for k, _ in config.options], known, where)
 

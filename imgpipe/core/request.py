@@ -23,7 +23,6 @@ class RunRequest:
     """Redo jobs whose images are complete from an earlier run."""
     timezone: str = "UTC"
     """Time zone of the date tokens."""
-    plan_json: str | None = None
     cwd: str = "."
     """Folder relative MS paths and out-dirs are read against."""
     replace: bool = False
@@ -33,4 +32,5 @@ class RunRequest:
         """The flow's parameters for this request (what the Prefect UI shows)."""
         values = asdict(self)
         values["patterns"] = list(self.patterns)
+        del values["cwd"]  # (a deployment run reads relative paths against its own working folder)
         return values

@@ -120,18 +120,21 @@ def key(
     old_names: tuple[str, ...] = (),
     shown: str | None = None,
     unit: str | None = None,
+    code: bool = False,
 ) -> Any:
     """A config key as a dataclass field: ``doc`` is its one line in the reference.
 
     ``shown`` is how the default reads in the reference when ``repr`` would not do
     (e.g. ``none``); ``unit`` is the unit of a plain number (``s`` for durations).
+    ``code``: the key names a command or code that imgpipe runs (a program, a file sourced
+    or imported): a config that sets it is used only from files no one else can write.
     """
     if kind is DURATION:
         unit = unit or "s"
     return dataclasses.field(
         default=default,
         metadata={"doc": doc, "kind": kind, "minimum": minimum, "choices": choices, "old_names": old_names,
-                  "shown": shown, "unit": unit},
+                  "shown": shown, "unit": unit, "code": code},
     )
 
 
@@ -148,6 +151,7 @@ class KeySpec:
     old_names: tuple[str, ...]
     shown: str | None
     unit: str | None
+    code: bool = False
 
     def default_text(self) -> str:
         if self.shown is not None:
@@ -180,7 +184,7 @@ def keys_of(section_class: type) -> list[KeySpec]:
             continue  # not read from the file (set by imgpipe itself)
         m = f.metadata
         specs.append(KeySpec(f.name, m["kind"], f.default, m["doc"], m["minimum"], m["choices"], m["old_names"],
-                             m["shown"], m["unit"]))
+                             m["shown"], m["unit"], m["code"]))
     return specs
 
 
@@ -241,6 +245,8 @@ def reference_table(section: str, section_class: type, note: str = "") -> str:
             extra.append(f"at least {least}" if least else "not negative")
         if spec.old_names:
             extra.append("old name" + ("s" if len(spec.old_names) > 1 else "") + ": " + ", ".join(f"`{n}`" for n in spec.old_names))
+        if spec.code:
+            extra.append("names code: set, the config must be [yours alone](deployments.md#who-may-start-a-run)")
         doc = spec.doc + (f" ({'; '.join(extra)})" if extra else "")
         kind = spec.kind.docs + (f" ({spec.unit})" if spec.unit else "")
         rows.append(f"| `{spec.name}` | {kind} | `{spec.default_text()}` | {doc.replace('|', '&#124;')} |")

@@ -51,17 +51,30 @@ def _fingerprint(prefix: tuple[str, ...]) -> str | None:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
 
 
+def cached_options(prefix: tuple[str, ...]) -> frozenset[str] | None:
+    """The options cached by an earlier run of the same WSClean, or None; runs nothing."""
+    key = _fingerprint(prefix)
+    if key is None:
+        return None
+    try:
+        return frozenset(json.loads(_cache_file(key).read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+def _cache_file(key: str) -> Path:
+    return _cache_dir() / f"wsclean-options-{key}.json"
+
+
 @functools.lru_cache(maxsize=None)
 def known_options(prefix: tuple[str, ...]) -> frozenset[str]:
     """Options of the WSClean started by ``prefix``; raises :class:`WSCleanNotFound`."""
     key = _fingerprint(prefix)
     if key is None:
         raise WSCleanNotFound(f"WSClean not found: {prefix[0]!r} is not on PATH (install it, e.g. apt-get install wsclean, or set [worker] wsclean)")
-    cache = _cache_dir() / f"wsclean-options-{key}.json"
-    try:
-        return frozenset(json.loads(cache.read_text()))
-    except (OSError, ValueError):
-        pass
+    if (cached := cached_options(prefix)) is not None:
+        return cached
+    cache = _cache_file(key)
     try:
         proc = subprocess.run(list(prefix), capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     except OSError as err:

@@ -13,6 +13,7 @@ This module imports nothing of Prefect: that is its point.
 from __future__ import annotations
 
 import atexit
+import base64
 import ctypes
 import importlib.util
 import os
@@ -68,9 +69,14 @@ def server_argv(port: int) -> list[str]:
             "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"]
 
 
-def server_env(ui: bool, ephemeral: bool) -> dict[str, str]:
-    """The server's environment: this one's, without PREFECT_API_URL (it is the API)."""
+def server_env(ui: bool, ephemeral: bool, port: int | None = None, auth_string: str | None = None) -> dict[str, str]:
+    """The server's environment: this one's, without PREFECT_API_URL (it is the API).
+    ``auth_string``: the server refuses a request without it, checks CSRF tokens and
+    lets no other web origin than its own (127.0.0.1:``port``) call it."""
     env = {**os.environ, "PREFECT_UI_ENABLED": "1" if ui else "0", "PREFECT__SERVER_FINAL": "1"}
+    if auth_string:
+        env.update(PREFECT_SERVER_API_AUTH_STRING=auth_string, PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED="true",
+                   PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS=f"http://127.0.0.1:{port}")
     if ephemeral:
         env["PREFECT__SERVER_EPHEMERAL"] = "1"
     env.pop("PREFECT_API_URL", None)
@@ -90,7 +96,7 @@ def answers(api_url: str, client) -> bool:
         return False
 
 
-def warm_up(api_url: str, process=None, timeout_s: float = 120.0) -> None:
+def warm_up(api_url: str, process=None, timeout_s: float = 120.0, auth_string: str | None = None) -> None:
     """Once the server answers, make its first real request now, while this process is
     still importing Prefect: a new server spends ~1.4 s on it (measured here: the first
     ``/admin/version`` 1.4 s, the next 0.015 s), which the flow's first call would wait for."""
@@ -98,7 +104,7 @@ def warm_up(api_url: str, process=None, timeout_s: float = 120.0) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout_s
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(timeout=30, auth=None if auth_string is None else _basic(auth_string)) as client:
         while time.monotonic() < deadline and (process is None or process.poll() is None):
             if answers(api_url, client):
                 try:
@@ -107,6 +113,17 @@ def warm_up(api_url: str, process=None, timeout_s: float = 120.0) -> None:
                     pass
                 return
             time.sleep(0.05)
+
+
+def _basic(auth_string: str):
+    """Prefect's auth string as its client sends it (HTTP basic auth of the string itself)."""
+    token = base64.b64encode(auth_string.encode()).decode()
+
+    def sign(request):
+        request.headers["Authorization"] = f"Basic {token}"
+        return request
+
+    return sign
 
 
 def _free_port() -> int:

@@ -25,13 +25,14 @@ from prefect.utilities.annotations import quote
 
 from imgpipe.backends import RunBackends
 from imgpipe.core import events
-from imgpipe.core.errors import ImgpipeError, Interrupted, NoData
+from imgpipe.core.errors import ConfigError, ImgpipeError, Interrupted, NoData
 from imgpipe.core.grouping import describe as describe_grouping
 from imgpipe.core.job_resources import place, size_unknown
 from imgpipe.core.ms_sharing import sharing_notes
-from imgpipe.core.plan import NO_DATA, output_root, run_name, write_plan_json
+from imgpipe.core.plan import NO_DATA, output_root, run_name
 from imgpipe.core.request import RunRequest
 from imgpipe.core.results import CANCELLED, FAILED, JobResult, RunSummary
+from imgpipe.orchestration.deployed_config import config_refused
 from imgpipe.orchestration.dispatcher import Dispatcher
 from imgpipe.orchestration.embedded_server import serves
 from imgpipe.orchestration.finished_task_runs import FinishedTaskRuns
@@ -52,7 +53,7 @@ from imgpipe.orchestration.tasks import (
     slurm_allocation_task,
     write_run_report,
 )
-from imgpipe.prepare import PreparedRun, expand_inputs, node_sizes, too_big_for_known_nodes
+from imgpipe.prepare import PreparedRun, expand_inputs, too_big_for_known_nodes
 
 
 def scheduled_time() -> datetime:
@@ -132,12 +133,14 @@ def _prepare(request: RunRequest, logger) -> PreparedRun:
         raise _NotRun(err, request.patterns) from None
     if list(inputs) != list(request.patterns):
         logger.info("patterns for the run of %s (%s): %s", when.isoformat(), request.timezone, " ".join(inputs))
+    if why := config_refused(request.config):
+        logger.error(why)
+        raise _NotRun(ConfigError(why), inputs)
     cfg = _step(load_config_task, request, inputs=inputs)
     groups, warnings = _step(resolve_inputs_task, cfg, list(inputs), request.combine, request.combine_obs_ids,
                              request.cwd, inputs=inputs, config=cfg)
-    plan = _step(plan_jobs_task, cfg, groups, warnings, request.cwd, inputs=inputs, config=cfg)
-    if request.plan_json:
-        write_plan_json(plan, request.plan_json, node_sizes(cfg, plan))
+    dry_run = cfg.worker.dry_run if request.dry_run is None else request.dry_run
+    plan = _step(plan_jobs_task, cfg, groups, warnings, request.cwd, dry_run, inputs=inputs, config=cfg)
     return PreparedRun(request, inputs, cfg, plan)
 
 
@@ -216,9 +219,7 @@ def imgpipe_flow(
     dry_run: bool | None = None,
     force: bool = False,
     timezone: str = "UTC",
-    plan_json: str | None = None,
     nodes_mpi: str | None = None,
-    cwd: str | None = None,
     replace: bool = False,
     fail_when_no_data: bool = False,
     prepared: PreparedRun | None = None,
@@ -244,7 +245,7 @@ def imgpipe_flow(
     logger = get_run_logger()
     if prepared is None:
         request = RunRequest(config, tuple(patterns), combine, combine_obs_ids, nodes_mpi, dry_run, force, timezone,
-                             plan_json, cwd or os.getcwd(), replace)
+                             os.getcwd(), replace)
         try:
             prepared = _prepare(request, logger)
         except _NotRun as stop:

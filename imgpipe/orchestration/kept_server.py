@@ -15,6 +15,7 @@ Like embedded_server, this module imports nothing of Prefect.
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import threading
 import time
@@ -25,6 +26,8 @@ from imgpipe.orchestration.embedded_server import answers, prefect_home, server_
 PID_FILE = "server.pid"
 """Prefect's name for its background server's pid file (``prefect server stop`` reads it)."""
 LOG_FILE = "imgpipe-server.log"
+AUTH_FILE = "imgpipe-server.auth"
+"""The auth string of the kept server imgpipe started (mode 0600): its clients send it."""
 DEFAULT_PORT = 4200
 
 
@@ -77,10 +80,16 @@ class KeptServer:
         """This run started it (else it was found running)."""
         self.replaced: int | None = None
         """The pid of a stale pid file this run replaced."""
+        self.auth_string: str | None = None
+        """What its clients send (None: a server started by hand, with no auth file)."""
 
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api"
+
+    @property
+    def auth_file(self) -> Path:
+        return self.home / AUTH_FILE
 
     @property
     def ui_url(self) -> str:
@@ -101,6 +110,7 @@ class KeptServer:
                 port = server_port(pid) if pid > 0 else None
                 if port is not None:
                     self.pid, self.port = pid, port
+                    self.auth_string = self._read_auth()
                     return self.api_url
                 self.replaced = pid
                 pid_file.unlink(missing_ok=True)  # stale: its server is gone
@@ -110,14 +120,27 @@ class KeptServer:
                 self.pid = self._spawn()
                 self.started = True
                 out.write(str(self.pid))
-            threading.Thread(target=warm_up, args=(self.api_url,), name="imgpipe-server-warm-up", daemon=True).start()
+            threading.Thread(target=warm_up, args=(self.api_url, None, 120.0, self.auth_string), name="imgpipe-server-warm-up",
+                             daemon=True).start()
             return self.api_url
         raise RuntimeError(f"{pid_file} stays empty: remove it if no imgpipe or Prefect server is starting")
 
+    def _read_auth(self) -> str | None:
+        try:
+            return self.auth_file.read_text().strip() or None
+        except OSError:
+            return None
+
     def _spawn(self) -> int:
+        # an auth string of its own: it outlives the run on a port every account of this machine reaches
+        self.auth_string = secrets.token_urlsafe(32)
+        fd = os.open(self.auth_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(self.auth_string + "\n")
         with open(self.home / LOG_FILE, "ab") as log:
             process = subprocess.Popen(
-                server_argv(self.port), env=server_env(ui=True, ephemeral=False), stdin=subprocess.DEVNULL,
+                server_argv(self.port), env=server_env(True, False, self.port, self.auth_string), stdin=subprocess.DEVNULL,
                 stdout=log, stderr=log, start_new_session=True,  # outlives this run, and its Ctrl-C
             )
         return process.pid

@@ -86,9 +86,9 @@ def resolve_inputs_task(config: Config, inputs: list[str], combine: bool, combin
 
 
 @task(name="plan-jobs", cache_policy=NO_CACHE)
-def plan_jobs_task(config: Config, groups, warnings, cwd: str) -> Plan:
+def plan_jobs_task(config: Config, groups, warnings, cwd: str, dry_run: bool = False) -> Plan:
     try:
-        plan = plan_jobs(config, groups, warnings, cwd)
+        plan = plan_jobs(config, groups, warnings, cwd, dry_run)
     except ImgpipeError as err:
         return _bad_input(err)
     logger = get_run_logger()

@@ -4,13 +4,17 @@ for its API and stop its whole process group."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -43,15 +47,28 @@ def running_server(home: Path, log_path: Path, server_env: dict | None = None):
     """Yields the environment that talks to the server (its PREFECT_HOME is ``home``,
     its output goes to ``log_path``, ``server_env`` is the server's own, e.g. its
     database URL); RuntimeError with the log's end if its API does not answer within
-    START_TIMEOUT_S."""
+    START_TIMEOUT_S. The server is set up as docs/deployments.md says: an auth string
+    (the yielded env holds the clients' ``PREFECT_API_AUTH_STRING``), CSRF protection on,
+    CORS for its own origin only."""
     with server_process(home, log_path, server_env) as (env, _):
         yield env
 
 
+def locked_down(port: int, auth_string: str) -> dict[str, str]:
+    """The server settings docs/deployments.md gives every server."""
+    return {
+        "PREFECT_SERVER_API_AUTH_STRING": auth_string,
+        "PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED": "true",
+        "PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS": f"http://127.0.0.1:{port}",
+    }
+
+
 @contextlib.contextmanager
-def server_process(home: Path, log_path: Path, server_env: dict | None = None):
-    """:func:`running_server`, yielding the server's process too (the scale benchmark reads its CPU)."""
+def server_process(home: Path, log_path: Path, server_env: dict | None = None, locked: bool = True):
+    """:func:`running_server`, yielding the server's process too (the scale benchmark reads its CPU).
+    ``locked=False``: no auth string, CSRF or CORS settings (the benchmark's UI timing)."""
     port = free_port()
+    auth_string = secrets.token_urlsafe(24) if locked else ""
     env = {
         **os.environ,
         "PREFECT_HOME": str(home),
@@ -60,10 +77,11 @@ def server_process(home: Path, log_path: Path, server_env: dict | None = None):
         "DO_NOT_TRACK": "1",
         "PREFECT_SERVER_UI_ENABLED": "false",
         "CI": "true",
+        **({"PREFECT_API_AUTH_STRING": auth_string} if locked else {}),
     }
     with open(log_path, "w") as log:
         server = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                                  env={**env, **(server_env or {})}, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+                                  env={**env, **(locked_down(port, auth_string) if locked else {}), **(server_env or {})}, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
@@ -78,3 +96,25 @@ def server_process(home: Path, log_path: Path, server_env: dict | None = None):
         yield env, server
     finally:
         stop_group(server)
+
+
+def api(env: dict, method: str, path: str, body: dict | None = None, auth: bool = True):
+    """One request to the server's REST API as a client of ``env`` would make it: its auth
+    string, and a CSRF token for a request that changes something. Returns the JSON answer."""
+    url = env["PREFECT_API_URL"]
+    headers = {"Content-Type": "application/json"}
+    if auth and env.get("PREFECT_API_AUTH_STRING"):
+        headers["Authorization"] = "Basic " + base64.b64encode(env["PREFECT_API_AUTH_STRING"].encode()).decode()
+    if method != "GET" and auth:
+        client = "imgpipe-tests"
+        token = urllib.request.Request(f"{url}/csrf-token?client={client}", headers=headers)
+        try:
+            with urllib.request.urlopen(token, timeout=10) as r:
+                headers.update({"Prefect-Csrf-Token": json.loads(r.read())["token"], "Prefect-Csrf-Client": client})
+        except urllib.error.HTTPError as err:
+            if err.code != 422:  # (422: the server has CSRF protection off)
+                raise
+    request = urllib.request.Request(url + path, method=method, headers=headers,
+                                     data=None if body is None else json.dumps(body).encode())
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return json.loads(r.read() or b"null")
