@@ -13,6 +13,7 @@ from imgpipe.products import cleanup
 from imgpipe.products.job_outputs import finish
 
 from support.jobs import make_job
+from support.markers import requires_wsclean
 
 
 def test_wsclean_temporary_files_are_found_beside_the_images_and_the_ms(tmp_path):
@@ -107,3 +108,45 @@ def test_a_failed_job_is_cleaned_as_a_stopped_one_and_a_job_that_never_started_k
     again = run_imgpipe(cfg, ms)
     assert again.returncode == 1 and "cannot source the env_file" in again.stdout, again.stdout[-2000:]
     assert (out / "img.imgpipe.json").read_text() == earlier
+
+
+def _can_mount_tmpfs(folder) -> bool:
+    import subprocess
+
+    res = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs '{folder}'"],
+                         capture_output=True, timeout=30)
+    return res.returncode == 0
+
+
+@requires_wsclean
+@pytest.mark.prefect  # (the run's embedded Prefect server)
+def test_a_full_disk_says_so_and_leaves_only_the_record(ms_copy, write_config, tmp_path, prefect_home):
+    """The out-dir on a 6 MiB file system (a tmpfs in a mount namespace of the test's own)
+    and 4 MiB images: WSClean's write fails. The reason says the disk is full, where and
+    how full (not CFITSIO's words alone), no image or *-tmp.fits is left, and the record
+    lists no output."""
+    import shutil
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    if shutil.which("unshare") is None or not _can_mount_tmpfs(out):
+        pytest.skip("cannot mount a tmpfs in a mount namespace here (needs root or user namespaces)")
+    (ms,) = ms_copy("SW01.MS")
+    cfg = write_config(f"[wsclean]\nname = 'img'\nout-dir = '{out}'\nsize = '1024 1024'\nscale = '0.5amin'\n"
+                       "niter = 100\ndata-column = 'DATA'\n")
+    script = (f"mount -t tmpfs -o size=6m tmpfs '{out}' && '{sys.executable}' -m imgpipe '{cfg}' '{ms}'; rc=$?; "
+              f"echo @record; cat '{out}/img.imgpipe.json'; echo @files; ls '{out}'; exit $rc")
+    env = {**os.environ, "PREFECT_HOME": str(prefect_home), "XDG_CACHE_HOME": str(prefect_home / "cache"), "CI": "true"}
+    env.pop("PREFECT_API_URL", None)
+    res = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 1, res.stderr[-3000:]
+    said, _, rest = res.stdout.partition("@record\n")
+    record_text, _, listing = rest.partition("@files\n")
+    record = json.loads(record_text)
+    assert record["reason"].startswith(f"no space left on device: the file system mounted at {out} has "), record["reason"]
+    assert " of 6.0 MiB (exit code 255: " in record["reason"]
+    assert record["outputs"] == [] and record["complete"] is False and record["partial_images"] == "removed"
+    assert sorted(listing.split()) == ["img.imgpipe.json", "img.log", *sorted(n for n in listing.split() if n.startswith("report"))]
+    assert "no space left on device: the file system mounted at" in said + res.stderr

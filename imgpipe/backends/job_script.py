@@ -127,6 +127,8 @@ class ControlState:
     """SLURM job id (``1234`` or ``1234.5`` for a step), when run through SLURM."""
     oom_killed: bool = False
     """The job died of SIGKILL while the node's count of OOM kills rose (``/proc/vmstat``)."""
+    space: tuple[tuple[int, int, str], ...] = ()
+    """After a failure: (kB free, kB in all, mount point) of the file systems of its out dir and scratch folder."""
     error_line: str | None = None
     """The first line of the job's output that reads as an error of WSClean's (:data:`WSCLEAN_ERROR`):
     an exit status of 0 after one is no success (3.6 exits 0 after "Error occurred while finishing
@@ -192,6 +194,8 @@ class OutputParser:
             self.state.slurm_job = words[1]
         elif words == ["oom"]:
             self.state.oom_killed = True
+        elif words[:1] == ["space"] and len(words) >= 4 and words[1].isdigit() and words[2].isdigit():
+            self.state.space += ((int(words[1]), int(words[2]), " ".join(words[3:])),)
         return True
 
 
@@ -275,5 +279,38 @@ def _outcome(state: ControlState, last_line: str, grace_s: float | None) -> tupl
         return FAILED, 0, f"WSClean exited 0 after printing an error: {state.error_line[:300]}"
     if code == 0:
         return OK, 0, ""
-    said = f": {last_line.strip()[:300]}" if last_line.strip() else ""  # WSClean's last words
+    if full := _full_file_system(state, f"{state.error_line or ''} {last_line}"):
+        return FAILED, code, f"no space left on device: {full} ({describe_exit(code)}: {cut(last_line.strip(), 200)})"
+    said = f": {cut(last_line.strip(), 300)}" if last_line.strip() else ""  # WSClean's last words
     return FAILED, code, describe_exit(code) + said
+
+
+LOW_SPACE_KB = 64 * 1024
+"""Free space under which a failure to write is a full disk (a write fails once none is left)."""
+WRITE_ERROR = re.compile(r"(?i)no space left|error writing|write error|(?:could|can)not write|failed to write")
+"""How WSClean (CFITSIO, casacore, its own) says a write failed."""
+
+
+def _full_file_system(state: ControlState, words: str) -> str | None:
+    """The full file system a failed job wrote to, as ``the file system mounted at X has
+    1.9 MiB free of 6.0 MiB``; None when none is (nearly) full or WSClean's words are not
+    about a failed write."""
+    if not WRITE_ERROR.search(words or ""):
+        return None
+    for free, total, mount in state.space:
+        if free < LOW_SPACE_KB:
+            left = f"{_mib(free)} free" if free else "nothing free"
+            return f"the file system mounted at {mount} has {left} of {_mib(total)}"
+    return None
+
+
+def _mib(kb: int) -> str:
+    return _size(kb) if kb >= 1024**2 else f"{kb / 1024:.1f} MiB"
+
+
+def cut(text: str, limit: int) -> str:
+    """``text`` of at most ``limit`` characters, cut after a word (with ``…``), not inside one."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    return (head.rsplit(" ", 1)[0] if " " in head else head) + " …"
