@@ -62,3 +62,52 @@ def test_images_being_written_by_a_live_run_are_not_run_over(tmp_path):
     elsewhere = {**provenance.in_progress(job, None), "imgpipe_host": "another-head-node"}
     provenance.write(path, elsewhere)
     assert provenance.not_to_run(job)[0] == provenance.BUSY  # another machine: taken to be alive
+
+
+def test_the_same_job_finishing_in_another_run_is_waited_for_then_skipped(tmp_path):
+    """The same night run twice: this run got the job's MSs when the other's WSClean ended;
+    the other's record turns complete a moment later. The job waits for it and sees its
+    images done (skip), instead of failing on "being written"."""
+    import subprocess
+    import sys
+    import threading
+
+    from imgpipe.core.results import OK, JobResult
+
+    from support.jobs import make_job
+
+    job = make_job("localhost", ("wsclean", "-name", f"{tmp_path}/img", "a.MS"), ("a.MS",), out_dir=str(tmp_path), name="img")
+    path = provenance.record_path(job.out_dir, job.name)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        provenance.write(path, {**provenance.in_progress(job, None), "imgpipe_pid": other.pid})
+        verdict = provenance.not_to_run(job)
+
+        def finish():  # the other run, once its statistics are done
+            time.sleep(1.0)
+            (tmp_path / "img-image.fits").write_bytes(b"x" * 2880)
+            result = JobResult(job, OK, started_at=time.time() - 5, ended_at=time.time())
+            outputs = provenance.fits_outputs(job.image_prefix)
+            provenance.write(path, provenance.build(result, complete=True, outputs=outputs, wsclean_version="3.1",
+                                                    imgpipe_version="x", flow_run_id=None, stats=None))
+
+        threading.Thread(target=finish).start()
+        started = time.monotonic()
+        after = provenance.after_the_other_run(job, verdict, force=False, replace=False, wait_s=30)
+        assert after is not None and after[0] == provenance.DONE, after
+        assert 0.9 < time.monotonic() - started < 10
+
+        # another job's images (other MSs) being written: no wait, the same BUSY
+        theirs = make_job("localhost", ("wsclean", "-name", f"{tmp_path}/img", "b.MS"), ("b.MS",), out_dir=str(tmp_path),
+                          name="img")
+        provenance.write(path, {**provenance.in_progress(theirs, None), "imgpipe_pid": other.pid})
+        busy = provenance.not_to_run(job)
+        started = time.monotonic()
+        assert provenance.after_the_other_run(job, busy, False, False, wait_s=30) == busy
+        assert time.monotonic() - started < 0.5
+        # the same job still being written when the wait ends: BUSY, as before
+        provenance.write(path, {**provenance.in_progress(job, None), "imgpipe_pid": other.pid})
+        assert provenance.after_the_other_run(job, provenance.not_to_run(job), False, False, wait_s=1)[0] == provenance.BUSY
+    finally:
+        other.kill()
+        other.wait()

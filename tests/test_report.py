@@ -51,3 +51,25 @@ def test_report_lists_every_job_and_renders_in_chromium(run_imgpipe, write_confi
     # the quick-looks (inferno colour map: dark purples, oranges) are on the page, not blank boxes
     purple = (pixels[..., 0] > 0.2) & (pixels[..., 2] > 0.25) & (pixels[..., 1] < 0.15)
     assert purple.sum() > 20_000, purple.sum()
+
+
+def test_a_run_that_only_skipped_or_had_nothing_keeps_the_last_real_report(tmp_path):
+    """report.html is the last run that ran a job: a duplicate night (all skipped) or a
+    quiet night writes its own dated report only."""
+    import time
+
+    from imgpipe.core.results import OK, SKIPPED, JobResult, RunSummary
+    from imgpipe.products.report import write_report
+
+    from support.jobs import make_job
+
+    out = tmp_path / "images" / "SW01"
+    out.mkdir(parents=True)
+    job = make_job("localhost", ("wsclean", "-name", f"{out}/img", "a.MS"), ("a.MS",), out_dir=str(out), name="img")
+    first = write_report(RunSummary([JobResult(job, OK)], 1.0), "the night")
+    latest = out / "report.html"
+    assert latest.read_text() == open(first).read()
+    time.sleep(1.1)  # (reports are named by the second)
+    second = write_report(RunSummary([JobResult(job, SKIPPED, reason="done before")], 0.1), "the duplicate")
+    assert second != first and "the duplicate" in open(second).read()
+    assert latest.read_text() == open(first).read()

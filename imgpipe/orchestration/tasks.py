@@ -268,6 +268,11 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
     # A job started early (the head start) was checked and recorded before it started, and
     # it runs: whatever is found now, it is taken over (its record updated if it can be).
     verdict = provenance.not_to_run(job, force, may_replace) if attempt == 1 and early is None else None
+    if verdict is not None and verdict[0] == provenance.BUSY and verdict[1].get("ms") == list(job.ms):
+        # this run holds the job's MSs: the other run's WSClean has ended, its record comes in seconds
+        logger.info("%s: waiting for another imgpipe run (pid %s) to finish its record of these images", job.label,
+                    verdict[1].get("imgpipe_pid"))
+        verdict = provenance.after_the_other_run(job, verdict, force, may_replace)
     if verdict is not None and verdict[0] == provenance.DONE:  # another run made them since this one began
         result = replace(skipped(job, verdict[1]), attempt=attempt)
         events.emit(JOB_ENDED, (submission_id, result))

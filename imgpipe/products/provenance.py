@@ -226,6 +226,27 @@ def not_to_run(job, force: bool = False, replace: bool = False) -> tuple[str, di
     return (DONE, record) if record is not None else None
 
 
+FINISHING_WAIT_S = 120.0
+"""How long a job waits for another run's record of the very same job to turn final
+(that run's WSClean has ended: it finishes its statistics and quick-look, seconds)."""
+
+
+def after_the_other_run(job, verdict: tuple[str, dict] | None, force: bool, replace: bool,
+                        wait_s: float = FINISHING_WAIT_S, poll_s: float = 0.5) -> tuple[str, dict] | None:
+    """:func:`not_to_run` again once another run's record of this very job (same MSs) is
+    final: that run's WSClean has ended, or this run could not hold the job's MS locks.
+    Why: the same night run twice. The waiting job gets the MSs as soon as the first
+    run's WSClean ends, a second or two before that run writes its final record; it must
+    then see the images done (and skip), not "being written" (and fail)."""
+    deadline = time.monotonic() + wait_s
+    while verdict is not None and verdict[0] == BUSY and verdict[1].get("ms") == list(job.ms):
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(poll_s)
+        verdict = not_to_run(job, force, replace)
+    return verdict
+
+
 def not_run_reason(job, kind: str, record: dict) -> str:
     """The one line for a job :func:`not_to_run` says is BUSY or REFUSED."""
     return busy_reason(job, record) if kind == BUSY else refusal(job, record)

@@ -3,7 +3,9 @@
 Every job with its quick-look image (embedded, so the file can be mailed or copied
 anywhere), state, cost, image statistics, the exact command and a link to its log.
 Written to the output root (the folder common to all jobs' out-dirs) as
-``report-<date>T<time>.html``, and copied to ``report.html`` (the latest run).
+``report-<date>T<time>.html``, and copied to ``report.html`` (the latest run that ran a
+job: a quiet night's report, or a duplicate run's that only skipped what the first one
+made, does not hide the last real night's).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import shutil
 from datetime import datetime
 
 from imgpipe.core.job_resources import size_text
-from imgpipe.core.results import RunSummary
+from imgpipe.core.results import SKIPPED, RunSummary
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}
@@ -117,6 +119,8 @@ def write_report(summary: RunSummary, title: str) -> str | None:
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(render(summary, title, root))
     os.replace(tmp, path)
+    if all(r.status == SKIPPED for r in summary.results):
+        return path
     latest_tmp = os.path.join(root, f".report.html.{os.getpid()}.tmp")
     shutil.copyfile(path, latest_tmp)
     os.replace(latest_tmp, os.path.join(root, "report.html"))
