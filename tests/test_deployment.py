@@ -92,6 +92,9 @@ def test_nightly_deployment_runs_for_real(prefect_server, sim_dir, tmp_path):
     schedule = deployment["schedules"][0]["schedule"]
     assert schedule["cron"] == "0 8 * * *" and schedule["timezone"] == "UTC"
     assert deployment["parameters"]["patterns"] == ["{yesterday}_*"]
+    # one night at a time: a Late night waits for the one before it
+    limit = deployment["global_concurrency_limit"]
+    assert limit["limit"] == 1 and deployment["concurrency_options"]["collision_strategy"] == "ENQUEUE"
 
     worker = start_worker(env, tmp_path)
     try:
