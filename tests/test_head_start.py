@@ -383,7 +383,7 @@ def test_a_run_on_a_running_server_of_its_home_starts_early_and_its_task_run_is_
     home = tmp_path / "server-home"
     cfg, a, trace = _one_fake_job(tmp_path, ms_copy, "0.5")
     with running_server(home, tmp_path / "server.log") as server_env:
-        url = {"PREFECT_API_URL": server_env["PREFECT_API_URL"]}
+        url = {"PREFECT_API_URL": server_env["PREFECT_API_URL"], "PREFECT_API_AUTH_STRING": server_env["PREFECT_API_AUTH_STRING"]}
         res = run_imgpipe(cfg, a, env={"PREFECT_HOME": str(home), **url})
         assert res.returncode == 0, res.stderr[-3000:]
         assert EARLY in res.stdout + res.stderr

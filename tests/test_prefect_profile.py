@@ -70,3 +70,23 @@ def test_a_run_goes_to_the_server_of_the_active_profile(run_imgpipe, fake_wsclea
         runs = api(server_env, "POST", "/flow_runs/filter", {})
     assert [r["name"] for r in runs] == ["img.toml SW01.MS · 1 job"]
     assert runs[0]["state_type"] == "COMPLETED"
+
+
+def test_a_server_that_wants_an_auth_string_not_given_is_one_clear_line(run_imgpipe, fake_wsclean, tmp_path):
+    """A locked-down server (docs/deployments.md) and no PREFECT_API_AUTH_STRING: one line
+    saying what to set, exit 2, no traceback, no job left running."""
+    from support.prefect_server import running_server
+
+    fake, trace = fake_wsclean
+    ms = tmp_path / "data" / "SW01.MS"
+    ms.mkdir(parents=True)
+    cfg = tmp_path / "img.toml"
+    cfg.write_text(f"[worker]\nwsclean = '{fake}'\n[wsclean]\nname = 'img'\nout-dir = '{tmp_path}/images'\n")
+    with running_server(tmp_path / "server-home", tmp_path / "server.log") as server_env:
+        res = run_imgpipe(cfg, ms, env={"PREFECT_API_URL": server_env["PREFECT_API_URL"], "PREFECT_API_AUTH_STRING": ""})
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert res.stderr.strip().startswith(
+        f"imgpipe: error: the Prefect server at {server_env['PREFECT_API_URL']} refused imgpipe (401 Unauthorized): "
+        "set PREFECT_API_AUTH_STRING to its auth string"), res.stderr

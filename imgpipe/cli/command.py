@@ -282,6 +282,8 @@ def _run_until_done(server, prepared, run_backends, interrupted, stopper, verbos
     start_early(prepared, run_backends, server)
     try:
         # Prefect (seconds): only once jobs really run, never for --help or a dry run
+        from prefect.exceptions import PrefectHTTPStatusError
+
         from imgpipe.cli.console_log import console_lines
         from imgpipe.orchestration.flow import RunFailed, imgpipe_flow
 
@@ -306,6 +308,14 @@ def _run_until_done(server, prepared, run_backends, interrupted, stopper, verbos
                                      return_state=True)
             except KeyboardInterrupt:
                 pass
+            except PrefectHTTPStatusError as err:
+                if err.response.status_code not in (401, 403):
+                    raise
+                stopped = run_backends.stop_early()
+                _fail(f"the Prefect server at {os.environ.get('PREFECT_API_URL')} refused imgpipe "
+                      f"({err.response.status_code} {err.response.reason_phrase}): set PREFECT_API_AUTH_STRING to its "
+                      "auth string (see docs/deployments.md)"
+                      + (f"; the {len(stopped)} job(s) started meanwhile were stopped" if stopped else ""))
     # stopped (the bar is gone by now: the stopped run's lines are printed below it, once):
     # by a signal, even one that came while Prefect was finishing the run, or by Prefect's
     # own SIGTERM handler (the flow run ended Cancelled)
