@@ -233,7 +233,7 @@ class DataHandlerRef:
     config_file: Path = key(
         None, "the data handler TOML file (required), relative to the config file's folder", STRING,
         shown="(required)")
-    data_level: str = key("L2", "data level (a key of `[data_level_path]`) whose MSs are imaged", STRING)
+    data_level: str = key("L2", "data level whose MSs are imaged: a level of the data handler file (`[data_levels.L2]`, or `L2` in the older `[data_level_path]`)", STRING)
 
 
 @dataclass(frozen=True)
