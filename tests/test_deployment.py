@@ -280,3 +280,39 @@ def test_a_stranger_s_parameters_run_nothing_and_write_nothing(prefect_server, f
     assert "[worker] wsclean" in messages["writable"]
     assert not marker.exists() and victim.read_text() == "keep me"
     assert not (tmp_path / "out").exists()
+
+
+def test_a_worker_killed_outright_leaves_its_night_to_finish(prefect_server, fake_wsclean, tmp_path):
+    """SIGKILL to the worker alone: its flow run's process is orphaned, with a console that
+    no one reads any more. The night goes on: WSClean runs to its end, the record is
+    complete, the run ends Completed with its artifact, and no traceback is logged."""
+    import os
+    import signal
+
+    fake, trace = fake_wsclean
+    trace.with_suffix(".seconds").write_text("20")
+    env = {**prefect_server, "IMGPIPE_REPO": str(REPO), "IMGPIPE_CONFIG": str(tmp_path / "c.toml")}
+    ms = tmp_path / "obs.MS"
+    ms.mkdir()
+    (tmp_path / "c.toml").write_text(f"[worker]\nwsclean = '{fake}'\n[wsclean]\nname = 'img'\nout-dir = '{tmp_path}/out'\n")
+    prefect(env, "work-pool", "create", "imgpipe", "--type", "process")
+    prefect(env, "deploy", "--prefect-file", "deployments/prefect.yaml", "--name", "manual")
+    worker = start_worker(env, tmp_path)
+    try:
+        run_id = run_deployment(env, "imgpipe/manual", f"patterns={json.dumps([str(ms)])}")
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not trace.exists():
+            time.sleep(0.5)
+        pid = int(trace.read_text().split()[1])
+        os.kill(worker.pid, signal.SIGKILL)  # the worker only: its flow run's process goes on
+        worker.wait()
+        state = final_state(env, run_id, 120)
+        assert state == "COMPLETED", (state, run_logs(env, run_id)[-30:])
+        assert not alive(pid)
+    finally:
+        stop_group(worker)
+    record = json.loads((tmp_path / "out" / "img.imgpipe.json").read_text())
+    assert record["status"] == "ok", record
+    assert "| obs.MS @ localhost | OK |" in summary_artifact(env, run_id)
+    logs = run_logs(env, run_id)
+    assert not any("Traceback" in line or "BrokenPipeError" in line for line in logs), logs

@@ -17,6 +17,11 @@ from prefect.client.orchestration import get_client
 from prefect.runtime import deployment
 
 
+def deployment_run() -> bool:
+    """Is this flow run a deployment's (started by a worker), not the command line's?"""
+    return deployment.id is not None
+
+
 def config_refused(config: str) -> str | None:
     """Why this flow run may not use ``config``, or None (not a deployment run, or a
     config of the deployment's folder)."""

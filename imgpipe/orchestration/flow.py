@@ -32,7 +32,8 @@ from imgpipe.core.ms_sharing import sharing_notes
 from imgpipe.core.plan import NO_DATA, output_root, run_name
 from imgpipe.core.request import RunRequest
 from imgpipe.core.results import CANCELLED, FAILED, JobResult, RunSummary
-from imgpipe.orchestration.deployed_config import config_refused
+from imgpipe.orchestration.console_relay import relay_console
+from imgpipe.orchestration.deployed_config import config_refused, deployment_run
 from imgpipe.orchestration.dispatcher import Dispatcher
 from imgpipe.orchestration.embedded_server import serves
 from imgpipe.orchestration.finished_task_runs import FinishedTaskRuns
@@ -243,6 +244,8 @@ def imgpipe_flow(
     if backends is not None:  # jobs the command line started before the flow (its head start) count in the run's time
         started = min([started, *backends.started_early().values()])
     logger = get_run_logger()
+    if prepared is None and deployment_run():  # its worker may die before it: see console_relay
+        relay_console()
     if prepared is None:
         request = RunRequest(config, tuple(patterns), combine, combine_obs_ids, nodes_mpi, dry_run, force, timezone,
                              os.getcwd(), replace)
