@@ -158,18 +158,24 @@ def test_quiet_nights_bad_input_and_every_runs_record(prefect_server, fake_wscle
     worker = start_worker(env, tmp_path)
     try:
         runs = {
-            "unobserved": run_deployment(env, "imgpipe/nightly", 'patterns=["20261129_*"]'),
+            "unobserved": run_deployment(env, "imgpipe/nightly", 'patterns=["{yesterday}_*"]'),
             "not arrived": run_deployment(env, "imgpipe/nightly", 'patterns=["20261101_*"]'),
-            "paged": run_deployment(env, "imgpipe/nightly", 'patterns=["20261129_*"]', "fail_when_no_data=true"),
+            "paged": run_deployment(env, "imgpipe/nightly", 'patterns=["{yesterday}_*"]', "fail_when_no_data=true"),
             "bad config": run_deployment(env, "imgpipe/nightly", f"config={json.dumps(str(tmp_path / 'bad.toml'))}"),
+            "mistyped": run_deployment(env, "imgpipe/nightly", 'patterns=["20261129_*"]'),
         }
         states = {what: final_state(env, run_id, 300) for what, run_id in runs.items()}
     finally:
         stop_group(worker)
-    assert states == {"unobserved": "COMPLETED", "not arrived": "COMPLETED", "paged": "FAILED", "bad config": "FAILED"}, \
-        (tmp_path / "worker.log").read_text()[-4000:]
+    assert states == {"unobserved": "COMPLETED", "not arrived": "COMPLETED", "paged": "FAILED", "bad config": "FAILED",
+                      "mistyped": "FAILED"}, (tmp_path / "worker.log").read_text()[-4000:]
     messages = {what: api(env, "GET", f"/flow_runs/{run_id}")["state"]["message"] for what, run_id in runs.items()}
-    assert messages["unobserved"].startswith("no data: pattern '20261129_*' matches no obs_id in ")
+    yesterday = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y%m%d")
+    assert messages["unobserved"].startswith(f"no data: pattern '{yesterday}_*' matches no obs_id in ")
+    # a night named by its date, not by {yesterday}, that holds nothing: a mistake
+    assert messages["mistyped"].startswith("pattern '20261129_*' matches no obs_id in ")
+    assert messages["mistyped"].endswith(": a pattern without {yesterday} or {today} that matches nothing is a mistake, "
+                                         "not a quiet night")
     assert messages["not arrived"] == (f"no data yet: SW01 20261101_NT04: Measurement Set {tmp_path}/data/20261101_NT04/SW01.MS "
                                        "not found, skipped (no data yet)")
     assert messages["paged"].endswith("(fail_when_no_data)")
@@ -179,7 +185,7 @@ def test_quiet_nights_bad_input_and_every_runs_record(prefect_server, fake_wscle
         assert not any("Traceback" in line for line in logs), (what, [line for line in logs if "Traceback" in line])
         artifact = summary_artifact(env, run_id)
         assert "**0 ok, 0 failed**" in artifact and "looked for " in artifact, (what, artifact)
-    assert "no data: pattern '20261129_*'" in summary_artifact(env, runs["unobserved"])
+    assert f"no data: pattern '{yesterday}_*'" in summary_artifact(env, runs["unobserved"])
     assert "not run: " in summary_artifact(env, runs["bad config"])
     assert list((tmp_path / "images").glob("report-*.html"))  # quiet nights leave a report where the images go
 

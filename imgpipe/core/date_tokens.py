@@ -29,6 +29,11 @@ def zone(name: str):
         raise InputError(f"unknown time zone {name!r} (use e.g. 'UTC' or 'Europe/Paris')") from None
 
 
+def has_date_token(pattern: str) -> bool:
+    """Does ``pattern`` name a night relative to the run's date (``{yesterday}``, ``{today}``)?"""
+    return bool(_TOKEN.search(pattern))
+
+
 def expand_date_tokens(pattern: str, when: datetime | None = None, tz: str = "UTC") -> str:
     """``pattern`` with its date tokens replaced, for the run at ``when`` (default: now)."""
     if "{" not in pattern:

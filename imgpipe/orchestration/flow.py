@@ -25,6 +25,7 @@ from prefect.utilities.annotations import quote
 
 from imgpipe.backends import RunBackends
 from imgpipe.core import events
+from imgpipe.core.date_tokens import has_date_token
 from imgpipe.core.errors import ConfigError, ImgpipeError, Interrupted, NoData
 from imgpipe.core.grouping import describe as describe_grouping
 from imgpipe.core.job_resources import place, size_unknown
@@ -252,6 +253,13 @@ def imgpipe_flow(
         try:
             prepared = _prepare(request, logger)
         except _NotRun as stop:
+            if isinstance(stop.error, NoData) and not any(map(has_date_token, request.patterns)):
+                # a night named by its date that holds nothing: a mistake, not a quiet night
+                why = (f"{stop.error}: a pattern without {{yesterday}} or {{today}} that matches nothing is a "
+                       "mistake, not a quiet night")
+                summary = _record_run(RunSummary([], time.time() - started,
+                                                 note=f"not run: {why}; {_looked_for(request, stop.inputs)}"), logger)
+                return _failed(why, summary)
             if isinstance(stop.error, NoData):
                 return _nothing_to_image(request, stop.inputs, stop.config, f"no data: {stop.error}", started,
                                          fail_when_no_data, logger)
