@@ -42,6 +42,7 @@ from imgpipe.orchestration.light_flow import light_flow
 from imgpipe.orchestration.ms_locks import LocalMsLocks, PrefectMsLocks
 from imgpipe.orchestration.node_limits import NodeLimits
 from imgpipe.orchestration.run_locks import lock_paths, run_holding
+from imgpipe.orchestration.server_watch import CancelWatch, server_answers, wait_for_server
 from imgpipe.orchestration.tasks import (
     check_mpi_task,
     connect_nodes_task,
@@ -247,6 +248,9 @@ def imgpipe_flow(
     logger = get_run_logger()
     if prepared is None and deployment_run():  # its worker may die before it: see console_relay
         relay_console()
+    if (prepared is not None or backends is not None) and deployment_run():
+        return _failed("prepared and backends are the command line's own objects, not deployment parameters",
+                       RunSummary([], 0.0))
     if prepared is None:
         request = RunRequest(config, tuple(patterns), combine, combine_obs_ids, nodes_mpi, dry_run, force, timezone,
                              os.getcwd(), replace)
@@ -319,7 +323,7 @@ def imgpipe_flow(
         # (held until the node slots are given back: a head start waits for no run holding any)
         stack.enter_context(run_holding(lock_paths(PREFECT_API_URL.value()), on_wait=lambda: logger.info(
             "waiting for another imgpipe run of this PREFECT_HOME or Prefect server to start its first jobs")))
-        limits = NodeLimits([h for h in hosts if h not in down], cfg.worker.max_concurrent)
+        limits = NodeLimits([h for h in hosts if h not in down], cfg.worker.max_concurrent, logger)
         stack.callback(limits.close)
         stack.callback(_stop_early_jobs, run_backends, logger)
 
@@ -349,11 +353,15 @@ def imgpipe_flow(
         dispatcher = Dispatcher(plan, cfg.worker, start, outcome, limits, logger, ms_locks, flow_run.name or "",
                                 capacity=dask_jobs.capacity if dask_jobs is not None else run_backends.capacity,
                                 first=frozenset(run_backends.started_early()))
+        # a deployment run's own watch for a cancel (Prefect's stops watching after an outage)
+        watch = stack.enter_context(CancelWatch(flow_run.id)) if deployment_run() and flow_run.id else None
         try:
             if cfg.worker.slurm_nodes and plan.jobs:  # (inside: an interrupted request is cancelled too)
                 slurm_allocation_task(quote(run_backends))
             results = dispatcher.run(down, not_to_run)
         except BaseException as err:
+            if watch is not None:
+                watch.stopping()
             # Ctrl-C, or SIGTERM (how a Prefect worker cancels a deployment run): stop every
             # running WSClean now, here and on the nodes, before the process goes away.
             who = _stopped_by(err, backends is not None)
@@ -366,6 +374,9 @@ def imgpipe_flow(
             events.emit("interrupted", partial)  # the CLI prints it
             for line in partial.lines():
                 logger.warning(line, extra=events.SHOWN)
+            if watch is not None and watch.fired and isinstance(err, TerminationSignal):
+                # stopped by its own watch for a cancel: no worker will mark it Cancelled
+                return Cancelled(message=f"stopped by a cancel in Prefect: {partial.counts()}", data=partial)
             if not (isinstance(err, KeyboardInterrupt) or (isinstance(err, TerminationSignal) and backends is not None)):
                 # (a deployment run's cancel, TerminationSignal, goes on to Prefect's engine,
                 # which ends the run Cancelled and sends its last logs; an error is an error)
@@ -377,7 +388,11 @@ def imgpipe_flow(
     all_done = summary.ok and summary.n_skipped == len(results)
     if all_done:
         summary.note = f"nothing to image: all {len(results)} job(s) done by an earlier run (--force redoes them; force=True for a deployment run)"
-    summary.report = report_task(quote(summary))  # (quoted: Prefect need not walk every job's result)
+    if deployment_run() and not server_answers():  # the night ended in a server outage
+        summary.report = write_run_report(summary, logger)  # on disk now, then its end recorded once it is back
+        wait_for_server(logger)
+    else:
+        summary.report = report_task(quote(summary))  # (quoted: Prefect need not walk every job's result)
     _summary_artifact(summary)
     for line in summary.lines():
         logger.info(line, extra=events.SHOWN)

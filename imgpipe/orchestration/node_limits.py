@@ -105,10 +105,19 @@ class SharedSlot:
 class NodeLimits:
     """Acquire/release node slots in Prefect; renews the leases it holds."""
 
-    def __init__(self, hosts: list[str], max_concurrent: int):
+    def __init__(self, hosts: list[str], max_concurrent: int, logger: logging.Logger | logging.LoggerAdapter = log):
+        self._log = logger
+        """Where lost and retaken slots are said (the flow run's log)."""
         self._client = get_client(sync_client=True)
         self._client.__enter__()
         self._held: dict[UUID, str] = {}
+        self._names: dict[UUID, list[str]] = {}
+        """The limits each held lease counts against (to take it again if it lapses)."""
+        self._now: dict[UUID, UUID] = {}
+        """A lapsed lease → the one that replaced it (the dispatcher still holds the first)."""
+        self._lapsed: set[UUID] = set()
+        """Leases that lapsed and could not be taken again yet (their slots went to another run)."""
+        self._said: set[UUID] = set()
         self._shared: dict[UUID, int] = {}
         """Slots of each multi-slot lease still held by a job or idle in the dispatcher."""
         self._lock = threading.Lock()
@@ -159,6 +168,7 @@ class NodeLimits:
         lease_id = UUID(answer["lease_id"])
         with self._lock:
             self._held[lease_id] = host
+            self._names[lease_id] = [limit_name(host)]
         return lease_id
 
     def try_acquire_slots(self, host: str, slots: int) -> list["SharedSlot"] | None:
@@ -173,6 +183,7 @@ class NodeLimits:
         lease_id = UUID(answer["lease_id"])
         with self._lock:
             self._held[lease_id] = host
+            self._names[lease_id] = [limit_name(host)]
             self._shared[lease_id] = slots
         return [SharedSlot(lease_id) for _ in range(slots)]
 
@@ -192,6 +203,7 @@ class NodeLimits:
             if not missing:
                 with self._lock:
                     self._held[lease_id] = "ms"
+                    self._names[lease_id] = names
                 return lease_id
             self._call(self._client.release_concurrency_slots_with_lease, lease_id)
             for name in sorted(missing):
@@ -229,6 +241,10 @@ class NodeLimits:
                     return  # other slots of this lease are still in use
                 del self._shared[lease_id]
             self._held.pop(lease_id, None)
+            self._names.pop(lease_id, None)
+            self._lapsed.discard(lease_id)
+            lease_id = self._now.pop(lease_id, lease_id)  # (taken again after it lapsed)
+            self._held.pop(lease_id, None)
         try:
             self._call(self._client.release_concurrency_slots_with_lease, lease_id)
         except Exception as err:  # the lease then expires on its own within LEASE_S
@@ -237,12 +253,60 @@ class NodeLimits:
     def _renew_loop(self) -> None:
         while not self._stop.wait(RENEW_EVERY_S):
             with self._lock:
-                held = list(self._held)
-            for lease_id in held:
+                held = [(lease, self._now.get(lease, lease)) for lease in self._held if lease not in self._now.values()]
+            for lease_id, current in held:
+                if lease_id in self._lapsed:
+                    self._take_again(lease_id)
+                    continue
                 try:
-                    self._call(self._client.renew_concurrency_lease, lease_id, lease_duration=LEASE_S)
-                except Exception as err:
-                    log.warning("could not renew node slot %s: %s", lease_id, err)
+                    self._call(self._client.renew_concurrency_lease, current, lease_duration=LEASE_S)
+                except httpx.HTTPStatusError as err:
+                    if err.response.status_code not in (404, 410):
+                        self._log.warning("could not renew node slot %s: %s", current, err)
+                        continue
+                    # it lapsed while the server could not be reached (an outage longer than
+                    # the lease): the job still runs, so its slot is taken again at once
+                    self._lapsed.add(lease_id)
+                    self._take_again(lease_id)
+                except Exception as err:  # the server is down: the lease lasts LEASE_S from its last renewal
+                    self._log.warning("could not renew node slot %s: %s", current, err)
+
+    def _take_again(self, lease_id: UUID) -> None:
+        """A lease that lapsed (its slots freed by the server) taken again for the job that
+        still runs; if another run took the slots meanwhile, said, and tried again at the
+        next renewal (that run's own jobs then keep the node at its cap)."""
+        with self._lock:
+            names = self._names.get(lease_id)
+            slots = self._shared.get(lease_id, 1)
+            where = self._held.get(lease_id)
+        if not names or lease_id not in self._lapsed:
+            return
+        try:
+            answer = self._increment(names, slots, reclaim=False)
+        except Exception as err:
+            self._log.warning("could not take again the slot of %s that lapsed: %s", where, err)
+            return
+        if answer is None:
+            if lease_id in self._said:
+                return
+            self._said.add(lease_id)
+            self._log.warning("the slot(s) of a job on %s lapsed while the Prefect server could not be reached, and another "
+                        "run holds them now: the node may run more jobs than its cap until one ends", where)
+            return
+        new = UUID(answer["lease_id"])
+        with self._lock:
+            if lease_id not in self._held:  # released meanwhile: give the new one back
+                self._lapsed.discard(lease_id)
+                released = True
+            else:
+                self._now[lease_id] = new
+                self._held[new] = where
+                self._lapsed.discard(lease_id)
+                released = False
+        if released:
+            self._call(self._client.release_concurrency_slots_with_lease, new)
+            return
+        self._log.warning("the slot(s) of a job on %s lapsed while the Prefect server could not be reached: taken again", where)
 
     def reclaim_expired(self) -> int:
         """Revoke leases that expired (their run died) so their slots count as free again.
@@ -275,7 +339,7 @@ class NodeLimits:
     def close(self) -> None:
         self._stop.set()
         with self._lock:
-            held = list(self._held)
+            held = [lease for lease in self._held if lease not in self._now.values()]
         for lease_id in held:
             self.release(lease_id)
         self._drop_names(sorted(self._lock_names))

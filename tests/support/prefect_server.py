@@ -63,39 +63,62 @@ def locked_down(port: int, auth_string: str) -> dict[str, str]:
     }
 
 
+class Server:
+    """A ``prefect server start`` of ``home`` on one port, which a test may stop and start
+    again (an outage): the same port, auth string and database each time."""
+
+    def __init__(self, home: Path, log_path: Path, server_env: dict | None = None, locked: bool = True):
+        self.port = free_port()
+        auth_string = secrets.token_urlsafe(24) if locked else ""
+        self.env = {
+            **os.environ,
+            "PREFECT_HOME": str(home),
+            "PREFECT_API_URL": f"http://127.0.0.1:{self.port}/api",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PREFECT_SERVER_UI_ENABLED": "false",
+            "CI": "true",
+            **({"PREFECT_API_AUTH_STRING": auth_string} if locked else {}),
+        }
+        """What a client of this server sets."""
+        self._own = {**self.env, **(locked_down(self.port, auth_string) if locked else {}), **(server_env or {})}
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(self.log_path, "a") as log:
+            self.process = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+                                            env=self._own, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                            start_new_session=True)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.stop()
+                    raise RuntimeError("prefect server did not start: " + Path(self.log_path).read_text()[-3000:]) from None
+                time.sleep(0.5)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_group(self.process)
+            self.process = None
+
+
 @contextlib.contextmanager
 def server_process(home: Path, log_path: Path, server_env: dict | None = None, locked: bool = True):
     """:func:`running_server`, yielding the server's process too (the scale benchmark reads its CPU).
     ``locked=False``: no auth string, CSRF or CORS settings (the benchmark's UI timing)."""
-    port = free_port()
-    auth_string = secrets.token_urlsafe(24) if locked else ""
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-        "CI": "true",
-        **({"PREFECT_API_AUTH_STRING": auth_string} if locked else {}),
-    }
-    with open(log_path, "w") as log:
-        server = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                                  env={**env, **(locked_down(port, auth_string) if locked else {}), **(server_env or {})}, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    Path(log_path).write_text("")
+    server = Server(home, log_path, server_env, locked)
+    server.start()
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("prefect server did not start: " + Path(log_path).read_text()[-3000:]) from None
-                time.sleep(0.5)
-        yield env, server
+        yield server.env, server.process
     finally:
-        stop_group(server)
+        server.stop()
 
 
 def api(env: dict, method: str, path: str, body: dict | None = None, auth: bool = True):
