@@ -32,3 +32,14 @@ def test_the_date_is_taken_in_the_time_zone():
 def test_bad_tokens(pattern, tz, message):
     with pytest.raises(InputError, match=message):
         expand_date_tokens(pattern, RUN, tz)
+
+
+def test_the_night_of_a_run_is_its_first_date_token():
+    from datetime import datetime, timezone
+
+    from imgpipe.core.date_tokens import night_of
+
+    when = datetime(2026, 12, 7, 8, 0, tzinfo=timezone.utc)
+    assert night_of(["{yesterday}_NT04*"], when) == "20261206"
+    assert night_of(["x.MS", "{yesterday:%Y-%m-%d}_*", "{today}_*"], when) == "2026-12-06"
+    assert night_of(["20261206_*"], when) is None

@@ -77,6 +77,10 @@ def test_nightly_deployment_runs_for_real(prefect_server, sim_dir, tmp_path):
     assert pixel_distance(str(image), SOURCE_RA, SOURCE_DEC) <= 1.0
     artifacts = api(env, "POST", "/artifacts/filter", {"artifacts": {"key": {"any_": ["imgpipe-summary"]}}})
     assert any(f"{yesterday}_SW01.MS" in (a.get("data") or "") for a in artifacts)
+    # the night's report is named by the night it imaged, and says it
+    report = tmp_path / "images" / f"report-{yesterday}.html"
+    assert f"<title>night {yesterday}: imgpipe run nightly.toml {yesterday}_SW01.MS" in report.read_text()
+    assert f"report-{yesterday}.html" in (tmp_path / "images" / "reports.html").read_text()
     # the run is named after what it imaged, not a random Prefect name
     assert api(env, "GET", f"/flow_runs/{run_id}")["name"] == f"nightly.toml {yesterday}_SW01.MS · 1 job"
 
@@ -180,6 +184,7 @@ def test_cancelling_a_deployment_run_stops_its_wsclean(prefect_server, fake_wscl
     # the job's time in the artifact is its real time up to the stop, as in its record
     assert f"| obs.MS @ localhost | CANCELLED | {record['duration_s']:.1f} s |" in artifact, artifact
     assert "stopped by a cancel in Prefect" in artifact
+    assert "**0 ok, 0 failed, 1 cancelled**" in artifact  # a cancelled job is no failure
     assert "cancelled by a cancel in Prefect" in artifact
     assert list(out.glob("report-*.html"))
     logs = run_logs(env, run_id)

@@ -73,3 +73,27 @@ def test_a_run_that_only_skipped_or_had_nothing_keeps_the_last_real_report(tmp_p
     second = write_report(RunSummary([JobResult(job, SKIPPED, reason="done before")], 0.1), "the duplicate")
     assert second != first and "the duplicate" in open(second).read()
     assert latest.read_text() == open(first).read()
+
+
+def test_a_night_named_by_date_has_its_own_report_and_an_index(tmp_path):
+    """report-<night>.html is the night's (a duplicate that only skipped does not replace
+    it); reports.html lists every report, newest first."""
+    from imgpipe.core.results import OK, SKIPPED, JobResult, RunSummary
+    from imgpipe.products.report import write_report
+
+    from support.jobs import make_job
+
+    out = tmp_path / "images" / "SW01"
+    out.mkdir(parents=True)
+    job = make_job("localhost", ("wsclean", "-name", f"{out}/img", "a.MS"), ("a.MS",), out_dir=str(out), name="img")
+    night = write_report(RunSummary([JobResult(job, OK)], 1.0, night="20261206"), "night 20261206: the run")
+    assert night == str(out / "report-20261206.html")
+    first = (out / "report-20261206.html").read_text()
+    duplicate = write_report(RunSummary([JobResult(job, SKIPPED, reason="done before")], 0.1, night="20261206"), "dup")
+    assert duplicate == night and (out / "report-20261206.html").read_text() == first
+    quiet = write_report(RunSummary([], 0.1, output_root=str(out), night="20261207"), "night 20261207: quiet")
+    assert quiet == str(out / "report-20261207.html")
+    assert (out / "report.html").read_text() == first  # the last night that ran a job
+    index = (out / "reports.html").read_text()
+    assert index.index("report-20261207.html") < index.index("report-20261206.html")
+    assert "night 20261206: the run" in index and "night 20261207: quiet" in index

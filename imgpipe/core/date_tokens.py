@@ -34,6 +34,15 @@ def has_date_token(pattern: str) -> bool:
     return bool(_TOKEN.search(pattern))
 
 
+def night_of(patterns, when: datetime | None = None, tz: str = "UTC") -> str | None:
+    """The night a run images, named by its patterns' first date token (``{yesterday}`` →
+    ``20231201``, in that token's format), or None when they name no night by date."""
+    for pattern in patterns:
+        if m := _TOKEN.search(pattern):
+            return expand_date_tokens(m.group(0), when, tz)
+    return None
+
+
 def expand_date_tokens(pattern: str, when: datetime | None = None, tz: str = "UTC") -> str:
     """``pattern`` with its date tokens replaced, for the run at ``when`` (default: now)."""
     if "{" not in pattern:

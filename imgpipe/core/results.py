@@ -236,6 +236,9 @@ class RunSummary:
     """What the run looked for and why it imaged nothing, or what stopped it (a line)."""
     grouping: str = ""
     """How its MSs were grouped into jobs (``grouping.describe``), for the report's title."""
+    night: str | None = None
+    """The night it imaged when its patterns name it by date (``{yesterday}`` → ``20231201``):
+    its report is that night's."""
     command_s: float | None = None
     """The whole command's time (Prefect's start included), when the command line ran it."""
 

@@ -25,7 +25,7 @@ from prefect.utilities.annotations import quote
 
 from imgpipe.backends import RunBackends
 from imgpipe.core import events
-from imgpipe.core.date_tokens import has_date_token
+from imgpipe.core.date_tokens import has_date_token, night_of
 from imgpipe.core.errors import ConfigError, ImgpipeError, Interrupted, NoData
 from imgpipe.core.grouping import describe as describe_grouping
 from imgpipe.core.job_resources import place, size_unknown
@@ -157,9 +157,19 @@ def _summary_artifact(summary: RunSummary) -> None:
     create_markdown_artifact(markdown=markdown, key="imgpipe-summary", description="imgpipe jobs")
 
 
-def _record_run(summary: RunSummary, logger) -> RunSummary:
+def _night(request: RunRequest) -> str | None:
+    """The night the run images, when its patterns name it by date (its report's name)."""
+    try:
+        return night_of(request.patterns, scheduled_time(), request.timezone)
+    except ImgpipeError:  # (a bad token: said where the patterns are expanded)
+        return None
+
+
+def _record_run(summary: RunSummary, logger, request: RunRequest | None = None) -> RunSummary:
     """The record of a run that stopped early or was stopped: its report (where its
     output folder is visible) and its artifact, each written if it can be."""
+    if request is not None:
+        summary.night = _night(request)
     summary.report = write_run_report(summary, logger)
     try:
         _summary_artifact(summary)
@@ -173,7 +183,7 @@ def _nothing_to_image(request: RunRequest, inputs, cfg, why: str, started: float
     ``why`` and its record, or Failed when the deployment asks (``fail_when_no_data``)."""
     root = output_root(cfg.out_dir, request.cwd) if cfg is not None else None
     summary = _record_run(RunSummary([], time.time() - started, output_root=root,
-                                     note=f"{why}; {_looked_for(request, inputs)}"), logger)
+                                     note=f"{why}; {_looked_for(request, inputs)}"), logger, request)
     if fail:
         return _failed(f"{why} (fail_when_no_data)", summary)
     logger.info("%s: nothing to image", why)
@@ -262,13 +272,14 @@ def imgpipe_flow(
                 why = (f"{stop.error}: a pattern without {{yesterday}} or {{today}} that matches nothing is a "
                        "mistake, not a quiet night")
                 summary = _record_run(RunSummary([], time.time() - started,
-                                                 note=f"not run: {why}; {_looked_for(request, stop.inputs)}"), logger)
+                                                 note=f"not run: {why}; {_looked_for(request, stop.inputs)}"), logger,
+                                      request)
                 return _failed(why, summary)
             if isinstance(stop.error, NoData):
                 return _nothing_to_image(request, stop.inputs, stop.config, f"no data: {stop.error}", started,
                                          fail_when_no_data, logger)
             summary = _record_run(RunSummary([], time.time() - started,
-                                             note=f"not run: {stop.error}; {_looked_for(request, stop.inputs)}"), logger)
+                                             note=f"not run: {stop.error}; {_looked_for(request, stop.inputs)}"), logger, request)
             return _failed(str(stop.error), summary)
     else:
         logger.info("planned by the command line: %d job(s)", len(prepared.plan.jobs))
@@ -314,7 +325,7 @@ def imgpipe_flow(
         except _NotRun as stop:
             summary = RunSummary([JobResult(job, FAILED, f"not run: {stop.error}") for job in plan.jobs],
                                  time.time() - started, cfg.worker.max_concurrent, plan.images_root(), note=f"not run: {stop.error}")
-            _record_run(summary, logger)
+            _record_run(summary, logger, request)
             return _failed(str(stop.error), summary)
         for host in hosts:  # each node's size, as the jobs' shares and admission will use it
             if host not in down:
@@ -370,7 +381,7 @@ def imgpipe_flow(
             run_backends.cancel_all(who)
             partial = RunSummary(dispatcher.partial_results(who), time.time() - started, cfg.worker.max_concurrent,
                                  plan.images_root(), note=f"stopped by {who}", grouping=grouping)
-            _record_run(partial, logger)  # a stopped run leaves its record too
+            _record_run(partial, logger, request)  # a stopped run leaves its record too
             events.emit("interrupted", partial)  # the CLI prints it
             for line in partial.lines():
                 logger.warning(line, extra=events.SHOWN)
@@ -384,7 +395,8 @@ def imgpipe_flow(
             # asked to stop (Ctrl-C, SIGINT or SIGTERM to imgpipe): the run ends Cancelled,
             # not Crashed (kept for a process that died outright)
             return Cancelled(message=f"stopped by {who}: {partial.counts()}", data=partial)
-    summary = RunSummary(results, time.time() - started, cfg.worker.max_concurrent, plan.images_root(), grouping=grouping)
+    summary = RunSummary(results, time.time() - started, cfg.worker.max_concurrent, plan.images_root(), grouping=grouping,
+                         night=_night(request))
     all_done = summary.ok and summary.n_skipped == len(results)
     if all_done:
         summary.note = f"nothing to image: all {len(results)} job(s) done by an earlier run (--force redoes them; force=True for a deployment run)"

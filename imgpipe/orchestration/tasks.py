@@ -174,6 +174,8 @@ def write_run_report(summary: RunSummary, logger) -> str | None:
     cannot be written is a warning, never a failed night."""
     try:
         title = f"imgpipe run {flow_run.name or ''}".strip()
+        if summary.night:
+            title = f"night {summary.night}: {title}"
         return write_report(summary, f"{title} · {summary.grouping}" if summary.grouping else title)
     except OSError as err:
         logger.warning("cannot write the report: %s", err)

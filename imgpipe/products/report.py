@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import html
 import os
+import re
 import shutil
 from datetime import datetime
 
@@ -109,19 +110,50 @@ def render(summary: RunSummary, title: str, root: str) -> str:
 
 
 def write_report(summary: RunSummary, title: str) -> str | None:
-    """Write the run's report in the output root; returns its path (None if no root here)."""
+    """Write the run's report in the output root; returns its path (None if no root here).
+
+    A run that names its night by date (``{yesterday}``) writes ``report-<night>.html``,
+    the night's report, else ``report-<date>T<time>.html``. A run that ran no job (all done
+    before, or nothing to image) never replaces a report that is there (the night's, or
+    ``report.html``, the last run that ran a job). ``reports.html`` lists them all."""
     root = output_root(summary)
     if root is None:
         return None
-    stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
-    path = os.path.join(root, f"report-{stamp}.html")
+    ran = not all(r.status == SKIPPED for r in summary.results)
+    name = summary.night or datetime.now().strftime("%Y%m%dT%H%M%S")
+    path = os.path.join(root, f"report-{name}.html")
+    if not ran and summary.night and os.path.exists(path):
+        return path  # (a duplicate of a night, or a re-run that found it all done)
+    _replace(path, render(summary, title, root))
+    if ran:
+        latest_tmp = os.path.join(root, f".report.html.{os.getpid()}.tmp")
+        shutil.copyfile(path, latest_tmp)
+        os.replace(latest_tmp, os.path.join(root, "report.html"))
+    _replace(os.path.join(root, "reports.html"), _index(root))
+    return path
+
+
+def _replace(path: str, text: str) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
-        f.write(render(summary, title, root))
+        f.write(text)
     os.replace(tmp, path)
-    if all(r.status == SKIPPED for r in summary.results):
-        return path
-    latest_tmp = os.path.join(root, f".report.html.{os.getpid()}.tmp")
-    shutil.copyfile(path, latest_tmp)
-    os.replace(latest_tmp, os.path.join(root, "report.html"))
-    return path
+
+
+_TITLE = re.compile(r"<title>(.*?)</title>", re.S)
+
+
+def _index(root: str) -> str:
+    """``reports.html``: every report of the output root, the newest night first, by title."""
+    rows = []
+    for name in sorted((n for n in os.listdir(root) if n.startswith("report-") and n.endswith(".html")), reverse=True):
+        try:
+            with open(os.path.join(root, name), encoding="utf-8") as f:
+                head = f.read(4096)
+        except OSError:
+            continue
+        found = _TITLE.search(head)
+        title = html.unescape(found.group(1)) if found else name
+        rows.append(f"<li><a href='{html.escape(name)}'>{html.escape(name[7:-5])}</a> {html.escape(title)}</li>")
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>imgpipe reports</title></head><body>"
+            "<h1>imgpipe reports</h1><ul>" + "".join(rows) + "</ul></body></html>\n")
