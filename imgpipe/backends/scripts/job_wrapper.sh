@@ -109,7 +109,7 @@ kill "$watcher" 2> /dev/null
 if [ "$rc" -eq 137 ] && [ -n "$oom0" ]; then oom1=$(oom_kills); [ "${oom1:-0}" -gt "$oom0" ] && echo "$t oom"; fi
 if [ "$rc" -ne 0 ]; then  # free space where it wrote (out dir, scratch), before anything is removed: a full disk?
   for w in "$d" ${scr:+"$scr"}; do
-    df -Pk -- "$w" 2> /dev/null | { read -r _; read -r _ size _ avail _ mnt && echo "$t space $avail $size $mnt"; }
+    timeout 10 df -Pk -- "$w" 2> /dev/null | { read -r _; read -r _ size _ avail _ mnt && echo "$t space $avail $size $mnt"; }  # (a hung NFS mount: 10 s at most)
   done
 fi
 [ -n "$scr" ] && rm -rf -- "$scr"
