@@ -129,6 +129,11 @@ def test_a_night_that_ends_while_the_server_is_down_is_recorded_once_it_is_back(
     state = final_state(env, run_id, 300)
     assert state == "COMPLETED", (state, (tmp_path / "worker.log").read_text()[-3000:])
     assert "| obs.MS @ localhost | OK |" in summary_artifact(env, run_id)
+    from support.prefect_server import api
+
+    tasks = api(env, "POST", "/task_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}}})
+    assert tasks and not [t["name"] for t in tasks if t["state_type"] not in ("COMPLETED", "FAILED", "CANCELLED")], \
+        [(t["name"], t["state_type"]) for t in tasks]
 
 
 def test_a_cancel_after_an_outage_stops_the_jobs(deployed, tmp_path):

@@ -281,17 +281,18 @@ class NodeLimits:
             where = self._held.get(lease_id)
         if not names or lease_id not in self._lapsed:
             return
+        what = "a job's MS lock" if where == "ms" else f"the slot(s) of a job on {where}"
         try:
             answer = self._increment(names, slots, reclaim=False)
         except Exception as err:
-            self._log.warning("could not take again the slot of %s that lapsed: %s", where, err)
+            self._log.warning("could not take again %s, which lapsed: %s", what, err)
             return
         if answer is None:
             if lease_id in self._said:
                 return
             self._said.add(lease_id)
-            self._log.warning("the slot(s) of a job on %s lapsed while the Prefect server could not be reached, and another "
-                        "run holds them now: the node may run more jobs than its cap until one ends", where)
+            self._log.warning("%s lapsed while the Prefect server could not be reached, and another run holds it now: "
+                              "more jobs than the cap may run there until one ends", what)
             return
         new = UUID(answer["lease_id"])
         with self._lock:
@@ -299,6 +300,8 @@ class NodeLimits:
                 self._lapsed.discard(lease_id)
                 released = True
             else:
+                if (previous := self._now.get(lease_id)) is not None:  # (it lapsed before: that one is gone)
+                    self._held.pop(previous, None)
                 self._now[lease_id] = new
                 self._held[new] = where
                 self._lapsed.discard(lease_id)
@@ -306,7 +309,7 @@ class NodeLimits:
         if released:
             self._call(self._client.release_concurrency_slots_with_lease, new)
             return
-        self._log.warning("the slot(s) of a job on %s lapsed while the Prefect server could not be reached: taken again", where)
+        self._log.warning("%s lapsed while the Prefect server could not be reached: taken again", what)
 
     def reclaim_expired(self) -> int:
         """Revoke leases that expired (their run died) so their slots count as free again.
