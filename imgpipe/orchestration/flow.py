@@ -256,9 +256,10 @@ def imgpipe_flow(
     if backends is not None:  # jobs the command line started before the flow (its head start) count in the run's time
         started = min([started, *backends.started_early().values()])
     logger = get_run_logger()
-    if prepared is None and deployment_run():  # its worker may die before it: see console_relay
+    deployed = deployment_run()
+    if prepared is None and deployed:  # its worker may die before it: see console_relay
         relay_console()
-    if (prepared is not None or backends is not None) and deployment_run():
+    if (prepared is not None or backends is not None) and deployed:
         return _failed("prepared and backends are the command line's own objects, not deployment parameters",
                        RunSummary([], 0.0))
     if prepared is None:
@@ -268,7 +269,7 @@ def imgpipe_flow(
             prepared = _prepare(request, logger)
         except _NotRun as stop:
             if isinstance(stop.error, NoData) and not any(map(has_date_token, request.patterns)):
-                # a night named by its date that holds nothing: a mistake, not a quiet night
+                # a pattern that names no night by date ({yesterday}) and matches nothing: a typo, not a quiet night
                 why = (f"{stop.error}: a pattern without {{yesterday}} or {{today}} that matches nothing is a "
                        "mistake, not a quiet night")
                 summary = _record_run(RunSummary([], time.time() - started,
@@ -365,7 +366,7 @@ def imgpipe_flow(
                                 capacity=dask_jobs.capacity if dask_jobs is not None else run_backends.capacity,
                                 first=frozenset(run_backends.started_early()))
         # a deployment run's own watch for a cancel (Prefect's stops watching after an outage)
-        watch = stack.enter_context(CancelWatch(flow_run.id)) if deployment_run() and flow_run.id else None
+        watch = stack.enter_context(CancelWatch(flow_run.id)) if deployed and flow_run.id else None
         try:
             if cfg.worker.slurm_nodes and plan.jobs:  # (inside: an interrupted request is cancelled too)
                 slurm_allocation_task(quote(run_backends))
@@ -400,7 +401,7 @@ def imgpipe_flow(
     all_done = summary.ok and summary.n_skipped == len(results)
     if all_done:
         summary.note = f"nothing to image: all {len(results)} job(s) done by an earlier run (--force redoes them; force=True for a deployment run)"
-    if deployment_run() and not server_answers():  # the night ended in a server outage
+    if deployed and not server_answers():  # the night ended in a server outage
         summary.report = write_run_report(summary, logger)  # on disk now, then its end recorded once it is back
         wait_for_server(logger)
     else:
