@@ -13,7 +13,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from support.deployment import final_state, prefect, run_deployment, run_logs, start_worker, summary_artifact
+from support.deployment import (
+    deploy_manual,
+    final_state,
+    first_job_pid,
+    prefect,
+    run_deployment,
+    run_logs,
+    start_worker,
+    summary_artifact,
+)
 from support.markers import requires_wsclean
 from support.paths import REPO
 from support.postgres import running_postgres, why_no_postgres
@@ -127,6 +136,9 @@ def test_quiet_nights_bad_input_and_every_runs_record(prefect_server, fake_wscle
     messages = {what: api(env, "GET", f"/flow_runs/{run_id}")["state"]["message"] for what, run_id in runs.items()}
     yesterday = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y%m%d")
     assert messages["unobserved"].startswith(f"no data: pattern '{yesterday}_*' matches no obs_id in ")
+    # a quiet night is found by its date as well: its name, its report
+    assert api(env, "GET", f"/flow_runs/{runs['unobserved']}")["name"] == f"nightly.toml {yesterday}_*"
+    assert (tmp_path / "images" / f"report-{yesterday}.html").exists()
     # a night named by its date, not by {yesterday}, that holds nothing: a mistake
     assert messages["mistyped"].startswith("pattern '20261129_*' matches no obs_id in ")
     assert messages["mistyped"].endswith(": a pattern without {yesterday} or {today} that matches nothing is a mistake, "
@@ -152,19 +164,11 @@ def test_cancelling_a_deployment_run_stops_its_wsclean(prefect_server, fake_wscl
     fake, trace = fake_wsclean
     trace.with_suffix(".seconds").write_text("300")
     trace.with_suffix(".products").touch()  # the fake writes a dirty image and a *-tmp.fits
-    env = {**prefect_server, "IMGPIPE_REPO": str(REPO), "IMGPIPE_CONFIG": str(tmp_path / "c.toml")}
-    ms = tmp_path / "obs.MS"
-    ms.mkdir()
-    (tmp_path / "c.toml").write_text(f"[worker]\nwsclean = '{fake}'\n[wsclean]\nname = 'img'\nout-dir = '{tmp_path}/out'\n")
-    prefect(env, "work-pool", "create", "imgpipe", "--type", "process")
-    prefect(env, "deploy", "--prefect-file", "deployments/prefect.yaml", "--name", "manual")
+    env, ms = deploy_manual(prefect_server, fake, tmp_path)
     worker = start_worker(env, tmp_path)
     try:
         run_id = run_deployment(env, "imgpipe/manual", f"patterns={json.dumps([str(ms)])}")
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and not trace.exists():
-            time.sleep(0.5)
-        pid = int(trace.read_text().split()[1])
+        pid = first_job_pid(trace)
         api(env, "POST", f"/flow_runs/{run_id}/set_state", {"state": {"type": "CANCELLING", "name": "Cancelling"}, "force": True})
         state = final_state(env, run_id, 120)
         assert state == "CANCELLED", (state, (tmp_path / "worker.log").read_text()[-4000:])
@@ -253,19 +257,11 @@ def test_a_worker_killed_outright_leaves_its_night_to_finish(prefect_server, fak
 
     fake, trace = fake_wsclean
     trace.with_suffix(".seconds").write_text("20")
-    env = {**prefect_server, "IMGPIPE_REPO": str(REPO), "IMGPIPE_CONFIG": str(tmp_path / "c.toml")}
-    ms = tmp_path / "obs.MS"
-    ms.mkdir()
-    (tmp_path / "c.toml").write_text(f"[worker]\nwsclean = '{fake}'\n[wsclean]\nname = 'img'\nout-dir = '{tmp_path}/out'\n")
-    prefect(env, "work-pool", "create", "imgpipe", "--type", "process")
-    prefect(env, "deploy", "--prefect-file", "deployments/prefect.yaml", "--name", "manual")
+    env, ms = deploy_manual(prefect_server, fake, tmp_path)
     worker = start_worker(env, tmp_path)
     try:
         run_id = run_deployment(env, "imgpipe/manual", f"patterns={json.dumps([str(ms)])}")
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and not trace.exists():
-            time.sleep(0.5)
-        pid = int(trace.read_text().split()[1])
+        pid = first_job_pid(trace)
         os.kill(worker.pid, signal.SIGKILL)  # the worker only: its flow run's process goes on
         worker.wait()
         state = final_state(env, run_id, 120)

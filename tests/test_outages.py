@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from support.deployment import first_job_pid
 from support.fake_wsclean import peak_overlap, read_trace
 from support.prefect_server import Server
 from support.processes import wait_for
@@ -79,33 +80,22 @@ def deployed(fake_wsclean, tmp_path):
     """The `manual` deployment on a server of its own (PostgreSQL-free: the server's outage
     is the point), a worker, one MS and a config imaging it with the fake WSClean; yields
     (server, env, ms, trace)."""
-    from support.deployment import prefect, start_worker
-    from support.paths import REPO
+    from support.deployment import deploy_manual, start_worker
     from support.prefect_server import stop_group
 
     fake, trace = fake_wsclean
     server = Server(tmp_path / "server-home", tmp_path / "server.log",
                     {"PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": FILESYSTEM_LEASES})
     server.start()
-    env = {**server.env, "IMGPIPE_REPO": str(REPO), "IMGPIPE_CONFIG": str(tmp_path / "c.toml")}
-    ms = tmp_path / "obs.MS"
-    ms.mkdir()
-    (tmp_path / "c.toml").write_text(f"[worker]\nwsclean = '{fake}'\n[wsclean]\nname = 'img'\nout-dir = '{tmp_path}/out'\n")
     worker = None
     try:
-        prefect(env, "work-pool", "create", "imgpipe", "--type", "process")
-        prefect(env, "deploy", "--prefect-file", "deployments/prefect.yaml", "--name", "manual")
+        env, ms = deploy_manual(server.env, fake, tmp_path)
         worker = start_worker(env, tmp_path)
         yield server, env, ms, trace
     finally:
         if worker is not None:
             stop_group(worker)
         server.stop()
-
-
-def started_pid(trace) -> int:
-    assert wait_for(lambda: any(kind == "start" for *_, kind, _ in read_trace(trace)), 180)
-    return next(pid for _, pid, kind, _ in read_trace(trace) if kind == "start")
 
 
 def test_a_night_that_ends_while_the_server_is_down_is_recorded_once_it_is_back(deployed, tmp_path):
@@ -118,7 +108,7 @@ def test_a_night_that_ends_while_the_server_is_down_is_recorded_once_it_is_back(
     server, env, ms, trace = deployed
     trace.with_suffix(".seconds").write_text("20")
     run_id = run_deployment(env, "imgpipe/manual", f"patterns={json.dumps([str(ms)])}")
-    started_pid(trace)
+    first_job_pid(trace)
     server.stop()
     assert wait_for(lambda: any(kind == "end" for *_, kind, _ in read_trace(trace)), 60)
     assert wait_for(lambda: list((tmp_path / "out").glob("report-*.html")), 60)  # written while the server is down
@@ -147,7 +137,7 @@ def test_a_cancel_after_an_outage_stops_the_jobs(deployed, tmp_path):
     server, env, ms, trace = deployed
     trace.with_suffix(".seconds").write_text("600")
     run_id = run_deployment(env, "imgpipe/manual", f"patterns={json.dumps([str(ms)])}")
-    pid = started_pid(trace)
+    pid = first_job_pid(trace)
     server.stop()
     time.sleep(60)
     server.start()

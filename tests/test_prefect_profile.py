@@ -50,6 +50,15 @@ def test_missing_or_malformed_profiles_mean_no_server(tmp_path, text):
     assert configured_api_url({"PREFECT_HOME": str(tmp_path / "absent")}) is None
 
 
+def _one_job(tmp_path, fake):
+    """A config imaging one MS with the fake WSClean; (config, MS)."""
+    ms = tmp_path / "data" / "SW01.MS"
+    ms.mkdir(parents=True)
+    cfg = tmp_path / "img.toml"
+    cfg.write_text(f"[worker]\nwsclean = '{fake}'\n[wsclean]\nname = 'img'\nout-dir = '{tmp_path}/images'\n")
+    return cfg, ms
+
+
 def test_a_run_goes_to_the_server_of_the_active_profile(run_imgpipe, fake_wsclean, tmp_path):
     """No PREFECT_API_URL in the environment, a profile naming a running `prefect server`:
     the run is recorded there (before, imgpipe started a private server and the run was
@@ -57,10 +66,7 @@ def test_a_run_goes_to_the_server_of_the_active_profile(run_imgpipe, fake_wsclea
     from support.prefect_server import api, running_server
 
     fake, _ = fake_wsclean
-    ms = tmp_path / "data" / "SW01.MS"
-    ms.mkdir(parents=True)
-    cfg = tmp_path / "img.toml"
-    cfg.write_text(f"[worker]\nwsclean = '{fake}'\n[wsclean]\nname = 'img'\nout-dir = '{tmp_path}/images'\n")
+    cfg, ms = _one_job(tmp_path, fake)
     with running_server(tmp_path / "server-home", tmp_path / "server.log") as server_env:
         profile = tmp_path / "profiles.toml"
         profile.write_text(f'active = "team"\n[profiles.team]\nPREFECT_API_URL = "{server_env["PREFECT_API_URL"]}"\n'
@@ -74,19 +80,17 @@ def test_a_run_goes_to_the_server_of_the_active_profile(run_imgpipe, fake_wsclea
 
 def test_a_server_that_wants_an_auth_string_not_given_is_one_clear_line(run_imgpipe, fake_wsclean, tmp_path):
     """A locked-down server (docs/deployments.md) and no PREFECT_API_AUTH_STRING: one line
-    saying what to set, exit 2, no traceback, no job left running."""
+    saying what to set, exit 2, no traceback, no job run."""
     from support.prefect_server import running_server
 
     fake, trace = fake_wsclean
-    ms = tmp_path / "data" / "SW01.MS"
-    ms.mkdir(parents=True)
-    cfg = tmp_path / "img.toml"
-    cfg.write_text(f"[worker]\nwsclean = '{fake}'\n[wsclean]\nname = 'img'\nout-dir = '{tmp_path}/images'\n")
+    cfg, ms = _one_job(tmp_path, fake)
     with running_server(tmp_path / "server-home", tmp_path / "server.log") as server_env:
         res = run_imgpipe(cfg, ms, env={"PREFECT_API_URL": server_env["PREFECT_API_URL"], "PREFECT_API_AUTH_STRING": ""})
     assert res.returncode == 2, res.stderr[-3000:]
     assert "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert not trace.exists()  # no job ran
     assert res.stderr.strip().startswith(
         f"imgpipe: error: the Prefect server at {server_env['PREFECT_API_URL']} refused imgpipe (401 Unauthorized): "
         "set PREFECT_API_AUTH_STRING to its auth string"), res.stderr

@@ -25,7 +25,7 @@ from prefect.utilities.annotations import quote
 
 from imgpipe.backends import RunBackends
 from imgpipe.core import events
-from imgpipe.core.date_tokens import has_date_token, night_of
+from imgpipe.core.date_tokens import expand_date_tokens, has_date_token, night_of
 from imgpipe.core.errors import ConfigError, ImgpipeError, Interrupted, NoData
 from imgpipe.core.grouping import describe as describe_grouping
 from imgpipe.core.job_resources import place, size_unknown
@@ -75,8 +75,15 @@ def _name_this_run(name: str) -> None:
 
 
 def _initial_name() -> str:
+    """The run's name from its start: what it images, the night resolved (``{yesterday}_*``
+    → ``20231201_*``), so that a quiet or failed night is found by its date too."""
     params = flow_run.parameters
-    return run_name(params.get("config", "imgpipe"), params.get("patterns") or [])
+    patterns = list(params.get("patterns") or [])
+    try:
+        patterns = [expand_date_tokens(p, scheduled_time(), params.get("timezone") or "UTC") for p in patterns]
+    except ImgpipeError:  # (a bad token: said once the run reads its patterns)
+        pass
+    return run_name(params.get("config", "imgpipe"), patterns)
 
 
 class RunFailed(Exception):

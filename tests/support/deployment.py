@@ -54,3 +54,24 @@ def summary_artifact(env, run_id: str) -> str:
                 {"artifacts": {"key": {"any_": ["imgpipe-summary"]}, "flow_run_id": {"any_": [run_id]}}})
     assert len(found) == 1, found
     return found[0]["data"]
+
+
+def deploy_manual(server_env: dict, fake: Path, folder: Path) -> tuple[dict, Path]:
+    """The `manual` deployment of this repository, its config (``folder/c.toml``) imaging
+    ``folder/obs.MS`` with ``fake`` into ``folder/out``; returns (the env of its
+    clients and worker, the MS)."""
+    env = {**server_env, "IMGPIPE_REPO": str(REPO), "IMGPIPE_CONFIG": str(folder / "c.toml")}
+    ms = folder / "obs.MS"
+    ms.mkdir()
+    (folder / "c.toml").write_text(f"[worker]\nwsclean = '{fake}'\n[wsclean]\nname = 'img'\nout-dir = '{folder}/out'\n")
+    prefect(env, "work-pool", "create", "imgpipe", "--type", "process")
+    prefect(env, "deploy", "--prefect-file", "deployments/prefect.yaml", "--name", "manual")
+    return env, ms
+
+
+def first_job_pid(trace: Path, timeout_s: float = 180) -> int:
+    """The pid of the first fake WSClean of ``trace``, once it has started."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not trace.exists():
+        time.sleep(0.5)
+    return int(trace.read_text().split()[1])
