@@ -54,16 +54,18 @@ def _fingerprint(prefix: tuple[str, ...]) -> str | None:
 def cached_options(prefix: tuple[str, ...]) -> frozenset[str] | None:
     """The options cached by an earlier run of the same WSClean, or None; runs nothing."""
     key = _fingerprint(prefix)
-    if key is None:
-        return None
-    try:
-        return frozenset(json.loads(_cache_file(key).read_text()))
-    except (OSError, ValueError):
-        return None
+    return None if key is None else _cached(key)
 
 
 def _cache_file(key: str) -> Path:
     return _cache_dir() / f"wsclean-options-{key}.json"
+
+
+def _cached(key: str) -> frozenset[str] | None:
+    try:
+        return frozenset(json.loads(_cache_file(key).read_text()))
+    except (OSError, ValueError):
+        return None
 
 
 @functools.lru_cache(maxsize=None)
@@ -72,7 +74,7 @@ def known_options(prefix: tuple[str, ...]) -> frozenset[str]:
     key = _fingerprint(prefix)
     if key is None:
         raise WSCleanNotFound(f"WSClean not found: {prefix[0]!r} is not on PATH (install it, e.g. apt-get install wsclean, or set [worker] wsclean)")
-    if (cached := cached_options(prefix)) is not None:
+    if (cached := _cached(key)) is not None:
         return cached
     cache = _cache_file(key)
     try:
