@@ -72,22 +72,8 @@ class RunBackends:
 
     @property
     def local(self) -> LocalBackend:
-        """The run's backend for this machine (and its jobs started early, see ``imgpipe.cli.head_start``)."""
+        """The run's backend for this machine."""
         return self._get(LOCAL)
-
-    def started_early(self) -> dict[str, float]:
-        """Image prefix → start time of the jobs started before the flow and not yet taken over."""
-        local = self._made_local()
-        return local.started_early() if local is not None else {}
-
-    def stop_early(self) -> list:
-        """Stop the jobs started before the flow that it did not take over; their JobResults."""
-        local = self._made_local()
-        return local.stop_early() if local is not None else []
-
-    def _made_local(self) -> LocalBackend | None:
-        with self._lock:
-            return self._made.get(LOCAL)
 
     @property
     def ssh(self):

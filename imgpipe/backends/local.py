@@ -31,40 +31,6 @@ class LocalBackend:
         self.worker = worker
         self.running = RunningJobs()  # pid → (Popen, OutputParser)
         self._capacity: Capacity | None = None
-        self._early: dict[str, _EarlyJob] = {}
-        """Jobs started before the run's flow (the head start), by image prefix, until the flow takes them over."""
-        self._guard = threading.Lock()
-        self.on_all_taken_over: Callable[[], None] = lambda: None
-        """Called once the last job started early has been taken over by the flow."""
-
-    def start_early(self, job: Job) -> Job:
-        """Start ``job`` now, before the run's flow asks for it (see ``imgpipe.cli.head_start``);
-        its output waits for the flow's ``run`` of the same job, which takes it over. Returns
-        the job as placed (its cores and memory), as ``run`` will place it."""
-        job = place(job, self.capacity)
-        early = _EarlyJob(job, time.time())
-        with self._guard:
-            self._early[job.image_prefix] = early
-        w = self.worker
-        threading.Thread(target=early.run, name=f"early {job.label}", daemon=True, args=(
-            lambda: run_local(job, w.env_file, early.line, w.kill_grace, w.max_time, stop=early.stop,
-                              running=self.running, min_free_mb=w.temp_min_free),)).start()
-        return job
-
-    def started_early(self) -> dict[str, float]:
-        """Image prefix → when it started, for the jobs started early and not yet taken over."""
-        with self._guard:
-            return {key: early.started for key, early in self._early.items()}
-
-    def stop_early(self) -> list[JobResult]:
-        """Stop the jobs started early that no flow took over (the run ends without them); their results."""
-        with self._guard:
-            left, self._early = list(self._early.values()), {}
-        for early in left:
-            early.stop.set()
-        for early in left:
-            early.done.wait(CANCEL_GRACE_S + 5)
-        return [early.result or JobResult(early.job, CANCELLED, "stopped before the run took it over") for early in left]
 
     @property
     def capacity(self) -> Capacity:
@@ -77,13 +43,6 @@ class LocalBackend:
             stop: threading.Event | None = None) -> JobResult:
         w = self.worker
         job = place(job, self.capacity)
-        with self._guard:
-            early = self._early.pop(job.image_prefix, None)
-            last = early is not None and not self._early
-        if early is not None:
-            if last:
-                self.on_all_taken_over()
-            return early.take_over(on_line, stop)
         return run_local(job, w.env_file, on_line, w.kill_grace, w.max_time, stop=stop, running=self.running,
                          min_free_mb=w.temp_min_free)
 
@@ -92,43 +51,6 @@ class LocalBackend:
 
     def close(self) -> None:
         """Nothing is held between jobs: each job's process ends with it."""
-
-
-class _EarlyJob:
-    """A job started before the flow: its output is kept until the flow's task takes it over."""
-
-    def __init__(self, job: Job, started: float):
-        self.job, self.started = job, started
-        self.stop, self.done = threading.Event(), threading.Event()
-        self._lines: list[str] = []
-        self._to: Callable[[str], None] | None = None
-        self._lock = threading.Lock()
-        self.result: JobResult | None = None
-
-    def run(self, body: Callable[[], JobResult]) -> None:
-        try:
-            self.result = body()
-        except BaseException as err:  # (a bug: the flow's task reports it as the job's failure)
-            self.result = JobResult(self.job, FAILED, f"imgpipe error while it ran: {type(err).__name__}: {err}")
-        finally:
-            self.done.set()
-
-    def line(self, line: str) -> None:
-        with self._lock:
-            if self._to is None:
-                self._lines.append(line)
-                return
-        self._to(line)
-
-    def take_over(self, on_line: Callable[[str], None], stop: threading.Event | None) -> JobResult:
-        with self._lock:
-            for line in self._lines:
-                on_line(line)
-            self._lines, self._to = [], on_line
-        while not self.done.wait(0.5):
-            if stop is not None and stop.is_set():
-                self.stop.set()
-        return self.result
 
 
 def run_local(

@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import replace
 
 import click
 
@@ -32,7 +31,7 @@ from imgpipe.core.ms_sharing import sharing_notes
 from imgpipe.core.nodes import is_ssh
 from imgpipe.core.plan import write_plan_json
 from imgpipe.core.request import RunRequest
-from imgpipe.core.results import CANCELLED, JobResult, RunSummary
+from imgpipe.core.results import RunSummary
 from imgpipe.facts.prefect_profile import configured_api_url
 from imgpipe.prepare import node_sizes, prepare_run, too_big_for_known_nodes
 from imgpipe.products.provenance import DONE, not_run_reason, not_to_run, record_path
@@ -184,7 +183,6 @@ def _run_flow_with(server, prepared, run_backends, verbose):
 
     events.subscribe(remember)
 
-    who: list = []
     in_flow: list = []
     """Set once the flow runs: a signal before it (while Prefect is imported: an exception
     raised in an import can deadlock the import machinery) only stops the jobs and sets
@@ -199,7 +197,6 @@ def _run_flow_with(server, prepared, run_backends, verbose):
             os.write(2, b"imgpipe: interrupted again: leaving now (the jobs stop as their connections close)\n")
             os._exit(EXIT_INTERRUPTED)
         stop = Interrupted(signal.Signals(signum).name)
-        who.append(stop.who)
         stopper.append(threading.Thread(target=run_backends.cancel_all, args=(stop.who,), daemon=True))
         stopper[0].start()
         if in_flow:
@@ -210,13 +207,7 @@ def _run_flow_with(server, prepared, run_backends, verbose):
             stopper[0].join()
         else:
             run_backends.cancel_all()
-        if partial:
-            lines = partial[0].lines(every_job=False)
-        elif run_backends.started_early():  # stopped before the flow took its early jobs over
-            lines = _stopped_before_the_flow(prepared, run_backends, who[0] if who else "Ctrl-C").lines()
-        else:
-            lines = []
-        for line in lines:
+        for line in partial[0].lines(every_job=False) if partial else []:
             click.echo(line)
         click.echo("imgpipe: interrupted: running WSClean jobs were stopped", err=True)
         return None, EXIT_INTERRUPTED
@@ -250,36 +241,7 @@ def no_heartbeats_unless_asked():
     return SettingsContext(profile=current.profile, settings=current.settings.model_copy(update={"flows": flows}))
 
 
-def _stopped_before_the_flow(prepared, run_backends, who: str) -> RunSummary:
-    """The record of a run stopped while its early jobs (the head start) waited for the
-    flow: those jobs as they ended, the others not started; its report where it can be written."""
-    # the report's writer: only for a run stopped this early
-    from imgpipe.products.report import write_report
-
-    since = min(run_backends.started_early().values(), default=time.time())
-    ended = {r.job.image_prefix: r for r in run_backends.stop_early()}
-
-    def outcome(job) -> JobResult:
-        result = ended.get(job.image_prefix)
-        if result is None:
-            return JobResult(job, CANCELLED, f"not started: the run was stopped by {who}")
-        return result if result.ok else replace(result, status=CANCELLED, reason=f"cancelled by {who}")
-
-    results = [outcome(job) for job in prepared.plan.jobs]
-    summary = RunSummary(results, time.time() - since, prepared.config.worker.max_concurrent, prepared.plan.images_root(),
-                         note=f"stopped by {who} before its flow run began (none recorded)")
-    try:
-        summary.report = write_report(summary, "imgpipe run (stopped before Prefect started)")
-    except OSError:
-        pass
-    return summary
-
-
 def _run_until_done(server, prepared, run_backends, interrupted, stopper, verbose, in_flow):
-    # the head start (see its conditions): jobs, not Prefect, first
-    from imgpipe.cli.head_start import start_early
-
-    start_early(prepared, run_backends, server)
     try:
         # Prefect (seconds): only once jobs really run, never for --help or a dry run
         from prefect.exceptions import PrefectHTTPStatusError
@@ -292,9 +254,7 @@ def _run_until_done(server, prepared, run_backends, interrupted, stopper, verbos
                 server.wait_ready(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]),
                                   abort=lambda: bool(stopper))
             except RuntimeError as err:
-                stopped = run_backends.stop_early()
-                _fail(str(err) + (f"; the {len(stopped)} job(s) started meanwhile were stopped" if stopped else ""),
-                      EXIT_JOBS_FAILED)
+                _fail(str(err), EXIT_JOBS_FAILED)
     except KeyboardInterrupt:
         return interrupted()
     if stopper:  # stopped before the flow began
@@ -311,19 +271,14 @@ def _run_until_done(server, prepared, run_backends, interrupted, stopper, verbos
             except PrefectHTTPStatusError as err:
                 if err.response.status_code not in (401, 403):
                     raise
-                stopped = run_backends.stop_early()
                 _fail(f"the Prefect server at {os.environ.get('PREFECT_API_URL')} refused imgpipe "
                       f"({err.response.status_code} {err.response.reason_phrase}): set PREFECT_API_AUTH_STRING to its "
-                      "auth string (see docs/deployments.md)"
-                      + (f"; the {len(stopped)} job(s) started meanwhile were stopped" if stopped else ""))
+                      "auth string (see docs/deployments.md)")
     # stopped (the bar is gone by now: the stopped run's lines are printed below it, once):
     # by a signal, even one that came while Prefect was finishing the run, or by Prefect's
     # own SIGTERM handler (the flow run ended Cancelled)
     if state is None or stopper or state.is_cancelled():
         return interrupted()
-    for result in run_backends.stop_early():  # a run that ended before its dispatcher took them over (bad input, say)
-        click.echo(f"imgpipe: warning: {result.job.label}: started before the flow run began, "
-                   "not taken over by the run: stopped", err=True)
     outcome = state.result(raise_on_failure=False)
     if isinstance(outcome, RunFailed):
         outcome = outcome.summary

@@ -108,17 +108,15 @@ class Dispatcher:
     (used only when the task died before reporting); ``limits`` holds node slots in Prefect."""
 
     def __init__(self, plan: Plan, worker: WorkerConfig, start: Callable, outcome: Callable, limits, logger,
-                 ms_locks: tuple = (), run: str = "", capacity: Callable | None = None, first=frozenset()):
+                 ms_locks: tuple = (), run: str = "", capacity: Callable | None = None):
         """``capacity``: node → its Capacity, where known (``RunBackends.capacity``): jobs are
-        then admitted there by the cores and memory they need (``core.scheduling``).
-        ``first``: image prefixes of jobs started before the flow (``imgpipe.cli.head_start``),
-        which take the first slots."""
+        then admitted there by the cores and memory they need (``core.scheduling``)."""
         self.plan, self.worker, self.logger = plan, worker, logger
         self._start, self._outcome, self._limits = start, outcome, limits
         if capacity is not None and (why := fits_nowhere(plan.jobs, plan.pool, capacity)):
             raise InputError(why)
         sizes, needs = self.admission(plan, capacity)
-        self.scheduler = SlotScheduler(self.start_order(plan, worker, first), plan.pool, worker.max_concurrent, sizes, needs)
+        self.scheduler = SlotScheduler(self.start_order(plan, worker), plan.pool, worker.max_concurrent, sizes, needs)
         self._order = {id(job): i for i, job in enumerate(plan.jobs)}
         self.results: dict[int, JobResult] = {}
         self._inbox: queue.Queue = queue.Queue()
@@ -169,17 +167,12 @@ class Dispatcher:
         return sizes, needs
 
     @staticmethod
-    def start_order(plan: Plan, worker: WorkerConfig, first=frozenset()) -> list[Job]:
+    def start_order(plan: Plan, worker: WorkerConfig) -> list[Job]:
         """The order in which waiting jobs take free slots ([worker] order); sized only
-        when some jobs must wait (when every job starts at once, order does not matter).
-        Jobs already running (``first``, by image prefix) come before all others."""
+        when some jobs must wait (when every job starts at once, order does not matter)."""
         if worker.order == LARGEST_FIRST and len(plan.jobs) > len(plan.hosts()) * worker.max_concurrent:
-            order = largest_first(plan.jobs, ms_sizes(ms for job in plan.jobs for ms in job.ms))
-        else:
-            order = list(plan.jobs)
-        if first:
-            order.sort(key=lambda job: job.image_prefix not in first)  # (stable: the rest keep their order)
-        return order
+            return largest_first(plan.jobs, ms_sizes(ms for job in plan.jobs for ms in job.ms))
+        return list(plan.jobs)
 
     # -- events from task threads ---------------------------------------------------
     def _on_event(self, event: str, payload) -> None:

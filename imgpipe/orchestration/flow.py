@@ -41,7 +41,6 @@ from imgpipe.orchestration.finished_task_runs import FinishedTaskRuns
 from imgpipe.orchestration.light_flow import light_flow
 from imgpipe.orchestration.ms_locks import LocalMsLocks, PrefectMsLocks
 from imgpipe.orchestration.node_limits import NodeLimits
-from imgpipe.orchestration.run_locks import lock_paths, run_holding
 from imgpipe.orchestration.server_watch import CancelWatch, server_answers, wait_for_server
 from imgpipe.orchestration.tasks import (
     check_mpi_task,
@@ -209,14 +208,6 @@ def _stopped_by(err: BaseException, command_line: bool) -> str:
     return f"an error in imgpipe ({type(err).__name__}: {err})"
 
 
-def _stop_early_jobs(run_backends, logger) -> None:
-    """Jobs the command line started before the flow (its head start) that the run did not
-    take over, as when it stopped first: stopped, as the run's other jobs are."""
-    for result in run_backends.stop_early():
-        logger.warning("%s: started before the flow run began, not taken over by the run: stopped",
-                       result.job.label)
-
-
 def _outcome(job, future) -> JobResult:
     future.wait()  # the task has returned; this records its final state
     state = future.state
@@ -260,8 +251,6 @@ def imgpipe_flow(
     released when it ends.
     """
     started = time.time()
-    if backends is not None:  # jobs the command line started before the flow (its head start) count in the run's time
-        started = min([started, *backends.started_early().values()])
     logger = get_run_logger()
     deployed = deployment_run()
     if prepared is None and deployed:  # its worker may die before it: see console_relay
@@ -339,12 +328,8 @@ def imgpipe_flow(
             if host not in down:
                 size = dask_jobs.capacity(host) if dask_jobs is not None else run_backends.capacity(host)
                 logger.info("node %s: %s", host, size.describe() if size else size_unknown(host, cfg.worker, dask_jobs is not None))
-        # (held until the node slots are given back: a head start waits for no run holding any)
-        stack.enter_context(run_holding(lock_paths(PREFECT_API_URL.value()), on_wait=lambda: logger.info(
-            "waiting for another imgpipe run of this PREFECT_HOME or Prefect server to start its first jobs")))
         limits = NodeLimits([h for h in hosts if h not in down], cfg.worker.max_concurrent, logger)
         stack.callback(limits.close)
-        stack.callback(_stop_early_jobs, run_backends, logger)
 
         def start(job, attempt, submission_id):
             # No task tags: a tag makes Prefect take a tag-concurrency lease per task (two
@@ -370,8 +355,7 @@ def imgpipe_flow(
             return result
 
         dispatcher = Dispatcher(plan, cfg.worker, start, outcome, limits, logger, ms_locks, flow_run.name or "",
-                                capacity=dask_jobs.capacity if dask_jobs is not None else run_backends.capacity,
-                                first=frozenset(run_backends.started_early()))
+                                capacity=dask_jobs.capacity if dask_jobs is not None else run_backends.capacity)
         # a deployment run's own watch for a cancel (Prefect's stops watching after an outage)
         watch = stack.enter_context(CancelWatch(flow_run.id)) if deployed and flow_run.id else None
         try:

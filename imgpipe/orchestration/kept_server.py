@@ -46,16 +46,6 @@ def server_argv_of(pid: int) -> list[str]:
         return []
 
 
-def server_environ(pid: int) -> dict[str, str] | None:
-    """The environment process ``pid`` started with (None if it cannot be read: another
-    user's, or gone): a server's database and home are in it."""
-    try:
-        raw = Path(f"/proc/{pid}/environ").read_bytes().decode("utf-8", "replace")
-    except OSError:
-        return None
-    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
-
-
 def server_port(pid: int) -> int | None:
     """The port of the Prefect server ``pid`` (its ``--port``), or None when ``pid`` is no
     Prefect server (gone, or a pid reused by another program after a reboot)."""

@@ -33,15 +33,6 @@ def _lock_folder() -> str:
     return folder
 
 
-_HANDED_OVER: dict[str, list[int]] = {}
-"""Image prefix → locks a head start took for a job it started, until the flow's dispatcher asks for them."""
-
-
-def hand_over(job, fds: list[int]) -> None:
-    """Locks taken before the flow (``imgpipe.cli.head_start``), for the dispatcher's ``try_lock`` of that job."""
-    _HANDED_OVER[job.image_prefix] = fds
-
-
 class LocalMsLocks:
     """``flock`` per MS on this machine (see the module docstring)."""
 
@@ -56,8 +47,6 @@ class LocalMsLocks:
 
     def try_lock(self, job, run: str) -> list[int] | None:
         """Locks on every MS of ``job`` now (file descriptors), or None if another run holds one."""
-        if (early := _HANDED_OVER.pop(job.image_prefix, None)) is not None:
-            return early
         fds: list[int] = []
         for ms in ms_keys(job):
             fd = os.open(self._path(ms), os.O_RDWR | os.O_CREAT, 0o600)

@@ -6,7 +6,6 @@ import logging
 import os
 import threading
 from dataclasses import replace
-from datetime import datetime
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -231,10 +230,6 @@ def run_job_task(
             APILogWorker.drain_all(timeout=5)
 
 
-def _clock(when: float) -> str:
-    return datetime.fromtimestamp(when).strftime("%H:%M:%S.%f")[:-5]
-
-
 def _failed_before_start(submission_id: str | None, result: JobResult):
     """A job that fails before its WSClean starts: its slot goes back at once, its task is Failed."""
     events.emit(JOB_ENDED, (submission_id, result))
@@ -262,14 +257,10 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
     # one line (each is a record in Prefect's database, per job): where, what it was given, the command
     given = f"; given {job.given.describe()}" if job.given is not None else ""
     expected = f"; memory estimate {size_text(estimate)}" if estimate is not None else ""
-    early = backends.started_early().get(job.image_prefix) if backends is not None and attempt == 1 else None
-    when = f" (started at {_clock(early)}, before the flow run began)" if early is not None else ""
-    logger.info("start on %s%s%s%s%s: %s", where, f" (attempt {attempt})" if attempt > 1 else "", when, given, expected,
+    logger.info("start on %s%s%s%s: %s", where, f" (attempt {attempt})" if attempt > 1 else "", given, expected,
                 job.command_line())
     record = provenance.record_path(job.out_dir, job.name)
-    # A job started early (the head start) was checked and recorded before it started, and
-    # it runs: whatever is found now, it is taken over (its record updated if it can be).
-    verdict = provenance.not_to_run(job, force, may_replace) if attempt == 1 and early is None else None
+    verdict = provenance.not_to_run(job, force, may_replace) if attempt == 1 else None
     if verdict is not None and verdict[0] == provenance.BUSY and verdict[1].get("ms") == list(job.ms):
         # this run holds the job's MSs: the other run's WSClean has ended, its record comes in seconds
         logger.info("%s: waiting for another imgpipe run (pid %s) to finish its record of these images", job.label,
@@ -292,12 +283,9 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
         if os.path.isdir(job.out_dir):
             provenance.mark_starting(record, job, str(flow_run.id) if flow_run.id else None)
     except OSError as err:  # the record of an earlier run would say "done": do not run over it
-        if early is None:
-            result = JobResult(job, FAILED, f"cannot write the job's record {record}: {err.strerror}", attempt=attempt)
-            logger.error("%s: %s", result.status, result.reason, extra=events.SHOWN)
-            return _failed_before_start(submission_id, result)
-        # (its record has said "being written" since it started)
-        logger.warning("%s: cannot update the job's record %s: %s", job.label, record, err.strerror)
+        result = JobResult(job, FAILED, f"cannot write the job's record {record}: {err.strerror}", attempt=attempt)
+        logger.error("%s: %s", result.status, result.reason, extra=events.SHOWN)
+        return _failed_before_start(submission_id, result)
     version: dict[str, str] = {}
 
     def on_line(line: str) -> None:
