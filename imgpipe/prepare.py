@@ -48,10 +48,10 @@ class PreparedRun:
     two-field summary (the jobs themselves are the run's task runs).
     """
 
-    __slots__ = ("request", "inputs", "config", "plan", "down", "mpi_checked")
+    __slots__ = ("request", "inputs", "config", "plan", "down", "mpi_checked", "private_server")
 
     def __init__(self, request: RunRequest, inputs: tuple[str, ...], config: Config, plan: core_plan.Plan,
-                 down: dict[str, str] | None = None, mpi_checked: bool = False):
+                 down: dict[str, str] | None = None, mpi_checked: bool = False, private_server: bool = False):
         self.request = request
         self.inputs = inputs
         """The request's patterns with their date tokens expanded."""
@@ -60,15 +60,18 @@ class PreparedRun:
         self.down = down
         """Nodes found unreachable (``{host: why}``) once they were checked; None: not checked yet."""
         self.mpi_checked = mpi_checked
+        self.private_server = private_server
+        """The run's Prefect server is its own embedded one, which no other run reaches."""
 
     def __iter__(self):
         yield "planned_by", "imgpipe command line"
         yield "jobs", len(self.plan.jobs)
 
-    def checked(self, down: dict[str, str] | None = None, mpi: bool = False) -> "PreparedRun":
-        """The same run, with what a check found (unreachable nodes, the MPI commands)."""
+    def checked(self, down: dict[str, str] | None = None, mpi: bool = False, private_server: bool = False) -> "PreparedRun":
+        """The same run, with what a check found (unreachable nodes, the MPI commands, its own server)."""
         return PreparedRun(self.request, self.inputs, self.config, self.plan,
-                           down if down is not None else self.down, self.mpi_checked or mpi)
+                           down if down is not None else self.down, self.mpi_checked or mpi,
+                           self.private_server or private_server)
 
 
 def expand_inputs(request: RunRequest, when: datetime | None = None) -> tuple[str, ...]:

@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from imgpipe.orchestration.prefect_internals import FILESYSTEM_LEASES
+
 from support.deployment import first_job_pid
 from support.fake_wsclean import peak_overlap, read_trace
 from support.prefect_server import Server
@@ -17,7 +19,6 @@ from support.processes import wait_for
 
 pytestmark = pytest.mark.prefect
 
-FILESYSTEM_LEASES = "prefect.server.concurrency.lease_storage.filesystem"
 
 
 def start_run(cfg, ms, env, log):

@@ -14,7 +14,9 @@ import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager, nullcontext
+import warnings
+from contextlib import contextmanager
+from typing import Callable
 
 import click
 
@@ -33,6 +35,7 @@ from imgpipe.core.plan import write_plan_json
 from imgpipe.core.request import RunRequest
 from imgpipe.core.results import RunSummary
 from imgpipe.facts.prefect_profile import configured_api_url
+from imgpipe.orchestration.prefect_internals import FILESYSTEM_LEASES, VIEW_AT, PrefectInternalMissing
 from imgpipe.prepare import node_sizes, prepare_run, too_big_for_known_nodes
 from imgpipe.products.provenance import DONE, not_run_reason, not_to_run, record_path
 from imgpipe.products.provenance import read as read_record
@@ -74,7 +77,7 @@ def _dry_run_totals(plan, kinds: list[str]) -> str:
 
 class _NoLinkToAGoneServer(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("View at ")
+        return not str(record.msg).startswith(VIEW_AT)
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
@@ -95,7 +98,7 @@ def _run_flow(prepared, run_backends, verbose: bool):
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     # Node-slot leases on disk, so that a run killed outright cannot hold slots forever
     # (see imgpipe.orchestration.node_limits).
-    os.environ.setdefault("PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE", "prefect.server.concurrency.lease_storage.filesystem")
+    os.environ.setdefault("PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE", FILESYSTEM_LEASES)
     server, set_here = None, []
     # the environment's server, else the active Prefect profile's, as Prefect reads them
     # (imgpipe decides before importing Prefect; see imgpipe.facts.prefect_profile)
@@ -114,6 +117,7 @@ def _run_flow(prepared, run_backends, verbose: bool):
             from imgpipe.orchestration.embedded_server import EmbeddedServer
 
             server = EmbeddedServer()
+            prepared = prepared.checked(private_server=True)  # (no other run reaches it: MS locks stay on this machine)
             # Prefect's "View at http://127.0.0.1:<port>/..." would point at a server that is
             # gone when the run ends: not printed (a kept or running server keeps it)
             logging.getLogger("prefect.flow_runs").addFilter(_NoLinkToAGoneServer())
@@ -126,13 +130,28 @@ def _run_flow(prepared, run_backends, verbose: bool):
             set_here.append("PREFECT_API_AUTH_STRING")
         _say_kept(server)
     try:
-        return _run_flow_with(server, prepared, run_backends, verbose)
+        with warnings.catch_warnings():
+            warnings.showwarning = _say_missing_internal(warnings.showwarning)
+            return _run_flow_with(server, prepared, run_backends, verbose)
     finally:
         if server is not None:
             drain_prefect_workers()  # logs and events still queued go out while the server is up
             server.stop(wait=False)  # an embedded server's own stop overlaps the run's last lines and exit
             for name in ("PREFECT_API_URL", *set_here):
                 del os.environ[name]
+
+
+def _say_missing_internal(show: Callable) -> Callable:
+    """A Prefect internal imgpipe uses and this Prefect lacks: one ``imgpipe: warning:``
+    line (``prefect_internals.missing``); any other warning as Python shows it."""
+
+    def say(message, category, *args, **kwargs):
+        if issubclass(category, PrefectInternalMissing):
+            click.echo(f"imgpipe: warning: {message}", err=True)
+        else:
+            show(message, category, *args, **kwargs)
+
+    return say
 
 
 def _say_kept(server) -> None:
@@ -149,14 +168,11 @@ def drain_prefect_workers() -> None:
         return
     try:
         # only when this run imported Prefect (checked above)
-        from prefect.events.worker import EventsWorker
-        from prefect.logging.handlers import APILogWorker
-
         from imgpipe.cli.console_log import console_lines
+        from imgpipe.orchestration.prefect_internals import drain_logs_and_events
 
         with console_lines(verbose=True):  # (not their "Still processing items" lines)
-            APILogWorker.drain_all(timeout=5)
-            EventsWorker.drain_all(timeout=5)
+            drain_logs_and_events()
     except Exception:  # best effort: the run's outcome is already decided
         pass
 
@@ -219,28 +235,6 @@ def _run_flow_with(server, prepared, run_backends, verbose):
         events.unsubscribe(remember)
 
 
-def no_heartbeats_unless_asked():
-    """Prefect's flow-run heartbeats off for a command-line run, unless
-    PREFECT_FLOWS_HEARTBEAT_FREQUENCY is set.
-
-    They serve a server-side automation that marks a silent flow run Crashed, which no
-    imgpipe server has unless its user made one; their thread sleeps in 1 s steps and the
-    run's end waits for it (up to 1 s after the last job). Deployment runs, started by a
-    Prefect worker, keep Prefect's setting.
-
-    The current settings with that one field changed, as copies: Prefect's
-    ``temporary_settings`` would validate every setting anew (tens of milliseconds
-    before the first job)."""
-    # Prefect: only once jobs really run (as in _run_until_done)
-    from prefect.context import SettingsContext, get_settings_context
-
-    if os.environ.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY"):
-        return nullcontext()
-    current = get_settings_context()
-    flows = current.settings.flows.model_copy(update={"heartbeat_frequency": None})
-    return SettingsContext(profile=current.profile, settings=current.settings.model_copy(update={"flows": flows}))
-
-
 def _run_until_done(server, prepared, run_backends, interrupted, stopper, verbose, in_flow):
     try:
         # Prefect (seconds): only once jobs really run, never for --help or a dry run
@@ -260,7 +254,7 @@ def _run_until_done(server, prepared, run_backends, interrupted, stopper, verbos
     if stopper:  # stopped before the flow began
         return interrupted()
     state = None
-    with console_lines(verbose), progress_display(len(prepared.plan.jobs), click.echo), no_heartbeats_unless_asked():
+    with console_lines(verbose), progress_display(len(prepared.plan.jobs), click.echo):
         in_flow.append(True)
         if not stopper:
             try:

@@ -14,13 +14,15 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 
+from imgpipe.orchestration.prefect_internals import FINISHED_IN_STATE, STILL_PROCESSING, TASK_FAILED_WITH_STATE
+
 NEVER_SHOWN = (
     # Prefect's task engine when a task returns a Failed state: the state's repr with the
     # whole JobResult (~2 kB) and "NoneType: None" (exc_info with no exception); the job's
     # own line says why it failed
-    "Task run failed with state: ",
-    # Prefect's log and event workers while the run's last lines are sent: they are
-    "Still processing items: ",
+    TASK_FAILED_WITH_STATE,
+    # Prefect's log and event workers while the run's last lines are sent
+    STILL_PROCESSING,
 )
 """How the lines of Prefect's that a terminal or a log file never gets begin."""
 
@@ -35,7 +37,7 @@ class ConsoleLines(logging.Filter):
             return False
         if self.verbose:
             return True
-        return record.levelno >= logging.WARNING and not str(record.msg).startswith("Finished in state")
+        return record.levelno >= logging.WARNING and not str(record.msg).startswith(FINISHED_IN_STATE)
 
 
 def _console_handlers() -> list[logging.Handler]:

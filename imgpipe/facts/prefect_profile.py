@@ -13,16 +13,21 @@ working directory (set PREFECT_API_URL in the environment for those).
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
 
+def prefect_home(environ: Mapping[str, str] = os.environ) -> Path:
+    """PREFECT_HOME as Prefect finds it (without importing Prefect): the one place imgpipe resolves it."""
+    return Path(environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+
+
 def profiles_path(environ: Mapping[str, str]) -> Path:
     if environ.get("PREFECT_PROFILES_PATH"):
-        return Path(environ["PREFECT_PROFILES_PATH"])
-    home = Path(environ["PREFECT_HOME"]) if environ.get("PREFECT_HOME") else Path.home() / ".prefect"
-    return home / "profiles.toml"
+        return Path(environ["PREFECT_PROFILES_PATH"]).expanduser()
+    return prefect_home(environ) / "profiles.toml"
 
 
 def configured_api_url(environ: Mapping[str, str]) -> str | None:

@@ -24,6 +24,7 @@ from contextlib import ExitStack
 from imgpipe.core.errors import NodeError
 from imgpipe.core.job_resources import Capacity
 from imgpipe.core.nodes import DASK
+from imgpipe.orchestration.prefect_internals import dask_future
 
 STOP_POLL_S = 1.0
 """How often a job's task on a worker checks whether its run was cancelled."""
@@ -102,14 +103,11 @@ class DaskJobs:
 
     def submit(self, task, parameters: dict, host: str):
         """Submit a job's task to the workers of ``host`` (anywhere for ``dask``); a Prefect future."""
-        # prefect-dask: see __enter__
-        from prefect_dask.task_runners import PrefectDaskFuture
-
         workers = self._workers.get(host)
         future = self.client.submit(
             task, parameters=parameters, return_type="state", workers=workers, allow_other_workers=False, pure=False,
         )
-        return PrefectDaskFuture(wrapped_future=future, task_run_id=future.task_run_id)
+        return dask_future(future)
 
     def stop(self) -> None:
         """Stop this run's jobs on every worker (they watch the run's stop event)."""

@@ -13,7 +13,6 @@ This module imports nothing of Prefect: that is its point.
 from __future__ import annotations
 
 import atexit
-import base64
 import ctypes
 import importlib.util
 import os
@@ -22,10 +21,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
+
+from imgpipe.orchestration.prefect_internals import EPHEMERAL_ENV, SERVER_APP, SERVER_ENV
 
 _PR_SET_PDEATHSIG = 1
 RESTARTS = 2
@@ -39,33 +38,12 @@ def _die_with_parent() -> None:
         pass
 
 
-def prefect_home() -> Path:
-    """This run's PREFECT_HOME, as Prefect finds it (without importing Prefect)."""
-    return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
-
-
-def block_types_registered() -> bool:
-    """Has the server of this PREFECT_HOME registered Prefect's block types already?
-
-    Every server start hashes every block class to find out (its "memo store"), about
-    1 s of a 2-core machine's time per run; imgpipe uses no blocks, so once the memo
-    says it was done, the embedded server skips both. A real ``prefect server start``
-    still registers new block types (e.g. after a Prefect upgrade).
-    """
-    home = prefect_home()
-    memo = Path(os.environ.get("PREFECT_MEMO_STORE_PATH") or home / "memo_store.toml").expanduser()
-    try:
-        return "block_auto_registration" in memo.read_text(encoding="utf-8")
-    except OSError:
-        return False
-
-
 def server_argv(port: int) -> list[str]:
     """The command of a Prefect server on 127.0.0.1:``port``: Prefect's own (uvicorn and
     its app factory), as ``prefect server start`` runs it, without importing Prefect."""
     spec = importlib.util.find_spec("prefect")  # finds, does not import
     app_dir = Path(spec.submodule_search_locations[0]).parent
-    return [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory", "prefect.server.api.server:create_app",
+    return [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory", SERVER_APP,
             "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"]
 
 
@@ -73,15 +51,13 @@ def server_env(ui: bool, ephemeral: bool, port: int | None = None, auth_string: 
     """The server's environment: this one's, without PREFECT_API_URL (it is the API).
     ``auth_string``: the server refuses a request without it, checks CSRF tokens and
     lets no other web origin than its own (127.0.0.1:``port``) call it."""
-    env = {**os.environ, "PREFECT_UI_ENABLED": "1" if ui else "0", "PREFECT__SERVER_FINAL": "1"}
+    env = {**os.environ, "PREFECT_UI_ENABLED": "1" if ui else "0", **SERVER_ENV}
     if auth_string:
         env.update(PREFECT_SERVER_API_AUTH_STRING=auth_string, PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED="true",
                    PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS=f"http://127.0.0.1:{port}")
     if ephemeral:
-        env["PREFECT__SERVER_EPHEMERAL"] = "1"
+        env.update(EPHEMERAL_ENV)
     env.pop("PREFECT_API_URL", None)
-    if block_types_registered():
-        env.update(PREFECT_API_BLOCKS_REGISTER_ON_START="false", PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION="false")
     return env
 
 
@@ -96,57 +72,10 @@ def answers(api_url: str, client) -> bool:
         return False
 
 
-def warm_up(api_url: str, process=None, timeout_s: float = 120.0, auth_string: str | None = None) -> None:
-    """Once the server answers, make its first real request now, while this process is
-    still importing Prefect: a new server spends ~1.4 s on it (measured here: the first
-    ``/admin/version`` 1.4 s, the next 0.015 s), which the flow's first call would wait for."""
-    # httpx: in this thread, beside the main thread's imports
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    with httpx.Client(timeout=30, auth=None if auth_string is None else _basic(auth_string)) as client:
-        while time.monotonic() < deadline and (process is None or process.poll() is None):
-            if answers(api_url, client):
-                try:
-                    client.get(f"{api_url}/admin/version")
-                except httpx.HTTPError:
-                    pass
-                return
-            time.sleep(0.05)
-
-
-def _basic(auth_string: str):
-    """Prefect's auth string as its client sends it (HTTP basic auth of the string itself)."""
-    token = base64.b64encode(auth_string.encode()).decode()
-
-    def sign(request):
-        request.headers["Authorization"] = f"Basic {token}"
-        return request
-
-    return sign
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-CURRENT: "EmbeddedServer | None" = None
-"""The embedded server this process started, while it runs (None: a real server, or none)."""
-
-
-def serves(api_url: str | None) -> bool:
-    """Is ``api_url`` the embedded server of this process (seen by no other machine)?
-
-    Compared by port: a Dask run hands its workers the same server under another
-    spelling (``.../api/``)."""
-    if CURRENT is None or not api_url:
-        return False
-    try:
-        return urlsplit(str(api_url)).port == CURRENT.port
-    except ValueError:
-        return False
 
 
 class EmbeddedServer:
@@ -163,11 +92,8 @@ class EmbeddedServer:
 
     def start(self) -> str:
         """Start the server process; returns its API URL (set PREFECT_API_URL to it before importing Prefect)."""
-        global CURRENT
         self.port = _free_port()
         self._spawn()
-        CURRENT = self
-        threading.Thread(target=warm_up, args=(self.api_url, self.process), name="imgpipe-server-warm-up", daemon=True).start()
         return self.api_url
 
     def _spawn(self) -> None:
@@ -218,9 +144,6 @@ class EmbeddedServer:
         the process's quick exit instead of delaying it. The server is already stopping
         and gets SIGTERM again when this process ends; if this process exits normally
         (imgpipe called from a Python program), it still waits for it, at exit."""
-        global CURRENT
-        if CURRENT is self:
-            CURRENT = None
         if self.process is None:
             return
         self.process.terminate()

@@ -13,13 +13,12 @@ an empty set for each of imgpipe's, read only for a task run's inputs).
 The thread-pool task runner also keeps, per task run, the event it would set to cancel it
 (``ThreadPoolTaskRunner._cancel_events``, ~1 KiB each with its lock and condition) to the
 end of the flow run; a finished task run has nothing left to cancel, so its event goes at
-the same sweep. (A private attribute of Prefect's, pinned by constraints.txt: read only if
-it is the dict it is in Prefect 3; otherwise left alone.)
+the same sweep. (Prefect's own fields, some private: ``prefect_internals.forget_task_runs``.)
 """
 
 from __future__ import annotations
 
-from prefect.context import FlowRunContext
+from imgpipe.orchestration.prefect_internals import forget_task_runs
 
 SWEEP_EVERY = 200
 """Finished task runs forgotten in one sweep of the context (a sweep reads every entry)."""
@@ -45,21 +44,4 @@ class FinishedTaskRuns:
         """Drop the entries (and cancel events, asset sets) of the task runs told so far; returns how many
         context entries went."""
         ids, self._ids = self._ids, set()
-        context = FlowRunContext.get()
-        if context is None or not ids:
-            return 0
-        for per_task_run in (getattr(getattr(context, "task_runner", None), "_cancel_events", None),
-                             getattr(context, "task_run_assets", None)):
-            if isinstance(per_task_run, dict):
-                for task_run_id in ids:
-                    per_task_run.pop(task_run_id, None)
-        entries = getattr(context, "run_results", None)
-        if not isinstance(entries, dict):
-            return 0
-        gone = 0
-        for key, entry in list(entries.items()):  # (task threads add entries meanwhile: dict calls are atomic)
-            details = getattr(entry[0], "state_details", None) if isinstance(entry, tuple) and entry else None
-            if getattr(details, "task_run_id", None) in ids:
-                entries.pop(key, None)
-                gone += 1
-        return gone
+        return forget_task_runs(ids)

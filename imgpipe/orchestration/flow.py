@@ -13,12 +13,11 @@ from contextlib import ExitStack
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
-from prefect import get_run_logger
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
 from prefect.exceptions import TerminationSignal
 from prefect.runtime import flow_run
-from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelled, Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
@@ -36,9 +35,7 @@ from imgpipe.core.results import CANCELLED, FAILED, JobResult, RunSummary
 from imgpipe.orchestration.console_relay import relay_console
 from imgpipe.orchestration.deployed_config import config_refused, deployment_run
 from imgpipe.orchestration.dispatcher import Dispatcher
-from imgpipe.orchestration.embedded_server import serves
 from imgpipe.orchestration.finished_task_runs import FinishedTaskRuns
-from imgpipe.orchestration.light_flow import light_flow
 from imgpipe.orchestration.ms_locks import LocalMsLocks, PrefectMsLocks
 from imgpipe.orchestration.node_limits import NodeLimits
 from imgpipe.orchestration.server_watch import CancelWatch, server_answers, wait_for_server
@@ -220,7 +217,7 @@ def _outcome(job, future) -> JobResult:
     return JobResult(job, status, f"{state.name}: {err}")
 
 
-@light_flow((PreparedRun, RunBackends), name="imgpipe", flow_run_name=_initial_name,
+@flow(name="imgpipe", flow_run_name=_initial_name,
             task_runner=ThreadPoolTaskRunner(max_workers=512), validate_parameters=False)
 def imgpipe_flow(
     config: str,
@@ -345,7 +342,7 @@ def imgpipe_flow(
                                        force=request.force, replace=request.replace)
 
         # MS locks: this machine's always; Prefect's too when asked and other machines may share the server
-        server_wide = cfg.prefect.ms_locks == "server" and not serves(PREFECT_API_URL.value())
+        server_wide = cfg.prefect.ms_locks == "server" and not prepared.private_server
         ms_locks = (LocalMsLocks(), PrefectMsLocks(limits)) if server_wide else (LocalMsLocks(),)
         finished = FinishedTaskRuns()
 

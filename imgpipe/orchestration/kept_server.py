@@ -17,14 +17,13 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import threading
 import time
 from pathlib import Path
 
-from imgpipe.orchestration.embedded_server import answers, prefect_home, server_argv, server_env, warm_up
+from imgpipe.facts.prefect_profile import prefect_home
+from imgpipe.orchestration.embedded_server import answers, server_argv, server_env
+from imgpipe.orchestration.prefect_internals import PID_FILE, is_prefect_server
 
-PID_FILE = "server.pid"
-"""Prefect's name for its background server's pid file (``prefect server stop`` reads it)."""
 LOG_FILE = "imgpipe-server.log"
 AUTH_FILE = "imgpipe-server.auth"
 """The auth string of the kept server imgpipe started (mode 0600): its clients send it."""
@@ -50,7 +49,7 @@ def server_port(pid: int) -> int | None:
     """The port of the Prefect server ``pid`` (its ``--port``), or None when ``pid`` is no
     Prefect server (gone, or a pid reused by another program after a reboot)."""
     argv = server_argv_of(pid)
-    if "prefect.server.api.server:create_app" not in argv:
+    if not is_prefect_server(argv):
         return None
     try:
         return int(argv[argv.index("--port") + 1])
@@ -110,8 +109,6 @@ class KeptServer:
                 self.pid = self._spawn()
                 self.started = True
                 out.write(str(self.pid))
-            threading.Thread(target=warm_up, args=(self.api_url, None, 120.0, self.auth_string), name="imgpipe-server-warm-up",
-                             daemon=True).start()
             return self.api_url
         raise RuntimeError(f"{pid_file} stays empty: remove it if no imgpipe or Prefect server is starting")
 

@@ -13,7 +13,7 @@ The embedded server keeps its state in SQLite; a write that meets a busy databas
 "503, retry" and Prefect's client would sleep 2 s before trying again (measured: every
 second slot request of a run waited that long), even told to retry 0 times (Prefect
 3.9 sleeps once before it gives up: measured, the first job of a run started 2.2 s late).
-Our calls send each request once (:func:`one_try`) and retry it themselves after a few
+Our calls send each request once (``prefect_internals.send_each_request_once``) and retry it themselves after a few
 milliseconds, one at a time: two slot requests at once conflict in
 SQLite (each increments a limit row), and the server answers the loser with a 503
 only after about 2 s (measured at the start of a run on 3 nodes × 2 slots).
@@ -40,7 +40,6 @@ the embedded (ephemeral) Prefect server does not run Prefect's repossessor servi
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -58,11 +57,11 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.settings import get_current_settings
 
 from imgpipe.core.nodes import is_local
+from imgpipe.orchestration.prefect_internals import FILESYSTEM_LEASES, expired_leases, send_each_request_once
 
 LEASE_S = 60.0
 RENEW_EVERY_S = 15.0
 BUSY_RETRY_S = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0)
-FILESYSTEM_LEASES = "prefect.server.concurrency.lease_storage.filesystem"
 
 log = logging.getLogger(__name__)
 
@@ -77,22 +76,6 @@ def ms_lock_name(path: str) -> str:
     path = os.path.normpath(path)
     base = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(path))[:40]
     return f"imgpipe-ms-{base}-{hashlib.sha1(path.encode()).hexdigest()[:12]}"
-
-
-def one_try(client) -> None:
-    """Make ``client`` (Prefect's sync client) send each request once: no retry loop, and
-    no sleep after a 503 (``NodeLimits._call`` retries within milliseconds). The CSRF
-    header, which that loop adds, is still added."""
-    http = getattr(client, "_client", None)
-    if http is None or not hasattr(http, "_send_with_retry"):  # another Prefect: its own retries stay
-        return
-
-    def send_once(request, send, send_args, send_kwargs, retry_codes=(), retry_exceptions=()):
-        if getattr(http, "enable_csrf_support", False) and request.method.lower() in {"post", "put", "patch", "delete"}:
-            http._add_csrf_headers(request=request)
-        return send(request, *send_args, **send_kwargs)
-
-    http._send_with_retry = send_once
 
 
 class SharedSlot:
@@ -126,7 +109,7 @@ class NodeLimits:
         self._last_reclaim = 0.0
         self._lock_names: set[str] = set()
         """MS limits this run used and has not deleted yet (a stopped run deletes them as it closes)."""
-        one_try(self._client)
+        send_each_request_once(self._client)
         for host in hosts:
             self._call(self._client.upsert_global_concurrency_limit_by_name, limit_name(host), max_concurrent)
         self.reclaim_expired()
@@ -321,20 +304,13 @@ class NodeLimits:
         settings = get_current_settings()
         if settings.server.concurrency.lease_storage != FILESYSTEM_LEASES:
             return 0
-        folder = Path(settings.home) / "concurrency_leases"
-        now = datetime.now(timezone.utc)
         reclaimed = 0
-        for path in folder.glob("*.json") if folder.is_dir() else []:
-            if path.name == "expirations.json":
-                continue
+        for lease_id in expired_leases(Path(settings.home), datetime.now(timezone.utc)):
             try:
-                lease = json.loads(path.read_text())
-                expired = datetime.fromisoformat(lease["expiration"]) < now
-                if expired:
-                    self._call(self._client.release_concurrency_slots_with_lease, UUID(lease["id"]))
-                    reclaimed += 1
-            except Exception as err:  # a lease file being written or removed meanwhile
-                log.debug("lease file %s: %s", path, err)
+                self._call(self._client.release_concurrency_slots_with_lease, UUID(lease_id))
+                reclaimed += 1
+            except Exception as err:  # released meanwhile (by its run, or another run's sweep)
+                log.debug("lease %s: %s", lease_id, err)
         if reclaimed:
             log.warning("freed %d node slot(s) held by an imgpipe run that died", reclaimed)
         return reclaimed

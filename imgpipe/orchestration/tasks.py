@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from dataclasses import replace
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.logging.handlers import APILogHandler
-from prefect.logging.loggers import PrefectLogAdapter
 from prefect.runtime import flow_run, task_run
 from prefect.states import Cancelled, Completed, Failed
 from prefect.utilities.annotations import quote
@@ -38,20 +35,11 @@ from imgpipe.core.results import (
 )
 from imgpipe.facts.ms_sizes import memory_estimate_of
 from imgpipe.orchestration.dispatcher import JOB_ENDED
+from imgpipe.orchestration.prefect_internals import api_only_logger, drain_logs_and_events
 from imgpipe.prepare import plan_jobs, read_config, resolve_groups
 from imgpipe.products import cleanup, image_stats, provenance
 from imgpipe.products.job_outputs import finish, never_started, skipped, wsclean_version
 from imgpipe.products.report import write_report
-
-
-def _output_logger() -> logging.Logger:
-    """WSClean's own output goes to the Prefect UI and the job log, not the console."""
-    logger = logging.getLogger("imgpipe.wsclean_output")
-    if not logger.handlers:
-        logger.addHandler(APILogHandler())
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-    return logger
 
 
 def _bad_input(err: ImgpipeError):
@@ -225,9 +213,7 @@ def run_job_task(
         if dask_stop:
             # A worker sends its logs in batches: send them now, while the run's API is
             # surely up (the embedded server stops as soon as the last job has ended).
-            from prefect.logging.handlers import APILogWorker
-
-            APILogWorker.drain_all(timeout=5)
+            drain_logs_and_events(events=False)
 
 
 def _failed_before_start(submission_id: str | None, result: JobResult):
@@ -239,7 +225,7 @@ def _failed_before_start(submission_id: str | None, result: JobResult):
 def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | None, backends: RunBackends | None,
              dask_stop: str | None, force: bool = False, may_replace: bool = False):
     logger = get_run_logger()
-    output = PrefectLogAdapter(_output_logger(), extra=dict(getattr(logger, "extra", {}) or {}))
+    output = api_only_logger("imgpipe.wsclean_output", logger)  # WSClean's own lines: the UI and the job log, not the console
     where = job.host
     stop = finished = None
     if dask_stop:
