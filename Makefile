@@ -83,6 +83,7 @@ unit: setup
 SHELL_FILES := $(wildcard imgpipe/backends/scripts/*.sh tests/support/*.sh tools/*.sh .ci/run) examples/nightly-demo.sh
 lint: setup
 	$(BIN)/ruff check imgpipe tests bench flows docs
+	$(BIN)/mypy
 	$(BIN)/shellcheck $(SHELL_FILES)
 
 docs: setup

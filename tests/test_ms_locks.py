@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 
-from imgpipe.orchestration.ms_locks import LocalMsLocks
+import pytest
+
+from imgpipe.orchestration.ms_locks import LocalMsLocks, MsLockSet, Refused
 
 from support.jobs import make_job
 
@@ -52,3 +55,60 @@ def test_a_lock_dies_with_its_process(tmp_path):
     while (held := locks.try_lock(job("/d/SW01.MS"), "next")) is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert held is not None
+
+
+# -- a run's set of lock kinds --------------------------------------------------------------
+
+class SlowLocks:
+    """A stand-in for Prefect's MS limits (an API call each): records what happens."""
+
+    instant = False
+
+    def __init__(self, refuse: bool = False, fail: bool = False):
+        self.refuse, self.fail = refuse, fail
+        self.held: list[str] = []
+        self.dropped: list[tuple[str, ...]] = []
+
+    def try_lock(self, job, run):
+        if self.fail:
+            raise ConnectionError("server gone")
+        if self.refuse:
+            return None
+        self.held.append(job.label)
+        return job.label
+
+    def holder(self, job):
+        return "run elsewhere"
+
+    def release(self, handle):
+        self.held.remove(handle)
+
+    def drop(self, ms_paths):
+        self.dropped.append(ms_paths)
+
+
+def test_a_lock_set_takes_every_kind_and_gives_them_back(tmp_path):
+    local, slow = LocalMsLocks(str(tmp_path)), SlowLocks()
+    locks = MsLockSet((local, slow), "night 1")
+    assert not locks.instant
+    held = locks.take(job("/d/SW01.MS"))
+    assert isinstance(held, tuple) and [kind for kind, _ in held] == [local, slow] and slow.held
+    assert local.try_lock(job("/d/SW01.MS"), "night 2") is None
+    back = threading.Event()
+    assert locks.release(held, ("/d/SW01.MS",), then=back.set) is False  # (the slow kind: in a thread)
+    assert back.wait(5)
+    locks.join(time.monotonic() + 5)
+    assert not slow.held and slow.dropped == [("/d/SW01.MS",)]
+    assert local.try_lock(job("/d/SW01.MS"), "night 2") is not None
+
+
+def test_a_refusal_or_a_failure_keeps_no_lock(tmp_path):
+    local = LocalMsLocks(str(tmp_path))
+    refused = MsLockSet((local, SlowLocks(refuse=True)), "a").take(job("/d/SW01.MS"))
+    assert refused == Refused("run elsewhere")
+    with pytest.raises(ConnectionError):
+        MsLockSet((local, SlowLocks(fail=True)), "a").take(job("/d/SW01.MS"))
+    assert local.try_lock(job("/d/SW01.MS"), "b") is not None  # both gave this machine's lock back
+    (tmp_path / "other").mkdir()
+    only_here = MsLockSet((LocalMsLocks(str(tmp_path / "other")),), "c")
+    assert only_here.instant and only_here.release(only_here.take(job("/d/SW01.MS")), ()) is True

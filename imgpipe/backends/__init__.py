@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
+from typing import Callable, cast
 
 from imgpipe.backends.base import Backend
 from imgpipe.backends.local import LocalBackend
@@ -73,7 +73,7 @@ class RunBackends:
     @property
     def local(self) -> LocalBackend:
         """The run's backend for this machine."""
-        return self._get(LOCAL)
+        return cast(LocalBackend, self._get(LOCAL))
 
     @property
     def ssh(self):
@@ -97,7 +97,7 @@ class RunBackends:
         if host == SLURM:
             return self.slurm.capacity() if SLURM in self._made else slurm_capacity(self.worker.slurm_options)
         if is_local(host):
-            return self._get(LOCAL).capacity
+            return self.local.capacity
         return self.ssh.known_capacity(host) if is_ssh(host) else None
 
     def place(self, job):

@@ -229,7 +229,7 @@ def _setup_reason(state: ControlState) -> str:
         free, least = (_size(int(x)) for x in state.setup_detail)
         return (f"not started: the scratch folder's file system ([worker] temp_dir) has {free} free, "
                 f"less than temp_min_free = {least}; free some space there or lower temp_min_free")
-    return _SETUP_REASONS.get(state.setup_failed, f"{state.setup_failed} failed")
+    return _SETUP_REASONS.get(state.setup_failed or "", f"{state.setup_failed} failed")
 
 
 def wrapper_exit(rc: int) -> int:

@@ -103,7 +103,7 @@ def run_local(
     if stop is not None:
         threading.Thread(target=_stop_when_set, args=(stop, finished, proc), daemon=True).start()
     try:
-        for raw in proc.stdout:
+        for raw in proc.stdout or ():
             parser.take(raw.rstrip("\n"), on_line)
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -164,8 +164,8 @@ def _stop_when_set(stop: threading.Event, finished: threading.Event, proc: subpr
         if stop.wait(0.5):
             if not finished.is_set():
                 try:
-                    proc.stdin.write(f"stop {CANCEL_GRACE_S:g}\n")
-                    proc.stdin.close()
+                    proc.stdin.write(f"stop {CANCEL_GRACE_S:g}\n")  # type: ignore[union-attr]  # (started with a pipe)
+                    proc.stdin.close()  # type: ignore[union-attr]
                 except (OSError, ValueError):
                     pass
             return

@@ -103,7 +103,7 @@ class SlurmBackend:
             raise ImgpipeError(f"cannot run salloc: {err.strerror} (is SLURM installed here?)") from None
         lines, granted = [], None
         try:
-            for line in proc.stdout:
+            for line in proc.stdout or ():
                 line = line.rstrip("\n")
                 lines.append(line)
                 on_line(line)

@@ -28,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import paramiko
 
@@ -481,13 +481,15 @@ def run_ssh(
     without a category gets its share of the node as its agent said its size (or as
     ``SSHPool.measure`` read it where there is no agent)."""
     running = running if running is not None else RunningJobs()
+    host = job.host
+    assert host is not None  # (placed on its node by the dispatcher)
     if running.cancelled.is_set():
         return JobResult(job, CANCELLED, "run cancelled before the job started")
     token = new_token()
     parser = OutputParser(token)
     try:
-        agent = pool.agent(job.host)
-        job = place(job, agent.capacity if agent is not None else pool.measure(job.host))
+        agent = pool.agent(host)
+        job = place(job, agent.capacity if agent is not None else pool.measure(host))
         # through the agent, the agent's wait4 measures the job; in a session of its own,
         # the wrapper's python3 launcher does (nothing else waits for it on the node)
         argv = wrapped_argv(job.argv, job.out_dir, job.log_path, env_file, token, grace_s, max_time_s,
@@ -495,7 +497,7 @@ def run_ssh(
                             env=job.env, links=job.ms_links, ms=job.ms,
                             column=job.data_column)
         if agent is None:
-            sent, lost = _run_in_session(pool, running, job.host, argv, parser, on_line)
+            sent, lost = _run_in_session(pool, running, host, argv, parser, on_line)
         else:
             sent, lost = _run_through_agent(running, agent, argv, parser, on_line)
     except NodeUnreachable as err:
@@ -590,7 +592,7 @@ def _result(job: Job, parser: OutputParser, sent: bool, lost: str, grace_s: floa
     """The job's result from what its wrapper said, and whether its connection held."""
     ended = time.time()
     state, started, last = parser.state, parser.started_at, parser.last_words
-    common = dict(started_at=started, ended_at=ended if started else None, cpu_s=state.cpu_s, max_rss_mb=state.max_rss_mb,
+    common: dict[str, Any] = dict(started_at=started, ended_at=ended if started else None, cpu_s=state.cpu_s, max_rss_mb=state.max_rss_mb,
                   pid=state.pid, oom_killed=state.oom_killed)
     if state.exit_code is None and state.setup_failed is None:
         if cancelled:

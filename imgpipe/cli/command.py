@@ -16,7 +16,7 @@ import threading
 import time
 import warnings
 from contextlib import contextmanager
-from typing import Callable
+from typing import Any, Callable
 
 import click
 
@@ -99,7 +99,8 @@ def _run_flow(prepared, run_backends, verbose: bool):
     # Node-slot leases on disk, so that a run killed outright cannot hold slots forever
     # (see imgpipe.orchestration.node_limits).
     os.environ.setdefault("PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE", FILESYSTEM_LEASES)
-    server, set_here = None, []
+    server: Any = None  # the run's EmbeddedServer or KeptServer (imported only for a real run)
+    set_here: list[str] = []
     # the environment's server, else the active Prefect profile's, as Prefect reads them
     # (imgpipe decides before importing Prefect; see imgpipe.facts.prefect_profile)
     if url := configured_api_url(os.environ):

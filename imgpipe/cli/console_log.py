@@ -45,7 +45,7 @@ def _console_handlers() -> list[logging.Handler]:
     # (Prefect is imported by now: this runs once the flow module is loaded)
     from prefect.logging.handlers import PrefectConsoleHandler
 
-    found = []
+    found: list[logging.Handler] = []
     for name in ("", "uvicorn", "fastapi"):
         found += [h for h in logging.getLogger(name).handlers if isinstance(h, PrefectConsoleHandler) and h not in found]
     return found

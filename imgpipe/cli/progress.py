@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
-from typing import Callable
+from typing import Any, Callable
 
 from imgpipe.core import events
 from imgpipe.core.results import SKIPPED, job_line
@@ -23,7 +23,7 @@ def interactive() -> bool:
 
 
 @contextmanager
-def _on_finished(callback: Callable[[object], None], on_step: Callable[[str], None] = lambda what: None):
+def _on_finished(callback: Callable[[Any], None], on_step: Callable[[str], None] = lambda what: None):
     """``callback(result)`` for every job that finishes while the block runs; ``on_step``
     with what the run is doing (``reaching nodes``, ``imaging``)."""
     def listener(event: str, payload) -> None:

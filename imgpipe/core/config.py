@@ -508,7 +508,8 @@ def load_config(path: str | Path, cwd: str | None = None) -> Config:
     prefect = _parse_prefect(data.get("prefect", {}), path)
     worker = _parse_worker(data.get("worker", {}), path, prefect)
     mpi = _parse_mpi(data.get("mpi", {}), path)
-    data_handler, warnings = (None, [])
+    data_handler: DataHandlerRef | None = None
+    warnings: list[str] = []
     if "data_handler" in data:
         data_handler, warnings = _parse_data_handler(data["data_handler"], path, cwd)
     wsclean, defaults_used = _with_wsclean_defaults(data.get("wsclean", {}), path)

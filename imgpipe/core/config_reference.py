@@ -34,5 +34,9 @@ def with_tables(markdown: str) -> str:
         if not block.search(markdown):
             raise ValueError(f"docs/config.md has no generated table for [{name}]")
         table = reference_table(name, cls, note)
-        markdown = block.sub(lambda m, table=table: m.group(1) + table + m.group(2), markdown)
+
+        def put(m: re.Match[str], table: str = table) -> str:
+            return m.group(1) + table + m.group(2)
+
+        markdown = block.sub(put, markdown)
     return markdown

@@ -18,7 +18,8 @@ ORDERS = (LARGEST_FIRST, AS_GIVEN)
 
 
 class _ReadsMS(Protocol):
-    ms: tuple[str, ...]
+    @property
+    def ms(self) -> tuple[str, ...]: ...
 
 
 J = TypeVar("J", bound=_ReadsMS)

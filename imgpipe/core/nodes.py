@@ -40,6 +40,7 @@ def expand_nodes(spec: str, what: str = "[worker] nodes") -> list[str]:
     pos = 0
     while pos <= len(spec):
         m = _ITEM.match(spec, pos)
+        assert m is not None  # (the pattern matches the empty string)
         prefix, body, suffix = m.group(1).strip(), m.group(2), m.group(3).strip()
         end = m.end()
         if end < len(spec) and spec[end] != ",":

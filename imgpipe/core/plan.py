@@ -435,7 +435,8 @@ def plan_jobs(
                                                       f"(channels-out = {options[CHANNELS_OUT]!r} counts its channels here)"))
                 continue
             n_chan = resolve_channels_out(options[CHANNELS_OUT], ms_paths, count_channels)
-        scratch, links = None, ()
+        scratch: str | None = None
+        links: tuple[tuple[str, str], ...] = ()
         parent = _temp_parent(config, options, values, cwd)
         if parent:
             scratch = scratch_dir(parent, f"{out_dir}/{name}", name)

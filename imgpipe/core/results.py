@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from imgpipe.core.job_resources import size_text
 from imgpipe.core.plan import Job
@@ -108,8 +109,9 @@ class JobResult:
     """Its expected peak (``core.memory_estimate``), worked out once as it started."""
     image: str | None = None
     """The main FITS image (MFS image when there are several channels)."""
-    stats: object = None
-    """ImageStats of ``image`` (peak, rms, dynamic range, beam)."""
+    stats: Any = None
+    """ImageStats of ``image`` (peak, rms, dynamic range, beam): ``products.image_stats``,
+    a layer the core does not import."""
     quicklook: str | None = None
     """PNG of ``image`` next to it."""
 
@@ -161,7 +163,7 @@ def job_line(r: JobResult, width: int | None = None) -> str:
         cost = f" {r.wall_s:.1f}s"
         if r.cpu_s is not None:
             cost += f" cpu {r.cpu_s:.1f}s"
-            if r.cpu_efficiency is not None:
+            if r.cpu_efficiency is not None and given is not None:
                 cost += f" ({r.cpu_efficiency:.0%} of {given.cores} core(s))"
         if r.max_rss_mb is not None:
             cost += f" peak {r.max_rss_mb:.0f} MiB"
@@ -209,8 +211,10 @@ class NodeUsage:
 
 def memory_high_water(results: list[JobResult]) -> float | None:
     """The largest sum of peaks over jobs that ran at the same time (see ``NodeUsage``)."""
-    ran = [r for r in results if r.started_at is not None and r.ended_at is not None and r.max_rss_mb]
-    events = [(r.started_at, 1, r.max_rss_mb) for r in ran] + [(r.ended_at, 0, r.max_rss_mb) for r in ran]
+    events: list[tuple[float, int, float]] = []
+    for r in results:
+        if r.started_at is not None and r.ended_at is not None and r.max_rss_mb:
+            events += [(r.started_at, 1, r.max_rss_mb), (r.ended_at, 0, r.max_rss_mb)]
     if not events:
         return None
     held = high = 0.0
@@ -285,7 +289,7 @@ class RunSummary:
                 usage.setdefault(r.job.host, []).append(r)
         out = []
         for host, ran in usage.items():
-            slots, busy = self.slots_per_node, sum(r.wall_s for r in ran)
+            slots, busy = self.slots_per_node, sum(r.wall_s or 0.0 for r in ran)
             util = busy / (slots * self.wall_s) if slots and self.wall_s > 0 else None
             out.append(NodeUsage(host, len(ran), busy, util, memory_high_water(ran)))
         return out

@@ -57,7 +57,8 @@ def check_channels_out(value: Any, where: str = "config") -> None:
         if value < 1:
             raise ConfigError(f"{where}: [wsclean] channels-out = {value}: must be at least 1")
         return
-    if isinstance(value, str) and (value == "all" or (_EVERY.match(value) and int(_EVERY.match(value).group(1)) >= 1)):
+    every = _EVERY.match(value) if isinstance(value, str) else None
+    if value == "all" or (every is not None and int(every.group(1)) >= 1):
         return
     raise ConfigError(
         f"{where}: [wsclean] channels-out = {value!r}: expected a positive integer, 'all' or 'everyN' (e.g. 'every4')"
@@ -70,7 +71,7 @@ def resolve_channels_out(value: Any, ms_paths: Iterable[str], count: Callable[[l
         return value
     paths = list(ms_paths)
     n = count(paths)
-    every = 1 if value == "all" else int(_EVERY.match(value).group(1))
+    every = 1 if value == "all" else int(_EVERY.match(value).group(1))  # type: ignore[union-attr]  # (checked by the config)
     if n // every < 1:
         raise InputError(
             f"channels-out = {value!r} gives 0 output channels: {n} distinct channel(s) in {', '.join(paths)}"

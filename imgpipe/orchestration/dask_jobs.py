@@ -20,6 +20,7 @@ import socket
 import threading
 import uuid
 from contextlib import ExitStack
+from typing import Any
 
 from imgpipe.core.errors import NodeError
 from imgpipe.core.job_resources import Capacity
@@ -39,7 +40,8 @@ class DaskJobs:
         self._stack = ExitStack()
         self._workers: dict[str, list[str]] = {}
         self._sizes: dict[str, Capacity | None] = {}
-        self.client = None
+        self.client: Any = None
+        """The Dask client of the run's cluster (``__enter__``)."""
 
     def __enter__(self) -> "DaskJobs":
         # Prefect and prefect-dask: check_cluster runs before Prefect is loaded

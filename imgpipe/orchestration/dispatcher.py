@@ -40,21 +40,23 @@ import queue
 import threading
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Any, Callable
 
 from imgpipe.core import events
 from imgpipe.core.config import WorkerConfig
 from imgpipe.core.errors import InputError
 from imgpipe.core.job_order import LARGEST_FIRST, largest_first
+from imgpipe.core.job_resources import Capacity, demand, fits_nowhere, usable_mb
 from imgpipe.core.job_resources import alone as run_alone
-from imgpipe.core.job_resources import demand, fits_nowhere, usable_mb
 from imgpipe.core.ms_sharing import ms_keys
 from imgpipe.core.plan import Job, Plan
 from imgpipe.core.results import CANCELLED, FAILED, JobResult
 from imgpipe.core.scheduling import Queued, SlotScheduler
 from imgpipe.facts.ms_sizes import ms_sizes
+from imgpipe.orchestration.ms_locks import HeldLocks, MsLock, MsLockSet, Refused
+from imgpipe.orchestration.node_slots import NodeSlots, SlotSource
 
 log = logging.getLogger(__name__)  # its DEBUG lines: [worker] debug = true
 
@@ -77,29 +79,63 @@ STOPPED_WAIT_S = 12.0
 RELEASE_JOIN_S = 10.0
 """How long the end of a run waits for slot releases still under way (then they expire)."""
 
-@dataclass
-class _Locked:
-    """Another run holds an MS of the job (``holder``: what it says of itself, if known)."""
-
-    holder: str | None = None
-
-
 JOB_ENDED = "job-ended"
 """Event emitted by the task, payload ``(submission id, JobResult)``."""
+
+
+# -- what the loop's inbox receives, from other threads ---------------------------------
+
+@dataclass(frozen=True)
+class _Answered:
+    """A slot request's answer (from its thread): ``lease`` is the slot, None (the node's
+    slots are all held by other runs) or the request's error; ``locks``, asked only with
+    a slot, the job's MS locks, a refusal or the error of a lock."""
+
+    queued: Queued
+    host: str
+    lease: Any
+    locks: HeldLocks | Refused | Exception = ()
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """A task says its WSClean has ended (it still finishes up: statistics, record)."""
+
+    sid: str
+    result: JobResult
+
+
+@dataclass(frozen=True)
+class _Done:
+    """A task's future is done."""
+
+    sid: str
+
+
+@dataclass(frozen=True)
+class _Unlocked:
+    """The MS locks of ``job`` (as queued) given back in a thread are back."""
+
+    job: Job
+
+
+_Message = _Answered | _Ended | _Done | _Unlocked
 
 
 @dataclass
 class _Submission:
     queued: Queued
     job: Job
-    lease: object
-    future: object = None
+    """As placed on its node."""
+    host: str
+    lease: Any
+    future: Any = None
+    """Its task's Prefect future."""
     slot_freed: bool = False
     handled: bool = False
     ended: JobResult | None = None
     """What its task said when WSClean ended (the task then finishes up: statistics, record)."""
-    locks: tuple = ()
-    """The job's locks on its MSs: (kind of lock, handle) pairs."""
+    locks: HeldLocks = ()
 
 
 class Dispatcher:
@@ -107,44 +143,39 @@ class Dispatcher:
     and returns its future; ``outcome(job, future)`` reads a finished future as a JobResult
     (used only when the task died before reporting); ``limits`` holds node slots in Prefect."""
 
-    def __init__(self, plan: Plan, worker: WorkerConfig, start: Callable, outcome: Callable, limits, logger,
-                 ms_locks: tuple = (), run: str = "", capacity: Callable | None = None):
+    def __init__(self, plan: Plan, worker: WorkerConfig, start: Callable[[Job, int, str], Any],
+                 outcome: Callable[[Job, Any], JobResult], limits: SlotSource,
+                 logger: logging.Logger | logging.LoggerAdapter, ms_locks: tuple[MsLock, ...] = (), run: str = "",
+                 capacity: Callable[[str], Capacity | None] | None = None):
         """``capacity``: node → its Capacity, where known (``RunBackends.capacity``): jobs are
         then admitted there by the cores and memory they need (``core.scheduling``)."""
         self.plan, self.worker, self.logger = plan, worker, logger
-        self._start, self._outcome, self._limits = start, outcome, limits
+        self._start, self._outcome = start, outcome
         if capacity is not None and (why := fits_nowhere(plan.jobs, plan.pool, capacity)):
             raise InputError(why)
         sizes, needs = self.admission(plan, capacity)
         self.scheduler = SlotScheduler(self.start_order(plan, worker), plan.pool, worker.max_concurrent, sizes, needs)
         self._order = {id(job): i for i, job in enumerate(plan.jobs)}
         self.results: dict[int, JobResult] = {}
-        self._inbox: queue.Queue = queue.Queue()
+        self._inbox: queue.Queue[_Message] = queue.Queue()
         self._subs: dict[str, _Submission] = {}
         self._unhandled = 0
         """Submissions not yet handled (a count: the loop asks for it at every event, and a
         night keeps thousands of submissions)."""
-        self._idle_leases: dict[str, list] = defaultdict(list)
-        self._acquiring = 0
-        """Slot requests to Prefect still unanswered (their jobs hold a scheduler slot)."""
-        self._slot_errors: dict[str, int] = defaultdict(int)
-        """Failed slot requests in a row, per node."""
+        self._slots = NodeSlots(limits)
+        """The node slots this run holds in Prefect (their releases are joined before the run
+        returns, so none races NodeLimits.close())."""
         self._given_up: dict[str, str] = {}
         """Nodes that failed every connection for ``node_give_up``, and why (their jobs' reason)."""
-        self._releases: list[threading.Thread] = []
-        """Slot releases under way: joined before the run returns, so none races NodeLimits.close()."""
-        self._ms_locks = tuple(ms_locks)
+        self._locks = MsLockSet(tuple(ms_locks), run)
         """Locks on MSs across runs (``imgpipe.orchestration.ms_locks``), taken in this order."""
-        self._instant = all(lock.instant for lock in self._ms_locks)
-        """Every lock is taken without waiting (no API call): in the loop's own thread."""
-        self._run = run
         self._lock_refusals: Counter[int] = Counter()
         """Lock requests refused in a row, per job (their wait grows)."""
         self._ms_jobs: Counter[str] = Counter()
         """Jobs of this run still to finish, per MS (at 0 its lock limit is deleted)."""
 
     @staticmethod
-    def admission(plan: Plan, capacity: Callable | None):
+    def admission(plan: Plan, capacity: Callable[[str], Capacity | None] | None) -> tuple[Any, Any]:
         """(node → (cores, usable MiB), job demand) for the nodes whose size is known; (None, None)
         when no job asks for resources or no node's size is known."""
         if capacity is None or not any(job.ask is not None for job in plan.jobs):
@@ -175,9 +206,9 @@ class Dispatcher:
         return list(plan.jobs)
 
     # -- events from task threads ---------------------------------------------------
-    def _on_event(self, event: str, payload) -> None:
+    def _on_event(self, event: str, payload: Any) -> None:
         if event == JOB_ENDED and payload[0] in self._subs:
-            self._inbox.put(("ended", payload[0], payload[1]))
+            self._inbox.put(_Ended(*payload))
 
     # -- the loop ----------------------------------------------------------------------
     def run(self, down: dict[str, str], done_before: dict[int, JobResult] | None = None) -> list[JobResult]:
@@ -195,20 +226,20 @@ class Dispatcher:
         interrupted = False
         try:
             self._take_first_slots(down)  # (a node whose slots another run holds: the loop asks again)
-            while self.scheduler.pending or self._in_flight() or self._acquiring:
+            while self.scheduler.pending or self._in_flight() or self._slots.asking:
                 self._start_ready()
                 self._tell_waits()
                 self._return_idle_leases()
-                if not self.scheduler.pending and not self._in_flight() and not self._acquiring:
+                if not self.scheduler.pending and not self._in_flight() and not self._slots.asking:
                     break
                 wakeup = self.scheduler.next_wakeup(time.monotonic())
-                if wakeup is None and self.scheduler.pending and not self._acquiring:
+                if wakeup is None and self.scheduler.pending and not self._slots.asking:
                     wakeup = IDLE_RECHECK_S  # never sleep for good while jobs wait
                 try:
                     message = self._inbox.get(timeout=wakeup)
                 except queue.Empty:
                     continue
-                self._handle(*message)
+                self._handle(message)
         except BaseException:
             interrupted = True  # (still listening: partial_results takes the stopped jobs' ends)
             raise
@@ -218,23 +249,21 @@ class Dispatcher:
             # Slot requests still out: take their answers briefly (NodeLimits.close() and the
             # 60-s lease expiry cover any later one), so that an interrupt still ends quickly.
             deadline = time.monotonic() + 2
-            while self._acquiring and time.monotonic() < deadline:
+            while self._slots.asking and time.monotonic() < deadline:
                 try:
-                    kind, what, lease = self._inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+                    message = self._inbox.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
-                if kind == "acquired":
-                    self._acquiring -= 1
-                    if isinstance(lease, tuple):
-                        lease, locks = lease
-                        if isinstance(locks, tuple):
-                            self._release_locks(locks, ())
-                    if lease is not None and not isinstance(lease, Exception):
-                        self._idle_leases[what[1]].append(lease)
+                if isinstance(message, _Answered):
+                    self._slots.asking -= 1
+                    if isinstance(message.locks, tuple):
+                        self._locks.release(message.locks, ())
+                    if message.lease is not None and not isinstance(message.lease, Exception):
+                        self._slots.park(message.host, message.lease)
             self._return_idle_leases(everything=True)
             deadline = time.monotonic() + RELEASE_JOIN_S
-            for thread in self._releases:
-                thread.join(max(0.0, deadline - time.monotonic()))
+            self._slots.join(deadline)
+            self._locks.join(deadline)
         for sub in self._subs.values():  # every task's final state is recorded before the flow ends
             sub.future.wait()
         return [self.results[i] for i in sorted(self.results)]
@@ -249,11 +278,11 @@ class Dispatcher:
         deadline = time.monotonic() + wait_s
         while len(ended) < len(running) and time.monotonic() < deadline:
             try:
-                kind, sid, result = self._inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+                message = self._inbox.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
-            if kind == "ended" and sid in running:
-                ended[sid] = result
+            if isinstance(message, _Ended) and message.sid in running:
+                ended[message.sid] = message.result
         events.unsubscribe(self._on_event)
         for sub in running.values():  # their tasks write the records meanwhile
             try:
@@ -291,11 +320,11 @@ class Dispatcher:
         else after asking Prefect for one in the background (the embedded server can take
         seconds to answer, and meanwhile other nodes' slots must still be refilled)."""
         for queued, host in self.scheduler.take_ready(time.monotonic()):
-            lease = self._idle_leases[host].pop() if self._idle_leases[host] else None
-            if lease is not None and self._instant:
-                self._acquired(queued, host, (lease, self._take_locks(queued.job)), counted=False)
+            lease = self._slots.idle(host)
+            if lease is not None and self._locks.instant:
+                self._answered(_Answered(queued, host, lease, self._take_locks(queued.job)), counted=False)
             else:
-                self._acquiring += 1
+                self._slots.asking += 1
                 threading.Thread(target=self._acquire, args=(queued, host, lease), daemon=True).start()
 
     def _tell_waits(self) -> None:
@@ -319,62 +348,49 @@ class Dispatcher:
                 wants[host] = min(self.worker.max_concurrent, can_run)
         if sum(wants.values()) > self.scheduler.pending:
             return  # fewer jobs than slots: the loop asks for what they need
-        for host, want in wants.items():
-            for slot in (self._limits.try_acquire_slots(host, want) if want > 1 else None) or ():
-                self._idle_leases[host].append(slot)
+        self._slots.take_first(wants)
 
-    def _take_locks(self, job: Job):
-        """Every lock on ``job``'s MSs, as (kind, handle) pairs; a _Locked if another run
-        holds one (those taken are given back), or the error of a lock that failed."""
-        taken = []
-        for kind in self._ms_locks:
-            try:
-                handle = kind.try_lock(job, self._run)
-            except Exception as err:
-                self._release_locks(tuple(taken), ())
-                return err
-            if handle is None:
-                holder = kind.holder(job)
-                self._release_locks(tuple(taken), ())
-                return _Locked(holder)
-            taken.append((kind, handle))
-        return tuple(taken)
+    def _take_locks(self, job: Job) -> HeldLocks | Refused | Exception:
+        """Every lock on ``job``'s MSs; Refused if another run holds one, or the error of a
+        lock that failed (those taken are given back either way)."""
+        try:
+            return self._locks.take(job)
+        except Exception as err:  # reported in the loop's thread
+            return err
 
-    def _acquire(self, queued: Queued, host: str, lease=None) -> None:
-        """(In a thread.) A node slot if ``lease`` is None, then the locks on the job's MSs.
-
-        Answers the loop with the error, None (no free slot), or (slot, locks), locks
-        being what :meth:`_take_locks` returns."""
+    def _acquire(self, queued: Queued, host: str, lease: Any = None) -> None:
+        """(In a thread.) A node slot if ``lease`` is None, then the locks on the job's MSs;
+        the answer goes to the loop."""
         try:
             if lease is None:
-                lease = self._limits.try_acquire(host)
+                lease = self._slots.request(host)
         except Exception as err:  # reported in the loop's thread
             lease = err
         if lease is None or isinstance(lease, Exception):
-            self._inbox.put(("acquired", (queued, host), lease))
+            self._inbox.put(_Answered(queued, host, lease))
             return
-        self._inbox.put(("acquired", (queued, host), (lease, self._take_locks(queued.job))))
+        self._inbox.put(_Answered(queued, host, lease, self._take_locks(queued.job)))
 
-    def _acquired(self, queued: Queued, host: str, answer, counted: bool = True) -> None:
+    def _answered(self, answer: _Answered, counted: bool = True) -> None:
         if counted:
-            self._acquiring -= 1
-        lease, locks = answer if isinstance(answer, tuple) else (answer, ())
+            self._slots.asking -= 1
+        queued, host, lease, locks = answer.queued, answer.host, answer.lease, answer.locks
         if isinstance(lease, Exception):
             self._slot_request_failed(queued, host, lease)
             return
         if lease is None:  # another imgpipe run holds this node's slots: ask again soon
-            self._slot_errors.pop(host, None)
+            self._slots.answered(host)
             log.debug("%s: its slots are held by another run; asking again in %g s", host, BUSY_RECHECK_S)
             self.scheduler.give_back(queued, host)
             self.scheduler.block(host, time.monotonic() + BUSY_RECHECK_S)
             return
         if isinstance(locks, Exception):
-            self._idle_leases[host].append(lease)
+            self._slots.park(host, lease)
             self._slot_request_failed(queued, host, locks)
             return
-        self._slot_errors.pop(host, None)
-        if isinstance(locks, _Locked):  # another run images one of its MSs: the slot goes to another job
-            self._idle_leases[host].append(lease)
+        self._slots.answered(host)
+        if isinstance(locks, Refused):  # another run images one of its MSs: the slot goes to another job
+            self._slots.park(host, lease)
             refusals = self._lock_refusals[id(queued.job)] = self._lock_refusals[id(queued.job)] + 1
             if refusals == 1:
                 names = ", ".join(os.path.basename(k) for k in ms_keys(queued.job))
@@ -390,7 +406,7 @@ class Dispatcher:
         """Prefect did not answer a slot request (the job never started): ask again later,
         and give up on the node only when it keeps failing, not at the first error."""
         self.scheduler.give_back(queued, host)
-        failures = self._slot_errors[host] = self._slot_errors[host] + 1
+        failures = self._slots.failed(host)
         why = f"{type(err).__name__}: {err}"
         if failures > len(SLOT_ERROR_BACKOFF_S):
             self.logger.error("%s: no node slot from Prefect after %d tries (%s): its waiting jobs fail", host, failures, why)
@@ -401,28 +417,20 @@ class Dispatcher:
         self.logger.warning("%s: slot request to Prefect failed (%s); asking again in %g s", host, why, wait)
         self.scheduler.block(host, time.monotonic() + wait)
 
-    def _submit(self, queued: Queued, host: str, lease, locks: tuple = ()) -> None:
+    def _submit(self, queued: Queued, host: str, lease: Any, locks: HeldLocks = ()) -> None:
         sid = uuid.uuid4().hex
         job = replace(queued.job, host=host)
         if queued.alone:  # retried after it ran out of memory: the node's whole share
             job = run_alone(job)
         log.debug("start %s on %s (attempt %d, %d job(s) waiting)", job.label, host, queued.attempt, self.scheduler.pending)
-        sub = self._subs[sid] = _Submission(queued, job, lease, locks=locks)
+        sub = self._subs[sid] = _Submission(queued, job, host, lease, locks=locks)
         self._unhandled += 1
         sub.future = self._start(job, queued.attempt, sid)
-        sub.future.add_done_callback(lambda f, sid=sid: self._inbox.put(("done", sid, None)))
+        sub.future.add_done_callback(lambda f, sid=sid: self._inbox.put(_Done(sid)))
 
     def _return_idle_leases(self, everything: bool = False) -> None:
         """Give back to Prefect the slots no pending job of this run can use now."""
-        for host, leases in self._idle_leases.items():
-            if not leases:
-                continue
-            keep = 0 if everything else self._waiting_for(host, at_most=len(leases))
-            for lease in leases[keep:]:
-                thread = threading.Thread(target=self._limits.release, args=(lease,), daemon=True)
-                thread.start()
-                self._releases = [t for t in self._releases if t.is_alive()] + [thread]
-            del leases[keep:]
+        self._slots.give_back(lambda host, idle: 0 if everything else self._waiting_for(host, at_most=idle))
 
     def _waiting_for(self, host: str, at_most: int) -> int:
         """Pending jobs that could start on ``host`` now, counted up to ``at_most`` (the leases
@@ -440,19 +448,20 @@ class Dispatcher:
         """Pinned to ``host``, or a pool job and ``host`` is in the pool."""
         return job.host == host or (job.host is None and host in self.plan.pool)
 
-    def _handle(self, kind: str, sid, result) -> None:
-        if kind == "acquired":
-            self._acquired(*sid, result)
+    def _handle(self, message: _Message) -> None:
+        if isinstance(message, _Answered):
+            self._answered(message)
             return
-        if kind == "unlocked":  # a job's MS locks are back: the next job on its MSs may start
-            self.scheduler.free_ms(result)
+        if isinstance(message, _Unlocked):  # a job's MS locks are back: the next job on its MSs may start
+            self.scheduler.free_ms(message.job)
             return
+        sid = message.sid
         sub = self._subs.get(sid)
         if sub is None:  # (its task had finished already)
             return
-        if kind == "ended":  # WSClean has ended: its slot is free (the task still finishes up)
-            sub.ended = result
-            self._free_slot(sid, sub, result)
+        if isinstance(message, _Ended):  # WSClean has ended: its slot is free (the task still finishes up)
+            sub.ended = message.result
+            self._free_slot(sid, sub, message.result)
             return
         if sub.handled:
             return
@@ -469,7 +478,7 @@ class Dispatcher:
             return
         why = retry_reason(result, self.worker, sub.queued.attempt)
         if why and not self.scheduler.can_run(sub.queued.job):
-            result = replace(result, reason=f"{result.reason}; not retried: {self._given_up.get(sub.job.host, 'no node left')}")
+            result = replace(result, reason=f"{result.reason}; not retried: {self._given_up.get(sub.host, 'no node left')}")
         elif why:
             now = time.monotonic()
             # a job pinned to its node waits for the node's cool-down too: say the real wait
@@ -480,7 +489,7 @@ class Dispatcher:
                 "retry %s (attempt %d of %d in %s): %s",
                 sub.queued.job.label, sub.queued.attempt + 1, self.worker.retries + 1, _seconds(wait), why,
             )
-            self.scheduler.requeue(sub.queued.retry(now + self.worker.retry_delay, avoid=sub.job.host))
+            self.scheduler.requeue(sub.queued.retry(now + self.worker.retry_delay, avoid=sub.host))
             return
         if result.connection_error and (result.pid is not None or result.maybe_started):
             where = f"pid {result.pid}" if result.pid is not None else "its start was under way"
@@ -494,33 +503,9 @@ class Dispatcher:
         if final:
             self._ms_jobs.subtract(keys)
         done_with = tuple(k for k in keys if self._ms_jobs[k] <= 0)
-        if self._release_locks(sub.locks, done_with, sub.queued.job):
-            self.scheduler.free_ms(sub.queued.job)
-
-    def _release_locks(self, locks: tuple, done_with: tuple[str, ...], job: Job | None = None) -> bool:
-        """Give ``locks`` back: True if done now; else (an API call) in a thread, which then
-        tells the loop "unlocked" for ``job`` (the scheduler's, as queued). ``done_with``: MSs
-        no later job of this run needs (their Prefect limits are deleted)."""
-        for kind, handle in locks:
-            if kind.instant:
-                kind.release(handle)
-        slow = [(kind, handle) for kind, handle in locks if not kind.instant]
-        if not slow:
-            return True
-
-        def release():
-            for kind, handle in slow:
-                kind.release(handle)
-            if job is not None:
-                self._inbox.put(("unlocked", None, job))
-            if done_with:
-                for kind, _ in slow:
-                    kind.drop(done_with)
-
-        thread = threading.Thread(target=release, daemon=True)
-        thread.start()
-        self._releases = [t for t in self._releases if t.is_alive()] + [thread]
-        return False
+        job = sub.queued.job  # (the scheduler's, as queued)
+        if self._locks.release(sub.locks, done_with, then=lambda: self._inbox.put(_Unlocked(job))):
+            self.scheduler.free_ms(job)
 
     def _free_slot(self, sid: str, sub: _Submission, result: JobResult) -> None:
         if sub.slot_freed:
@@ -528,11 +513,11 @@ class Dispatcher:
         sub.slot_freed = True
         again = retry_reason(result, self.worker, sub.queued.attempt) or oom_retry(result, self.worker, sub.queued)
         self._unlock(sub, final=not again)
-        self.scheduler.release(sub.job.host, sub.queued.job)
-        self._idle_leases[sub.job.host].append(sub.lease)
-        if result.connection_error and sub.job.host not in self.scheduler.down:
+        host = sub.host
+        self.scheduler.release(host, sub.queued.job)
+        self._slots.park(host, sub.lease)
+        if result.connection_error and host not in self.scheduler.down:
             now = time.monotonic()
-            host = sub.job.host
             cooling = self.scheduler.connection_failed(host, now, self.worker.host_cooldown, self.worker.node_give_up)
             if cooling is None:
                 self._give_up(host, now, result.reason)
@@ -542,7 +527,7 @@ class Dispatcher:
                                     "after its first failure)", host, _seconds(wait),
                                     _seconds(self.worker.node_give_up))
         elif result.pid is not None:
-            self.scheduler.connection_ok(sub.job.host)
+            self.scheduler.connection_ok(host)
 
     def _give_up(self, host: str, now: float, reason: str) -> None:
         """``host`` has failed every connection for ``node_give_up``: no more tries this run;

@@ -42,7 +42,8 @@ def server_argv(port: int) -> list[str]:
     """The command of a Prefect server on 127.0.0.1:``port``: Prefect's own (uvicorn and
     its app factory), as ``prefect server start`` runs it, without importing Prefect."""
     spec = importlib.util.find_spec("prefect")  # finds, does not import
-    app_dir = Path(spec.submodule_search_locations[0]).parent
+    assert spec is not None and spec.submodule_search_locations, "Prefect is not installed"
+    app_dir = Path(list(spec.submodule_search_locations)[0]).parent
     return [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory", SERVER_APP,
             "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"]
 
@@ -106,6 +107,10 @@ class EmbeddedServer:
             start_new_session=True,  # a Ctrl-C on the terminal is for imgpipe, which still needs the API to wind up
         )
 
+    def _started(self) -> subprocess.Popen:
+        assert self.process is not None, "start() first"
+        return self.process
+
     def wait_ready(self, timeout_s: float, abort=lambda: False) -> None:
         """Wait for the API to answer (or until ``abort()`` says the run stops); RuntimeError
         with the server's own words if it does not."""
@@ -118,7 +123,7 @@ class EmbeddedServer:
             while time.monotonic() < deadline:
                 if abort():
                     return
-                if self.process.poll() is not None:
+                if self._started().poll() is not None:
                     if restarts == RESTARTS:
                         break
                     # Two runs starting on a new PREFECT_HOME both migrate its database, and
@@ -131,9 +136,12 @@ class EmbeddedServer:
                 if answers(self.api_url, client):
                     return
                 time.sleep(0.05)
-        self._stderr.seek(0)
-        said = [line.strip() for line in self._stderr.read().decode("utf-8", "replace").splitlines() if line.strip()]
-        how = f"exited with {self.process.returncode}" if self.process.poll() is not None else f"no answer in {timeout_s:g} s"
+        stderr = self._stderr
+        assert stderr is not None
+        stderr.seek(0)
+        said = [line.strip() for line in stderr.read().decode("utf-8", "replace").splitlines() if line.strip()]
+        process = self._started()
+        how = f"exited with {process.returncode}" if process.poll() is not None else f"no answer in {timeout_s:g} s"
         raise RuntimeError(f"the embedded Prefect server did not start ({how}): {said[-1] if said else 'no output'}")
 
     def stop(self, wait: bool = True) -> None:

@@ -18,7 +18,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
 from prefect.exceptions import TerminationSignal
 from prefect.runtime import flow_run
-from prefect.states import Cancelled, Completed, Failed
+from prefect.states import Cancelled, Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
@@ -217,8 +217,8 @@ def _outcome(job, future) -> JobResult:
     return JobResult(job, status, f"{state.name}: {err}")
 
 
-@flow(name="imgpipe", flow_run_name=_initial_name,
-            task_runner=ThreadPoolTaskRunner(max_workers=512), validate_parameters=False)
+@flow(name="imgpipe", flow_run_name=_initial_name, validate_parameters=False,
+      task_runner=ThreadPoolTaskRunner(max_workers=512))  # type: ignore[arg-type]  # (Prefect's generic runner type)
 def imgpipe_flow(
     config: str,
     patterns: list[str],
@@ -232,7 +232,7 @@ def imgpipe_flow(
     fail_when_no_data: bool = False,
     prepared: PreparedRun | None = None,
     backends: RunBackends | None = None,
-) -> RunSummary:
+) -> RunSummary | State:
     """Image Measurement Sets with WSClean as CONFIG says.
 
     patterns: MS paths, or obs_id patterns with a data handler (``GLOB[,GLOB][:SWGLOB]``);
@@ -283,8 +283,8 @@ def imgpipe_flow(
     for note in sharing_notes(plan.jobs):
         logger.info(note)
     if cfg.worker.dry_run if request.dry_run is None else request.dry_run:
-        if why := too_big_for_known_nodes(cfg, plan):  # what the run would refuse
-            return _failed(why, RunSummary([], time.time() - started))
+        if too_big := too_big_for_known_nodes(cfg, plan):  # what the run would refuse
+            return _failed(too_big, RunSummary([], time.time() - started))
         for line in plan.dry_run_lines():
             logger.info("dry run: %s", line)
         return RunSummary([], time.time() - started)
@@ -338,8 +338,8 @@ def imgpipe_flow(
                 return dask_jobs.submit(run_job_task, parameters, job.host)
             # quote: plain records with no futures inside, so Prefect need not walk them
             # (twice per task run) on the way to WSClean
-            return run_job_task.submit(quote(job), quote(cfg.worker), attempt, submission_id, quote(run_backends),
-                                       force=request.force, replace=request.replace)
+            return run_job_task.submit(quote(job), quote(cfg.worker), attempt, submission_id,  # type: ignore[call-overload]
+                                       quote(run_backends), force=request.force, replace=request.replace)
 
         # MS locks: this machine's always; Prefect's too when asked and other machines may share the server
         server_wide = cfg.prefect.ms_locks == "server" and not prepared.private_server
@@ -357,7 +357,7 @@ def imgpipe_flow(
         watch = stack.enter_context(CancelWatch(flow_run.id)) if deployed and flow_run.id else None
         try:
             if cfg.worker.slurm_nodes and plan.jobs:  # (inside: an interrupted request is cancelled too)
-                slurm_allocation_task(quote(run_backends))
+                slurm_allocation_task(quote(run_backends))  # type: ignore[call-overload]  # (quote: passed unwalked)
             results = dispatcher.run(down, not_to_run)
         except BaseException as err:
             if watch is not None:
@@ -393,7 +393,8 @@ def imgpipe_flow(
         summary.report = write_run_report(summary, logger)  # on disk now, then its end recorded once it is back
         wait_for_server(logger)
     else:
-        summary.report = report_task(quote(summary))  # (quoted: Prefect need not walk every job's result)
+        # (quoted: Prefect need not walk every job's result)
+        summary.report = report_task(quote(summary))  # type: ignore[call-overload]
     _summary_artifact(summary)
     for line in summary.lines():
         logger.info(line, extra=events.SHOWN)

@@ -137,12 +137,14 @@ class KeptServer:
         # httpx: only once the server was started
         import httpx
 
+        assert self.pid is not None, "start() first"
+        pid = self.pid
         deadline = time.monotonic() + timeout_s
         with httpx.Client(timeout=2) as client:
             while time.monotonic() < deadline:
                 if abort() or answers(self.api_url, client):
                     return
-                if server_port(self.pid) is None:  # exited (e.g. its port is taken)
+                if server_port(pid) is None:  # exited (e.g. its port is taken)
                     (self.home / PID_FILE).unlink(missing_ok=True)
                     break
                 time.sleep(0.05)
@@ -151,7 +153,7 @@ class KeptServer:
             said = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
         except OSError:
             said = []
-        how = "exited" if server_port(self.pid) is None else f"no answer in {timeout_s:g} s"
+        how = "exited" if server_port(pid) is None else f"no answer in {timeout_s:g} s"
         raise RuntimeError(f"the kept Prefect server on port {self.port} did not start ({how}): "
                            f"{said[-1] if said else 'no output'} (its log: {log}; PREFECT_SERVER_API_PORT sets the port)")
 

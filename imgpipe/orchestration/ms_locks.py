@@ -22,9 +22,13 @@ import fcntl
 import hashlib
 import os
 import tempfile
+import threading
 import time
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
 
 from imgpipe.core.ms_sharing import ms_keys
+from imgpipe.core.plan import Job
 
 
 def _lock_folder() -> str:
@@ -73,6 +77,9 @@ class LocalMsLocks:
                 return said
         return None
 
+    def drop(self, ms_paths: tuple[str, ...]) -> None:
+        """Nothing: the lock files stay (see the module docstring)."""
+
     @staticmethod
     def release(fds) -> None:
         for fd in fds or ():
@@ -102,3 +109,87 @@ class PrefectMsLocks:
 
     def drop(self, ms_paths) -> None:
         self._limits.drop_locks(ms_paths)
+
+
+class MsLock(Protocol):
+    """One kind of MS lock (``LocalMsLocks``, ``PrefectMsLocks``)."""
+
+    instant: bool
+
+    def try_lock(self, job: Job, run: str) -> Any: ...
+
+    def holder(self, job: Job) -> str | None: ...
+
+    def release(self, handle: Any) -> None: ...
+
+    def drop(self, ms_paths: tuple[str, ...]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Another run holds an MS of the job (``holder``: what it says of itself, if known)."""
+
+    holder: str | None = None
+
+
+HeldLocks = tuple[tuple[MsLock, Any], ...]
+"""The locks of one job: (kind, handle) pairs, in the order they were taken."""
+
+
+class MsLockSet:
+    """The MS locks of one run, every kind taken in order for each job and given back
+    when its WSClean has ended; the slow kinds (an API call) are given back in threads,
+    joined before the run returns."""
+
+    def __init__(self, kinds: tuple[MsLock, ...], run: str):
+        self.kinds, self.run = kinds, run
+        self.instant = all(kind.instant for kind in kinds)
+        """Every kind is taken without waiting (no API call): in the dispatcher's own thread."""
+        self._releases: list[threading.Thread] = []
+
+    def take(self, job: Job) -> HeldLocks | Refused:
+        """Every lock on ``job``'s MSs, or Refused (those taken are given back); a lock
+        that fails raises, those taken given back."""
+        taken: list[tuple[MsLock, Any]] = []
+        for kind in self.kinds:
+            try:
+                handle = kind.try_lock(job, self.run)
+            except Exception:
+                self.release(tuple(taken), ())
+                raise
+            if handle is None:
+                holder = kind.holder(job)
+                self.release(tuple(taken), ())
+                return Refused(holder)
+            taken.append((kind, handle))
+        return tuple(taken)
+
+    def release(self, held: HeldLocks, done_with: tuple[str, ...], then: Callable[[], None] | None = None) -> bool:
+        """Give ``held`` back: True if done now; else (an API call) in a thread, which calls
+        ``then`` once they are back. ``done_with``: MSs no later job of this run needs
+        (their Prefect limits are deleted)."""
+        for kind, handle in held:
+            if kind.instant:
+                kind.release(handle)
+        slow = [(kind, handle) for kind, handle in held if not kind.instant]
+        if not slow:
+            return True
+
+        def release() -> None:
+            for kind, handle in slow:
+                kind.release(handle)
+            if then is not None:
+                then()
+            if done_with:
+                for kind, _ in slow:
+                    kind.drop(done_with)
+
+        thread = threading.Thread(target=release, daemon=True)
+        thread.start()
+        self._releases = [t for t in self._releases if t.is_alive()] + [thread]
+        return False
+
+    def join(self, deadline: float) -> None:
+        """Wait (until ``deadline``, monotonic) for the releases still under way."""
+        for thread in self._releases:
+            thread.join(max(0.0, deadline - time.monotonic()))

@@ -286,7 +286,7 @@ class NodeLimits:
                 if (previous := self._now.get(lease_id)) is not None:  # (it lapsed before: that one is gone)
                     self._held.pop(previous, None)
                 self._now[lease_id] = new
-                self._held[new] = where
+                self._held[new] = self._held[lease_id]
                 self._lapsed.discard(lease_id)
                 released = False
         if released:

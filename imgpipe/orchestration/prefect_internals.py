@@ -199,7 +199,7 @@ def drain_logs_and_events(timeout_s: float = 5.0, events: bool = True) -> None:
         found.drain_all(timeout=timeout_s)
 
 
-def api_only_logger(name: str, run_logger: logging.LoggerAdapter) -> logging.LoggerAdapter:
+def api_only_logger(name: str, run_logger: logging.Logger | logging.LoggerAdapter) -> logging.LoggerAdapter:
     """A logger (``name``) whose lines go to the run's log in Prefect but not to the
     console, in ``run_logger``'s flow or task run. Missing public API: a run logger
     without the console handler."""

@@ -290,6 +290,7 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
             if ran.job.given is not None and job.given is None:
                 logger.info("given %s", ran.job.given.describe())
         else:
+            assert backends is not None  # (a flow-process task gets the run's)
             result = replace(backends.run_job(job, on_line), attempt=attempt)
     finally:
         if finished is not None:
@@ -299,7 +300,7 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
         # a night's MS (or its calibrated column) not (yet) on its node, as at planning:
         # skipped, the others imaged
         result = replace(result, status=SKIPPED, reason=f"{NO_DATA_YET}: {result.reason} ({job.host})")
-    if result.over_memory:  # as the original worker pool warned
+    if result.over_memory and result.max_rss_mb is not None and result.job.given is not None:  # as the original worker pool warned
         logger.warning("%s: peak memory %s, above the %s it was given (%s)", job.label, size_text(result.max_rss_mb),
                        size_text(result.job.given.mem_mb), result.job.given.why)
     if result.status == CANCELLED:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import replace
-from typing import Callable
+from typing import Callable, Sequence
 
 from imgpipe._version import __version__
 from imgpipe.core.results import SKIPPED, JobResult
@@ -33,7 +33,7 @@ def never_started(result: JobResult) -> bool:
 
 
 def finish(result: JobResult, wsclean: str | None, flow_run_id: str | None, warn: Callable[[str], None],
-           keep_partial: bool = False, removed: list[str] = ()) -> JobResult:
+           keep_partial: bool = False, removed: Sequence[str] = ()) -> JobResult:
     """Stats + PNG for a successful job, and the provenance record for any job that ran.
 
     A job that did not end ok (failed, cancelled, timed out, its connection lost) leaves

@@ -217,7 +217,7 @@ def not_to_run(job, force: bool = False, replace: bool = False) -> tuple[str, di
     very job is complete (``force`` redoes it); None: run it. The one rule for the real
     run (at its start, and again as each job starts), and the dry run."""
     current = read(record_path(job.out_dir, job.name))
-    if being_written(current):
+    if current is not None and being_written(current):
         return BUSY, current
     theirs = None if replace else other_jobs_images(job, current)
     if theirs is not None:
