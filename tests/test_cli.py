@@ -360,3 +360,15 @@ def test_a_dry_run_runs_no_wsclean_the_config_names(run_imgpipe, write_config, m
     assert ("imgpipe: warning: WSClean option names not checked: a dry run does not run the config's [worker] wsclean "
             f"(sh -c touch {marker}); the run checks them before any job starts") in res.stderr
     assert res.stdout.startswith(f"localhost: sh -c 'touch {marker}' -name ")
+
+
+def test_a_missing_prefect_internal_is_one_warning_line_and_other_warnings_are_python_s(capsys):
+    from imgpipe.cli.command import _say_missing_internal
+    from imgpipe.orchestration.prefect_internals import PrefectInternalMissing
+
+    shown = []
+    say = _say_missing_internal(lambda *args, **kwargs: shown.append(args))
+    say(PrefectInternalMissing("the installed Prefect has no X: Y"), PrefectInternalMissing, "f.py", 1)
+    say(UserWarning("other"), UserWarning, "f.py", 2)
+    assert capsys.readouterr().err == "imgpipe: warning: the installed Prefect has no X: Y\n"
+    assert len(shown) == 1 and shown[0][1] is UserWarning

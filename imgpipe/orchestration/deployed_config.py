@@ -25,11 +25,10 @@ def deployment_run() -> bool:
 def config_refused(config: str) -> str | None:
     """Why this flow run may not use ``config``, or None (not a deployment run, or a
     config of the deployment's folder)."""
-    deployment_id = deployment.id
-    if deployment_id is None:
+    if not deployment_run():
         return None
     with get_client(sync_client=True) as client:
-        deployed = client.read_deployment(deployment_id)
+        deployed = client.read_deployment(deployment.id)
     own = (deployed.parameters or {}).get("config")
     if not own:
         return (f"deployment {deployed.name!r} has no config of its own: deploy it with a `config` parameter "

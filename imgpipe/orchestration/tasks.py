@@ -247,7 +247,7 @@ def _run_job(job: Job, worker: WorkerConfig, attempt: int, submission_id: str | 
                 job.command_line())
     record = provenance.record_path(job.out_dir, job.name)
     verdict = provenance.not_to_run(job, force, may_replace) if attempt == 1 else None
-    if verdict is not None and verdict[0] == provenance.BUSY and verdict[1].get("ms") == list(job.ms):
+    if verdict is not None and provenance.another_run_of_this_job(job, verdict):
         # this run holds the job's MSs: the other run's WSClean has ended, its record comes in seconds
         logger.info("%s: waiting for another imgpipe run (pid %s) to finish its record of these images", job.label,
                     verdict[1].get("imgpipe_pid"))

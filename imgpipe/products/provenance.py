@@ -231,6 +231,11 @@ FINISHING_WAIT_S = 120.0
 (that run's WSClean has ended: it finishes its statistics and quick-look, seconds)."""
 
 
+def another_run_of_this_job(job, verdict: tuple[str, dict] | None) -> bool:
+    """Does ``verdict`` say another live run is writing this very job (the same MSs)?"""
+    return verdict is not None and verdict[0] == BUSY and verdict[1].get("ms") == list(job.ms)
+
+
 def after_the_other_run(job, verdict: tuple[str, dict] | None, force: bool, replace: bool,
                         wait_s: float = FINISHING_WAIT_S, poll_s: float = 0.5) -> tuple[str, dict] | None:
     """:func:`not_to_run` again once another run's record of this very job (same MSs) is
@@ -239,7 +244,7 @@ def after_the_other_run(job, verdict: tuple[str, dict] | None, force: bool, repl
     run's WSClean ends, a second or two before that run writes its final record; it must
     then see the images done (and skip), not "being written" (and fail)."""
     deadline = time.monotonic() + wait_s
-    while verdict is not None and verdict[0] == BUSY and verdict[1].get("ms") == list(job.ms):
+    while another_run_of_this_job(job, verdict):
         if time.monotonic() >= deadline:
             break
         time.sleep(poll_s)
