@@ -362,11 +362,11 @@ def median(values: list[float]) -> float:
     return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
-def bench_first_image(tmp: Path) -> dict:
-    """Command → first WSClean start, WSClean's end → exit, and the whole one-job run, per server kind."""
+def one_job_demo(tmp: Path) -> tuple[Path, str]:
+    """``tmp/SW01.MS`` (a demo MS), a WSClean that writes its start and end to the returned
+    trace file, and the demo config with it (``embedded.toml``, ``kept.toml``); returns
+    (the trace, the demo config's text)."""
     from imgpipe.demo.simulate import PointSource, make_ms
-
-    from support.prefect_server import PREFECT, free_port
 
     make_ms(str(tmp / "SW01.MS"), [PointSource(151.0, 50.3, 10.0)], 150.0, 50.0, [60e6, 61e6, 62e6, 63e6], n_ant=24,
             n_time=120, seed=1)
@@ -377,6 +377,14 @@ def bench_first_image(tmp: Path) -> dict:
     demo = REPO.joinpath("examples", "demo.toml").read_text().replace("[worker]\n", f"[worker]\nwsclean = '{wrapper}'\n", 1)
     (tmp / "embedded.toml").write_text(demo)
     (tmp / "kept.toml").write_text(demo + "\n[prefect]\nserver = 'kept'\n")
+    return trace, demo
+
+
+def bench_first_image(tmp: Path) -> dict:
+    """Command → first WSClean start, WSClean's end → exit, and the whole one-job run, per server kind."""
+    from support.prefect_server import PREFECT, free_port
+
+    trace, demo = one_job_demo(tmp)
     # the teardown: a job that ends after imgpipe's own start-up work is done (the
     # image libraries loaded; a new home's server start outlasts a 768² job)
     for size in TEARDOWN_SIZES:
@@ -459,19 +467,10 @@ def bench_workarounds(tmp: Path, rounds: int = 5) -> dict:
     every workaround, and with each switched off in turn; rounds interleaved in a
     shuffled order (this machine's speed drifts over minutes). Medians, and what each
     workaround saves against its server's run with all of them."""
-    from imgpipe.demo.simulate import PointSource, make_ms
-
     from support.prefect_server import PREFECT, free_port
 
+    trace, _ = one_job_demo(tmp)
     ms = str(tmp / "SW01.MS")
-    make_ms(ms, [PointSource(151.0, 50.3, 10.0)], 150.0, 50.0, [60e6, 61e6, 62e6, 63e6], n_ant=24, n_time=120, seed=1)
-    trace = tmp / "trace"
-    wrapper = tmp / "timed-wsclean"
-    wrapper.write_text(TIMED_WSCLEAN.replace("TRACE", str(trace)))
-    wrapper.chmod(0o755)
-    demo = REPO.joinpath("examples", "demo.toml").read_text().replace("[worker]\n", f"[worker]\nwsclean = '{wrapper}'\n", 1)
-    (tmp / "embedded.toml").write_text(demo)
-    (tmp / "kept.toml").write_text(demo + "\n[prefect]\nserver = 'kept'\n")
     env = {**env_for(tmp / "home"), "PREFECT_SERVER_API_PORT": str(free_port())}
 
     def one_run(variant: str) -> dict:
