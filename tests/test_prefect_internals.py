@@ -201,7 +201,7 @@ PUBLIC_PREFECT = {
 """What imgpipe may import from Prefect outside the seam (None: any public name)."""
 
 PRIVATE_TEXTS = ("PREFECT__", "create_app", "server.pid", "memo_store", "lease_storage.filesystem", "concurrency_leases",
-                 "View at ", "Finished in state", "Still processing", "_send_with_retry", "_add_csrf", "_cancel_events",
+                 "View at ", "Finished in state", "Still processing", "Task run failed with", "_send_with_retry", "_add_csrf", "_cancel_events",
                  "run_results", "task_run_assets", "drain_all", "PrefectDaskFuture", "APILogWorker", "EventsWorker",
                  "APILogHandler", "PrefectLogAdapter", "SettingsContext")
 """Names and texts of Prefect's internals (as code or strings) that only the seam may hold."""
