@@ -18,7 +18,6 @@ from pathlib import Path
 from uuid import uuid4
 
 import httpx
-import pytest
 from prefect import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -112,8 +111,6 @@ def test_the_leases_prefect_writes_on_disk_are_found_once_expired(tmp_path):
     assert internals.expired_leases(tmp_path, later) == [str(short.id)]
     assert str(long.id) not in internals.expired_leases(tmp_path, later)
     assert internals.expired_leases(tmp_path / "nowhere", later) == []
-    with pytest.warns(internals.PrefectInternalMissing, match="lease files in .*nowhere"):
-        assert internals.expired_leases(tmp_path / "nowhere", later, expect_some=True) == []
 
 
 def test_prefect_defaults_to_lease_files_in_its_home():

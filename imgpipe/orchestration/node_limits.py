@@ -140,7 +140,7 @@ class NodeLimits:
             if err.response.status_code != 423:
                 raise
             if reclaim and time.monotonic() - self._last_reclaim > LEASE_S / 2:
-                self.reclaim_expired(full=True)
+                self.reclaim_expired()
             return None
 
     def try_acquire(self, host: str) -> UUID | None:
@@ -294,9 +294,8 @@ class NodeLimits:
             return
         self._log.warning("%s lapsed while the Prefect server could not be reached: taken again", what)
 
-    def reclaim_expired(self, full: bool = False) -> int:
-        """Revoke leases that expired (their run died) so their slots count as free again
-        (``full``: asked because a limit is full, so leases must be on disk).
+    def reclaim_expired(self) -> int:
+        """Revoke leases that expired (their run died) so their slots count as free again.
 
         Works with Prefect's filesystem lease storage (the CLI selects it for the embedded
         server); a long-running ``prefect server`` does this itself (repossessor service).
@@ -306,7 +305,7 @@ class NodeLimits:
         if settings.server.concurrency.lease_storage != FILESYSTEM_LEASES:
             return 0
         reclaimed = 0
-        for lease_id in expired_leases(Path(settings.home), datetime.now(timezone.utc), expect_some=full):
+        for lease_id in expired_leases(Path(settings.home), datetime.now(timezone.utc)):
             try:
                 self._call(self._client.release_concurrency_slots_with_lease, UUID(lease_id))
                 reclaimed += 1
