@@ -119,7 +119,7 @@ def _run_flow(prepared, run_backends, verbose: bool):
 
             server = EmbeddedServer()
             prepared = prepared.checked(private_server=True)  # (no other run reaches it: MS locks stay on this machine)
-            # Prefect's "View at http://127.0.0.1:<port>/..." would point at a server that is
+            # Prefect's link to the run's page (prefect_internals.VIEW_AT) would point at a server that is
             # gone when the run ends: not printed (a kept or running server keeps it)
             logging.getLogger("prefect.flow_runs").addFilter(_NoLinkToAGoneServer())
         try:

@@ -2,7 +2,7 @@
 
 Quiet (a terminal's default): warnings and errors only, without the lines the command
 line prints itself (each job's end, the summary: marked with ``events.SHOWN``) and
-without the engine's "Finished in state ..." (the job's own line says it). Verbose
+without the engine's line at each run's end (``prefect_internals.FINISHED_IN_STATE``: the job's own line says it). Verbose
 (``-v``, and the default when the output is a file or a pipe, as under cron or CI):
 every line, timestamped and greppable, still without those marked lines, so that the
 summary shows once. The Prefect UI and the task logs get everything in both cases:

@@ -1,19 +1,15 @@
 """Forget what a flow run keeps of each finished task run, once the job loop has its result.
 
 Why: for every task run's return value, and each value one level inside it, Prefect keeps
-a copy of the task run's final state in the flow run's context (``FlowRunContext.
-run_results``) until the flow run ends: that is how it links a later task's inputs to the
-task runs that made them (PrefectHQ/prefect#12668: by design, so memory grows with the
-task count). A night's thousands of jobs kept thousands of those entries (about seven per
-job). No task of imgpipe takes a job's result as an input (the report gets the summary
-quoted), so the links are never asked for, and a finished job's entries can go; so can
-its entry in ``FlowRunContext.task_run_assets`` (the assets a task run hands downstream,
-an empty set for each of imgpipe's, read only for a task run's inputs).
-
-The thread-pool task runner also keeps, per task run, the event it would set to cancel it
-(``ThreadPoolTaskRunner._cancel_events``, ~1 KiB each with its lock and condition) to the
-end of the flow run; a finished task run has nothing left to cancel, so its event goes at
-the same sweep. (Prefect's own fields, some private: ``prefect_internals.forget_task_runs``.)
+a copy of the task run's final state in the flow run's context until the flow run ends:
+that is how it links a later task's inputs to the task runs that made them
+(PrefectHQ/prefect#12668: by design, so memory grows with the task count). A night's
+thousands of jobs kept thousands of those entries (about seven per job). No task of
+imgpipe takes a job's result as an input (the report gets the summary quoted), so the
+links are never asked for, and a finished job's entries can go; so can the asset set and
+the cancel event (~1 KiB with its lock and condition) Prefect keeps per task run, which a
+finished task run no longer needs. Which of Prefect's fields those are, some of them
+private, is ``prefect_internals.forget_task_runs``'s to know.
 """
 
 from __future__ import annotations
