@@ -459,11 +459,6 @@ def _merge(base: dict, over: dict) -> dict:
     return merged
 
 
-def read_settings_chain(path: Path, chain: tuple[Path, ...] = ()) -> dict:
-    """The config file over its ``default_settings`` file (relative to it), recursively."""
-    return _read_chain(path, chain)[0]
-
-
 def _read_chain(path: Path, chain: tuple[Path, ...] = ()) -> tuple[dict, tuple[Path, ...]]:
     """The merged settings and the files they came from (the config first)."""
     if path in chain:

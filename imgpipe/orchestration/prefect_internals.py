@@ -42,22 +42,6 @@ def is_prefect_server(argv: list[str]) -> bool:
     return SERVER_APP in argv
 
 
-BLOCKS_MEMO_KEY = "block_auto_registration"
-"""The memo store's key for "Prefect's block types are registered" (the server hashes
-every block class to know, ~1 s per start). Missing public API: asking whether the
-database's block types are up to date."""
-
-
-def block_types_registered(environ: dict, home: Path) -> bool:
-    """Does the memo store (``PREFECT_MEMO_STORE_PATH``, by default in PREFECT_HOME) say
-    the block types were registered?"""
-    memo = Path(environ.get("PREFECT_MEMO_STORE_PATH") or home / "memo_store.toml").expanduser()
-    try:
-        return BLOCKS_MEMO_KEY in memo.read_text(encoding="utf-8")
-    except OSError:
-        return False
-
-
 # -- node-slot leases -------------------------------------------------------------------
 
 FILESYSTEM_LEASES = "prefect.server.concurrency.lease_storage.filesystem"
